@@ -1,0 +1,185 @@
+"""Venue activities: every exchange call a trade makes, each idempotent and retry-safe.
+
+Activities translate the gateway's typed ``VenueError`` into ``ApplicationError`` whose
+``type`` is the error class name; the non-retryable ones are raised ``non_retryable`` and
+also listed in the workflow's retry policies (``NON_RETRYABLE_TYPE_NAMES``).
+
+Placing is idempotent: the client order id comes from the workflow (deterministic from
+trade, leg and step), and on any retry attempt the gateway looks the id up before sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from config import Settings
+from venues.errors import VenueError
+from venues.models import Fill, FundingPayment, OrderResult, Position
+from venues.pool import GatewayPool
+from workflows.models import (
+    Alert,
+    FillsRequest,
+    IncomeRequest,
+    LeverageRequest,
+    MarketSnapshot,
+    OrderLookup,
+    PlaceOrderRequest,
+    PositionsRequest,
+    SnapshotRequest,
+    VenueCheck,
+    VenueCheckRequest,
+)
+
+log = logging.getLogger("hedgeflow.activities")
+T = TypeVar("T")
+
+
+def _app_error(exc: VenueError) -> ApplicationError:
+    return ApplicationError(
+        f"{exc.type_name} on {exc.venue or '?'}: {exc}",
+        type=exc.type_name,
+        non_retryable=not exc.retryable,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating(every_s: float = 1.0) -> AsyncIterator[None]:
+    """Heartbeat while the body waits, so a dead worker is noticed within the heartbeat
+    timeout rather than the start-to-close timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _call(aw: Awaitable[T]) -> T:
+    try:
+        async with _heartbeating():
+            return await aw
+    except VenueError as exc:
+        raise _app_error(exc) from None
+
+
+class TradeActivities:
+    """Activities bound to one worker's gateway pool (one ccxt client per venue)."""
+
+    def __init__(self, settings: Settings, pool: GatewayPool) -> None:
+        self.settings = settings
+        self.pool = pool
+
+    @activity.defn(name="check_venue")
+    async def check_venue(self, req: VenueCheckRequest) -> VenueCheck:
+        gw = self.pool.get(req.venue)
+
+        async def run() -> VenueCheck:
+            markets = await gw.markets()
+            market = markets.get(req.symbol)
+            if market is None:
+                return VenueCheck(
+                    venue=req.venue, symbol=req.symbol, reachable=True, error=f"unknown symbol {req.symbol}"
+                )
+            one_way, balance, rates, positions = await asyncio.gather(
+                gw.is_one_way_mode(), gw.balance(), gw.funding_rates(), gw.positions([req.symbol])
+            )
+            fi = rates.get(req.symbol)
+            qty = sum((p.qty for p in positions if p.symbol == req.symbol), start=0)
+            return VenueCheck(
+                venue=req.venue,
+                symbol=req.symbol,
+                reachable=True,
+                one_way=one_way,
+                free_margin=balance.free,
+                market=market,
+                mark_price=fi.mark_price if fi else None,
+                position_qty=qty,
+            )
+
+        return await _call(run())
+
+    @activity.defn(name="set_leverage")
+    async def set_leverage(self, req: LeverageRequest) -> None:
+        await _call(self.pool.get(req.venue).set_leverage(req.symbol, req.leverage))
+
+    @activity.defn(name="place_order")
+    async def place_order(self, req: PlaceOrderRequest) -> OrderResult:
+        info = activity.info()
+        log.info(
+            "place %s %s %s qty=%s cid=%s reduce_only=%s attempt=%d",
+            req.venue, req.symbol, req.side, req.qty, req.client_order_id, req.reduce_only, info.attempt,
+        )
+        return await _call(
+            self.pool.get(req.venue).place_market_order(
+                req.symbol,
+                req.side,
+                req.qty,
+                req.client_order_id,
+                reduce_only=req.reduce_only,
+                lookup_first=info.attempt > 1,
+            )
+        )
+
+    @activity.defn(name="get_order")
+    async def get_order(self, req: OrderLookup) -> OrderResult | None:
+        return await _call(self.pool.get(req.venue).get_order(req.symbol, req.client_order_id))
+
+    @activity.defn(name="cancel_order")
+    async def cancel_order(self, req: OrderLookup) -> OrderResult | None:
+        return await _call(self.pool.get(req.venue).cancel_order(req.symbol, req.client_order_id))
+
+    @activity.defn(name="get_positions")
+    async def get_positions(self, req: PositionsRequest) -> list[Position]:
+        return await _call(self.pool.get(req.venue).positions(req.symbols))
+
+    @activity.defn(name="market_snapshot")
+    async def market_snapshot(self, req: SnapshotRequest) -> MarketSnapshot:
+        rates = await _call(self.pool.get(req.venue).funding_rates())
+        fi = rates.get(req.symbol)
+        if fi is None:
+            raise ApplicationError(f"no funding rate for {req.symbol} on {req.venue}", type="BadSymbol",
+                                   non_retryable=True)
+        return MarketSnapshot(venue=req.venue, symbol=req.symbol, funding=fi)
+
+    @activity.defn(name="funding_income")
+    async def funding_income(self, req: IncomeRequest) -> list[FundingPayment]:
+        return await _call(self.pool.get(req.venue).funding_income(req.since_ms, req.symbol))
+
+    @activity.defn(name="order_fills")
+    async def order_fills(self, req: FillsRequest) -> list[Fill]:
+        fills = await _call(self.pool.get(req.venue).fills(req.symbol, req.since_ms))
+        wanted = set(req.order_ids)
+        return [f for f in fills if f.venue_order_id in wanted]
+
+    @activity.defn(name="send_alert")
+    async def send_alert(self, alert: Alert) -> None:
+        level = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}[alert.severity]
+        log.log(level, "ALERT %s trade=%s: %s", alert.kind, alert.trade_id, alert.message)
+
+    def all(self) -> list:
+        return [
+            self.check_venue,
+            self.set_leverage,
+            self.place_order,
+            self.get_order,
+            self.cancel_order,
+            self.get_positions,
+            self.market_snapshot,
+            self.funding_income,
+            self.order_fills,
+            self.send_alert,
+        ]

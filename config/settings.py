@@ -1,0 +1,290 @@
+"""Settings models and the loader.
+
+Precedence, highest first: ``HEDGEFLOW__SECTION__KEY`` environment variables, the YAML file
+(``--config FILE`` or ``HEDGEFLOW_CONFIG``), the built-in defaults of the profile.
+
+Secrets (venue API key and secret) are ``SecretStr``: they print as ``**********`` and are
+read from the environment or a file, never written back anywhere. Workflow inputs carry venue
+*names* only; activities resolve credentials inside the worker process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "HEDGEFLOW__"
+DEMO_API_KEY = "hedgeflow-demo-key"
+DEMO_API_SECRET = "hedgeflow-demo-secret"  # a paper venue's secret: not a credential
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+class ConfigError(Exception):
+    """Invalid configuration. ``problems`` holds one line per bad field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class VenueKind(StrEnum):
+    SIM = "sim"
+    CCXT = "ccxt"
+
+
+class VenueConfig(_Section):
+    name: str = Field(description="venue name used everywhere (sim-a, binance, ...)")
+    kind: VenueKind = VenueKind.SIM
+    exchange_id: str = Field("binanceusdm", description="ccxt exchange id (kind ccxt)")
+    base_url: str | None = Field(None, description="simulator base URL (kind sim)")
+    port: int | None = Field(None, ge=1, le=65535, description="port a simulator is started on by `up`")
+    seed: int | None = None
+    funding_interval_s: int | None = Field(None, gt=0, description="simulator settlement period")
+    taker_fee: Decimal = Field(Decimal("0.0005"), ge=0, lt=Decimal("0.01"))
+    maker_fee: Decimal = Field(Decimal("0.0002"), ge=Decimal("-0.001"), lt=Decimal("0.01"))
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    api_password: SecretStr | None = None
+    api_secret_file: Path | None = Field(None, description="file holding the API secret")
+    requests_per_second: float = Field(10.0, gt=0, description="client-side rate limit")
+    timeout_ms: int = Field(10_000, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("must be 1-32 characters of lowercase letters, digits and '-', starting with a letter or digit")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://", v):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/") if v else v
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> VenueConfig:
+        if self.kind is VenueKind.SIM:
+            if self.base_url is None:
+                if self.port is None:
+                    raise ValueError("a sim venue needs base_url or port")
+                self.base_url = f"http://127.0.0.1:{self.port}"
+            if self.api_key is None:
+                self.api_key = SecretStr(DEMO_API_KEY)
+            if self.api_secret is None and self.api_secret_file is None:
+                self.api_secret = SecretStr(DEMO_API_SECRET)
+        return self
+
+    def env_key(self, what: str) -> str:
+        return f"HEDGEFLOW_VENUE_{self.name.upper().replace('-', '_')}_{what}"
+
+    def resolve_secrets(self, environ: dict[str, str] | None = None) -> list[str]:
+        """Fill key/secret from the environment or the secret file; return problems."""
+        env = os.environ if environ is None else environ
+        if self.api_key is None and env.get(self.env_key("API_KEY")):
+            self.api_key = SecretStr(env[self.env_key("API_KEY")])
+        if self.api_secret is None and env.get(self.env_key("API_SECRET")):
+            self.api_secret = SecretStr(env[self.env_key("API_SECRET")])
+        if self.api_password is None and env.get(self.env_key("API_PASSWORD")):
+            self.api_password = SecretStr(env[self.env_key("API_PASSWORD")])
+        problems = []
+        if self.api_secret is None and self.api_secret_file is not None:
+            try:
+                self.api_secret = SecretStr(self.api_secret_file.read_text().strip())
+            except OSError as exc:
+                problems.append(
+                    f"venues.{self.name}.api_secret_file: cannot read {self.api_secret_file} ({exc.strerror})"
+                )
+        if self.kind is VenueKind.CCXT:
+            if self.api_key is None:
+                problems.append(
+                    f"venues.{self.name}.api_key: missing for live venue {self.name!r}; "
+                    f"set {self.env_key('API_KEY')}"
+                )
+            if self.api_secret is None and not any("api_secret_file" in p for p in problems):
+                problems.append(
+                    f"venues.{self.name}.api_secret: missing for live venue {self.name!r}; "
+                    f"set {self.env_key('API_SECRET')} or api_secret_file"
+                )
+        return problems
+
+
+class LimitsConfig(_Section):
+    leverage: int = Field(3, ge=1, le=125, description="leverage set on both legs")
+    max_order_notional_usd: Decimal = Field(Decimal("10000"), gt=0)
+    max_venue_notional_usd: Decimal = Field(Decimal("50000"), gt=0)
+    max_total_notional_usd: Decimal = Field(Decimal("100000"), gt=0)
+    max_open_trades: int = Field(5, ge=1)
+    margin_buffer: Decimal = Field(Decimal("1.1"), ge=1, description="free margin >= notional/leverage × this")
+
+
+class TradeConfig(_Section):
+    verify_timeout_s: float = Field(30, gt=0)
+    max_gap: Decimal = Field(Decimal("0.05"), gt=0, lt=1, description="|long−short|/target allowed")
+    topup_attempts: int = Field(3, ge=0, le=10)
+    monitor_interval_s: float = Field(10, gt=0)
+    exit_spread_bps: Decimal = Field(Decimal("0"), description="exit when the spread stays below this")
+    exit_checks: int = Field(3, ge=1)
+    max_hold_s: float = Field(7 * 24 * 3600, gt=0)
+    reduce_liq_distance: Decimal = Field(Decimal("0.10"), gt=0, lt=1)
+    close_liq_distance: Decimal = Field(Decimal("0.05"), gt=0, lt=1)
+    close_retry_max_s: float = Field(60, gt=0, description="cap on the close retry backoff")
+
+    @model_validator(mode="after")
+    def _liq(self) -> TradeConfig:
+        if self.close_liq_distance >= self.reduce_liq_distance:
+            raise ValueError("close_liq_distance must be smaller than reduce_liq_distance")
+        return self
+
+
+class TemporalConfig(_Section):
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "hedgeflow"
+    ui_port: int = Field(8233, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    profile: Literal["demo", "replay", "live"] = "demo"
+    mode: Literal["paper", "live"] = Field("paper", description="live trading needs an explicit switch")
+    state_dir: Path = Path(".hedgeflow")
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    venues: list[VenueConfig] = Field(default_factory=list)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    trade: TradeConfig = Field(default_factory=TradeConfig)
+    temporal: TemporalConfig = Field(default_factory=TemporalConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment overrides the file (passed as init kwargs)
+        return (env_settings, init_settings)
+
+    @field_validator("venues")
+    @classmethod
+    def _unique(cls, v: list[VenueConfig]) -> list[VenueConfig]:
+        names = [x.name for x in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"venue names must be unique; repeated: {', '.join(dup)}")
+        return v
+
+    @model_validator(mode="after")
+    def _live(self) -> Settings:
+        live = [v.name for v in self.venues if v.kind is VenueKind.CCXT]
+        if live and self.mode != "live":
+            raise ValueError(
+                f"venues {live} are live (kind ccxt) but mode is 'paper'; set mode: live to trade real money"
+            )
+        return self
+
+    def venue(self, name: str) -> VenueConfig:
+        for v in self.venues:
+            if v.name == name:
+                return v
+        raise KeyError(f"unknown venue {name!r}; configured: {', '.join(v.name for v in self.venues)}")
+
+
+def demo_venues() -> list[dict[str, Any]]:
+    return [
+        {"name": f"sim-{c}", "kind": "sim", "port": 8701 + i, "seed": i + 1, "funding_interval_s": 60}
+        for i, c in enumerate("abc")
+    ]
+
+
+def _format_error(err: dict[str, Any], data: dict[str, Any]) -> str:
+    loc = list(err.get("loc", ()))
+    # name venues by their name rather than their list index
+    if len(loc) >= 2 and loc[0] == "venues" and isinstance(loc[1], int):
+        try:
+            loc[1] = data["venues"][loc[1]].get("name", loc[1])
+        except (KeyError, IndexError, TypeError, AttributeError):
+            pass
+    field = ".".join(str(p) for p in loc) or "config"
+    msg = err.get("msg", "invalid").removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None or "secret" in field else f" (got {got!r})"
+    if err.get("type") == "extra_forbidden":
+        return f"{field}: unknown setting; remove it or check the spelling"
+    return f"{field}: {msg}{shown}"
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    profile: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Load settings; raise ConfigError listing every bad field."""
+    env = os.environ if environ is None else environ
+    path = path or env.get("HEDGEFLOW_CONFIG") or None
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError([f"--config: file {p} not found"]) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"--config: {p} is not valid YAML ({exc})"]) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError([f"--config: {p} must hold a mapping of sections"])
+        data = loaded
+    if profile:
+        data["profile"] = profile
+    if data.get("profile", "demo") == "demo" and not data.get("venues") and f"{ENV_PREFIX}VENUES" not in env:
+        data["venues"] = demo_venues()
+    try:
+        if environ is None:
+            settings = Settings(**data)
+        else:  # tests pass an explicit environment
+            saved = dict(os.environ)
+            try:
+                os.environ.clear()
+                os.environ.update(environ)
+                settings = Settings(**data)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+    except ValidationError as exc:
+        raise ConfigError([_format_error(e, data) for e in exc.errors()]) from None
+    problems: list[str] = []
+    for v in settings.venues:
+        problems += v.resolve_secrets(env)
+    if problems:
+        raise ConfigError(problems)
+    return settings

@@ -1,0 +1,5 @@
+import sys
+
+from hedgeflow.cli import main
+
+sys.exit(main())

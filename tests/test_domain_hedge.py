@@ -1,0 +1,78 @@
+"""Hand-computed cases for the pure trade arithmetic."""
+
+from decimal import Decimal as D
+
+import pytest
+
+from domain.hedge import LegMarket, hedge_gap, liquidation_distance, size_pair, spread_bps_per_8h
+from domain.ids import trade_workflow_id
+from domain.pnl import FillLike, leg_pnl
+
+
+def test_size_pair_uses_coarser_step_and_higher_price():
+    long = LegMarket(qty_step=D("0.001"), min_qty=D("0.001"), min_notional=D("5"), price=D("30000"))
+    short = LegMarket(qty_step=D("0.01"), min_qty=D("0.01"), min_notional=D("5"), price=D("30010"))
+    s = size_pair(D("1000"), long, short)
+    # 1000 / 30010 = 0.033322... -> down to 0.01 step
+    assert s.reason is None
+    assert s.qty == D("0.03") and s.step == D("0.01")
+
+
+def test_size_pair_refuses_below_minimum_with_reason():
+    leg = LegMarket(qty_step=D("0.001"), min_qty=D("0.001"), min_notional=D("100"), price=D("30000"))
+    s = size_pair(D("50"), leg, leg)
+    assert s.reason == "BELOW_MIN_QTY"
+    assert "minimum notional 100" in s.detail
+
+
+def test_size_pair_refuses_nonpositive_notional():
+    leg = LegMarket(D("0.001"), D("0.001"), D("5"), D("30000"))
+    assert size_pair(D("0"), leg, leg).reason == "NOTIONAL_INVALID"
+
+
+def test_hedge_gap():
+    assert hedge_gap(D("1.00"), D("0.96"), D("1.00")) == D("0.04")
+    assert hedge_gap(D("0.5"), D("-0.5"), D("0.5")) == 0  # sign is ignored
+    with pytest.raises(ValueError):
+        hedge_gap(D("1"), D("1"), D("0"))
+
+
+def test_liquidation_distance():
+    assert liquidation_distance(D("100"), D("80")) == D("0.2")
+    assert liquidation_distance(D("100"), D("125")) == D("0.25")
+    assert liquidation_distance(D("100"), None) is None
+    assert liquidation_distance(D("100"), D("0")) is None
+
+
+def test_spread_normalises_each_venue_by_its_interval():
+    # long pays 0.0001 per 8 h; short receives 0.0001 per 1 h = 0.0008 per 8 h
+    # net 0.0007 per 8 h = 7 bps
+    assert spread_bps_per_8h(D("0.0001"), D("8"), D("0.0001"), D("1")) == D("7")
+    # identical rates on identical intervals earn nothing
+    assert spread_bps_per_8h(D("0.0003"), D("8"), D("0.0003"), D("8")) == 0
+
+
+def test_leg_pnl_long_round_trip():
+    fills = [
+        FillLike("buy", D("0.5"), D("30000"), D("7.5")),
+        FillLike("sell", D("0.5"), D("30100"), D("7.525")),
+    ]
+    pnl = leg_pnl(fills, [D("-1.5"), D("0.25")])
+    assert pnl.price_pnl == D("50.0")
+    assert pnl.fees == D("15.025")
+    assert pnl.funding == D("-1.25")
+    assert pnl.total == D("33.725")
+    assert pnl.net_qty == 0
+
+
+def test_leg_pnl_rejects_bad_side():
+    with pytest.raises(ValueError):
+        leg_pnl([FillLike("hold", D("1"), D("1"), D("0"))], [])
+
+
+def test_trade_workflow_id():
+    assert trade_workflow_id("BTC/USDT:USDT", "sim-a", "sim-b", "20261123T101500") == (
+        "trade-BTCUSDT-sim-a-sim-b-20261123T101500"
+    )
+    with pytest.raises(ValueError):
+        trade_workflow_id("///", "a", "b", "x")

@@ -1,0 +1,123 @@
+"""Typed values that cross the gateway port. Money and quantities are Decimal, always.
+
+Quantities are in *base units* (e.g. BTC), never contracts: the gateway converts with the
+market's ``contract_size`` on the way in and out.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderStatus(StrEnum):
+    NEW = "new"  # accepted, not (fully) filled, still open
+    PARTIALLY_FILLED = "partially_filled"  # open with some fill
+    FILLED = "filled"
+    CANCELED = "canceled"  # closed; may carry a partial fill (filled_qty > 0)
+    EXPIRED = "expired"  # IOC / market remainder expired; may carry a partial fill
+    REJECTED = "rejected"
+
+
+class MarketInfo(_Model):
+    symbol: str  # ccxt unified, e.g. BTC/USDT:USDT
+    venue_symbol: str  # venue id, e.g. BTCUSDT
+    contract_size: Decimal  # base units per contract
+    qty_step: Decimal  # base units
+    min_qty: Decimal  # base units
+    min_notional: Decimal  # quote units (USDT)
+    price_tick: Decimal
+
+
+class FundingInfo(_Model):
+    symbol: str
+    rate: Decimal  # the rate that settles at next_funding_ms (per interval)
+    interval_hours: Decimal
+    next_funding_ms: int
+    mark_price: Decimal
+    index_price: Decimal | None = None
+    timestamp_ms: int
+
+
+class BookLevel(_Model):
+    price: Decimal
+    qty: Decimal  # base units
+
+
+class OrderBook(_Model):
+    symbol: str
+    bids: list[BookLevel]  # best first
+    asks: list[BookLevel]  # best first
+    timestamp_ms: int
+
+
+class Balance(_Model):
+    currency: str = "USDT"
+    total: Decimal  # wallet balance + unrealized PnL
+    free: Decimal  # available for new margin
+    used: Decimal
+
+
+class Position(_Model):
+    symbol: str
+    qty: Decimal  # signed, base units: > 0 long, < 0 short
+    entry_price: Decimal
+    mark_price: Decimal | None = None
+    unrealized_pnl: Decimal
+    liquidation_price: Decimal | None = None
+    leverage: Decimal | None = None
+
+
+class OrderResult(_Model):
+    venue: str
+    symbol: str
+    client_order_id: str
+    venue_order_id: str
+    side: Side
+    reduce_only: bool
+    status: OrderStatus
+    requested_qty: Decimal  # base units
+    filled_qty: Decimal  # base units
+    avg_price: Decimal | None
+    fee: Decimal  # quote units, >= 0 when paid
+    timestamp_ms: int
+    duplicate_prevented: bool = False  # True when placing found the order already on the venue
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in (
+            OrderStatus.FILLED,
+            OrderStatus.CANCELED,
+            OrderStatus.EXPIRED,
+            OrderStatus.REJECTED,
+        )
+
+
+class Fill(_Model):
+    symbol: str
+    venue_order_id: str
+    trade_id: str
+    side: Side
+    qty: Decimal  # base units
+    price: Decimal
+    fee: Decimal  # quote units
+    realized_pnl: Decimal
+    timestamp_ms: int
+
+
+class FundingPayment(_Model):
+    symbol: str
+    amount: Decimal  # signed, quote units: > 0 received, < 0 paid
+    timestamp_ms: int
+    income_id: str

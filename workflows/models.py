@@ -1,0 +1,199 @@
+"""Typed inputs, outputs and state of the trade workflow and its activities.
+
+Everything here is plain data (pydantic, Decimal money) serialised by the pydantic data
+converter. Nothing here holds a secret: venues are named, credentials live in the worker.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from venues.models import FundingInfo, MarketInfo, Position, Side
+
+TradeStateName = Literal[
+    "opening", "verifying", "hedge_check", "holding", "closing", "emergency_closing", "closed", "aborted"
+]
+LegName = Literal["long", "short"]
+
+
+class HoldParams(BaseModel):
+    """Hold-phase parameters; changeable while the trade runs through the `update_hold` update."""
+
+    monitor_interval_s: float = Field(10, gt=0)
+    max_gap: Decimal = Field(Decimal("0.05"), gt=0, lt=1)
+    exit_spread_bps: Decimal = Decimal("0")
+    exit_checks: int = Field(3, ge=1)
+    max_hold_s: float = Field(7 * 24 * 3600, gt=0)
+    reduce_liq_distance: Decimal = Field(Decimal("0.10"), gt=0, lt=1)
+    close_liq_distance: Decimal = Field(Decimal("0.05"), gt=0, lt=1)
+
+
+class HoldParamsPatch(BaseModel):
+    monitor_interval_s: float | None = None
+    max_gap: Decimal | None = None
+    exit_spread_bps: Decimal | None = None
+    exit_checks: int | None = None
+    max_hold_s: float | None = None
+    reduce_liq_distance: Decimal | None = None
+    close_liq_distance: Decimal | None = None
+
+
+class TradeParams(BaseModel):
+    trade_id: str
+    symbol: str
+    long_venue: str
+    short_venue: str
+    notional_usd: Decimal = Field(gt=0)
+    leverage: int = Field(3, ge=1, le=125)
+    margin_buffer: Decimal = Decimal("1.1")
+    max_order_notional_usd: Decimal = Decimal("10000")
+    verify_timeout_s: float = 30
+    verify_poll_s: float = 0.25
+    topup_attempts: int = 3
+    close_retry_max_s: float = 60
+    history_limit: int = Field(2000, ge=100, description="continue-as-new past this many events")
+    hold: HoldParams = Field(default_factory=HoldParams)
+    opened_by: str = "manual"
+
+
+class CloseRequest(BaseModel):
+    reason: str = "requested"
+
+
+# --- activity payloads -------------------------------------------------------------------
+class VenueCheckRequest(BaseModel):
+    venue: str
+    symbol: str
+
+
+class VenueCheck(BaseModel):
+    venue: str
+    symbol: str
+    reachable: bool
+    error: str | None = None
+    one_way: bool = True
+    free_margin: Decimal = Decimal(0)
+    market: MarketInfo | None = None
+    mark_price: Decimal | None = None
+    position_qty: Decimal = Decimal(0)
+
+
+class LeverageRequest(BaseModel):
+    venue: str
+    symbol: str
+    leverage: int
+
+
+class PlaceOrderRequest(BaseModel):
+    venue: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    client_order_id: str
+    reduce_only: bool = False
+
+
+class OrderLookup(BaseModel):
+    venue: str
+    symbol: str
+    client_order_id: str
+
+
+class PositionsRequest(BaseModel):
+    venue: str
+    symbols: list[str]
+
+
+class SnapshotRequest(BaseModel):
+    venue: str
+    symbol: str
+
+
+class MarketSnapshot(BaseModel):
+    venue: str
+    symbol: str
+    funding: FundingInfo
+
+
+class IncomeRequest(BaseModel):
+    venue: str
+    symbol: str
+    since_ms: int
+
+
+class FillsRequest(BaseModel):
+    venue: str
+    symbol: str
+    since_ms: int
+    order_ids: list[str]
+
+
+class Alert(BaseModel):
+    kind: str  # trade_opened, trade_closed, trade_aborted, emergency_close, close_stuck, ...
+    trade_id: str | None = None
+    message: str
+    severity: Literal["info", "warning", "critical"] = "info"
+
+
+# --- workflow state ----------------------------------------------------------------------
+class LegState(BaseModel):
+    venue: str
+    side: Side
+    filled_qty: Decimal = Decimal(0)  # current position qty held by this trade (base, >= 0)
+    opened_qty: Decimal = Decimal(0)  # total bought (long) / sold (short) to open
+    avg_price: Decimal | None = None  # average open price
+    client_order_ids: list[str] = Field(default_factory=list)
+    venue_order_ids: list[str] = Field(default_factory=list)
+    fees: Decimal = Decimal(0)
+    funding: Decimal = Decimal(0)
+    price_pnl: Decimal | None = None
+    realized_pnl: Decimal | None = None
+    position: Position | None = None
+
+
+class TradeEvent(BaseModel):
+    t: str  # ISO time (workflow time)
+    what: str
+
+
+class TradeStatus(BaseModel):
+    trade_id: str
+    state: TradeStateName
+    symbol: str
+    long_venue: str
+    short_venue: str
+    notional_usd: Decimal
+    target_qty: Decimal = Decimal(0)
+    legs: list[LegState]
+    funding_collected_usd: Decimal = Decimal(0)
+    fees_usd: Decimal = Decimal(0)
+    realized_pnl_usd: Decimal | None = None
+    hedge_gap: Decimal | None = None
+    spread_bps_8h: Decimal | None = None
+    abort_reason: str | None = None
+    close_reason: str | None = None
+    orphan_exposure_ms: int | None = None
+    opened_at: str | None = None
+    hedged_at: str | None = None
+    closed_at: str | None = None
+    open_ms: int | None = None  # workflow time when the first order was sent (ms since epoch)
+    close_attempts: int = 0
+    runs: int = 1
+    hold: HoldParams = Field(default_factory=HoldParams)
+    events: list[TradeEvent] = Field(default_factory=list)
+
+    def leg(self, name: LegName) -> LegState:
+        return self.legs[0] if name == "long" else self.legs[1]
+
+
+class TradeCarry(BaseModel):
+    """What a run hands to the next one on continue-as-new."""
+
+    status: TradeStatus
+    low_spread_checks: int = 0
+    hold_started_ms: int = 0
+    close_requested: str | None = None
+    emergency_requested: str | None = None
