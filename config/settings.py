@@ -102,11 +102,12 @@ class VenueConfig(_Section):
     def resolve_secrets(self, environ: dict[str, str] | None = None) -> list[str]:
         """Fill key/secret from the environment or the secret file; return problems."""
         env = os.environ if environ is None else environ
-        if self.api_key is None and env.get(self.env_key("API_KEY")):
+        # the environment wins over the file and over a paper venue's demo credentials
+        if env.get(self.env_key("API_KEY")):
             self.api_key = SecretStr(env[self.env_key("API_KEY")])
-        if self.api_secret is None and env.get(self.env_key("API_SECRET")):
+        if env.get(self.env_key("API_SECRET")):
             self.api_secret = SecretStr(env[self.env_key("API_SECRET")])
-        if self.api_password is None and env.get(self.env_key("API_PASSWORD")):
+        if env.get(self.env_key("API_PASSWORD")):
             self.api_password = SecretStr(env[self.env_key("API_PASSWORD")])
         problems = []
         if self.api_secret is None and self.api_secret_file is not None:

@@ -74,8 +74,9 @@ MAX_EVENTS = 50
 
 # Order placement: bounded — a stale open order is worse than none.
 ORDER_OPTS: dict[str, Any] = dict(
-    start_to_close_timeout=timedelta(seconds=15),
-    schedule_to_close_timeout=timedelta(seconds=60),
+    # the gateway may spend up to ~17 s resolving an unknown outcome (timeout + lookups)
+    start_to_close_timeout=timedelta(seconds=30),
+    schedule_to_close_timeout=timedelta(seconds=120),
     heartbeat_timeout=timedelta(seconds=5),
     retry_policy=RetryPolicy(
         initial_interval=timedelta(milliseconds=200),
@@ -594,9 +595,14 @@ class TradeWorkflow:
         self._set_state("emergency_closing" if emergency else "closing")
         if emergency:
             await self._alert("emergency_close", f"{self._summary()}: emergency close ({reason})", "critical")
-        delay = 1.0
+        delay = 0.5
         alerted = False
+        pause = False
         while True:
+            if pause:  # back off after a round without progress, capped: a close never gives up
+                await self._sleep_uncancellable(delay)
+                delay = min(delay * 2, self.p.close_retry_max_s)
+            pause = True
             self.s.close_attempts += 1
             n = self.s.close_attempts
             try:
@@ -604,10 +610,8 @@ class TradeWorkflow:
             except ActivityError as exc:
                 if is_cancellation(exc):
                     continue  # a cancel during a close changes nothing: keep closing
-                self._event(f"close #{n}: positions unavailable ({error_type(exc)}); retrying in {delay:.0f}s")
+                self._event(f"close #{n}: positions unavailable ({error_type(exc)}); retrying")
                 alerted = await self._close_stuck(n, alerted, exc)
-                await self._sleep_uncancellable(delay)
-                delay = min(delay * 2, self.p.close_retry_max_s)
                 continue
             open_legs = [(name, pos) for name, pos in (("long", lpos), ("short", spos)) if pos is not None]
             if not open_legs:
@@ -619,19 +623,19 @@ class TradeWorkflow:
             results = await asyncio.gather(
                 *(self._close_leg(name, pos, f"c{n}") for name, pos in open_legs), return_exceptions=True
             )
-            if any(isinstance(r, BaseException) for r in results):
-                bad = [r for r in results if isinstance(r, BaseException)]
-                if any(is_cancellation(r) for r in bad):
-                    continue
-                self._event(f"close #{n} failed: {error_type(bad[0])}; retrying in {delay:.0f}s")
+            progressed = any(r is True for r in results)
+            bad = [r for r in results if isinstance(r, BaseException) and not is_cancellation(r)]
+            if bad:
+                self._event(f"close #{n} failed: {error_type(bad[0])}; retrying")
                 alerted = await self._close_stuck(n, alerted, bad[0])
-                await self._sleep_uncancellable(delay)
-                delay = min(delay * 2, self.p.close_retry_max_s)
+            elif progressed:
+                pause, delay = False, 0.5  # something filled: verify flat at once
         self.s.closed_at = workflow.now().isoformat()
         self._event("both venues flat")
         await self._settle_pnl()
 
-    async def _close_leg(self, leg: LegName, pos: Position, step: str) -> None:
+    async def _close_leg(self, leg: LegName, pos: Position, step: str) -> bool:
+        """One reduce-only market order for the whole position; True when something filled."""
         st = self.s.leg(leg)
         side = Side.SELL if pos.qty > 0 else Side.BUY
         qty = abs(pos.qty)
@@ -654,6 +658,7 @@ class TradeWorkflow:
                 raise
         order = await self._await_done(order)
         self._apply_fill(leg, order, opening=False)
+        return order.filled_qty > 0
 
     async def _close_stuck(self, attempt: int, alerted: bool, exc: BaseException) -> bool:
         if attempt >= 3 and not alerted:

@@ -1,0 +1,100 @@
+"""``hedgeflow up``: the embedded default — Temporal dev server, simulated venues and one worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+HELP = (
+    "start the Temporal dev server, the simulated venues of the profile and one worker as child "
+    "processes, print their URLs and supervise them until Ctrl-C"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=["demo", "replay", "live"], default=None,
+                   help="demo (default): three simulated venues; replay: one simulated venue per venue "
+                   "in --data; live: real venues from the config (needs --i-understand-this-is-live)")
+    p.add_argument("--data", metavar="FILE", help="replay CSV (time,venue,symbol,funding_rate,mark_price)")
+    p.add_argument("--speed", type=float, metavar="X", help="replay speed multiplier")
+    p.add_argument("--no-scanner", action="store_true", help="start everything but the scanner workflow")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="where the dev server db, simulator state and logs live (default: state_dir "
+                   "setting, .hedgeflow/)")
+    p.add_argument("--i-understand-this-is-live", dest="live_confirmed", action="store_true",
+                   help="required with --profile live (and mode: live in the config)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from config import load_settings
+    from hedgeflow.cli import CliError, settings_from
+    from workers.supervisor import Supervisor, UpError, write_replay_config
+
+    settings = settings_from(args)
+    profile = settings.profile
+    if profile == "live":
+        if not args.live_confirmed or settings.mode != "live":
+            missing = []
+            if not args.live_confirmed:
+                missing.append("--i-understand-this-is-live")
+            if settings.mode != "live":
+                missing.append("mode: live in the config file")
+            raise CliError(
+                "refusing to start the live profile: it trades real money on real venues; "
+                f"it needs {' and '.join(missing)}",
+                2,
+            )
+    if (args.data or args.speed is not None) and profile != "replay":
+        raise CliError("--data and --speed only apply to --profile replay", 2)
+    if profile == "replay" and not args.data:
+        raise CliError("--profile replay needs --data FILE (see the replay format in the README)", 2)
+
+    state_dir = Path(args.state_dir or settings.state_dir)
+    state_dir = state_dir.resolve()
+    config_path = getattr(args, "config", None) or os.environ.get("HEDGEFLOW_CONFIG") or None
+    try:
+        if profile == "replay":
+            config_path = str(write_replay_config(config_path, args.data, state_dir, settings.venues))
+            settings = load_settings(config_path, profile="replay")
+        settings = settings.model_copy(update={"state_dir": state_dir})
+        sup = Supervisor(
+            settings,
+            config_path=config_path,
+            state_dir=state_dir,
+            scanner=not args.no_scanner,
+            replay_data=args.data,
+            replay_speed=args.speed,
+        )
+        return asyncio.run(_main(sup))
+    except UpError as exc:
+        raise CliError(str(exc), exc.code) from None
+
+
+async def _main(sup) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    count = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal count
+        count += 1
+        if count == 1:
+            sup.say(f"{signal.Signals(signum).name} received; stopping every child (again to force)")
+            stop.set()
+        else:
+            sup.say("forced: killing every child")
+            sup.kill_all()
+            os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await sup.run(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        sys.stdout.flush()

@@ -1,0 +1,99 @@
+"""Shared fixtures: ONE real Temporal dev server for the whole session, a fresh task queue per test.
+
+* ``temporal_env`` (session): a running ``temporal server start-dev`` (in-memory, free ports);
+  ``.address``, ``.ui_port``, ``.namespace``, ``.server`` (the ``DevServer``) and
+  ``await temporal_env.client()`` (pydantic data converter, cached per session).
+* ``task_queue`` (function): a unique task queue name for the test.
+* ``free_port()`` / ``free_ports(n)``: currently free TCP ports on 127.0.0.1; the fixture
+  ``alloc_ports`` hands out ``free_ports`` so test modules need not import this file (its module
+  name depends on whether ``tests/`` is a package).
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from workers.devserver import DevServer, temporal_version
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (held open together while choosing, so no repeats)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"temporal: {temporal_version()}"
+
+
+class TemporalEnv:
+    """The session's dev server, as tests see it."""
+
+    def __init__(self, server: DevServer) -> None:
+        self.server = server
+        self.address = server.address
+        self.ui_port = server.ui_port
+        self.namespace = server.namespace
+        self._client = None
+
+    async def client(self):
+        """A connected ``temporalio.client.Client`` with the pydantic data converter."""
+        if self._client is None:
+            from workers.client import connect
+
+            self._client = await connect(self.address, self.namespace)
+        return self._client
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env(tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("temporal") / "devserver.log"
+    port, ui_port = free_ports(2)
+    server = DevServer(port=port, ui_port=ui_port, log_file=log)  # no db file: in-memory
+    # belt and braces: stopped even if the session dies without running fixture teardown
+    atexit.register(server.stop, 2.0)
+    await server.astart(timeout_s=60)
+    try:
+        yield TemporalEnv(server)
+    finally:
+        await server.astop(timeout_s=5)
+        atexit.unregister(server.stop)
+
+
+@pytest.fixture
+def task_queue(request: pytest.FixtureRequest) -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:40]
+    return f"test-{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def alloc_ports():
+    """``alloc_ports(n) -> list[int]``: n distinct free ports on 127.0.0.1."""
+    return free_ports
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

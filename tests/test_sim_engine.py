@@ -1,0 +1,122 @@
+"""Pure accounting of the simulated venue (no I/O)."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from venues.sim.engine import Engine, OrderRequest, SimError
+from venues.sim.market import DEFAULT_SPECS, Market, default_specs, load_replay
+
+SPECS = {s.id: s for s in DEFAULT_SPECS}
+DATA = "/work/shared/data/funding/binance_bybit_okx_2023-01_2024-06.csv"
+
+
+def book(price: str, qty: str = "1", levels: int = 5) -> list[tuple[D, D]]:
+    return [(D(price) + i, D(qty)) for i in range(levels)]
+
+
+def order(side: str, qty: str, cid: str = "c", reduce_only: bool = False) -> OrderRequest:
+    return OrderRequest("BTCUSDT", side, "MARKET", D(qty), cid, reduce_only)
+
+
+def test_round_trip_fees_and_realized_pnl() -> None:
+    e = Engine(SPECS)
+    marks = {"BTCUSDT": D(100)}
+    o, _ = e.place(order("BUY", "2"), [(D(100), D(10))], marks, 1)
+    assert o.status == "FILLED" and e.position("BTCUSDT").qty == 2 and e.position("BTCUSDT").entry == 100
+    o2, mut = e.place(order("SELL", "5", "d", True), [(D(110), D(10))], marks, 2)
+    assert o2.orig_qty == 2 and o2.status == "FILLED"  # clipped to the position
+    assert e.position("BTCUSDT").qty == 0
+    kinds = {(i.income_type, i.income) for i in e.income}
+    assert ("REALIZED_PNL", D("20.00000000")) in kinds
+    assert ("COMMISSION", D("-0.10000000")) in kinds and ("COMMISSION", D("-0.11000000")) in kinds
+    assert e.wallet == D(100000) + 20 - D("0.21")
+
+
+def test_flip_through_zero_and_weighted_entry() -> None:
+    e = Engine(SPECS, taker_fee=D(0))
+    marks = {"BTCUSDT": D(100)}
+    e.place(order("BUY", "1", "a"), [(D(100), D(10))], marks, 1)
+    e.place(order("BUY", "1", "b"), [(D(110), D(10))], marks, 1)
+    assert e.position("BTCUSDT").entry == 105
+    e.place(order("SELL", "3", "c"), [(D(120), D(10))], marks, 1)
+    p = e.position("BTCUSDT")
+    assert p.qty == -1 and p.entry == 120
+    assert e.wallet == D(100000) + 30
+
+
+def test_walks_book_and_expires_remainder() -> None:
+    e = Engine(SPECS)
+    o, _ = e.place(order("BUY", "3.5"), book("100", "1", 3), {"BTCUSDT": D(100)}, 1)
+    assert o.status == "EXPIRED" and o.executed_qty == 3
+    assert o.avg_price == D(101)
+
+
+def test_rejections() -> None:
+    e = Engine(SPECS)
+    marks = {"BTCUSDT": D(100)}
+    with pytest.raises(SimError) as ei:
+        e.place(order("SELL", "1", reduce_only=True), book("100"), marks, 1)
+    assert ei.value.code == -2022
+    with pytest.raises(SimError) as ei:
+        e.place(order("BUY", "0.0015"), book("100"), marks, 1)
+    assert ei.value.code == -1111
+    with pytest.raises(SimError) as ei:
+        e.place(order("BUY", "0.001"), book("100"), marks, 1)
+    assert ei.value.code == -4164
+    with pytest.raises(SimError) as ei:
+        e.place(order("BUY", "100"), [(D(100000), D(1000))], {"BTCUSDT": D(100000)}, 1)
+    assert ei.value.code == -2019
+    with pytest.raises(SimError) as ei:
+        e.place(OrderRequest("NOPE", "BUY", "MARKET", D(1), "x"), [], marks, 1)
+    assert ei.value.code == -1121
+
+
+def test_funding_sign() -> None:
+    e = Engine(SPECS)
+    e.place(order("BUY", "1"), [(D(100), D(10))], {"BTCUSDT": D(100)}, 1)
+    mut = e.settle_funding("BTCUSDT", D(200), D("0.001"), 5)
+    assert mut.income[0].income == D("-0.2") and mut.income[0].income_type == "FUNDING_FEE"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["BUY", "SELL"]), st.integers(1, 50), st.integers(90, 110)), max_size=25))
+def test_wallet_equals_sum_of_income(fills) -> None:
+    e = Engine(SPECS)
+    for i, (side, q, px) in enumerate(fills):
+        e.place(order(side, str(q), f"c{i}"), [(D(px), D(1000))], {"BTCUSDT": D(px)}, i)
+    assert e.wallet == D(100000) + sum((i.income for i in e.income), D(0))
+    assert e.position("BTCUSDT").qty == sum((D(q) if s == "BUY" else -D(q)) for s, q, _ in fills)
+
+
+def test_seeds_give_different_rates_and_same_prices() -> None:
+    a = Market(default_specs(), seed=1)
+    b = Market(default_specs(), seed=2)
+    t = 1_700_000_000_000
+    spreads = [abs(a.rate(s, t) - b.rate(s, t)) for s in a.specs]
+    assert max(spreads) > D("0.0001")
+    for s in a.specs:
+        assert abs(a.mark(s, t) / b.mark(s, t) - 1) < D("0.001")
+
+
+def test_synthetic_symbols() -> None:
+    specs = default_specs(300)
+    assert len(specs) == 300 and len({s.id for s in specs}) == 300
+    assert specs[3].id == "S001USDT"
+    m = Market(specs, seed=3)
+    for s in specs:
+        bids, asks = m.depth(s.id, 1_700_000_000_000, 5)
+        assert bids[0][0] < asks[0][0] and bids[0][1] >= s.min_qty
+
+
+def test_load_replay_filters_venue() -> None:
+    rows = load_replay(DATA, "binance")
+    assert set(rows) == {"BTC/USDT:USDT", "ETH/USDT:USDT"}
+    btc = rows["BTC/USDT:USDT"]
+    assert btc[0].rate == D("0.0001") and btc[0].price == D("16519.6")
+    assert all(r.price is not None for r in btc)
+    assert btc[1].t_ms - btc[0].t_ms == 8 * 3600 * 1000

@@ -1,0 +1,129 @@
+"""Command line of the simulated venue (``python -m venues.sim`` / ``hedgeflow sim``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from decimal import Decimal, InvalidOperation
+
+from . import DEFAULT_API_KEY, DEFAULT_API_SECRET, DEFAULT_FUNDING_INTERVAL_S, ENV_API_KEY, ENV_API_SECRET
+from .app import SimOptions, start_sim
+
+
+def _decimal(v: str) -> Decimal:
+    try:
+        d = Decimal(v)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a number: {v!r}") from None
+    if not d.is_finite():
+        raise argparse.ArgumentTypeError(f"not a finite number: {v!r}")
+    return d
+
+
+def _positive_int(v: str) -> int:
+    try:
+        i = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {v!r}") from None
+    if i <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {v!r}")
+    return i
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Add the simulator's arguments to ``parser`` (or a new one) and return it."""
+    if parser is None:
+        parser = argparse.ArgumentParser(
+            prog="python -m venues.sim",
+            description="Simulated venue speaking the Binance USD-M futures REST dialect.",
+        )
+    parser.add_argument("--name", required=True, help="venue name (also selects replay rows)")
+    parser.add_argument("--port", type=int, required=True, help="TCP port (0 = any free port)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the synthetic market (default: from name)")
+    parser.add_argument("--replay", metavar="FILE", help="replay CSV (time,venue,symbol,funding_rate,mark_price)")
+    parser.add_argument("--speed", type=float, default=1.0, help="replay speed: data seconds per wall second")
+    parser.add_argument("--state", metavar="FILE", help="SQLite state file (default .hedgeflow/sim-NAME.sqlite)")
+    parser.add_argument("--api-key", default=None, help=f"API key (env {ENV_API_KEY}, default {DEFAULT_API_KEY})")
+    parser.add_argument("--api-secret", default=None,
+                        help=f"API secret (env {ENV_API_SECRET}, default {DEFAULT_API_SECRET})")
+    parser.add_argument("--funding-interval", type=_positive_int, default=DEFAULT_FUNDING_INTERVAL_S,
+                        metavar="SECONDS", help="funding settlement interval in wall seconds (default 28800)")
+    parser.add_argument("--initial-balance", type=_decimal, default=Decimal("100000"), metavar="USDT")
+    parser.add_argument("--taker-fee", type=_decimal, default=Decimal("0.0005"))
+    parser.add_argument("--symbols", type=_positive_int, default=None, metavar="N",
+                        help="total number of symbols (synthetic S001USDT... beyond the 3 defaults)")
+    parser.add_argument("--weight-limit", type=_positive_int, default=2400, help="request weight per minute")
+    parser.add_argument("--leverage", type=_positive_int, default=20, help="default leverage")
+    parser.add_argument("--book-levels", type=_positive_int, default=20)
+    parser.add_argument("--book-half-spread-bps", type=_decimal, default=Decimal("1"))
+    parser.add_argument("--book-level-step-bps", type=_decimal, default=Decimal("1"))
+    parser.add_argument("--book-level-notional", type=_decimal, default=Decimal("50000"), metavar="USDT",
+                        help="depth per book level in USDT notional")
+    return parser
+
+
+def _seed_from_name(name: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
+
+
+def options_from_args(args: argparse.Namespace) -> SimOptions:
+    if args.replay and args.speed <= 0:
+        raise ValueError("--speed must be positive")
+    return SimOptions(
+        name=args.name,
+        host=args.host,
+        port=args.port,
+        seed=args.seed if args.seed is not None else _seed_from_name(args.name),
+        replay=args.replay,
+        speed=args.speed,
+        state=args.state,
+        api_key=args.api_key or os.environ.get(ENV_API_KEY) or DEFAULT_API_KEY,
+        api_secret=args.api_secret or os.environ.get(ENV_API_SECRET) or DEFAULT_API_SECRET,
+        funding_interval=args.funding_interval,
+        initial_balance=args.initial_balance,
+        taker_fee=args.taker_fee,
+        symbols=args.symbols,
+        weight_limit=args.weight_limit,
+        default_leverage=getattr(args, "leverage", 20),
+        book_levels=getattr(args, "book_levels", 20),
+        book_half_spread_bps=getattr(args, "book_half_spread_bps", Decimal("1")),
+        book_level_step_bps=getattr(args, "book_level_step_bps", Decimal("1")),
+        book_level_notional=getattr(args, "book_level_notional", Decimal("50000")),
+    )
+
+
+async def _serve(opts: SimOptions) -> None:
+    handle = await start_sim(opts)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    print(f"sim {opts.name} listening on {handle.url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await handle.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one simulated venue until SIGINT/SIGTERM; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        opts = options_from_args(args)
+        asyncio.run(_serve(opts))
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, ValueError) as e:
+        print(f"sim {getattr(args, 'name', '?')}: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,579 @@
+"""Pure accounting and matching for the simulated venue. Decimal only, no I/O, no clock.
+
+The engine holds one USDT cross-margin account in one-way position mode. Every public
+method that mutates state returns a :class:`Mutation` listing what changed so the caller
+can persist it (write-through) before answering the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_DOWN, Decimal
+
+ZERO = Decimal(0)
+MMR = Decimal("0.004")  # maintenance margin rate used for liquidation prices
+Q8 = Decimal("0.00000001")
+
+
+def q8(x: Decimal) -> Decimal:
+    return x.quantize(Q8)
+
+
+def fmt(x: Decimal | None) -> str:
+    """Plain decimal string without exponent, trailing zeros trimmed (at least one digit)."""
+    if x is None:
+        return "0"
+    s = format(x, "f")
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    if s in ("-0", ""):
+        s = "0"
+    return s
+
+
+def floor_step(qty: Decimal, step: Decimal) -> Decimal:
+    return (qty / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+class SimError(Exception):
+    """A Binance-style error: HTTP status, code and message."""
+
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(f"{code} {msg}")
+        self.code = code
+        self.msg = msg
+        self.status = status
+
+    def body(self) -> dict:
+        return {"code": self.code, "msg": self.msg}
+
+
+# Binance error shapes used by the simulator
+def err_invalid_symbol() -> SimError:
+    return SimError(-1121, "Invalid symbol.")
+
+
+def err_order_not_found() -> SimError:
+    return SimError(-2013, "Order does not exist.")
+
+
+def err_margin() -> SimError:
+    return SimError(-2019, "Margin is insufficient.")
+
+
+def err_reduce_only() -> SimError:
+    return SimError(-2022, "ReduceOnly Order is rejected.")
+
+
+@dataclass
+class SymbolSpec:
+    symbol: str  # unified, BTC/USDT:USDT
+    id: str  # BTCUSDT
+    base: str
+    quote: str
+    base_price: Decimal
+    tick: Decimal
+    step: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    market_max_qty: Decimal
+    min_notional: Decimal = Decimal(5)
+    onboard_ms: int = 1569398400000
+
+    @property
+    def price_precision(self) -> int:
+        return max(0, -self.tick.normalize().as_tuple().exponent)
+
+    @property
+    def qty_precision(self) -> int:
+        return max(0, -self.step.normalize().as_tuple().exponent)
+
+    def round_price(self, p: Decimal) -> Decimal:
+        return (p / self.tick).to_integral_value() * self.tick
+
+
+@dataclass
+class Position:
+    symbol: str  # venue id
+    qty: Decimal = ZERO  # signed, base units
+    entry: Decimal = ZERO
+    update_time: int = 0
+
+    def to_row(self) -> dict:
+        return {"symbol": self.symbol, "qty": str(self.qty), "entry": str(self.entry), "update_time": self.update_time}
+
+    @classmethod
+    def from_row(cls, d: dict) -> Position:
+        return cls(d["symbol"], Decimal(d["qty"]), Decimal(d["entry"]), int(d["update_time"]))
+
+
+@dataclass
+class Order:
+    order_id: int
+    client_order_id: str
+    symbol: str  # venue id
+    side: str  # BUY / SELL
+    type: str  # MARKET / LIMIT
+    orig_qty: Decimal
+    price: Decimal = ZERO
+    time_in_force: str = "GTC"
+    reduce_only: bool = False
+    executed_qty: Decimal = ZERO
+    cum_quote: Decimal = ZERO
+    status: str = "NEW"
+    time: int = 0
+    update_time: int = 0
+    arrived_ns: int = 0
+
+    @property
+    def avg_price(self) -> Decimal:
+        return self.cum_quote / self.executed_qty if self.executed_qty else ZERO
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    def to_row(self) -> dict:
+        d = asdict(self)
+        for k in ("orig_qty", "price", "executed_qty", "cum_quote"):
+            d[k] = str(d[k])
+        return d
+
+    @classmethod
+    def from_row(cls, d: dict) -> Order:
+        d = dict(d)
+        for k in ("orig_qty", "price", "executed_qty", "cum_quote"):
+            d[k] = Decimal(d[k])
+        return cls(**d)
+
+    def to_binance(self, spec: SymbolSpec | None = None) -> dict:
+        pp = spec.price_precision if spec else 8
+        avg = self.avg_price
+        avg_s = f"{avg:.{min(pp + 3, 12)}f}" if avg else "0.00"
+        return {
+            "orderId": self.order_id,
+            "symbol": self.symbol,
+            "status": self.status,
+            "clientOrderId": self.client_order_id,
+            "price": fmt(self.price) if self.price else "0",
+            "avgPrice": avg_s,
+            "origQty": fmt(self.orig_qty),
+            "executedQty": fmt(self.executed_qty),
+            "cumQty": fmt(self.executed_qty),
+            "cumQuote": fmt(self.cum_quote),
+            "timeInForce": self.time_in_force,
+            "type": self.type,
+            "reduceOnly": self.reduce_only,
+            "closePosition": False,
+            "side": self.side,
+            "positionSide": "BOTH",
+            "stopPrice": "0",
+            "workingType": "CONTRACT_PRICE",
+            "priceProtect": False,
+            "origType": self.type,
+            "priceMatch": "NONE",
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+            "goodTillDate": 0,
+            "time": self.time,
+            "updateTime": self.update_time,
+        }
+
+
+@dataclass
+class Trade:
+    id: int
+    order_id: int
+    symbol: str
+    side: str
+    price: Decimal
+    qty: Decimal
+    quote_qty: Decimal
+    commission: Decimal  # positive = paid
+    realized_pnl: Decimal
+    time: int
+
+    def to_row(self) -> dict:
+        d = asdict(self)
+        for k in ("price", "qty", "quote_qty", "commission", "realized_pnl"):
+            d[k] = str(d[k])
+        return d
+
+    @classmethod
+    def from_row(cls, d: dict) -> Trade:
+        d = dict(d)
+        for k in ("price", "qty", "quote_qty", "commission", "realized_pnl"):
+            d[k] = Decimal(d[k])
+        return cls(**d)
+
+    def to_binance(self) -> dict:
+        return {
+            "buyer": self.side == "BUY",
+            "commission": fmt(self.commission),
+            "commissionAsset": "USDT",
+            "id": self.id,
+            "maker": False,
+            "orderId": self.order_id,
+            "price": fmt(self.price),
+            "qty": fmt(self.qty),
+            "quoteQty": fmt(self.quote_qty),
+            "realizedPnl": fmt(self.realized_pnl),
+            "side": self.side,
+            "positionSide": "BOTH",
+            "symbol": self.symbol,
+            "time": self.time,
+        }
+
+
+@dataclass
+class Income:
+    tran_id: int
+    symbol: str
+    income_type: str  # FUNDING_FEE / COMMISSION / REALIZED_PNL / TRANSFER
+    income: Decimal
+    time: int
+    trade_id: str = ""
+    info: str = ""
+
+    def to_row(self) -> dict:
+        d = asdict(self)
+        d["income"] = str(d["income"])
+        return d
+
+    @classmethod
+    def from_row(cls, d: dict) -> Income:
+        d = dict(d)
+        d["income"] = Decimal(d["income"])
+        return cls(**d)
+
+    def to_binance(self) -> dict:
+        return {
+            "symbol": self.symbol,
+            "incomeType": self.income_type,
+            "income": fmt(self.income),
+            "asset": "USDT",
+            "info": self.info or self.income_type,
+            "time": self.time,
+            "tranId": self.tran_id,
+            "tradeId": self.trade_id,
+        }
+
+
+@dataclass
+class Mutation:
+    """What changed; the caller persists it."""
+
+    orders: list[Order] = field(default_factory=list)
+    trades: list[Trade] = field(default_factory=list)
+    income: list[Income] = field(default_factory=list)
+    positions: list[Position] = field(default_factory=list)
+    wallet: bool = False
+    meta: dict = field(default_factory=dict)
+
+    def merge(self, other: Mutation) -> None:
+        self.orders += other.orders
+        self.trades += other.trades
+        self.income += other.income
+        self.positions += other.positions
+        self.wallet = self.wallet or other.wallet
+        self.meta.update(other.meta)
+
+
+@dataclass
+class OrderRequest:
+    symbol: str
+    side: str
+    type: str
+    qty: Decimal
+    client_order_id: str
+    reduce_only: bool = False
+    price: Decimal | None = None
+    time_in_force: str = "GTC"
+    arrived_ns: int = 0
+
+
+class Engine:
+    """Single-account USDT-M futures book keeping."""
+
+    def __init__(
+        self,
+        specs: dict[str, SymbolSpec],
+        *,
+        wallet: Decimal = Decimal(100000),
+        taker_fee: Decimal = Decimal("0.0005"),
+        default_leverage: int = 20,
+    ) -> None:
+        self.specs = specs
+        self.wallet = wallet
+        self.taker_fee = taker_fee
+        self.default_leverage = default_leverage
+        self.leverage: dict[str, int] = {}
+        self.positions: dict[str, Position] = {}
+        self.orders: dict[int, Order] = {}
+        self.orders_by_client: dict[tuple[str, str], list[int]] = {}
+        self.trades: list[Trade] = []
+        self.income: list[Income] = []
+        self.next_order_id = 8_389_765_000_000_000_001
+        self.next_trade_id = 5_000_000_001
+        self.next_tran_id = 9_000_000_001
+        self.wallet_update_time = 0
+
+    # ---- loading ------------------------------------------------------------------------
+    def load(self, *, wallet=None, leverage=None, positions=(), orders=(), trades=(), income=()) -> None:
+        if wallet is not None:
+            self.wallet = wallet
+        if leverage:
+            self.leverage.update(leverage)
+        for p in positions:
+            self.positions[p.symbol] = p
+        for o in orders:
+            self._index_order(o)
+            self.next_order_id = max(self.next_order_id, o.order_id + 1)
+        for t in trades:
+            self.trades.append(t)
+            self.next_trade_id = max(self.next_trade_id, t.id + 1)
+        for i in income:
+            self.income.append(i)
+            self.next_tran_id = max(self.next_tran_id, i.tran_id + 1)
+        self.trades.sort(key=lambda t: t.id)
+        self.income.sort(key=lambda i: i.tran_id)
+
+    def _index_order(self, o: Order) -> None:
+        self.orders[o.order_id] = o
+        self.orders_by_client.setdefault((o.symbol, o.client_order_id), []).append(o.order_id)
+
+    # ---- queries ------------------------------------------------------------------------
+    def get_leverage(self, sym: str) -> int:
+        return self.leverage.get(sym, self.default_leverage)
+
+    def position(self, sym: str) -> Position:
+        return self.positions.get(sym) or Position(sym)
+
+    def find_order(self, sym: str, order_id: int | None = None, client_id: str | None = None) -> Order:
+        if order_id is not None:
+            o = self.orders.get(order_id)
+            if o is None or o.symbol != sym:
+                raise err_order_not_found()
+            return o
+        ids = self.orders_by_client.get((sym, client_id or ""), [])
+        if not ids:
+            raise err_order_not_found()
+        return self.orders[max(ids)]
+
+    def open_orders(self, sym: str | None = None) -> list[Order]:
+        return [o for o in self.orders.values() if o.is_open and (sym is None or o.symbol == sym)]
+
+    def unrealized(self, marks: dict[str, Decimal]) -> Decimal:
+        total = ZERO
+        for p in self.positions.values():
+            if p.qty:
+                total += p.qty * (marks[p.symbol] - p.entry)
+        return total
+
+    def position_initial_margin(self, marks: dict[str, Decimal]) -> Decimal:
+        return sum(
+            (abs(p.qty) * marks[p.symbol] / self.get_leverage(p.symbol) for p in self.positions.values() if p.qty),
+            ZERO,
+        )
+
+    def open_order_initial_margin(self) -> Decimal:
+        total = ZERO
+        for o in self.open_orders():
+            rem = o.orig_qty - o.executed_qty
+            total += rem * o.price / self.get_leverage(o.symbol)
+        return total
+
+    def maint_margin(self, marks: dict[str, Decimal]) -> Decimal:
+        return sum((abs(p.qty) * marks[p.symbol] * MMR for p in self.positions.values() if p.qty), ZERO)
+
+    def available(self, marks: dict[str, Decimal]) -> Decimal:
+        return (
+            self.wallet
+            + self.unrealized(marks)
+            - self.position_initial_margin(marks)
+            - self.open_order_initial_margin()
+        )
+
+    def liquidation_price(self, sym: str, marks: dict[str, Decimal]) -> Decimal:
+        """Simple cross-margin formula: other positions contribute uPnL minus maintenance."""
+        p = self.position(sym)
+        if not p.qty:
+            return ZERO
+        wb = self.wallet
+        for o in self.positions.values():
+            if o.symbol != sym and o.qty:
+                m = marks[o.symbol]
+                wb += o.qty * (m - o.entry) - abs(o.qty) * m * MMR
+        denom = abs(p.qty) * MMR - p.qty
+        if denom == 0:
+            return ZERO
+        lp = (wb - p.qty * p.entry) / denom
+        if lp <= 0:
+            return ZERO
+        return lp
+
+    # ---- trading ------------------------------------------------------------------------
+    def _apply_fill(self, sym: str, signed_qty: Decimal, price: Decimal, now_ms: int) -> Decimal:
+        """Update the position; return realized PnL of the reducing part."""
+        p = self.positions.get(sym) or Position(sym)
+        realized = ZERO
+        if p.qty == 0 or (p.qty > 0) == (signed_qty > 0):
+            new_qty = p.qty + signed_qty
+            p.entry = (p.qty * p.entry + signed_qty * price) / new_qty
+            p.qty = new_qty
+        else:
+            closing = min(abs(signed_qty), abs(p.qty))
+            direction = Decimal(1) if p.qty > 0 else Decimal(-1)
+            realized = closing * (price - p.entry) * direction
+            new_qty = p.qty + signed_qty
+            if new_qty == 0:
+                p.entry = ZERO
+            elif (new_qty > 0) != (p.qty > 0):
+                p.entry = price  # flipped through zero
+            p.qty = new_qty
+        p.update_time = now_ms
+        self.positions[sym] = p
+        return realized
+
+    def place(
+        self,
+        req: OrderRequest,
+        book_side: list[tuple[Decimal, Decimal]],
+        marks: dict[str, Decimal],
+        now_ms: int,
+        *,
+        fill_ratio: Decimal | None = None,
+    ) -> tuple[Order, Mutation]:
+        """Validate and execute one order against ``book_side`` (asks for BUY, bids for SELL,
+        best first). Raises SimError on rejection (nothing changes then)."""
+        spec = self.specs.get(req.symbol)
+        if spec is None:
+            raise err_invalid_symbol()
+        if req.side not in ("BUY", "SELL"):
+            raise SimError(-1117, "Invalid side.")
+        if req.type not in ("MARKET", "LIMIT"):
+            raise SimError(-1116, "Invalid orderType.")
+        qty = req.qty
+        if qty <= 0:
+            raise SimError(-4003, "Quantity less than or equal to zero.")
+        if qty % spec.step != 0:
+            raise SimError(-1111, "Precision is over the maximum defined for this asset.")
+        if qty < spec.min_qty:
+            raise SimError(-1013, "Filter failure: LOT_SIZE")
+        max_qty = spec.market_max_qty if req.type == "MARKET" else spec.max_qty
+        if qty > max_qty:
+            raise SimError(-1013, "Filter failure: LOT_SIZE" if req.type == "LIMIT" else "Filter failure: MARKET_LOT_SIZE")
+        if req.type == "LIMIT":
+            if req.price is None or req.price <= 0:
+                raise SimError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+            if req.price % spec.tick != 0:
+                raise SimError(-1111, "Precision is over the maximum defined for this asset.")
+        for oid in self.orders_by_client.get((req.symbol, req.client_order_id), []):
+            if self.orders[oid].is_open:
+                raise SimError(-4116, "ClientOrderId is duplicated.")
+        sign = Decimal(1) if req.side == "BUY" else Decimal(-1)
+        pos = self.position(req.symbol)
+        if req.reduce_only:
+            if pos.qty == 0 or (pos.qty > 0) == (sign > 0):
+                raise err_reduce_only()
+            qty = min(qty, abs(pos.qty))
+        ref_price = req.price if req.type == "LIMIT" else marks[req.symbol]
+        if not req.reduce_only and qty * ref_price < spec.min_notional:
+            raise SimError(-4164, f"Order's notional must be no smaller than {fmt(spec.min_notional)} (unless you choose reduce only).")
+        # plan fills
+        target = qty
+        if fill_ratio is not None and req.type == "MARKET":
+            target = floor_step(qty * fill_ratio, spec.step)
+        fills: list[tuple[Decimal, Decimal]] = []
+        left = target
+        for price, avail in book_side:
+            if left <= 0:
+                break
+            if req.type == "LIMIT" and ((sign > 0 and price > req.price) or (sign < 0 and price < req.price)):
+                break
+            take = min(left, avail)
+            if take > 0:
+                fills.append((price, take))
+                left -= take
+        filled_qty = sum((f[1] for f in fills), ZERO)
+        notional = sum((p * q for p, q in fills), ZERO)
+        # margin check: only the part that increases exposure needs margin
+        if not req.reduce_only:
+            closing = min(qty, abs(pos.qty)) if pos.qty and (pos.qty > 0) != (sign > 0) else ZERO
+            opening_qty = qty - closing
+            est_price = notional / filled_qty if filled_qty else ref_price
+            need = opening_qty * max(est_price, ref_price) / self.get_leverage(req.symbol)
+            need += notional * self.taker_fee
+            if opening_qty > 0 and need > self.available(marks):
+                raise err_margin()
+        # execute
+        mut = Mutation()
+        oid = self.next_order_id
+        self.next_order_id += 1
+        order = Order(
+            order_id=oid,
+            client_order_id=req.client_order_id,
+            symbol=req.symbol,
+            side=req.side,
+            type=req.type,
+            orig_qty=qty,
+            price=req.price or ZERO,
+            time_in_force=req.time_in_force if req.type == "LIMIT" else "GTC",
+            reduce_only=req.reduce_only,
+            time=now_ms,
+            update_time=now_ms,
+            arrived_ns=req.arrived_ns,
+        )
+        for price, fq in fills:
+            realized = self._apply_fill(req.symbol, sign * fq, price, now_ms)
+            quote = price * fq
+            fee = q8(quote * self.taker_fee)
+            tid = self.next_trade_id
+            self.next_trade_id += 1
+            trade = Trade(tid, oid, req.symbol, req.side, price, fq, quote, fee, q8(realized), now_ms)
+            self.trades.append(trade)
+            mut.trades.append(trade)
+            self.wallet += q8(realized) - fee
+            if realized:
+                mut.income.append(self._income(req.symbol, "REALIZED_PNL", q8(realized), now_ms, str(tid)))
+            mut.income.append(self._income(req.symbol, "COMMISSION", -fee, now_ms, str(tid)))
+            order.executed_qty += fq
+            order.cum_quote += quote
+        if fills:
+            mut.positions.append(self.positions[req.symbol])
+            mut.wallet = True
+            self.wallet_update_time = now_ms
+        if order.executed_qty == order.orig_qty:
+            order.status = "FILLED"
+        elif req.type == "LIMIT" and req.time_in_force == "GTC":
+            order.status = "PARTIALLY_FILLED" if order.executed_qty else "NEW"
+        else:
+            order.status = "EXPIRED"
+        self._index_order(order)
+        mut.orders.append(order)
+        return order, mut
+
+    def cancel(self, order: Order, now_ms: int) -> Mutation:
+        if not order.is_open:
+            raise SimError(-2011, "Unknown order sent.")
+        order.status = "CANCELED"
+        order.update_time = now_ms
+        return Mutation(orders=[order])
+
+    def _income(self, sym: str, kind: str, amount: Decimal, now_ms: int, trade_id: str = "") -> Income:
+        inc = Income(self.next_tran_id, sym, kind, amount, now_ms, trade_id, kind)
+        self.next_tran_id += 1
+        self.income.append(inc)
+        return inc
+
+    def settle_funding(self, sym: str, mark: Decimal, rate: Decimal, now_ms: int) -> Mutation:
+        """Pay/charge the open position: amount = -signed_qty * mark * rate (8 dp)."""
+        mut = Mutation()
+        p = self.positions.get(sym)
+        if p is None or p.qty == 0:
+            return mut
+        amount = q8(-p.qty * mark * rate)
+        self.wallet += amount
+        self.wallet_update_time = now_ms
+        mut.income.append(self._income(sym, "FUNDING_FEE", amount, now_ms))
+        mut.wallet = True
+        return mut

@@ -1,0 +1,243 @@
+"""The hedgeflow worker: every workflow and activity on task queue ``settings.temporal.task_queue``.
+
+``run_worker`` is the whole lifecycle and can run in-process (tests) or as ``hedgeflow worker``:
+
+1. connect (``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` win over ``settings.temporal``), with a
+   Prometheus endpoint for the SDK metrics on ``127.0.0.1:{metrics_port}`` (0 disables);
+2. build one ``GatewayPool(settings)`` and register ``workflows.WORKFLOWS`` and
+   ``activities.build_activities(settings, pool)``;
+3. print ``worker ready on task queue QUEUE at ADDRESS`` once polling has started;
+4. on ``stop_event`` (SIGINT/SIGTERM in the CLI): stop polling, give in-flight activities up to
+   ``graceful_shutdown_timeout`` seconds, then cancel them; close the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from workers.client import connect, temporal_target
+from workers.devserver import port_is_free
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from config import Settings
+
+#: pure, deterministic packages the workflow sandbox may share with the host instead of
+#: re-importing per run (faster, and one ``Decimal`` context/pydantic class identity)
+PASSTHROUGH_MODULES = (
+    "domain",
+    "config",
+    "venues.models",
+    "venues.errors",
+    "workflows.models",
+    "pydantic",
+    "pydantic_core",
+    "pydantic_settings",
+    "annotated_types",
+    "typing_extensions",
+    "yaml",
+    "dotenv",
+    "decimal",
+)
+
+MAX_CONCURRENT_ACTIVITIES = 64
+MAX_CONCURRENT_WORKFLOW_TASKS = 32
+MAX_CONCURRENT_LOCAL_ACTIVITIES = 32
+GRACEFUL_SHUTDOWN_S = 20.0
+
+
+class WorkerError(RuntimeError):
+    """A user-facing start-up problem (exit code 2 in the CLI)."""
+
+
+def ready_line(task_queue: str, address: str) -> str:
+    return f"worker ready on task queue {task_queue} at {address}"
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
+
+
+def load_registrations(settings: Settings, pool: Any) -> tuple[list[type], list[Callable[..., Any]]]:
+    """``workflows.WORKFLOWS`` and ``activities.build_activities(settings, pool)``."""
+    import activities as activities_pkg
+    import workflows as workflows_pkg
+
+    wfs = getattr(workflows_pkg, "WORKFLOWS", None)
+    if wfs is None:
+        raise WorkerError("workflows.WORKFLOWS is not defined; nothing to register")
+    build = getattr(activities_pkg, "build_activities", None)
+    if build is None:
+        raise WorkerError("activities.build_activities is not defined; nothing to register")
+    return list(wfs), list(build(settings, pool))
+
+
+def metrics_runtime(port: int):
+    """A Temporal ``Runtime`` exporting SDK metrics on 127.0.0.1:port, or None if port is 0."""
+    if not port:
+        return None
+    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    if not port_is_free(port):
+        raise WorkerError(
+            f"port {port} (worker metrics) is already in use on 127.0.0.1; "
+            "change metrics_port (HEDGEFLOW__METRICS_PORT, 0 disables)"
+        )
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}")))
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    client: Client | None = None,
+    stop_event: asyncio.Event | None = None,
+    workflows: Sequence[type] | None = None,
+    activities: Sequence[Callable[..., Any]] | None = None,
+    task_queue: str | None = None,
+    graceful_shutdown_timeout: float = GRACEFUL_SHUTDOWN_S,
+    on_ready: Callable[[Worker], None] | None = None,
+    connect_timeout: float = 10.0,
+    quiet: bool = False,
+) -> None:
+    """Run one worker until ``stop_event`` is set (or forever), then shut down gracefully.
+
+    ``client``: use this client (no metrics runtime is created); else connect from the
+    settings/environment. ``workflows``/``activities``: override the registrations (tests);
+    by default ``workflows.WORKFLOWS`` and ``activities.build_activities(settings, pool)``.
+    Raises ``WorkerError`` for start-up problems, ``workers.client.TemporalUnavailable`` if the
+    server cannot be reached, and whatever fatal error the SDK worker raises.
+    """
+    stop_event = stop_event or asyncio.Event()
+    queue = task_queue or settings.temporal.task_queue
+    if client is None:
+        runtime = metrics_runtime(settings.metrics_port)
+        client = await connect(settings, timeout_s=connect_timeout, runtime=runtime)
+    address = client.service_client.config.target_host
+
+    from venues.pool import GatewayPool
+
+    pool = GatewayPool(settings)
+    executor: concurrent.futures.ThreadPoolExecutor | None = None
+    try:
+        if workflows is None or activities is None:
+            default_wfs, default_acts = load_registrations(settings, pool)
+            workflows = default_wfs if workflows is None else workflows
+            activities = default_acts if activities is None else activities
+        if not workflows and not activities:
+            raise WorkerError("no workflows and no activities to register")
+        if any(not _is_async(a) for a in activities):
+            # all hedgeflow activities are async; a sync one (tests, future) gets threads
+            executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="activity"
+            )
+        worker = Worker(
+            client,
+            task_queue=queue,
+            workflows=list(workflows),
+            activities=list(activities),
+            activity_executor=executor,
+            workflow_runner=workflow_runner(),
+            max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+            max_concurrent_workflow_tasks=MAX_CONCURRENT_WORKFLOW_TASKS,
+            max_concurrent_local_activities=MAX_CONCURRENT_LOCAL_ACTIVITIES,
+            graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_timeout),
+        )
+        run_task = asyncio.create_task(worker.run(), name="temporal-worker")
+        stop_task = asyncio.create_task(stop_event.wait(), name="worker-stop")
+        try:
+            # ``is_running`` turns true once the namespace check passed and pollers are started
+            while not worker.is_running and not run_task.done():  # noqa: ASYNC110 - SDK has no event
+                await asyncio.sleep(0.02)
+            if worker.is_running:
+                if not quiet:
+                    print(ready_line(queue, address), flush=True)
+                if on_ready is not None:
+                    on_ready(worker)
+            await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            if not run_task.done():
+                if not quiet:
+                    print(
+                        f"worker stopping: polling stopped, in-flight activities get up to "
+                        f"{graceful_shutdown_timeout:g} s",
+                        flush=True,
+                    )
+                await worker.shutdown()
+            await run_task  # re-raises a fatal worker error
+        finally:
+            stop_task.cancel()
+            if not run_task.done():
+                run_task.cancel()
+                await asyncio.gather(run_task, return_exceptions=True)
+    finally:
+        await pool.close()
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+    if not quiet:
+        print("worker stopped", flush=True)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    return not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
+
+
+async def serve(settings: Settings, *, graceful_shutdown_timeout: float = GRACEFUL_SHUTDOWN_S) -> int:
+    """``hedgeflow worker``: run until SIGINT/SIGTERM; a second signal forces exit."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            print(f"worker: {signal.Signals(signum).name} received, shutting down "
+                  "(signal again to force)", file=sys.stderr, flush=True)
+            stop.set()
+        else:
+            print("worker: forced exit", file=sys.stderr, flush=True)
+            os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
+            signal.signal(sig, lambda s, f: loop.call_soon_threadsafe(on_signal, s))
+    try:
+        await run_worker(settings, stop_event=stop, graceful_shutdown_timeout=graceful_shutdown_timeout)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover
+                pass
+    return 0
+
+
+__all__ = [
+    "GRACEFUL_SHUTDOWN_S",
+    "PASSTHROUGH_MODULES",
+    "WorkerError",
+    "load_registrations",
+    "metrics_runtime",
+    "ready_line",
+    "run_worker",
+    "serve",
+    "temporal_target",
+    "workflow_runner",
+]
