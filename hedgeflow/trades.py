@@ -99,6 +99,9 @@ async def open_trade(
     stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
     wf_id = trade_workflow_id(symbol, long_venue, short_venue, stamp)
     params = params_from_settings(settings, symbol, long_venue, short_venue, notional, wf_id)
+    hold_overrides = overrides.pop("hold_overrides", None) or {}
+    if hold_overrides:
+        overrides["hold"] = params.hold.model_validate(params.hold.model_dump() | hold_overrides)
     params = params.model_copy(update={"opened_by": opened_by, **overrides})
     await client.start_workflow(
         "TradeWorkflow",

@@ -28,6 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--long", required=True, dest="long_venue", metavar="VENUE")
     o.add_argument("--short", required=True, dest="short_venue", metavar="VENUE")
     o.add_argument("--notional", required=True, type=_decimal, metavar="USD")
+    o.add_argument(
+        "--exit-spread-bps", type=_decimal, default=None, metavar="BPS",
+        help="close once the funding spread stays below this many bps per 8 h for trade.exit_checks "
+        "monitor checks (default: trade.exit_spread_bps from the config, 0)",
+    )
     ls = sub.add_parser("list", help="list trades (newest first)")
     ls.add_argument("--open", action="store_true", help="only running trades")
     ls.add_argument("--json", action="store_true")
@@ -52,8 +57,10 @@ async def _run(args: argparse.Namespace) -> int:
     client = await connect(settings)
     try:
         if args.action == "open":
+            hold = {} if args.exit_spread_bps is None else {"exit_spread_bps": args.exit_spread_bps}
             wf_id = await open_trade(
-                client, settings, args.symbol, args.long_venue, args.short_venue, args.notional
+                client, settings, args.symbol, args.long_venue, args.short_venue, args.notional,
+                hold_overrides=hold,
             )
             print(wf_id)
         elif args.action == "list":
