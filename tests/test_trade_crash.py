@@ -16,10 +16,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
-from hedgeflow.trades import open_trade
 from conftest import free_ports
 from trade_harness import ROOT, TEST_API_KEY, TEST_API_SECRET, settings_for, start_sims, wait_for
+
+from hedgeflow.trades import open_trade
 from workers.client import connect
 from workers.devserver import DevServer
 from workers.worker import run_worker
