@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         TradeCarry,
         TradeEvent,
         TradeParams,
+        TradeRecord,
         TradeStateName,
         TradeStatus,
         VenueCheck,
@@ -85,6 +86,9 @@ ORDER_OPTS: dict[str, Any] = dict(
         non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
     ),
 )
+# Opening orders: shorter bound, so that a venue that stays down leaves the other leg
+# unhedged for at most this long before it is flattened.
+OPEN_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=45))
 # Reads: a few quick retries; the workflow decides what a failed read means.
 READ_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=15),
@@ -101,6 +105,13 @@ ALERT_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20),
 )
+# Ledger writes: a few attempts, then give up with an event (never holds a close back).
+LEDGER_OPTS: dict[str, Any] = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
+                             maximum_attempts=3),
+)
+LEDGER_PATCH = "ledger-v1"  # histories from before the ledger replay without its activities
 
 
 def is_cancellation(exc: BaseException) -> bool:
@@ -161,6 +172,7 @@ class TradeWorkflow:
         self._next_funding_ms = 0
         self._income_fetched_ms = 0
         self._monitor_failures = 0
+        self._filled_ms: dict[str, int] = {}
 
     # ------------------------------------------------------------------ handlers
     @workflow.query(name="status")
@@ -203,6 +215,7 @@ class TradeWorkflow:
                 if not hedged:
                     return self.s
                 await self._alert("trade_opened", f"{self._summary()} hedged, qty {self.s.target_qty}")
+                await self._record("opened")
             if self.s.state in ("closing", "emergency_closing"):
                 await self._close(self.s.state == "emergency_closing", self.s.close_reason or "resumed")
             else:
@@ -269,7 +282,6 @@ class TradeWorkflow:
             self._place_verified("long", sizing.qty, "o", reduce_only=False),
             self._place_verified("short", sizing.qty, "o", reduce_only=False),
         )
-        first_fill_ms = self._now_ms()
         L, S = self.s.leg("long"), self.s.leg("short")
 
         if L.filled_qty == 0 or S.filled_qty == 0:
@@ -277,8 +289,9 @@ class TradeWorkflow:
             why = "; ".join(f"{n}: {self._why(r)}" for n, r in (("long", long_res), ("short", short_res)) if n in failed)
             self._event(f"leg failed ({why}); flattening the other")
             await self._close(True, f"LEG_FAILED {why}")
+            # from the moment the lone leg's fill was known to the moment both venues were flat
             self.s.orphan_exposure_ms = (
-                self._now_ms() - first_fill_ms if (L.opened_qty > 0 or S.opened_qty > 0) else 0
+                self._now_ms() - min(self._filled_ms.values()) if self._filled_ms else 0
             )
             await self._abort("LEG_FAILED", why)
             return False
@@ -371,7 +384,7 @@ class TradeWorkflow:
                 req,
                 result_type=OrderResult,
                 summary=f"{side} {qty} {self.p.symbol} on {state.venue}{' reduce-only' if reduce_only else ''}",
-                **ORDER_OPTS,
+                **(OPEN_ORDER_OPTS if opening else ORDER_OPTS),
             )
         except ActivityError as exc:
             if is_cancellation(exc):
@@ -383,6 +396,8 @@ class TradeWorkflow:
                 return exc
         order = await self._await_done(order)
         self._apply_fill(leg, order, opening)
+        if opening and order.filled_qty > 0:
+            self._filled_ms.setdefault(leg, self._now_ms())
         return order
 
     async def _lookup(self, venue: str, cid: str) -> OrderResult | None:
@@ -728,6 +743,7 @@ class TradeWorkflow:
         self._event(f"aborted: {self.s.abort_reason}")
         await self._alert("trade_aborted", f"{self._summary()}: {self.s.abort_reason}", "warning")
         self._set_state("aborted")
+        await self._record("aborted")
 
     async def _finish(self, state: TradeStateName) -> None:
         if self.s.state != "aborted":
@@ -736,6 +752,24 @@ class TradeWorkflow:
                 "trade_closed",
                 f"{self._summary()} closed ({self.s.close_reason}); realised PnL {self.s.realized_pnl_usd}",
             )
+            await self._record("closed")
+
+    async def _record(self, event: str) -> None:
+        """Write the trade, its orders, fills and funding to the ledger (idempotent activity);
+        a failed write is an event, never an obstacle."""
+        if not workflow.patched(LEDGER_PATCH):
+            return
+        try:
+            await workflow.execute_activity(
+                "record_trade",
+                TradeRecord(event=event, status=self.s, opened_by=self.p.opened_by),  # type: ignore[arg-type]
+                summary=f"ledger: {event}",
+                **LEDGER_OPTS,
+            )
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                return
+            self._event(f"ledger write {event} failed: {error_type(exc)}")
 
     async def _alert(self, kind: str, message: str, severity: str = "info") -> None:
         try:
