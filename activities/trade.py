@@ -31,6 +31,7 @@ from workflows.models import (
     MarketSnapshot,
     OrderLookup,
     PlaceOrderRequest,
+    PlaceOutcome,
     PositionsRequest,
     SnapshotRequest,
     VenueCheck,
@@ -38,6 +39,7 @@ from workflows.models import (
 )
 
 log = logging.getLogger("hedgeflow.activities")
+SNAPSHOT_MAX_AGE_S = 1.0
 T = TypeVar("T")
 
 
@@ -82,6 +84,7 @@ class TradeActivities:
     def __init__(self, settings: Settings, pool: GatewayPool) -> None:
         self.settings = settings
         self.pool = pool
+        self._notifier = None
 
     @activity.defn(name="check_venue")
     async def check_venue(self, req: VenueCheckRequest) -> VenueCheck:
@@ -94,9 +97,15 @@ class TradeActivities:
                 return VenueCheck(
                     venue=req.venue, symbol=req.symbol, reachable=True, error=f"unknown symbol {req.symbol}"
                 )
-            one_way, balance, rates, positions = await asyncio.gather(
-                gw.is_one_way_mode(), gw.balance(), gw.funding_rates(), gw.positions([req.symbol])
-            )
+            reads = [
+                gw.is_one_way_mode(),
+                gw.balance(),
+                gw.funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S),
+                gw.positions([req.symbol]),
+            ]
+            if req.leverage is not None:  # set in the same round trip; harmless if the trade aborts
+                reads.append(gw.set_leverage(req.symbol, req.leverage))
+            one_way, balance, rates, positions, *_ = await asyncio.gather(*reads)
             fi = rates.get(req.symbol)
             qty = sum((p.qty for p in positions if p.symbol == req.symbol), start=0)
             return VenueCheck(
@@ -116,23 +125,40 @@ class TradeActivities:
     async def set_leverage(self, req: LeverageRequest) -> None:
         await _call(self.pool.get(req.venue).set_leverage(req.symbol, req.leverage))
 
-    @activity.defn(name="place_order")
-    async def place_order(self, req: PlaceOrderRequest) -> OrderResult:
-        info = activity.info()
+    def _place(self, req: PlaceOrderRequest) -> Awaitable[OrderResult]:
+        attempt = activity.info().attempt
         log.info(
             "place %s %s %s qty=%s cid=%s reduce_only=%s attempt=%d",
-            req.venue, req.symbol, req.side, req.qty, req.client_order_id, req.reduce_only, info.attempt,
+            req.venue, req.symbol, req.side, req.qty, req.client_order_id, req.reduce_only, attempt,
         )
-        return await _call(
-            self.pool.get(req.venue).place_market_order(
-                req.symbol,
-                req.side,
-                req.qty,
-                req.client_order_id,
-                reduce_only=req.reduce_only,
-                lookup_first=info.attempt > 1,
-            )
+        return self.pool.get(req.venue).place_market_order(
+            req.symbol,
+            req.side,
+            req.qty,
+            req.client_order_id,
+            reduce_only=req.reduce_only,
+            # a retry, or an order that may already exist: look the id up before sending
+            lookup_first=req.lookup_first or attempt > 1,
+            ref_price=req.ref_price,
         )
+
+    @activity.defn(name="place_order")
+    async def place_order(self, req: PlaceOrderRequest) -> OrderResult:
+        return await _call(self._place(req))
+
+    @activity.defn(name="place_orders")
+    async def place_orders(self, reqs: list[PlaceOrderRequest]) -> list[PlaceOutcome]:
+        """Several orders sent concurrently (both legs of an open). Each leg's outcome is
+        reported separately, so one leg's refusal never hides the other's fill."""
+
+        async def one(req: PlaceOrderRequest) -> PlaceOutcome:
+            try:
+                return PlaceOutcome(order=await self._place(req))
+            except VenueError as exc:
+                return PlaceOutcome(error_type=exc.type_name, error=str(exc), retryable=exc.retryable)
+
+        async with _heartbeating():
+            return list(await asyncio.gather(*(one(r) for r in reqs)))
 
     @activity.defn(name="get_order")
     async def get_order(self, req: OrderLookup) -> OrderResult | None:
@@ -148,7 +174,8 @@ class TradeActivities:
 
     @activity.defn(name="market_snapshot")
     async def market_snapshot(self, req: SnapshotRequest) -> MarketSnapshot:
-        rates = await _call(self.pool.get(req.venue).funding_rates())
+        # a snapshot up to a second old serves every trade monitoring this venue
+        rates = await _call(self.pool.get(req.venue).funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S))
         fi = rates.get(req.symbol)
         if fi is None:
             raise ApplicationError(f"no funding rate for {req.symbol} on {req.venue}", type="BadSymbol",
@@ -167,14 +194,23 @@ class TradeActivities:
 
     @activity.defn(name="send_alert")
     async def send_alert(self, alert: Alert) -> None:
-        level = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}[alert.severity]
-        log.log(level, "ALERT %s trade=%s: %s", alert.kind, alert.trade_id, alert.message)
+        """Always logged; also POSTed to ``alerts.webhook_url`` when set (a failed delivery
+        raises, so Temporal retries it)."""
+        from hedgeflow.alerts import AlertDeliveryError, Notifier
+
+        if self._notifier is None:
+            self._notifier = Notifier.from_settings(self.settings)
+        try:
+            await self._notifier.send(alert.kind, alert.message, alert.severity, alert.trade_id)
+        except AlertDeliveryError as exc:
+            raise ApplicationError(str(exc), type="AlertDeliveryError") from None
 
     def all(self) -> list:
         return [
             self.check_venue,
             self.set_leverage,
             self.place_order,
+            self.place_orders,
             self.get_order,
             self.cancel_order,
             self.get_positions,

@@ -3,6 +3,7 @@
 from config.settings import (  # noqa: F401
     ConfigError,
     LimitsConfig,
+    ScannerConfig,
     Settings,
     TemporalConfig,
     TradeConfig,

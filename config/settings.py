@@ -159,11 +159,91 @@ class TradeConfig(_Section):
         return self
 
 
+class ScannerConfig(_Section):
+    """The scanner (``ScannerWorkflow``): how candidates are found, costed and gated.
+
+    Times are wall seconds, except ``horizon_h`` which is in *venue* hours: with
+    ``time_scale`` X (replay at speed X) one venue hour passes in 3600/X wall seconds.
+    """
+
+    enabled: bool = True
+    cycle_s: float = Field(30, gt=0, description="seconds between scan cycles")
+    notional_usd: Decimal = Field(Decimal("1000"), gt=0, description="notional of each trade the scanner opens")
+    min_spread_bps: Decimal = Field(Decimal("1"), description="minimum funding spread, bps per 8 h")
+    horizon_h: Decimal = Field(Decimal("24"), gt=0, description="expected holding time (venue hours)")
+    top_n_books: int = Field(3, ge=1, le=50, description="order books fetched per cycle (best candidates)")
+    book_depth: int = Field(20, ge=5, le=500)
+    buffer_bps: Decimal = Field(Decimal("2"), ge=0, description="safety buffer taken off every edge")
+    est_slippage_bps: Decimal = Field(Decimal("1.5"), ge=0,
+                                      description="slippage per fill assumed before books are fetched")
+    max_price_divergence: Decimal = Field(Decimal("0.005"), gt=0, description="|mark_a − mark_b| / mark allowed")
+    max_book_impact: Decimal = Field(Decimal("0.5"), gt=0, le=1,
+                                     description="notional / depth within 1 % of mid allowed")
+    min_settlement_lead_s: float = Field(60, ge=0, description="no opening this close before a settlement")
+    stale_after_s: float = Field(60, gt=0, description="funding data older than this is stale")
+    unhealthy_after_failures: int = Field(3, ge=1, description="consecutive failures that trip a venue")
+    unhealthy_cooldown_s: float = Field(300, gt=0, description="how long a tripped venue is skipped")
+    max_trades_per_day: int = Field(20, ge=0)
+    max_daily_loss_usd: Decimal = Field(Decimal("500"), ge=0, description="realised loss per UTC day that stops opening")
+    max_consecutive_emergency: int = Field(3, ge=1, description="emergency closes in a row that halt opening")
+    symbol_cooldown_s: float = Field(3600, ge=0, description="no reopening a symbol this soon after a close")
+    time_scale: Decimal = Field(Decimal("1"), gt=0, description="venue seconds per wall second (replay speed)")
+    cycles_per_run: int = Field(100, ge=1, description="continue-as-new after this many cycles")
+    symbols: list[str] = Field(default_factory=list, description="only these symbols (empty: every symbol)")
+
+
+def demo_scanner() -> dict[str, Any]:
+    """Scanner defaults of the demo profile: sims settle every 60 s, so the horizon is a few
+    settlements and trades start within a minute."""
+    return {
+        "cycle_s": 5,
+        "horizon_h": "0.25",  # 15 min = 15 settlements of the 60 s demo interval
+        "min_settlement_lead_s": 3,
+        "stale_after_s": 30,
+        "unhealthy_cooldown_s": 30,
+        "symbol_cooldown_s": 60,
+        "max_trades_per_day": 500,
+    }
+
+
 class TemporalConfig(_Section):
     address: str = "127.0.0.1:7233"
     namespace: str = "default"
     task_queue: str = "hedgeflow"
     ui_port: int = Field(8233, ge=1, le=65535)
+
+
+class LedgerConfig(_Section):
+    url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL (may hold a password); default sqlite:///{state_dir}/ledger.sqlite; "
+        "PostgreSQL: postgresql+psycopg://user:pass@host/db",
+    )
+    migrate: bool = Field(True, description="run the Alembic migrations (upgrade head) at start-up")
+
+
+class AlertsConfig(_Section):
+    webhook_url: SecretStr | None = Field(None, description="Slack/Discord/Telegram-compatible webhook (a secret)")
+    format: Literal["slack", "discord", "telegram"] = "slack"
+    telegram_chat_id: str | None = None
+    timeout_s: float = Field(10, gt=0)
+    no_trade_hours: float = Field(6, gt=0, description="alert when no trade opened for this long")
+    venue_error_rate: float = Field(0.2, gt=0, le=1, description="alert above this share of failed venue calls")
+    min_venue_requests: int = Field(10, ge=1, description="calls per cycle before the error rate counts")
+    balance_drop_pct: Decimal = Field(Decimal("0.05"), gt=0, lt=1, description="alert on this drop since day start")
+
+    @model_validator(mode="after")
+    def _telegram(self) -> AlertsConfig:
+        if self.format == "telegram" and self.webhook_url is not None and not self.telegram_chat_id:
+            raise ValueError("format telegram needs telegram_chat_id")
+        return self
+
+
+class ReconcileConfig(_Section):
+    enabled: bool = Field(True, description="`up` starts the reconcile workflow")
+    interval_s: float = Field(60, gt=0, description="seconds between reconciliations")
+    order_lookback_s: float = Field(3600, gt=0, description="ledger orders younger than this are checked")
+    max_orders: int = Field(200, ge=0, description="orders checked per cycle")
 
 
 class Settings(BaseSettings):
@@ -182,6 +262,11 @@ class Settings(BaseSettings):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     trade: TradeConfig = Field(default_factory=TradeConfig)
     temporal: TemporalConfig = Field(default_factory=TemporalConfig)
+    scanner: ScannerConfig = Field(default_factory=ScannerConfig)
+    metrics_host: str = Field("127.0.0.1", description="bind address of the worker metrics endpoint")
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -212,6 +297,11 @@ class Settings(BaseSettings):
                 f"venues {live} are live (kind ccxt) but mode is 'paper'; set mode: live to trade real money"
             )
         return self
+
+    def ledger_url(self) -> str:
+        if self.ledger.url is not None:
+            return self.ledger.url.get_secret_value()
+        return f"sqlite:///{self.state_dir}/ledger.sqlite"
 
     def venue(self, name: str) -> VenueConfig:
         for v in self.venues:
@@ -269,6 +359,8 @@ def load_settings(
         data["profile"] = profile
     if data.get("profile", "demo") == "demo" and not data.get("venues") and f"{ENV_PREFIX}VENUES" not in env:
         data["venues"] = demo_venues()
+    if data.get("profile", "demo") == "demo" and isinstance(data.get("scanner", {}), dict):
+        data["scanner"] = {**demo_scanner(), **(data.get("scanner") or {})}
     try:
         if environ is None:
             settings = Settings(**data)

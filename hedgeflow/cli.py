@@ -28,6 +28,7 @@ COMMANDS = [
     "bench",
     "chaos",
     "config",
+    "bootstrap",
 ]
 
 

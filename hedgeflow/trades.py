@@ -59,6 +59,23 @@ async def open_trades_touching(client: Client, symbol: str, venues: list[str]) -
     return [w.id async for w in client.list_workflows(query)]
 
 
+async def scanner_halted(client: Client) -> str | None:
+    """The halt reason when trading is halted (the ``scanner`` workflow's memo), else None."""
+    try:
+        desc = await client.get_workflow_handle("scanner").describe()
+    except RPCError:
+        return None  # no scanner has ever run: nothing is halted
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    try:
+        halted = await desc.memo_value("halted", False)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not halted:
+        return None
+    return str(await desc.memo_value("halt_reason", "halted"))
+
+
 def validate_open(settings: Settings, symbol: str, long_venue: str, short_venue: str, notional: Decimal) -> None:
     names = [v.name for v in settings.venues]
     for flag, v in (("--long", long_venue), ("--short", short_venue)):
@@ -87,9 +104,14 @@ async def open_trade(
     *,
     stamp: str | None = None,
     opened_by: str = "manual",
+    check_halt: bool = True,
     **overrides: Any,
 ) -> str:
     validate_open(settings, symbol, long_venue, short_venue, notional)
+    if check_halt:
+        halted = await scanner_halted(client)
+        if halted:
+            raise TradeRefused(f"trading is halted ({halted}); `hedgeflow resume` first")
     busy = await open_trades_touching(client, symbol, [long_venue, short_venue])
     if busy:
         raise TradeRefused(

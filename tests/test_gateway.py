@@ -159,6 +159,20 @@ async def test_funding_rates_in_one_request(gw: Gateway) -> None:
     assert fr.next_funding_ms > time.time() * 1000 - 1000
 
 
+async def test_funding_snapshot_shared_between_concurrent_callers(gw: Gateway) -> None:
+    await gw.funding_rates()
+    seen = count_requests(gw)
+    many = await asyncio.gather(*(gw.funding_rates(max_age_s=5) for _ in range(20)))
+    assert len(seen) == 0  # the snapshot just fetched is young enough
+    assert all(r is many[0] for r in many)
+    await asyncio.sleep(0.3)
+    again = await asyncio.gather(*(gw.funding_rates(max_age_s=0.2) for _ in range(20)))
+    assert len(seen) == 1, seen  # stale: one request shared by all twenty callers
+    assert all(r is again[0] for r in again)
+    await gw.funding_rates()
+    assert len(seen) == 2  # max_age_s=0 always asks the venue
+
+
 async def test_order_book_balance_leverage_mode(gw: Gateway) -> None:
     book = await gw.order_book(SYMBOL, 5)
     assert 0 < len(book.bids) <= 5 and 0 < len(book.asks) <= 5

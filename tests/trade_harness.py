@@ -139,7 +139,9 @@ def settings_for(sims: dict[str, SimVenue], **trade: Any) -> Settings:
     # hold until told otherwise: synthetic spreads can be negative, which would end a test trade early
     trade_defaults = {"monitor_interval_s": 0.5, "verify_timeout_s": 5, "close_retry_max_s": 2,
                       "exit_spread_bps": -1000000}
-    env = {"HEDGEFLOW__VENUES": json.dumps(venues), "HEDGEFLOW__METRICS_PORT": "0"}
+    state_dir = next(iter(sims.values())).state_file.parent  # the test's tmp dir, ledger included
+    env = {"HEDGEFLOW__VENUES": json.dumps(venues), "HEDGEFLOW__METRICS_PORT": "0",
+           "HEDGEFLOW__STATE_DIR": str(state_dir)}
     for k, v in {**trade_defaults, **trade}.items():
         env[f"HEDGEFLOW__TRADE__{k.upper()}"] = str(v)
     return load_settings(environ=env)

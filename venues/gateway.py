@@ -260,7 +260,9 @@ class Gateway:
         self._markets: dict[str, MarketInfo] | None = None
         self._markets_lock = asyncio.Lock()
         self._intervals: dict[str, Decimal] = {}
-        self._intervals_at = 0.0
+        self._intervals_at = float("-inf")  # never fetched: the first call fetches
+        self._funding_cache: tuple[float, dict[str, FundingInfo]] | None = None
+        self._funding_inflight: asyncio.Future[dict[str, FundingInfo]] | None = None
         self._intervals_supported = True
         self._sent: dict[str, None] = {}  # client ids this instance has sent (bounded, FIFO)
 
@@ -391,10 +393,26 @@ class Gateway:
             raise BadSymbol(f"{self.name}: unknown symbol {symbol!r}", venue=self.name) from None
 
     # ------------------------------------------------------------------ market data
-    async def funding_rates(self) -> dict[str, FundingInfo]:
+    async def funding_rates(self, max_age_s: float = 0.0) -> dict[str, FundingInfo]:
         """Current funding of every market, from ONE bulk request (plus, on the first call
         and then hourly, one request for the intervals when the venue's funding rates do not
-        carry them)."""
+        carry them).
+
+        ``max_age_s`` > 0 accepts a snapshot fetched at most that long ago, and concurrent
+        callers share one request in flight: many trades monitoring the same venue cost one
+        bulk call per period instead of one each."""
+        if max_age_s > 0:
+            cached = self._funding_cache
+            if cached is not None and time.monotonic() - cached[0] <= max_age_s:
+                return cached[1]
+            if self._funding_inflight is None or self._funding_inflight.done():
+                self._funding_inflight = asyncio.ensure_future(self.funding_rates())
+            return await asyncio.shield(self._funding_inflight)
+        rates = await self._fetch_funding_rates()
+        self._funding_cache = (time.monotonic(), rates)
+        return rates
+
+    async def _fetch_funding_rates(self) -> dict[str, FundingInfo]:
         markets = await self.markets()
         raw = await self._call("fetch_funding_rates")
         now_ms = int(time.time() * 1000)
@@ -536,8 +554,12 @@ class Gateway:
         *,
         reduce_only: bool = False,
         lookup_first: bool = False,
+        ref_price: Decimal | None = None,
     ) -> OrderResult:
         """Place a market order for ``qty`` base units, at most once per client order id.
+
+        ``ref_price``: a recent price the caller already holds (e.g. the mark from its
+        pre-trade check) for the minimum-notional check; without it the book is fetched.
 
         * ``qty`` is rounded down to the step; below min qty (or, unless ``reduce_only``,
           below min notional at the current book price) raises ``OrderBelowMinimum`` before
@@ -576,7 +598,7 @@ class Gateway:
                 return existing.model_copy(update={"duplicate_prevented": True})
         if not reduce_only and m.min_notional > 0:
             # venues waive the minimum notional for reduce-only orders, not the minimum qty
-            price = await self._reference_price(symbol, side)
+            price = ref_price if ref_price and ref_price > 0 else await self._reference_price(symbol, side)
             if price is not None and base_qty * price < m.min_notional:
                 raise OrderBelowMinimum(
                     f"{self.name}: {symbol} notional {base_qty} x {price} = {base_qty * price} "

@@ -57,6 +57,7 @@ READY_TIMEOUT_S = 60.0
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0  # a child that ran this long restarts with the shortest backoff again
 REPLAY_BASE_PORT = 8701
+REPORT_GRACE_S = 5.0  # after the replayed data ends, before its report is printed
 
 
 class UpError(RuntimeError):
@@ -92,6 +93,26 @@ async def ensure_scanner(client: Client, settings: Settings) -> bool:
         wf.run,
         args=args,
         id="scanner",
+        task_queue=settings.temporal.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    return True
+
+
+async def ensure_reconcile(client: Client, settings: Settings) -> bool:
+    """Make sure the ``reconcile`` workflow (``ReconcileWorkflow``) runs unless
+    ``reconcile.enabled`` is false; an already running one is kept."""
+    if not settings.reconcile.enabled:
+        return False
+    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+    from workflows.reconcile import WORKFLOW_ID, ReconcileWorkflow, reconcile_params
+
+    await client.start_workflow(
+        ReconcileWorkflow.run,
+        reconcile_params(settings),
+        id=WORKFLOW_ID,
         task_queue=settings.temporal.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -284,6 +305,8 @@ class Supervisor:
         self.replay_data = replay_data
         self._out = out or (lambda line: print(line, flush=True))
         self.stopping = False
+        self.replay_end_at: float | None = None  # wall time.time() when the replayed data ends
+        self._report_task: asyncio.Task | None = None
         self.host, self.port = split_address(settings.temporal.address)
         self.devserver_child, self.sims, self.worker_child = self._plan()
 
@@ -394,11 +417,13 @@ class Supervisor:
         self.logs.mkdir(parents=True, exist_ok=True)
         await self._start_child(self.devserver_child)
         await asyncio.gather(*(self._start_child(c) for c in self.sims))
+        self._plan_replay_report()
         await self._start_child(self.worker_child)
         if self.scanner:
             await self._scanner()
         else:
             self.say("scanner: skipped (--no-scanner)")
+        await self._reconcile()
         self._print_urls()
 
     async def _scanner(self) -> None:
@@ -409,6 +434,13 @@ class Supervisor:
             self.say("scanner: workflow 'scanner' running")
         else:
             self.say("scanner: not available yet")
+
+    async def _reconcile(self) -> None:
+        from workers.client import connect
+
+        client = await connect(self.settings.temporal.address, self.settings.temporal.namespace)
+        if await ensure_reconcile(client, self.settings):
+            self.say(f"reconcile: workflow 'reconcile' running every {self.settings.reconcile.interval_s:g} s")
 
     def _print_urls(self) -> None:
         s = self.settings
@@ -427,9 +459,48 @@ class Supervisor:
         for line in lines:
             self._out(line)
 
+    # ------------------------------------------------------------------ replay report
+    def _plan_replay_report(self) -> None:
+        """The simulators replay from the moment they started: the data ends (its last row
+        settles) ``(last − first) / speed`` later. A resumed replay keeps its old clock, so
+        this estimate errs late, never early."""
+        if not self.replay_data:
+            return
+        from hedgeflow.report import data_span_ms
+
+        first, last = data_span_ms(self.replay_data)
+        self.replay_end_at = time.time() + (last - first) / 1000 / (self.replay_speed or 1.0)
+        when = time.strftime("%H:%M:%S", time.localtime(self.replay_end_at))
+        self.say(f"replay: data ends at about {when}; the report follows then (`hedgeflow report` any time)")
+
+    def _maybe_report(self) -> None:
+        if self.replay_end_at is None or self._report_task is not None:
+            return
+        # leave the trades a few monitor intervals to book the last settlement
+        grace = max(REPORT_GRACE_S, 2 * float(self.settings.trade.monitor_interval_s))
+        if time.time() >= self.replay_end_at + grace:
+            self._report_task = asyncio.create_task(self._report())
+
+    async def _report(self) -> None:
+        from hedgeflow.report import report_text
+        from workers.client import connect
+
+        s = self.settings
+        try:
+            client = await connect(s.temporal.address, s.temporal.namespace)
+            text = await report_text(client, s.temporal.task_queue, self.replay_data, s.scanner.notional_usd,
+                                     s.limits.max_open_trades)
+        except Exception as exc:  # noqa: BLE001 - a report failure must not stop the supervisor
+            self.say(f"replay over; report failed ({exc}); try `hedgeflow report`")
+            return
+        self.say("replay over: report (open trades keep running; `hedgeflow report` again any time)")
+        for line in text.splitlines():
+            self._out(line)
+
     # ------------------------------------------------------------------ supervise
     async def supervise(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._maybe_report()
             now = time.monotonic()
             for child in self.children:
                 if child.restarting is not None:
@@ -478,6 +549,9 @@ class Supervisor:
     async def stop_all(self) -> None:
         """Worker first (gracefully), then the simulators, then the dev server."""
         self.stopping = True
+        if self._report_task is not None and not self._report_task.done():
+            self._report_task.cancel()
+            await asyncio.gather(self._report_task, return_exceptions=True)
         for child in self.children:
             child.restart_at = None
             if child.restarting is not None and not child.restarting.done():

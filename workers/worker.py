@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from hedgeflow.metrics import worker_interceptors
 from workers.client import connect, temporal_target
 from workers.devserver import port_is_free
 
@@ -86,18 +87,40 @@ def load_registrations(settings: Settings, pool: Any) -> tuple[list[type], list[
     return list(wfs), list(build(settings, pool))
 
 
-def metrics_runtime(port: int):
-    """A Temporal ``Runtime`` exporting SDK metrics on 127.0.0.1:port, or None if port is 0."""
+_METRICS_SERVERS: list[Any] = []
+
+
+def metrics_runtime(port: int, host: str = "127.0.0.1"):
+    """A Temporal ``Runtime`` whose SDK metrics, together with hedgeflow's own
+    (``hedgeflow.metrics.REGISTRY``), are served on ``http://host:port/metrics``; None if port
+    is 0. The SDK exporter itself binds a private 127.0.0.1 port that the endpoint reads."""
     if not port:
         return None
     from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-    if not port_is_free(port):
+    from hedgeflow.metrics import serve_metrics
+
+    if not port_is_free(port, host):
         raise WorkerError(
-            f"port {port} (worker metrics) is already in use on 127.0.0.1; "
+            f"port {port} (worker metrics) is already in use on {host}; "
             "change metrics_port (HEDGEFLOW__METRICS_PORT, 0 disables)"
         )
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}")))
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        sdk_port = s.getsockname()[1]
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{sdk_port}")))
+    _METRICS_SERVERS.append(serve_metrics(port, host, sdk_port))
+    return runtime
+
+
+def stop_metrics(server: Any = None) -> None:
+    """Stop ``server`` (or every metrics endpoint this process serves)."""
+    for srv in [server] if server is not None else list(_METRICS_SERVERS):
+        if srv in _METRICS_SERVERS:
+            _METRICS_SERVERS.remove(srv)
+            srv.stop()
 
 
 async def run_worker(
@@ -122,10 +145,17 @@ async def run_worker(
     server cannot be reached, and whatever fatal error the SDK worker raises.
     """
     stop_event = stop_event or asyncio.Event()
+    own_metrics = None
     queue = task_queue or settings.temporal.task_queue
     if client is None:
-        runtime = metrics_runtime(settings.metrics_port)
-        client = await connect(settings, timeout_s=connect_timeout, runtime=runtime)
+        runtime = metrics_runtime(settings.metrics_port, settings.metrics_host)
+        own_metrics = _METRICS_SERVERS[-1] if runtime is not None else None
+        try:
+            client = await connect(settings, timeout_s=connect_timeout, runtime=runtime)
+        except BaseException:
+            if own_metrics is not None:
+                stop_metrics(own_metrics)
+            raise
     address = client.service_client.config.target_host
 
     from venues.pool import GatewayPool
@@ -155,6 +185,7 @@ async def run_worker(
             max_concurrent_workflow_tasks=MAX_CONCURRENT_WORKFLOW_TASKS,
             max_concurrent_local_activities=MAX_CONCURRENT_LOCAL_ACTIVITIES,
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_timeout),
+            interceptors=worker_interceptors(),
         )
         run_task = asyncio.create_task(worker.run(), name="temporal-worker")
         stop_task = asyncio.create_task(stop_event.wait(), name="worker-stop")
@@ -184,6 +215,8 @@ async def run_worker(
                 await asyncio.gather(run_task, return_exceptions=True)
     finally:
         await pool.close()
+        if own_metrics is not None:
+            stop_metrics(own_metrics)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
     if not quiet:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from venues.models import FundingInfo, MarketInfo, Position, Side
+from venues.models import FundingInfo, MarketInfo, OrderResult, Position, Side
 
 TradeStateName = Literal[
     "opening", "verifying", "hedge_check", "holding", "closing", "emergency_closing", "closed", "aborted"
@@ -67,6 +67,7 @@ class CloseRequest(BaseModel):
 class VenueCheckRequest(BaseModel):
     venue: str
     symbol: str
+    leverage: int | None = None  # also set this leverage (one round trip for both)
 
 
 class VenueCheck(BaseModel):
@@ -94,6 +95,17 @@ class PlaceOrderRequest(BaseModel):
     qty: Decimal
     client_order_id: str
     reduce_only: bool = False
+    ref_price: Decimal | None = None  # a recent mark, for the venue's minimum-notional check
+    lookup_first: bool = False  # the order may already exist: look the id up before sending
+
+
+class PlaceOutcome(BaseModel):
+    """One leg's result from ``place_orders``: the order, or why it was not placed."""
+
+    order: OrderResult | None = None
+    error_type: str | None = None
+    error: str | None = None
+    retryable: bool = False  # outcome unknown or transient: place it again (id looked up first)
 
 
 class OrderLookup(BaseModel):
@@ -197,3 +209,59 @@ class TradeCarry(BaseModel):
     hold_started_ms: int = 0
     close_requested: str | None = None
     emergency_requested: str | None = None
+
+
+# --- ledger, reconciliation (activities/ledger.py, activities/reconcile.py) ---------------
+class TradeRecord(BaseModel):
+    """``record_trade``: the trade's status at ``event`` (opened, aborted, closed)."""
+
+    event: Literal["opened", "aborted", "closed"]
+    status: TradeStatus
+    opened_by: str = "manual"
+
+
+class ReconcileState(BaseModel):
+    """What the reconcile workflow carries from one cycle to the next (alert bookkeeping)."""
+
+    day: str | None = None  # UTC date of the current day's balances
+    day_start_balances: dict[str, Decimal] = Field(default_factory=dict)
+    balance_alerted: list[str] = Field(default_factory=list)
+    unhealthy: list[str] = Field(default_factory=list)
+    no_trade_alert_ms: int = 0
+
+
+class ReconcileRequest(BaseModel):
+    state: ReconcileState = Field(default_factory=ReconcileState)
+    flatten_orphans: bool = False
+
+
+class Discrepancy(BaseModel):
+    kind: Literal["orphan", "position_mismatch", "order_mismatch", "order_missing"]
+    venue: str
+    symbol: str
+    detail: str
+    qty: Decimal | None = None  # venue position (signed) for position kinds
+    expected_qty: Decimal | None = None
+    incident_id: int | None = None
+    new: bool = False
+
+
+class ReconcileReport(BaseModel):
+    at_ms: int
+    venues_ok: list[str] = Field(default_factory=list)
+    venues_down: dict[str, str] = Field(default_factory=dict)
+    trades_checked: int = 0
+    orders_checked: int = 0
+    discrepancies: list[Discrepancy] = Field(default_factory=list)
+    flattened: list[str] = Field(default_factory=list)
+    resolved: int = 0
+    open_incidents: int = 0
+    alerts: list[str] = Field(default_factory=list)
+    state: ReconcileState = Field(default_factory=ReconcileState)
+
+
+class ReconcileParams(BaseModel):
+    interval_s: float = Field(60, gt=0)
+    iterations_per_run: int = Field(200, ge=1, description="continue-as-new after this many cycles")
+    state: ReconcileState = Field(default_factory=ReconcileState)
+    cycles: int = 0

@@ -50,10 +50,10 @@ with workflow.unsafe.imports_passed_through():
         IncomeRequest,
         LegName,
         LegState,
-        LeverageRequest,
         MarketSnapshot,
         OrderLookup,
         PlaceOrderRequest,
+        PlaceOutcome,
         PositionsRequest,
         SnapshotRequest,
         TradeCarry,
@@ -111,7 +111,6 @@ LEDGER_OPTS: dict[str, Any] = dict(
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
                              maximum_attempts=3),
 )
-LEDGER_PATCH = "ledger-v1"  # histories from before the ledger replay without its activities
 
 
 def is_cancellation(exc: BaseException) -> bool:
@@ -173,6 +172,7 @@ class TradeWorkflow:
         self._income_fetched_ms = 0
         self._monitor_failures = 0
         self._filled_ms: dict[str, int] = {}
+        self._marks: dict[str, Decimal] = {}
 
     # ------------------------------------------------------------------ handlers
     @workflow.query(name="status")
@@ -248,6 +248,7 @@ class TradeWorkflow:
             await self._abort(ab.reason, str(ab))
             return False
 
+        self._marks = {c.venue: c.mark_price for c in (long_chk, short_chk) if c.mark_price}
         lm, sm = long_chk.market, short_chk.market
         assert lm is not None and sm is not None
         self._step = common_step(lm.qty_step, sm.qty_step)
@@ -262,26 +263,11 @@ class TradeWorkflow:
             return False
         self.s.target_qty = sizing.qty
 
-        await asyncio.gather(
-            *(
-                workflow.execute_activity(
-                    "set_leverage",
-                    LeverageRequest(venue=v, symbol=p.symbol, leverage=p.leverage),
-                    summary=f"leverage {p.leverage}x on {v}",
-                    **READ_OPTS,
-                )
-                for v in (p.long_venue, p.short_venue)
-            )
-        )
-
         self.s.open_ms = self._now_ms()
         self.s.opened_at = workflow.now().isoformat()
         self._event(f"placing both legs: {sizing.qty} {p.symbol}")
         self._set_state("verifying")
-        long_res, short_res = await asyncio.gather(
-            self._place_verified("long", sizing.qty, "o", reduce_only=False),
-            self._place_verified("short", sizing.qty, "o", reduce_only=False),
-        )
+        long_res, short_res = await self._open_both(sizing.qty)
         L, S = self.s.leg("long"), self.s.leg("short")
 
         if L.filled_qty == 0 or S.filled_qty == 0:
@@ -316,9 +302,9 @@ class TradeWorkflow:
                 *(
                     workflow.execute_activity(
                         "check_venue",
-                        VenueCheckRequest(venue=v, symbol=p.symbol),
+                        VenueCheckRequest(venue=v, symbol=p.symbol, leverage=p.leverage),
                         result_type=VenueCheck,
-                        summary=f"pre-trade check {v}",
+                        summary=f"pre-trade check {v}, leverage {p.leverage}x",
                         **READ_OPTS,
                     )
                     for v in (p.long_venue, p.short_venue)
@@ -364,36 +350,76 @@ class TradeWorkflow:
             await self._place_verified(longer, diff, "m1", reduce_only=True)
 
     # ------------------------------------------------------------------ orders
-    async def _place_verified(
-        self, leg: LegName, qty: Decimal, step: str, *, reduce_only: bool
-    ) -> OrderResult | BaseException:
-        """Place one market order and wait until the venue reports it done. Returns the final
-        order, or the exception that prevented it. Updates the leg's fills."""
+    def _order_request(
+        self, leg: LegName, qty: Decimal, step: str, *, reduce_only: bool, lookup_first: bool = False
+    ) -> PlaceOrderRequest:
         state = self.s.leg(leg)
-        opening = not reduce_only
-        side = state.side if opening else (Side.SELL if state.side == Side.BUY else Side.BUY)
+        side = state.side if not reduce_only else (Side.SELL if state.side == Side.BUY else Side.BUY)
         cid = client_order_id(self.p.trade_id, leg, step)
-        req = PlaceOrderRequest(
-            venue=state.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=cid, reduce_only=reduce_only
-        )
         if cid not in state.client_order_ids:
             state.client_order_ids.append(cid)
+        return PlaceOrderRequest(
+            venue=state.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=cid,
+            reduce_only=reduce_only, ref_price=self._marks.get(state.venue), lookup_first=lookup_first,
+        )
+
+    async def _open_both(self, qty: Decimal) -> tuple[OrderResult | str, OrderResult | str]:
+        """Both opening orders go out together from ONE activity (one task pick-up, so the two
+        arrive at their venues within milliseconds of each other). A leg whose outcome stayed
+        unknown falls back to its own retried placement, which looks the id up first."""
+        reqs = [self._order_request(leg, qty, "o", reduce_only=False) for leg in ("long", "short")]
+        try:
+            outcomes = await workflow.execute_activity(
+                "place_orders",
+                reqs,
+                result_type=list[PlaceOutcome],
+                summary=f"open both legs: {qty} {self.p.symbol} on {self.p.long_venue} / {self.p.short_venue}",
+                **OPEN_ORDER_OPTS,
+            )
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
+            outcomes = [PlaceOutcome(error_type=error_type(exc), retryable=True) for _ in reqs]
+
+        async def finish(leg: LegName, req: PlaceOrderRequest, out: PlaceOutcome) -> OrderResult | str:
+            if out.order is not None:
+                return await self._settle_order(leg, out.order, opening=True)
+            if out.retryable:
+                self._event(f"{leg} open: {out.error_type}; retrying on its own (looks the id up first)")
+                return await self._place_verified(leg, qty, "o", reduce_only=False, lookup_first=True)
+            self._event(f"{leg} open refused: {out.error_type} {out.error or ''}".rstrip())
+            return out.error_type or "refused"
+
+        long_res, short_res = await asyncio.gather(
+            *(finish(leg, req, out) for leg, req, out in zip(("long", "short"), reqs, outcomes, strict=True))
+        )
+        return long_res, short_res
+
+    async def _place_verified(
+        self, leg: LegName, qty: Decimal, step: str, *, reduce_only: bool, lookup_first: bool = False
+    ) -> OrderResult | str:
+        """Place one market order and wait until the venue reports it done. Returns the final
+        order, or the error type that prevented it. Updates the leg's fills."""
+        req = self._order_request(leg, qty, step, reduce_only=reduce_only, lookup_first=lookup_first)
         try:
             order = await workflow.execute_activity(
                 "place_order",
                 req,
                 result_type=OrderResult,
-                summary=f"{side} {qty} {self.p.symbol} on {state.venue}{' reduce-only' if reduce_only else ''}",
-                **(OPEN_ORDER_OPTS if opening else ORDER_OPTS),
+                summary=f"{req.side} {qty} {self.p.symbol} on {req.venue}{' reduce-only' if reduce_only else ''}",
+                **(ORDER_OPTS if reduce_only else OPEN_ORDER_OPTS),
             )
         except ActivityError as exc:
             if is_cancellation(exc):
                 raise
             # the outcome may be unknown (timeouts): ask the venue what happened to this id
-            order = await self._lookup(state.venue, cid)
+            order = await self._lookup(req.venue, req.client_order_id)
             if order is None:
                 self._event(f"{leg} {step} not placed: {error_type(exc)}")
-                return exc
+                return error_type(exc)
+        return await self._settle_order(leg, order, opening=not reduce_only)
+
+    async def _settle_order(self, leg: LegName, order: OrderResult, *, opening: bool) -> OrderResult:
         order = await self._await_done(order)
         self._apply_fill(leg, order, opening)
         if opening and order.filled_qty > 0:
@@ -652,11 +678,11 @@ class TradeWorkflow:
     async def _close_leg(self, leg: LegName, pos: Position, step: str) -> bool:
         """One reduce-only market order for the whole position; True when something filled."""
         st = self.s.leg(leg)
-        side = Side.SELL if pos.qty > 0 else Side.BUY
-        qty = abs(pos.qty)
         cid = client_order_id(self.p.trade_id, leg, step)
         if cid not in st.client_order_ids:
             st.client_order_ids.append(cid)
+        side = Side.SELL if pos.qty > 0 else Side.BUY
+        qty = abs(pos.qty)
         req = PlaceOrderRequest(
             venue=st.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=cid, reduce_only=True
         )
@@ -671,8 +697,7 @@ class TradeWorkflow:
             order = await self._lookup(st.venue, cid)
             if order is None:
                 raise
-        order = await self._await_done(order)
-        self._apply_fill(leg, order, opening=False)
+        order = await self._settle_order(leg, order, opening=False)
         return order.filled_qty > 0
 
     async def _close_stuck(self, attempt: int, alerted: bool, exc: BaseException) -> bool:
@@ -757,8 +782,6 @@ class TradeWorkflow:
     async def _record(self, event: str) -> None:
         """Write the trade, its orders, fills and funding to the ledger (idempotent activity);
         a failed write is an event, never an obstacle."""
-        if not workflow.patched(LEDGER_PATCH):
-            return
         try:
             await workflow.execute_activity(
                 "record_trade",
@@ -848,9 +871,9 @@ class TradeWorkflow:
         return int(workflow.now().timestamp() * 1000)
 
     @staticmethod
-    def _why(result: OrderResult | BaseException) -> str:
-        if isinstance(result, BaseException):
-            return error_type(result)
+    def _why(result: OrderResult | str) -> str:
+        if isinstance(result, str):
+            return result
         return f"{result.status}, filled {result.filled_qty}"
 
 

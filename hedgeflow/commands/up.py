@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if profile == "replay":
             config_path = str(write_replay_config(config_path, args.data, state_dir, settings.venues))
+            # the scanner measures its horizon in venue hours: one passes in 3600/speed wall seconds
+            os.environ["HEDGEFLOW__SCANNER__TIME_SCALE"] = f"{args.speed or 1.0:g}"
+            (state_dir / "replay-data.txt").write_text(str(Path(args.data).resolve()))
             settings = load_settings(config_path, profile="replay")
         settings = settings.model_copy(update={"state_dir": state_dir})
         sup = Supervisor(

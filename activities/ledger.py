@@ -1,0 +1,191 @@
+"""Ledger activities: the only writers of the ledger. Each write is an upsert keyed by the
+venue's identifiers (client order id, fill id, income id) in one transaction, so a retried
+activity writes nothing twice; event metrics are counted only when the trade row changes state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from config import Settings
+from hedgeflow import metrics as m
+from ledger import Ledger
+from venues.errors import VenueError
+from venues.models import OrderResult
+from venues.pool import GatewayPool
+from workflows.models import TradeRecord, TradeStatus
+
+log = logging.getLogger("hedgeflow.ledger")
+ZERO = Decimal(0)
+
+
+class IncidentRequest(BaseModel):
+    key: str
+    kind: str
+    detail: str
+    venue: str | None = None
+    symbol: str | None = None
+    qty: Decimal | None = None
+
+
+class DecisionRequest(BaseModel):
+    """One scanner decision; ``decision_key`` makes the write idempotent."""
+
+    decision_key: str
+    symbol: str
+    decision: str  # opened | skipped | ...
+    long_venue: str | None = None
+    short_venue: str | None = None
+    spread_bps: Decimal | None = None
+    reason: str | None = None
+    trade_id: str | None = None
+    at_ms: int | None = None
+
+
+def _ms(iso: str | None) -> int | None:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000) if iso else None
+
+
+def _emergency(st: TradeStatus) -> bool:
+    return st.state == "emergency_closing" or any("→ emergency_closing" in e.what for e in st.events)
+
+
+def trade_row(st: TradeStatus, opened_by: str) -> dict[str, Any]:
+    price = None
+    if all(leg.price_pnl is not None for leg in st.legs):
+        price = sum((leg.price_pnl for leg in st.legs), ZERO)  # type: ignore[misc]
+    return dict(
+        trade_id=st.trade_id, symbol=st.symbol, long_venue=st.long_venue, short_venue=st.short_venue,
+        notional_usd=st.notional_usd, target_qty=st.target_qty, state=st.state, opened_by=opened_by,
+        opened_at=st.opened_at, hedged_at=st.hedged_at, closed_at=st.closed_at, open_ms=st.open_ms,
+        close_reason=st.close_reason, abort_reason=st.abort_reason, emergency=_emergency(st),
+        hedge_gap=st.hedge_gap, orphan_exposure_ms=st.orphan_exposure_ms, price_pnl_usd=price,
+        fees_usd=st.fees_usd, funding_usd=st.funding_collected_usd, realized_pnl_usd=st.realized_pnl_usd,
+    )
+
+
+def order_row(o: OrderResult, trade_id: str | None, leg: str | None) -> dict[str, Any]:
+    return dict(
+        venue=o.venue, client_order_id=o.client_order_id, venue_order_id=o.venue_order_id or None,
+        trade_id=trade_id, leg=leg, symbol=o.symbol, side=str(o.side), reduce_only=o.reduce_only,
+        status=str(o.status), requested_qty=o.requested_qty, filled_qty=o.filled_qty, avg_price=o.avg_price,
+        fee=o.fee, timestamp_ms=o.timestamp_ms,
+    )
+
+
+class LedgerActivities:
+    def __init__(self, settings: Settings, pool: GatewayPool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._ledger: Ledger | None = None
+
+    async def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = await asyncio.to_thread(Ledger.for_settings, self.settings)
+        return self._ledger
+
+    async def _venue_facts(self, st: TradeStatus) -> tuple[list[OrderResult], list[dict], list[dict], list[dict]]:
+        orders: list[OrderResult] = []
+        order_rows: list[dict] = []
+        fill_rows: list[dict] = []
+        funding_rows: list[dict] = []
+        since = (st.open_ms or 0) - 1000
+        until = (_ms(st.closed_at) or 0) + 1000 if st.closed_at else None
+        for name, leg in zip(("long", "short"), st.legs, strict=True):
+            if not leg.client_order_ids:
+                continue  # nothing was sent to this venue (e.g. aborted before placing)
+            gw = self.pool.get(leg.venue)
+            found = await asyncio.gather(*(gw.get_order(st.symbol, cid) for cid in leg.client_order_ids))
+            mine = [o for o in found if o is not None]
+            orders += mine
+            order_rows += [order_row(o, st.trade_id, name) for o in mine]
+            ids = {o.venue_order_id for o in mine} | set(leg.venue_order_ids)
+            fills, income = await asyncio.gather(gw.fills(st.symbol, since), gw.funding_income(st.open_ms or 0, st.symbol))
+            fill_rows += [
+                dict(venue=leg.venue, venue_trade_id=f.trade_id, venue_order_id=f.venue_order_id, trade_id=st.trade_id,
+                     symbol=f.symbol, side=str(f.side), qty=f.qty, price=f.price, fee=f.fee,
+                     realized_pnl=f.realized_pnl, timestamp_ms=f.timestamp_ms)
+                for f in fills if f.venue_order_id in ids
+            ]
+            funding_rows += [
+                dict(venue=leg.venue, income_id=p.income_id, trade_id=st.trade_id, symbol=p.symbol,
+                     amount=p.amount, timestamp_ms=p.timestamp_ms)
+                for p in income if until is None or p.timestamp_ms <= until
+            ]
+        return orders, order_rows, fill_rows, funding_rows
+
+    @activity.defn(name="record_trade")
+    async def record_trade(self, rec: TradeRecord) -> None:
+        """Upsert the trade, its orders, fills and funding payments (from the venues' own
+        records) in one transaction; count the event metrics once."""
+        st = rec.status
+        try:
+            orders, order_rows, fill_rows, funding_rows = await self._venue_facts(st)
+        except VenueError as exc:
+            raise ApplicationError(f"{exc.type_name} on {exc.venue}: {exc}", type=exc.type_name) from None
+        ledger = await self.ledger()
+        row = trade_row(st, rec.opened_by)
+        if rec.event == "opened" and st.state == "hedge_check":
+            row["state"] = "holding"  # recorded as the hedge check passes, on the way into holding
+        prev = await asyncio.to_thread(ledger.record_trade_bundle, row, order_rows, fill_rows, funding_rows)
+        if prev != row["state"]:
+            self._count(rec, prev, orders)
+        await asyncio.to_thread(m.refresh_from_ledger, ledger)
+        log.info("ledger: trade %s %s (%d orders, %d fills, %d funding)", st.trade_id, rec.event,
+                 len(order_rows), len(fill_rows), len(funding_rows))
+
+    @staticmethod
+    def _count(rec: TradeRecord, prev: str | None, orders: list[OrderResult]) -> None:
+        st = rec.status
+        if rec.event == "opened":
+            m.TRADES_OPENED.inc()
+            if st.hedge_gap is not None:
+                m.HEDGE_GAP.observe(float(st.hedge_gap))
+            if st.opened_at and st.hedged_at:
+                m.OPEN_TO_HEDGED.observe(max(0.0, (_ms(st.hedged_at) - _ms(st.opened_at)) / 1000))  # type: ignore[operator]
+            first = {}
+            for o in sorted(orders, key=lambda o: o.timestamp_ms):
+                if not o.reduce_only and o.filled_qty > 0:
+                    first.setdefault(o.venue, o.timestamp_ms)
+            if st.long_venue in first and st.short_venue in first:
+                m.LEG_SKEW.observe(abs(first[st.long_venue] - first[st.short_venue]) / 1000)
+        elif rec.event == "closed":
+            m.TRADES_CLOSED.inc()
+            if _emergency(st) and prev not in ("closed", "aborted"):
+                m.EMERGENCY_CLOSES.inc()
+        elif rec.event == "aborted":
+            m.TRADES_ABORTED.labels((st.abort_reason or "unknown").split(":")[0]).inc()
+            if st.orphan_exposure_ms:
+                m.ORPHAN_EXPOSURE.observe(st.orphan_exposure_ms / 1000)
+            if _emergency(st):
+                m.EMERGENCY_CLOSES.inc()
+
+    @activity.defn(name="record_incident")
+    async def record_incident(self, req: IncidentRequest) -> int:
+        ledger = await self.ledger()
+        inc_id, _new = await asyncio.to_thread(
+            ledger.record_incident, req.key, req.kind, req.detail, venue=req.venue, symbol=req.symbol, qty=req.qty
+        )
+        return inc_id
+
+    @activity.defn(name="open_incidents")
+    async def open_incidents(self) -> int:
+        """Number of unresolved incidents: the scanner opens nothing while it is above zero."""
+        ledger = await self.ledger()
+        return await asyncio.to_thread(ledger.open_incident_count)
+
+    @activity.defn(name="record_decision")
+    async def record_decision(self, req: DecisionRequest) -> None:
+        ledger = await self.ledger()
+        await asyncio.to_thread(ledger.record_decision, req.model_dump(exclude_none=True))
+
+    def all(self) -> list:
+        return [self.record_trade, self.record_incident, self.open_incidents, self.record_decision]

@@ -1,0 +1,38 @@
+"""`hedgeflow bench` internals at a tiny size: the JSON carries every figure the issue names and
+each is a positive number. No timed assertions (figures depend on the machine)."""
+
+from __future__ import annotations
+
+import json
+
+from hedgeflow.bench import BenchConfig, evaluate_targets, format_table, percentile, run_bench, summary
+
+FIGURES = ("leg_skew_ms", "open_to_hedged_ms", "orphan_exposure_ms")
+
+
+def test_percentile_and_summary():
+    xs = list(range(1, 101))
+    assert percentile(xs, 50) == 50 and percentile(xs, 99) == 99 and percentile([7], 99) == 7
+    s = summary([3.0, 1.0, 2.0])
+    assert s["p50"] == 2.0 and s["p99"] == 3.0 and s["n"] == 3
+    assert summary([])["n"] == 0 and summary([])["p50"] is None
+
+
+async def test_bench_tiny_run_reports_every_figure(tmp_path):
+    result = await run_bench(BenchConfig.tiny())
+    json.dumps(result, default=str)  # serialisable
+    for key in (*FIGURES, "baseline", "ratios", "scan_cycle", "concurrency"):
+        assert key in result, key
+    for key in FIGURES:
+        for src in (result[key], result["baseline"][key]):
+            assert src["n"] >= 2, (key, src)
+            assert src["p50"] > 0 and src["p99"] >= src["p50"], (key, src)
+        assert result["ratios"][key]["p99"] > 0
+    c = result["concurrency"]
+    assert c["trades"] == 3 and c["closed_after"] == 3
+    assert c["worker_cpu_pct"] > 0 and c["worker_rss_mb"] > 0
+    assert c["history_events_per_run"]["p50"] > 0
+    assert result["meta"]["venues_flat_after"] is True
+    assert len(evaluate_targets(result)) == 5
+    table = format_table(result)
+    assert "leg skew" in table and "open-to-hedged" in table and "orphan exposure" in table
