@@ -8,16 +8,15 @@ benchmark can run a cycle without Temporal; the arithmetic is :mod:`domain.edge`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from activities.common import heartbeating
 from config import Settings
 from domain.edge import LegQuote, Level, rank_pairs
 from domain.risk import OpenTrade
@@ -42,23 +41,6 @@ from workflows.scanner_models import (
 from workflows.trade import SA_LONG, SA_SHORT, SA_SYMBOL
 
 log = logging.getLogger("hedgeflow.scanner")
-
-
-@contextlib.asynccontextmanager
-async def _heartbeating(every_s: float = 1.0) -> AsyncIterator[None]:
-    async def beat() -> None:
-        while True:
-            if activity.in_activity():
-                activity.heartbeat()
-            await asyncio.sleep(every_s)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _short_error(exc: BaseException) -> str:
@@ -232,17 +214,17 @@ class ScannerActivities:
 
     @activity.defn(name="scanner_funding")
     async def scanner_funding(self, req: ScanRequest) -> ScanResult:
-        async with _heartbeating():
+        async with heartbeating():
             return await scan_venues(self.pool, req.params, req.venues, req.unhealthy)
 
     @activity.defn(name="scanner_books")
     async def scanner_books(self, req: BooksRequest) -> BooksResult:
-        async with _heartbeating():
+        async with heartbeating():
             return await fetch_books(self.pool, req)
 
     @activity.defn(name="scanner_risk_book")
     async def scanner_risk_book(self, req: RiskBookRequest) -> RiskBookView:
-        async with _heartbeating():
+        async with heartbeating():
             return await read_risk_book(activity.client(), req, self._results, activity.info().task_queue)
 
     @activity.defn(name="scanner_start_trade")

@@ -11,14 +11,13 @@ trade, leg and step), and on any retry attempt the gateway looks the id up befor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.common import heartbeating, venue_call
 from config import Settings
 from venues.errors import VenueError
 from venues.models import Fill, FundingPayment, OrderResult, Position
@@ -40,42 +39,6 @@ from workflows.models import (
 
 log = logging.getLogger("hedgeflow.activities")
 SNAPSHOT_MAX_AGE_S = 1.0
-T = TypeVar("T")
-
-
-def _app_error(exc: VenueError) -> ApplicationError:
-    return ApplicationError(
-        f"{exc.type_name} on {exc.venue or '?'}: {exc}",
-        type=exc.type_name,
-        non_retryable=not exc.retryable,
-    )
-
-
-@contextlib.asynccontextmanager
-async def _heartbeating(every_s: float = 1.0) -> AsyncIterator[None]:
-    """Heartbeat while the body waits, so a dead worker is noticed within the heartbeat
-    timeout rather than the start-to-close timeout."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(every_s)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _call(aw: Awaitable[T]) -> T:
-    try:
-        async with _heartbeating():
-            return await aw
-    except VenueError as exc:
-        raise _app_error(exc) from None
 
 
 class TradeActivities:
@@ -119,11 +82,11 @@ class TradeActivities:
                 position_qty=qty,
             )
 
-        return await _call(run())
+        return await venue_call(run())
 
     @activity.defn(name="set_leverage")
     async def set_leverage(self, req: LeverageRequest) -> None:
-        await _call(self.pool.get(req.venue).set_leverage(req.symbol, req.leverage))
+        await venue_call(self.pool.get(req.venue).set_leverage(req.symbol, req.leverage))
 
     def _place(self, req: PlaceOrderRequest) -> Awaitable[OrderResult]:
         attempt = activity.info().attempt
@@ -144,7 +107,7 @@ class TradeActivities:
 
     @activity.defn(name="place_order")
     async def place_order(self, req: PlaceOrderRequest) -> OrderResult:
-        return await _call(self._place(req))
+        return await venue_call(self._place(req))
 
     @activity.defn(name="place_orders")
     async def place_orders(self, reqs: list[PlaceOrderRequest]) -> list[PlaceOutcome]:
@@ -157,25 +120,25 @@ class TradeActivities:
             except VenueError as exc:
                 return PlaceOutcome(error_type=exc.type_name, error=str(exc), retryable=exc.retryable)
 
-        async with _heartbeating():
+        async with heartbeating():
             return list(await asyncio.gather(*(one(r) for r in reqs)))
 
     @activity.defn(name="get_order")
     async def get_order(self, req: OrderLookup) -> OrderResult | None:
-        return await _call(self.pool.get(req.venue).get_order(req.symbol, req.client_order_id))
+        return await venue_call(self.pool.get(req.venue).get_order(req.symbol, req.client_order_id))
 
     @activity.defn(name="cancel_order")
     async def cancel_order(self, req: OrderLookup) -> OrderResult | None:
-        return await _call(self.pool.get(req.venue).cancel_order(req.symbol, req.client_order_id))
+        return await venue_call(self.pool.get(req.venue).cancel_order(req.symbol, req.client_order_id))
 
     @activity.defn(name="get_positions")
     async def get_positions(self, req: PositionsRequest) -> list[Position]:
-        return await _call(self.pool.get(req.venue).positions(req.symbols))
+        return await venue_call(self.pool.get(req.venue).positions(req.symbols))
 
     @activity.defn(name="market_snapshot")
     async def market_snapshot(self, req: SnapshotRequest) -> MarketSnapshot:
         # a snapshot up to a second old serves every trade monitoring this venue
-        rates = await _call(self.pool.get(req.venue).funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S))
+        rates = await venue_call(self.pool.get(req.venue).funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S))
         fi = rates.get(req.symbol)
         if fi is None:
             raise ApplicationError(f"no funding rate for {req.symbol} on {req.venue}", type="BadSymbol",
@@ -184,11 +147,11 @@ class TradeActivities:
 
     @activity.defn(name="funding_income")
     async def funding_income(self, req: IncomeRequest) -> list[FundingPayment]:
-        return await _call(self.pool.get(req.venue).funding_income(req.since_ms, req.symbol))
+        return await venue_call(self.pool.get(req.venue).funding_income(req.since_ms, req.symbol))
 
     @activity.defn(name="order_fills")
     async def order_fills(self, req: FillsRequest) -> list[Fill]:
-        fills = await _call(self.pool.get(req.venue).fills(req.symbol, req.since_ms))
+        fills = await venue_call(self.pool.get(req.venue).fills(req.symbol, req.since_ms))
         wanted = set(req.order_ids)
         return [f for f in fills if f.venue_order_id in wanted]
 

@@ -66,7 +66,11 @@ class VenueConfig(_Section):
     api_secret: SecretStr | None = None
     api_password: SecretStr | None = None
     api_secret_file: Path | None = Field(None, description="file holding the API secret")
-    requests_per_second: float = Field(10.0, gt=0, description="client-side rate limit")
+    requests_per_second: float = Field(
+        40.0, gt=0,
+        description="client-side rate limit, in ccxt cost units per second: for Binance-dialect venues "
+        "(and the simulator) that is request weight, whose limit is 2400 per minute = 40 per second",
+    )
     timeout_ms: int = Field(10_000, gt=0)
 
     @field_validator("name")

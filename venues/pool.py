@@ -4,9 +4,12 @@ process, created lazily from the settings."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from config.settings import Settings, VenueConfig
 from venues.gateway import Gateway
+
+log = logging.getLogger("hedgeflow.venues")
 
 
 class GatewayPool:
@@ -33,6 +36,19 @@ class GatewayPool:
 
     def __contains__(self, name: object) -> bool:
         return name in self._configs
+
+    async def warm(self, timeout_s: float = 10.0) -> None:
+        """Load every venue's markets once, so that the first trade does not pay for ccxt's
+        ``load_markets``. A venue that is down now is only logged: it is retried on first use."""
+
+        async def one(name: str) -> None:
+            try:
+                await asyncio.wait_for(self.get(name).markets(), timeout_s)
+            except Exception as exc:  # noqa: BLE001 - warming is best effort
+                log.warning("venue %s: markets not loaded at start-up (%s); will retry on first use",
+                            name, type(exc).__name__)
+
+        await asyncio.gather(*(one(n) for n in self.names))
 
     async def close(self) -> None:
         gateways, self._gateways = list(self._gateways.values()), {}

@@ -161,6 +161,7 @@ async def run_worker(
     from venues.pool import GatewayPool
 
     pool = GatewayPool(settings)
+    await pool.warm()
     executor: concurrent.futures.ThreadPoolExecutor | None = None
     try:
         if workflows is None or activities is None:

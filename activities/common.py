@@ -1,0 +1,54 @@
+"""What every activity module shares: heartbeating while waiting, and the translation of the
+gateway's typed ``VenueError`` into a Temporal ``ApplicationError`` whose ``type`` is the error
+class name (non-retryable ones raised ``non_retryable``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from venues.errors import VenueError
+
+T = TypeVar("T")
+
+
+def app_error(exc: VenueError) -> ApplicationError:
+    return ApplicationError(
+        f"{exc.type_name} on {exc.venue or '?'}: {exc}",
+        type=exc.type_name,
+        non_retryable=not exc.retryable,
+    )
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(every_s: float = 1.0) -> AsyncIterator[None]:
+    """Heartbeat while the body waits, so a dead worker is noticed within the heartbeat
+    timeout rather than the start-to-close timeout. A no-op outside an activity."""
+
+    async def beat() -> None:
+        while True:
+            if activity.in_activity():
+                activity.heartbeat()
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def venue_call(aw: Awaitable[T]) -> T:
+    """Await one venue operation while heartbeating; VenueError → ApplicationError."""
+    try:
+        async with heartbeating():
+            return await aw
+    except VenueError as exc:
+        raise app_error(exc) from None
