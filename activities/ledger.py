@@ -54,9 +54,6 @@ def _ms(iso: str | None) -> int | None:
     return int(datetime.fromisoformat(iso).timestamp() * 1000) if iso else None
 
 
-def _emergency(st: TradeStatus) -> bool:
-    return st.state == "emergency_closing" or any("→ emergency_closing" in e.what for e in st.events)
-
 
 def trade_row(st: TradeStatus, opened_by: str) -> dict[str, Any]:
     price = None
@@ -66,7 +63,7 @@ def trade_row(st: TradeStatus, opened_by: str) -> dict[str, Any]:
         trade_id=st.trade_id, symbol=st.symbol, long_venue=st.long_venue, short_venue=st.short_venue,
         notional_usd=st.notional_usd, target_qty=st.target_qty, state=st.state, opened_by=opened_by,
         opened_at=st.opened_at, hedged_at=st.hedged_at, closed_at=st.closed_at, open_ms=st.open_ms,
-        close_reason=st.close_reason, abort_reason=st.abort_reason, emergency=_emergency(st),
+        close_reason=st.close_reason, abort_reason=st.abort_reason, emergency=st.emergency,
         hedge_gap=st.hedge_gap, orphan_exposure_ms=st.orphan_exposure_ms, price_pnl_usd=price,
         fees_usd=st.fees_usd, funding_usd=st.funding_collected_usd, realized_pnl_usd=st.realized_pnl_usd,
     )
@@ -159,13 +156,13 @@ class LedgerActivities:
                 m.LEG_SKEW.observe(abs(first[st.long_venue] - first[st.short_venue]) / 1000)
         elif rec.event == "closed":
             m.TRADES_CLOSED.inc()
-            if _emergency(st) and prev not in ("closed", "aborted"):
+            if st.emergency and prev not in ("closed", "aborted"):
                 m.EMERGENCY_CLOSES.inc()
         elif rec.event == "aborted":
             m.TRADES_ABORTED.labels((st.abort_reason or "unknown").split(":")[0]).inc()
             if st.orphan_exposure_ms:
                 m.ORPHAN_EXPOSURE.observe(st.orphan_exposure_ms / 1000)
-            if _emergency(st):
+            if st.emergency:
                 m.EMERGENCY_CLOSES.inc()
 
     @activity.defn(name="record_incident")

@@ -117,9 +117,6 @@ async def fetch_books(pool: GatewayPool, req: BooksRequest) -> BooksResult:
     return BooksResult(books=list(books), api_calls=len(req.items))
 
 
-def _emergency(st: TradeStatus) -> bool:
-    return any("emergency_closing" in e.what for e in st.events)
-
 
 def _ms(dt: datetime | None) -> int:
     return int(dt.timestamp() * 1000) if dt else 0
@@ -191,7 +188,7 @@ async def read_risk_book(
         if st is not None and close_ms >= req.day_start_ms and st.realized_pnl_usd is not None:
             realized += st.realized_pnl_usd
         if close_ms >= req.emergency_since_ms:
-            emergency = st is None or _emergency(st)  # a trade that failed outright counts too
+            emergency = st is None or st.emergency  # a trade that failed outright counts too
             consecutive = consecutive + 1 if emergency else 0
     if len(cache) > 5000:
         cache.clear()

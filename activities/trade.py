@@ -26,7 +26,6 @@ from workflows.models import (
     Alert,
     FillsRequest,
     IncomeRequest,
-    LeverageRequest,
     MarketSnapshot,
     OrderLookup,
     PlaceOrderRequest,
@@ -83,10 +82,6 @@ class TradeActivities:
             )
 
         return await venue_call(run())
-
-    @activity.defn(name="set_leverage")
-    async def set_leverage(self, req: LeverageRequest) -> None:
-        await venue_call(self.pool.get(req.venue).set_leverage(req.symbol, req.leverage))
 
     def _place(self, req: PlaceOrderRequest) -> Awaitable[OrderResult]:
         attempt = activity.info().attempt
@@ -171,7 +166,6 @@ class TradeActivities:
     def all(self) -> list:
         return [
             self.check_venue,
-            self.set_leverage,
             self.place_order,
             self.place_orders,
             self.get_order,

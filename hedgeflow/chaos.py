@@ -75,11 +75,11 @@ class LedgerView:
 
 
 def was_emergency(status: Any, emergency_signalled: bool = False) -> bool:
-    """Did this trade go through an emergency close? (state, the bounded event list, the
+    """Did this trade go through an emergency close? (the status's ``emergency`` flag, the
     close reason, or an ``emergency_close`` signal that reached a trade with a position)."""
     if status is None:
         return emergency_signalled
-    if status.state == "emergency_closing" or any("→ emergency_closing" in e.what for e in status.events):
+    if status.emergency:
         return True
     reason = status.close_reason or ""
     if reason.startswith(EMERGENCY_REASONS):

@@ -102,12 +102,11 @@ def test_helpers():
     assert double_executions(states) == []
     assert alerted_trades(alerts) == {T1}
     assert alerted_trades(["ALERT trade_closed ... (trade trade-x)"]) == set()
-    st = SimpleNamespace(state="closed", events=[SimpleNamespace(what="state holding → emergency_closing")],
-                         close_reason="signal: chaos emergency")
+    st = SimpleNamespace(state="closed", emergency=True, close_reason="signal: chaos emergency")
     assert was_emergency(st)
-    st = SimpleNamespace(state="aborted", events=[], close_reason="LEG_FAILED short: InvalidOrder")
+    st = SimpleNamespace(state="aborted", emergency=False, close_reason="LEG_FAILED short: InvalidOrder")
     assert was_emergency(st)
-    st = SimpleNamespace(state="closed", events=[], close_reason="signal: chaos close")
+    st = SimpleNamespace(state="closed", emergency=False, close_reason="signal: chaos close")
     assert not was_emergency(st)
 
 

@@ -23,7 +23,7 @@ from trade_harness import TEST_API_SECRET, settings_for, start_sims, wait_for
 from hedgeflow.trades import TradeRefused, open_trade
 from workers.worker import run_worker, workflow_runner
 from workflows import WORKFLOWS
-from workflows.models import CloseRequest, HoldParamsPatch, TradeStatus
+from workflows.models import CloseRequest, HoldParams, HoldParamsPatch, TradeStatus
 
 _symbols = itertools.count(1)
 CENT = Decimal("0.01")
@@ -250,7 +250,6 @@ async def test_leg_closed_behind_our_back_is_detected(env):
     st = await env.wait_state(h, "holding")
     # someone closes the short leg by hand on the venue
     env.sims["sim-b"].market(sym, price="100")
-    from trade_harness import TEST_API_KEY
 
     from venues.gateway import Gateway
 
@@ -261,7 +260,6 @@ async def test_leg_closed_behind_our_back_is_detected(env):
         await gw.place_market_order(sym, Side.BUY, st.target_qty, "manualclose1", reduce_only=True)
     finally:
         await gw.close()
-    assert TEST_API_KEY  # the manual order used the same account
     final = await h.result()
     assert final.close_reason == "LEG_CHANGED"
     assert env.flat(sym)
@@ -277,8 +275,9 @@ async def test_bad_update_is_rejected_and_trade_untouched(env):
         await h.execute_update("update_hold", HoldParamsPatch(monitor_interval_s=-1))
     after = await env.status(h)
     assert after.hold == before.hold
-    good = await h.execute_update("update_hold", HoldParamsPatch(exit_checks=7))
-    assert good["exit_checks"] == 7 if isinstance(good, dict) else good.exit_checks == 7
+    good = await h.execute_update("update_hold", HoldParamsPatch(exit_checks=7), result_type=HoldParams)
+    assert good.exit_checks == 7
+    assert (await env.status(h)).hold.exit_checks == 7
     await h.signal("close", CloseRequest(reason="done"))
     await h.result()
     assert env.flat(sym)

@@ -82,12 +82,6 @@ class VenueCheck(BaseModel):
     position_qty: Decimal = Decimal(0)
 
 
-class LeverageRequest(BaseModel):
-    venue: str
-    symbol: str
-    leverage: int
-
-
 class PlaceOrderRequest(BaseModel):
     venue: str
     symbol: str
@@ -193,6 +187,8 @@ class TradeStatus(BaseModel):
     closed_at: str | None = None
     open_ms: int | None = None  # workflow time when the first order was sent (ms since epoch)
     close_attempts: int = 0
+    reductions: int = 0  # liquidation-distance reductions made (numbers their client order ids)
+    emergency: bool = False  # the trade went through an emergency close
     runs: int = 1
     hold: HoldParams = Field(default_factory=HoldParams)
     events: list[TradeEvent] = Field(default_factory=list)

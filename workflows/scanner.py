@@ -305,8 +305,6 @@ class ScannerWorkflow:
     async def _incidents(self) -> tuple[str, str] | None:
         """INCIDENT_OPEN while the ledger holds an unresolved reconciliation incident (activity
         ``open_incidents``). Fails closed: an unreadable count opens nothing either."""
-        if not workflow.patched("scanner-incident-gate"):
-            return None
         try:
             n: int = await workflow.execute_activity(
                 "open_incidents", result_type=int, summary="open incidents",

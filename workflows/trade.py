@@ -105,11 +105,17 @@ ALERT_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20),
 )
-# Ledger writes: a few attempts, then give up with an event (never holds a close back).
+# Ledger writes. The "opened" record gets a few attempts, then an event (it must not hold the
+# hold phase back, and the final record rewrites everything). The final record (closed,
+# aborted) is retried until it lands: the venues are already flat, and nothing may be lost.
 LEDGER_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
                              maximum_attempts=3),
+)
+LEDGER_FINAL_OPTS: dict[str, Any] = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)),
 )
 
 
@@ -169,7 +175,6 @@ class TradeWorkflow:
         self._step = Decimal("0.001")
         self._min_qty = ZERO
         self._next_funding_ms = 0
-        self._income_fetched_ms = 0
         self._monitor_failures = 0
         self._filled_ms: dict[str, int] = {}
         self._marks: dict[str, Decimal] = {}
@@ -578,7 +583,8 @@ class TradeWorkflow:
         half = round_down(min(L.filled_qty, S.filled_qty) / 2, self._step)
         if half < self._min_qty or half == 0:
             return
-        n = sum(1 for e in self.s.events if e.what.startswith("reducing")) + 1
+        self.s.reductions += 1
+        n = self.s.reductions  # kept in the status: the event log is truncated
         self._event(f"reducing both legs by {half}: {why}")
         await asyncio.gather(
             self._place_verified("long", half, f"r{n}", reduce_only=True),
@@ -633,6 +639,7 @@ class TradeWorkflow:
     async def _close(self, emergency: bool, reason: str) -> None:
         """Flatten both venues' positions in this symbol. Never gives up."""
         self.s.close_reason = self.s.close_reason or reason
+        self.s.emergency = self.s.emergency or emergency
         self._set_state("emergency_closing" if emergency else "closing")
         if emergency:
             await self._alert("emergency_close", f"{self._summary()}: emergency close ({reason})", "critical")
@@ -787,7 +794,7 @@ class TradeWorkflow:
                 "record_trade",
                 TradeRecord(event=event, status=self.s, opened_by=self.p.opened_by),  # type: ignore[arg-type]
                 summary=f"ledger: {event}",
-                **LEDGER_OPTS,
+                **(LEDGER_OPTS if event == "opened" else LEDGER_FINAL_OPTS),
             )
         except ActivityError as exc:
             if is_cancellation(exc):
