@@ -55,6 +55,10 @@ def _ms(iso: str | None) -> int | None:
 
 
 
+async def _none() -> list:
+    return []
+
+
 def trade_row(st: TradeStatus, opened_by: str) -> dict[str, Any]:
     price = None
     if all(leg.price_pnl is not None for leg in st.legs):
@@ -89,7 +93,9 @@ class LedgerActivities:
             self._ledger = await asyncio.to_thread(Ledger.for_settings, self.settings)
         return self._ledger
 
-    async def _venue_facts(self, st: TradeStatus) -> tuple[list[OrderResult], list[dict], list[dict], list[dict]]:
+    async def _venue_facts(
+        self, st: TradeStatus, *, with_funding: bool = True
+    ) -> tuple[list[OrderResult], list[dict], list[dict], list[dict]]:
         orders: list[OrderResult] = []
         order_rows: list[dict] = []
         fill_rows: list[dict] = []
@@ -105,7 +111,11 @@ class LedgerActivities:
             orders += mine
             order_rows += [order_row(o, st.trade_id, name) for o in mine]
             ids = {o.venue_order_id for o in mine} | set(leg.venue_order_ids)
-            fills, income = await asyncio.gather(gw.fills(st.symbol, since), gw.funding_income(st.open_ms or 0, st.symbol))
+            fills, income = await asyncio.gather(
+                gw.fills(st.symbol, since),
+                # income is the heaviest read (Binance weight 30): none has settled at the open
+                gw.funding_income(st.open_ms or 0, st.symbol) if with_funding else _none(),
+            )
             fill_rows += [
                 dict(venue=leg.venue, venue_trade_id=f.trade_id, venue_order_id=f.venue_order_id, trade_id=st.trade_id,
                      symbol=f.symbol, side=str(f.side), qty=f.qty, price=f.price, fee=f.fee,
@@ -125,7 +135,9 @@ class LedgerActivities:
         records) in one transaction; count the event metrics once."""
         st = rec.status
         try:
-            orders, order_rows, fill_rows, funding_rows = await self._venue_facts(st)
+            orders, order_rows, fill_rows, funding_rows = await self._venue_facts(
+                st, with_funding=rec.event != "opened"
+            )
         except VenueError as exc:
             raise ApplicationError(f"{exc.type_name} on {exc.venue}: {exc}", type=exc.type_name) from None
         ledger = await self.ledger()

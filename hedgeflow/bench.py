@@ -41,13 +41,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from venues.sim.process import SimProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 BINANCE_FAPI = "https://fapi.binance.com"
@@ -98,57 +100,12 @@ def iso_ms(iso: str) -> float:
 
 
 # ---------------------------------------------------------------------------------- lab
-@dataclass
-class Sim:
-    name: str
-    port: int
-    workdir: Path
-    symbols: int = 40
-    extra: list[str] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30) -> None:
-        logf = (self.workdir / f"{self.name}.log").open("ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEFLOW")}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "venues.sim", "--name", self.name, "--port", str(self.port),
-             "--state", str(self.workdir / f"{self.name}.sqlite"), "--symbols", str(self.symbols),
-             "--weight-limit", "100000000", "--api-key", DEMO_KEY, "--api-secret", DEMO_SECRET, *self.extra],
-            cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT,
-        )
-        logf.close()
-        deadline = time.monotonic() + timeout
-        import urllib.request
-
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sim {self.name} exited: {self._tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/_sim/state?orders_limit=0&income_limit=0", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"sim {self.name} did not start: {self._tail()}")
-
-    def _tail(self) -> str:
-        try:
-            return (self.workdir / f"{self.name}.log").read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+def lab_sim(name: str, port: int, workdir: Path, symbols: int, extra: Sequence[str] = ()) -> SimProcess:
+    """A simulator child for the lab: demo credentials, no weight limit worth hitting."""
+    return SimProcess(
+        name, port, workdir / f"{name}.sqlite", "--symbols", str(symbols), "--weight-limit", "100000000",
+        "--api-key", DEMO_KEY, "--api-secret", DEMO_SECRET, *extra,
+    )
 
 
 class Lab:
@@ -180,7 +137,7 @@ class Lab:
         self.trade = {"monitor_interval_s": 10, "verify_timeout_s": 5, "close_retry_max_s": 2,
                       "exit_spread_bps": -1000000, **(trade or {})}
         self.task_queue = "hedgeflow-lab"
-        self.sims: dict[str, Sim] = {}
+        self.sims: dict[str, SimProcess] = {}
         self.server = None
         self.client = None
         self.settings = None
@@ -195,7 +152,7 @@ class Lab:
         from workers.devserver import DevServer
 
         for name in self.venue_names:
-            self.sims[name] = Sim(name, free_port(), self.workdir, self.symbols, self.sim_args)
+            self.sims[name] = lab_sim(name, free_port(), self.workdir, self.symbols, self.sim_args)
         await asyncio.gather(*(asyncio.to_thread(s.start) for s in self.sims.values()))
         port, ui_port = free_port(), free_port()
         self.server = DevServer(

@@ -69,7 +69,7 @@ async def test_cli_line_env_credentials(tmp_path) -> None:
         finally:
             await good.close()
             await demo.close()
-    out = p.proc.stdout.read()
+    out = p.log_file.read_text()
     assert out.splitlines()[0] == f"sim sim-env listening on {p.url}"
     assert p.proc.returncode == 0
 

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from config import Settings, load_settings
+from venues.sim.process import SimProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 # a distinctive secret: the leak test greps histories and logs for it
@@ -33,68 +28,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@dataclass
-class SimVenue:
-    name: str
-    port: int
-    state_file: Path
-    log_file: Path
-    extra_args: list[str] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
+class SimVenue(SimProcess):
+    """A simulator child with this harness's credentials and a generous weight limit."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30) -> None:
-        cmd = [
-            sys.executable, "-m", "venues.sim", "--name", self.name, "--port", str(self.port),
-            "--state", str(self.state_file), "--api-key", TEST_API_KEY, "--api-secret", TEST_API_SECRET,
-            "--symbols", "40", "--weight-limit", "1000000", *self.extra_args,
-        ]
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=self.log_file.open("ab"), stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    def __init__(self, name: str, port: int, state_file: Path, log_file: Path,
+                 extra_args: list[str] | None = None) -> None:
+        super().__init__(
+            name, port, state_file, "--api-key", TEST_API_KEY, "--api-secret", TEST_API_SECRET,
+            "--symbols", "40", "--weight-limit", "1000000", *(extra_args or []), log_file=log_file,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sim {self.name} exited: {self.log_file.read_text()[-2000:]}")
-            try:
-                self.state()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"sim {self.name} did not start: {self.log_file.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    # --- admin API -----------------------------------------------------------------
-    def _req(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read() or b"null")
+        self.state_file = Path(state_file)
 
     def state(self) -> dict[str, Any]:
-        return self._req("GET", "/_sim/state")
-
-    def faults(self, **faults: Any) -> None:
-        self._req("POST", "/_sim/faults", faults)
-
-    def market(self, symbol: str, **values: Any) -> None:
-        self._req("POST", "/_sim/market", {"symbol": symbol, **{k: str(v) for k, v in values.items()}})
-
-    def settle(self, symbol: str | None = None) -> None:
-        self._req("POST", "/_sim/settle", {"symbol": symbol} if symbol else {})
+        return self.state_snapshot()
 
     # --- readings ------------------------------------------------------------------
     def position_qty(self, symbol: str) -> Decimal:
