@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config import Settings
-from hedgeflow import metrics as m
+from telemetry import metrics as m
 from ledger import Ledger
 from venues.errors import VenueError
 from venues.models import OrderResult

@@ -34,8 +34,8 @@ from temporalio.exceptions import ApplicationError
 
 from config import Settings
 from domain.ids import client_order_id
-from hedgeflow import metrics as m
-from hedgeflow.alerts import AlertDeliveryError, Notifier
+from telemetry import metrics as m
+from telemetry.alerts import AlertDeliveryError, Notifier
 from ledger import Ledger
 from ledger.repository import TERMINAL_STATES
 from venues.errors import VenueError
@@ -58,7 +58,7 @@ async def expected_positions(
 ) -> tuple[dict[tuple[str, str], Decimal], set[tuple[str, str]], int]:
     """(venue, symbol) → signed qty the running holding trades account for; pairs to skip
     (a trade in a transient state or not answering); number of running trades."""
-    from workflows.trade import SA_LONG, SA_SHORT, SA_SYMBOL
+    from config.names import SA_LONG, SA_SHORT, SA_SYMBOL
 
     expected: dict[tuple[str, str], Decimal] = {}
     busy: set[tuple[str, str]] = set()

@@ -38,7 +38,7 @@ from workflows.scanner_models import (
     StartTradeResult,
     VenueScan,
 )
-from workflows.trade import SA_LONG, SA_SHORT, SA_SYMBOL
+from config.names import SA_LONG, SA_SHORT, SA_SYMBOL
 
 log = logging.getLogger("hedgeflow.scanner")
 
@@ -233,7 +233,7 @@ class ScannerActivities:
         from temporalio.service import RPCError, RPCStatusCode
 
         from domain.ids import trade_workflow_id
-        from hedgeflow.trades import TradeRefused, open_trade
+        from control.trades import TradeRefused, open_trade
 
         client = activity.client()
         wf_id = trade_workflow_id(req.symbol, req.long_venue, req.short_venue, req.stamp)

@@ -154,7 +154,7 @@ class TradeActivities:
     async def send_alert(self, alert: Alert) -> None:
         """Always logged; also POSTed to ``alerts.webhook_url`` when set (a failed delivery
         raises, so Temporal retries it)."""
-        from hedgeflow.alerts import AlertDeliveryError, Notifier
+        from telemetry.alerts import AlertDeliveryError, Notifier
 
         if self._notifier is None:
             self._notifier = Notifier.from_settings(self.settings)

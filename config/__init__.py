@@ -2,11 +2,14 @@
 
 from config.settings import (  # noqa: F401
     ConfigError,
+    HoldParams,
     LimitsConfig,
     ScannerConfig,
+    ScannerTuning,
     Settings,
     TemporalConfig,
     TradeConfig,
+    TradeExecution,
     VenueConfig,
     VenueKind,
     load_settings,

@@ -144,17 +144,29 @@ class LimitsConfig(_Section):
     margin_buffer: Decimal = Field(Decimal("1.1"), ge=1, description="free margin >= notional/leverage × this")
 
 
-class TradeConfig(_Section):
-    verify_timeout_s: float = Field(30, gt=0)
+class HoldParams(BaseModel):
+    """Hold-phase parameters of a trade: part of the trade settings and of every trade's input,
+    changeable while a trade runs through its ``update_hold`` update. Defined once, here."""
+
+    monitor_interval_s: float = Field(10, gt=0, description="seconds between hold checks")
     max_gap: Decimal = Field(Decimal("0.05"), gt=0, lt=1, description="|long−short|/target allowed")
-    topup_attempts: int = Field(3, ge=0, le=10)
-    monitor_interval_s: float = Field(10, gt=0)
     exit_spread_bps: Decimal = Field(Decimal("0"), description="exit when the spread stays below this")
-    exit_checks: int = Field(3, ge=1)
-    max_hold_s: float = Field(7 * 24 * 3600, gt=0)
-    reduce_liq_distance: Decimal = Field(Decimal("0.10"), gt=0, lt=1)
-    close_liq_distance: Decimal = Field(Decimal("0.05"), gt=0, lt=1)
+    exit_checks: int = Field(3, ge=1, description="low-spread checks in a row before the exit")
+    max_hold_s: float = Field(7 * 24 * 3600, gt=0, description="close after this long")
+    reduce_liq_distance: Decimal = Field(Decimal("0.10"), gt=0, lt=1, description="reduce both legs below this")
+    close_liq_distance: Decimal = Field(Decimal("0.05"), gt=0, lt=1, description="close both legs below this")
+
+
+class TradeExecution(BaseModel):
+    """How a trade works its orders: part of the trade settings and of every trade's input."""
+
+    verify_timeout_s: float = Field(30, gt=0, description="an order not done by then is cancelled")
+    topup_attempts: int = Field(3, ge=0, le=10, description="top-ups of a partly filled leg")
     close_retry_max_s: float = Field(60, gt=0, description="cap on the close retry backoff")
+
+
+class TradeConfig(_Section, TradeExecution, HoldParams):
+    """The ``trade`` section: execution and hold parameters of every trade (flat keys)."""
 
     @model_validator(mode="after")
     def _liq(self) -> TradeConfig:
@@ -162,15 +174,21 @@ class TradeConfig(_Section):
             raise ValueError("close_liq_distance must be smaller than reduce_liq_distance")
         return self
 
+    def hold(self) -> HoldParams:
+        return HoldParams.model_validate(self.model_dump(include=set(HoldParams.model_fields)))
 
-class ScannerConfig(_Section):
-    """The scanner (``ScannerWorkflow``): how candidates are found, costed and gated.
+    def execution(self) -> dict[str, Any]:
+        return self.model_dump(include=set(TradeExecution.model_fields))
+
+
+class ScannerTuning(BaseModel):
+    """How the scanner finds, costs and gates candidates: part of the ``scanner`` settings and
+    of the scanner workflow's input (``workflows.scanner_models.ScannerParams``). Defined once.
 
     Times are wall seconds, except ``horizon_h`` which is in *venue* hours: with
     ``time_scale`` X (replay at speed X) one venue hour passes in 3600/X wall seconds.
     """
 
-    enabled: bool = True
     cycle_s: float = Field(30, gt=0, description="seconds between scan cycles")
     notional_usd: Decimal = Field(Decimal("1000"), gt=0, description="notional of each trade the scanner opens")
     min_spread_bps: Decimal = Field(Decimal("1"), description="minimum funding spread, bps per 8 h")
@@ -194,6 +212,17 @@ class ScannerConfig(_Section):
     time_scale: Decimal = Field(Decimal("1"), gt=0, description="venue seconds per wall second (replay speed)")
     cycles_per_run: int = Field(100, ge=1, description="continue-as-new after this many cycles")
     symbols: list[str] = Field(default_factory=list, description="only these symbols (empty: every symbol)")
+
+
+
+
+class ScannerConfig(_Section, ScannerTuning):
+    """The ``scanner`` section (``ScannerWorkflow``)."""
+
+    enabled: bool = True
+
+    def tuning(self) -> dict[str, Any]:
+        return self.model_dump(include=set(ScannerTuning.model_fields))
 
 
 def demo_scanner() -> dict[str, Any]:

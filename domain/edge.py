@@ -21,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from domain.funding import BPS, HOUR_MS, hourly_rate  # noqa: F401 - re-exported for callers
+from domain.funding import spread_bps_8h as funding_spread
+
 ZERO = Decimal(0)
-BPS = Decimal(10_000)
-HOUR_MS = 3_600_000
 
 # coded rejection reasons (the scanner adds the risk-gate ones from domain.risk)
 SPREAD_BELOW_MIN = "SPREAD_BELOW_MIN"
@@ -92,13 +93,6 @@ class Edge:
         return self.fees_bps + self.slippage_bps + self.buffer_bps
 
 
-def hourly_rate(rate: Decimal, interval_ms: int, hour_ms: int = HOUR_MS) -> Decimal:
-    """Funding per venue hour: the rate over its own interval (in venue hours)."""
-    if interval_ms <= 0:
-        raise ValueError("interval_ms must be > 0")
-    return rate * Decimal(hour_ms) / Decimal(interval_ms)
-
-
 def interval_from_timestamps(times_ms: list[int]) -> int | None:
     """Settlement interval of replayed data: the median spacing of its timestamps (ms)."""
     ts = sorted(set(times_ms))
@@ -128,9 +122,8 @@ def settlements_within(next_funding_ms: int, interval_ms: int, now_ms: int, hori
 
 
 def spread_bps_8h(long: LegQuote, short: LegQuote, hour_ms: int = HOUR_MS) -> Decimal:
-    """What the pair earns per 8 venue hours: the short leg receives its rate, the long pays."""
-    per_hour = hourly_rate(short.rate, short.interval_ms, hour_ms) - hourly_rate(long.rate, long.interval_ms, hour_ms)
-    return per_hour * 8 * BPS
+    """What the pair earns per 8 venue hours (:func:`domain.funding.spread_bps_8h`)."""
+    return funding_spread(long.rate, long.interval_ms, short.rate, short.interval_ms, hour_ms)
 
 
 def _decompose(

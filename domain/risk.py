@@ -1,12 +1,43 @@
-"""Risk gates of the scanner: may a new trade open now? Pure; coded denial reasons."""
+"""The one pre-trade gate: may this trade open, and at what size? Pure; coded refusals.
+
+Every refusal before an order is sent lives here, each with its code, and is called by the
+command line and the scanner (through ``control.trades.open_trade``), by the scanner's
+portfolio check and by the trade workflow:
+
+* :func:`check_request` — the request itself (venues known and distinct, notional, symbol);
+* :func:`check_gates` — the portfolio (halt, one trade per symbol, cool-down, counts, exposure,
+  daily limits), asked by the scanner each cycle;
+* :func:`check_venues` — what both venues report (symbol, position mode, existing position,
+  free margin, a mark price), asked by the workflow right before its first order;
+* :func:`size_pair` — the one quantity both legs can trade (steps and minimums).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Protocol
+
+from domain.rounding import below_minimum, common_step, round_down
 
 ZERO = Decimal(0)
 
+# --- request
+UNKNOWN_VENUE = "UNKNOWN_VENUE"
+SAME_VENUE = "SAME_VENUE"
+NOTIONAL_INVALID = "NOTIONAL_INVALID"
+NOTIONAL_LIMIT = "NOTIONAL_LIMIT"
+BAD_SYMBOL = "BAD_SYMBOL"
+# --- venues
+VENUE_UNREACHABLE = "VENUE_UNREACHABLE"
+NOT_ONE_WAY_MODE = "NOT_ONE_WAY_MODE"
+POSITION_EXISTS = "POSITION_EXISTS"
+INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
+NO_PRICE = "NO_PRICE"
+# --- sizing
+BELOW_MIN_QTY = "BELOW_MIN_QTY"
+# --- portfolio
 HALTED = "HALTED"
 SYMBOL_BUSY = "SYMBOL_BUSY"
 COOLDOWN = "COOLDOWN"
@@ -16,6 +47,121 @@ DAILY_LIMIT = "DAILY_LIMIT"
 INCIDENT_OPEN = "INCIDENT_OPEN"  # reconciliation found something unresolved: open nothing
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a trade must not open: a code from this module and a sentence for a person."""
+
+    code: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}" if self.detail else self.code
+
+
+# ---------------------------------------------------------------------------- the request
+def check_request(
+    symbol: str, long_venue: str, short_venue: str, notional_usd: Decimal, *,
+    venues: Sequence[str], max_order_notional_usd: Decimal,
+) -> Refusal | None:
+    """The request as typed by a person or built by the scanner; the detail names the flag
+    and the fix."""
+    for flag, v in (("--long", long_venue), ("--short", short_venue)):
+        if v not in venues:
+            return Refusal(UNKNOWN_VENUE, f"{flag}: unknown venue {v!r}; configured venues: {', '.join(venues)}")
+    if long_venue == short_venue:
+        return Refusal(SAME_VENUE, "--long and --short must be different venues")
+    if notional_usd <= 0:
+        return Refusal(NOTIONAL_INVALID, f"--notional must be > 0 (got {notional_usd})")
+    if notional_usd > max_order_notional_usd:
+        return Refusal(
+            NOTIONAL_LIMIT,
+            f"--notional {notional_usd} exceeds limits.max_order_notional_usd "
+            f"({max_order_notional_usd}); lower it or raise the limit",
+        )
+    if "/" not in symbol or ":" not in symbol:
+        return Refusal(BAD_SYMBOL, f"--symbol must be a ccxt unified perpetual symbol like BTC/USDT:USDT (got {symbol!r})")
+    return None
+
+
+# ---------------------------------------------------------------------------- the venues
+class VenueFacts(Protocol):
+    """What the pre-trade read of one venue reports (``workflows.models.VenueCheck``)."""
+
+    venue: str
+    error: str | None
+    one_way: bool
+    position_qty: Decimal
+    free_margin: Decimal
+    mark_price: Decimal | None
+
+
+def check_venues(
+    symbol: str, notional_usd: Decimal, *, leverage: int, margin_buffer: Decimal,
+    max_order_notional_usd: Decimal, checks: Sequence[VenueFacts],
+) -> Refusal | None:
+    """Both venues, read right before the first order. First that applies: NOTIONAL_LIMIT,
+    then per venue BAD_SYMBOL, NOT_ONE_WAY_MODE, POSITION_EXISTS, INSUFFICIENT_MARGIN, NO_PRICE."""
+    if notional_usd > max_order_notional_usd:
+        return Refusal(NOTIONAL_LIMIT, f"{notional_usd} > max per order {max_order_notional_usd}")
+    for chk in checks:
+        if chk.error:
+            return Refusal(BAD_SYMBOL, f"{chk.venue}: {chk.error}")
+        if not chk.one_way:
+            return Refusal(NOT_ONE_WAY_MODE, f"{chk.venue} is in hedge (dual-side) position mode")
+        if chk.position_qty != 0:
+            return Refusal(
+                POSITION_EXISTS,
+                f"{chk.venue} already holds {chk.position_qty} {symbol}; one trade per symbol and venue",
+            )
+        need = notional_usd / leverage * margin_buffer
+        if chk.free_margin < need:
+            return Refusal(INSUFFICIENT_MARGIN, f"{chk.venue} free {chk.free_margin} < needed {need:.2f}")
+        if not chk.mark_price:
+            return Refusal(NO_PRICE, f"{chk.venue} has no mark price for {symbol}")
+    return None
+
+
+# ---------------------------------------------------------------------------- sizing
+@dataclass(frozen=True)
+class LegMarket:
+    """What sizing needs to know of one venue's market (base units, quote prices)."""
+
+    qty_step: Decimal
+    min_qty: Decimal
+    min_notional: Decimal
+    price: Decimal  # reference price for sizing (mark, or the side of the book we hit)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    qty: Decimal  # the same base quantity on both legs
+    step: Decimal  # the common step both venues accept
+    reason: str | None = None  # coded refusal, None when OK
+    detail: str = ""
+
+    @property
+    def refusal(self) -> Refusal | None:
+        return Refusal(self.reason, self.detail) if self.reason else None
+
+
+def size_pair(notional_usd: Decimal, long: LegMarket, short: LegMarket) -> Sizing:
+    """Quantity for both legs: notional / the higher price, rounded down to the coarser of the
+    two venues' steps, refused when below either venue's minimum quantity or notional."""
+    if notional_usd <= 0:
+        return Sizing(ZERO, ZERO, NOTIONAL_INVALID, f"notional {notional_usd} must be > 0")
+    step = common_step(long.qty_step, short.qty_step)
+    price = max(long.price, short.price)
+    if price <= 0:
+        return Sizing(ZERO, step, NO_PRICE, "no positive price on one of the venues")
+    qty = round_down(notional_usd / price, step)
+    for name, leg in (("long", long), ("short", short)):
+        why = below_minimum(qty, leg.price, leg.min_qty, leg.min_notional)
+        if why:
+            return Sizing(qty, step, BELOW_MIN_QTY, f"{name} leg: {why}")
+    return Sizing(qty, step)
+
+
+# ---------------------------------------------------------------------------- the portfolio
 @dataclass(frozen=True)
 class OpenTrade:
     trade_id: str

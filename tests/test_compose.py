@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from hedgeflow.cli import COMMANDS, build_parser
-from hedgeflow.metrics import REGISTRY, metric_names
+from telemetry.metrics import REGISTRY, metric_names
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"

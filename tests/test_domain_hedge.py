@@ -4,9 +4,12 @@ from decimal import Decimal as D
 
 import pytest
 
-from domain.hedge import LegMarket, hedge_gap, liquidation_distance, size_pair, spread_bps_per_8h
+from domain.funding import interval_ms_from_hours
+from domain.funding import spread_bps_8h as spread
+from domain.hedge import hedge_gap, liquidation_distance
 from domain.ids import trade_workflow_id
 from domain.pnl import FillLike, leg_pnl
+from domain.risk import LegMarket, size_pair
 
 
 def test_size_pair_uses_coarser_step_and_higher_price():
@@ -47,9 +50,10 @@ def test_liquidation_distance():
 def test_spread_normalises_each_venue_by_its_interval():
     # long pays 0.0001 per 8 h; short receives 0.0001 per 1 h = 0.0008 per 8 h
     # net 0.0007 per 8 h = 7 bps
-    assert spread_bps_per_8h(D("0.0001"), D("8"), D("0.0001"), D("1")) == D("7")
+    h8, h1 = interval_ms_from_hours(D("8")), interval_ms_from_hours(D("1"))
+    assert spread(D("0.0001"), h8, D("0.0001"), h1) == D("7")
     # identical rates on identical intervals earn nothing
-    assert spread_bps_per_8h(D("0.0003"), D("8"), D("0.0003"), D("8")) == 0
+    assert spread(D("0.0003"), h8, D("0.0003"), h8) == 0
 
 
 def test_leg_pnl_long_round_trip():

@@ -21,7 +21,7 @@ from temporalio.testing import ActivityEnvironment
 from trade_harness import ROOT, TEST_API_KEY, TEST_API_SECRET, _free_port, settings_for, start_sims, wait_for
 
 from activities.ledger import LedgerActivities
-from hedgeflow.trades import open_trade
+from control.trades import open_trade
 from ledger import Ledger
 from venues.pool import GatewayPool
 from workers.worker import run_worker

@@ -23,8 +23,8 @@ from scanner_harness import (
 )
 from trade_harness import settings_for, start_sims, wait_for
 
-from hedgeflow.scanner_ops import halt
-from hedgeflow.trades import TradeRefused, open_trade
+from control.scanner import halt
+from control.trades import TradeRefused, open_trade
 from workers.worker import run_worker
 from workflows.models import CloseRequest, TradeStatus
 

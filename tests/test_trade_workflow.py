@@ -20,7 +20,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowU
 from temporalio.worker import Replayer
 from trade_harness import TEST_API_SECRET, settings_for, start_sims, wait_for
 
-from hedgeflow.trades import TradeRefused, open_trade
+from control.trades import TradeRefused, open_trade
 from workers.worker import run_worker, workflow_runner
 from workflows import WORKFLOWS
 from workflows.models import CloseRequest, HoldParams, HoldParamsPatch, TradeStatus

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from hedgeflow.metrics import worker_interceptors
+from telemetry.metrics import worker_interceptors
 from workers.client import connect, temporal_target
-from workers.devserver import port_is_free
+from workers.proc import port_is_free
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -98,7 +98,7 @@ def metrics_runtime(port: int, host: str = "127.0.0.1"):
         return None
     from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-    from hedgeflow.metrics import serve_metrics
+    from telemetry.metrics import serve_metrics
 
     if not port_is_free(port, host):
         raise WorkerError(

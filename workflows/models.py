@@ -9,39 +9,27 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
+from config.settings import HoldParams, TradeExecution
+from domain.lifecycle import TradeState
 from venues.models import FundingInfo, MarketInfo, OrderResult, Position, Side
 
-TradeStateName = Literal[
-    "opening", "verifying", "hedge_check", "holding", "closing", "emergency_closing", "closed", "aborted"
-]
+TradeStateName = TradeState  # the lifecycle's states (domain.lifecycle), serialised as their strings
 LegName = Literal["long", "short"]
 
-
-class HoldParams(BaseModel):
-    """Hold-phase parameters; changeable while the trade runs through the `update_hold` update."""
-
-    monitor_interval_s: float = Field(10, gt=0)
-    max_gap: Decimal = Field(Decimal("0.05"), gt=0, lt=1)
-    exit_spread_bps: Decimal = Decimal("0")
-    exit_checks: int = Field(3, ge=1)
-    max_hold_s: float = Field(7 * 24 * 3600, gt=0)
-    reduce_liq_distance: Decimal = Field(Decimal("0.10"), gt=0, lt=1)
-    close_liq_distance: Decimal = Field(Decimal("0.05"), gt=0, lt=1)
+#: every field of HoldParams, optional: what ``update_hold`` takes (derived, not retyped)
+HoldParamsPatch = create_model(
+    "HoldParamsPatch",
+    __doc__="A partial HoldParams for the ``update_hold`` update: only the fields to change.",
+    **{name: (f.annotation | None, None) for name, f in HoldParams.model_fields.items()},
+)
 
 
-class HoldParamsPatch(BaseModel):
-    monitor_interval_s: float | None = None
-    max_gap: Decimal | None = None
-    exit_spread_bps: Decimal | None = None
-    exit_checks: int | None = None
-    max_hold_s: float | None = None
-    reduce_liq_distance: Decimal | None = None
-    close_liq_distance: Decimal | None = None
+class TradeParams(TradeExecution):
+    """A trade's input: what to trade, the limits it was opened under, how it works its orders
+    (``TradeExecution``) and how it holds (``HoldParams``), all from the settings."""
 
-
-class TradeParams(BaseModel):
     trade_id: str
     symbol: str
     long_venue: str
@@ -50,10 +38,7 @@ class TradeParams(BaseModel):
     leverage: int = Field(3, ge=1, le=125)
     margin_buffer: Decimal = Decimal("1.1")
     max_order_notional_usd: Decimal = Decimal("10000")
-    verify_timeout_s: float = 30
     verify_poll_s: float = 0.25
-    topup_attempts: int = 3
-    close_retry_max_s: float = 60
     history_limit: int = Field(2000, ge=100, description="continue-as-new past this many events")
     hold: HoldParams = Field(default_factory=HoldParams)
     opened_by: str = "manual"
@@ -159,6 +144,25 @@ class LegState(BaseModel):
     realized_pnl: Decimal | None = None
     position: Position | None = None
 
+    def apply_fill(self, order: OrderResult, opening: bool) -> bool:
+        """Book what ``order`` filled on this leg (opening adds, reducing subtracts); remember
+        its venue id. True when something filled."""
+        if order.venue_order_id and order.venue_order_id not in self.venue_order_ids:
+            self.venue_order_ids.append(order.venue_order_id)
+        q = order.filled_qty
+        if q <= 0:
+            return False
+        if opening:
+            prev = self.opened_qty
+            self.opened_qty = prev + q
+            if order.avg_price is not None:
+                self.avg_price = ((self.avg_price or Decimal(0)) * prev + order.avg_price * q) / self.opened_qty
+            self.filled_qty += q
+        else:
+            self.filled_qty = max(Decimal(0), self.filled_qty - q)
+        self.fees += order.fee
+        return True
+
 
 class TradeEvent(BaseModel):
     t: str  # ISO time (workflow time)
@@ -197,14 +201,29 @@ class TradeStatus(BaseModel):
         return self.legs[0] if name == "long" else self.legs[1]
 
 
+class TradeMarket(BaseModel):
+    """What the trade learnt of both markets before its first order: the common quantity step,
+    the larger minimum quantity and the marks it sized with."""
+
+    step: Decimal
+    min_qty: Decimal = Decimal(0)
+    marks: dict[str, Decimal] = Field(default_factory=dict)
+
+
 class TradeCarry(BaseModel):
-    """What a run hands to the next one on continue-as-new."""
+    """Everything one run of a trade hands to the next on continue-as-new: the whole state of
+    the workflow (its status and every counter and fact it decides with), in one model."""
 
     status: TradeStatus
     low_spread_checks: int = 0
     hold_started_ms: int = 0
     close_requested: str | None = None
     emergency_requested: str | None = None
+    # added later; absent from carries of earlier versions (then: defaults of that version)
+    market: TradeMarket | None = None
+    next_funding_ms: int = 0
+    monitor_failures: int = 0
+    filled_ms: dict[str, int] = Field(default_factory=dict)
 
 
 # --- ledger, reconciliation (activities/ledger.py, activities/reconcile.py) ---------------

@@ -1,145 +1,60 @@
 """TradeWorkflow: one cross-venue funding arbitrage, open → verify → hedge check → hold → close.
 
-Read top to bottom, this file is the answer to "what happens when one leg fails":
+Read top to bottom, this file is the answer to "what happens when one leg fails". The states
+and the legal steps between them are the table in ``domain/lifecycle.py``; order mechanics
+(place, poll, look up, cancel, close a leg) are one level down in ``workflows/trade_orders.py``;
+every refusal before the first order is a pure function of ``domain/risk.py``.
 
-* Both legs are placed in parallel with deterministic client order ids; every placement is an
-  idempotent activity (the gateway looks the id up before it ever sends twice).
-* Verify: each order is polled by client id until the venue says it is done, or the verify
-  timeout passes (then it is cancelled and what filled is kept).
-* One leg with nothing filled → the other is flattened at once, the orphan exposure time is
-  recorded, the trade ends ``aborted``.
-* Partial fills → the lagging leg is topped up with new deterministic ids (up to
-  ``topup_attempts``), then the longer leg is trimmed to match.
-* Hedge check: ``|long − short| / target ≤ max_gap`` or both legs are closed.
-* Hold: every ``monitor_interval_s`` the positions on both venues are compared with what the
-  trade holds (a leg changed behind our back → emergency close), liquidation distance (reduce,
-  then close), the funding spread (exit after ``exit_checks`` low readings), the maximum hold
-  time, and the funding payments. The run continues-as-new before its history grows large.
-* Close: reduce-only market orders sized from the venue's *actual* positions, repeated until
-  both venues are flat. A close never gives up: a venue that is down is retried with capped
-  backoff while the trade shows ``closing``/``emergency_closing``, and an alert fires.
-* Cancel (Web UI, ``temporal workflow cancel``) runs the close and ends Canceled.
-
-Workflows decide; activities do I/O; the arithmetic is in ``domain``.
+* Pre-trade: both venues are read and the gate decides; refused → ``aborted``, nothing sent.
+* Open: both legs go out together with deterministic client ids, each polled until done.
+* **One leg with nothing filled → the other is flattened at once** (emergency close, orphan
+  exposure recorded) and the trade ends ``aborted`` with ``LEG_FAILED``.
+* Partial fills → top up the lagging leg, then trim the longer; a gap above ``max_gap`` closes both.
+* Hold: every ``monitor_interval_s`` positions (changed behind our back → emergency close),
+  liquidation distance (reduce, then close), spread exit, maximum hold, funding income; the run
+  continues-as-new carrying ``TradeCarry`` before its history grows large.
+* Close: reduce-only orders sized from the venues' *actual* positions until both are flat; it
+  never gives up (capped backoff, a ``close_stuck`` alert). Cancel runs the close, ends Canceled.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.hedge import LegMarket, hedge_gap, liquidation_distance, size_pair, spread_bps_per_8h
-    from domain.ids import client_order_id
-    from domain.pnl import FillLike, leg_pnl
+    from activities.trade import TradeActivities
+    from domain import risk
+    from domain.funding import interval_ms_from_hours, spread_bps_8h
+    from domain.hedge import hedge_gap, liquidation_distance
+    from domain.lifecycle import CLOSING_STATES, TERMINAL, Exit, ExitReason, TradeState, check_transition
     from domain.rounding import common_step, round_down
-    from venues.errors import NON_RETRYABLE_TYPE_NAMES
-    from venues.models import Fill, FundingPayment, OrderResult, Position, Side
+    from venues.models import Side
+    from workflows import trade_orders as orders
     from workflows.models import (
-        Alert,
         CloseRequest,
-        FillsRequest,
         HoldParams,
         HoldParamsPatch,
-        IncomeRequest,
-        LegName,
         LegState,
-        MarketSnapshot,
-        OrderLookup,
-        PlaceOrderRequest,
-        PlaceOutcome,
-        PositionsRequest,
-        SnapshotRequest,
         TradeCarry,
         TradeEvent,
+        TradeMarket,
         TradeParams,
-        TradeRecord,
-        TradeStateName,
         TradeStatus,
-        VenueCheck,
         VenueCheckRequest,
     )
+    from workflows.options import READ_OPTS
+    from workflows.trade_orders import OrderDesk, error_type, is_cancellation, why
+    from workflows.visibility import SA_STATE, details_markdown, search_attribute_updates, summary_line
 
 ZERO = Decimal(0)
-SA_STATE = SearchAttributeKey.for_keyword("TradeState")
-SA_SYMBOL = SearchAttributeKey.for_keyword("Symbol")
-SA_LONG = SearchAttributeKey.for_keyword("LongVenue")
-SA_SHORT = SearchAttributeKey.for_keyword("ShortVenue")
 MAX_EVENTS = 50
-
-# Order placement: bounded — a stale open order is worse than none.
-ORDER_OPTS: dict[str, Any] = dict(
-    # the gateway may spend up to ~17 s resolving an unknown outcome (timeout + lookups)
-    start_to_close_timeout=timedelta(seconds=30),
-    schedule_to_close_timeout=timedelta(seconds=120),
-    heartbeat_timeout=timedelta(seconds=5),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(milliseconds=200),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=5),
-        non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
-    ),
-)
-# Opening orders: shorter bound, so that a venue that stays down leaves the other leg
-# unhedged for at most this long before it is flattened.
-OPEN_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=45))
-# Reads: a few quick retries; the workflow decides what a failed read means.
-READ_OPTS: dict[str, Any] = dict(
-    start_to_close_timeout=timedelta(seconds=15),
-    heartbeat_timeout=timedelta(seconds=5),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(milliseconds=200),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=3),
-        maximum_attempts=5,
-        non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
-    ),
-)
-ALERT_OPTS: dict[str, Any] = dict(
-    start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20),
-)
-# Ledger writes. The "opened" record gets a few attempts, then an event (it must not hold the
-# hold phase back, and the final record rewrites everything). The final record (closed,
-# aborted) is retried until it lands: the venues are already flat, and nothing may be lost.
-LEDGER_OPTS: dict[str, Any] = dict(
-    start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
-                             maximum_attempts=3),
-)
-LEDGER_FINAL_OPTS: dict[str, Any] = dict(
-    start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)),
-)
-
-
-def is_cancellation(exc: BaseException) -> bool:
-    """A workflow cancel surfaces as asyncio.CancelledError, or, during an activity, as an
-    ActivityError whose cause is a CancelledError."""
-    if isinstance(exc, asyncio.CancelledError | CancelledError):
-        return True
-    return isinstance(exc, ActivityError) and isinstance(exc.cause, CancelledError)
-
-
-def error_type(exc: BaseException) -> str:
-    cause = exc.cause if isinstance(exc, ActivityError) else exc
-    if isinstance(cause, ApplicationError):
-        return cause.type or "ApplicationError"
-    return type(cause).__name__
-
-
-class _Abort(Exception):
-    """Ends the open phase with a coded reason (no exposure left behind)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+St = TradeState
+#: step assumed by runs carried from versions that did not carry the market (their behaviour)
+LEGACY_STEP = Decimal("0.001")
 
 
 @workflow.defn(name="TradeWorkflow")
@@ -147,37 +62,17 @@ class TradeWorkflow:
     @workflow.init
     def __init__(self, params: TradeParams, carry: TradeCarry | None = None) -> None:
         self.p = params
-        if carry is not None:
-            self.s = carry.status
-            self.s.runs += 1
-            self._low_spread = carry.low_spread_checks
-            self._hold_started_ms = carry.hold_started_ms
-            self._close_req = carry.close_requested
-            self._emergency_req = carry.emergency_requested
+        if carry is None:
+            legs = [LegState(venue=params.long_venue, side=Side.BUY), LegState(venue=params.short_venue, side=Side.SELL)]
+            carry = TradeCarry(status=TradeStatus(
+                trade_id=params.trade_id, state=St.OPENING, symbol=params.symbol, long_venue=params.long_venue,
+                short_venue=params.short_venue, notional_usd=params.notional_usd, legs=legs, hold=params.hold))
         else:
-            self.s = TradeStatus(
-                trade_id=params.trade_id,
-                state="opening",
-                symbol=params.symbol,
-                long_venue=params.long_venue,
-                short_venue=params.short_venue,
-                notional_usd=params.notional_usd,
-                legs=[
-                    LegState(venue=params.long_venue, side=Side.BUY),
-                    LegState(venue=params.short_venue, side=Side.SELL),
-                ],
-                hold=params.hold,
-            )
-            self._low_spread = 0
-            self._hold_started_ms = 0
-            self._close_req = None
-            self._emergency_req = None
-        self._step = Decimal("0.001")
-        self._min_qty = ZERO
-        self._next_funding_ms = 0
-        self._monitor_failures = 0
-        self._filled_ms: dict[str, int] = {}
-        self._marks: dict[str, Decimal] = {}
+            carry.status.runs += 1
+            carry.market = carry.market or TradeMarket(step=LEGACY_STEP)
+        self.c = carry  # the whole state of the trade, handed on by continue-as-new
+        self.s = carry.status
+        self.desk = OrderDesk(params, carry, self._event)
 
     # ------------------------------------------------------------------ handlers
     @workflow.query(name="status")
@@ -186,13 +81,13 @@ class TradeWorkflow:
 
     @workflow.signal(name="close")
     def close(self, req: CloseRequest) -> None:
-        self._close_req = req.reason or "requested"
-        self._event(f"close requested: {self._close_req}")
+        self.c.close_requested = req.reason or "requested"
+        self._event(f"close requested: {self.c.close_requested}")
 
     @workflow.signal(name="emergency_close")
     def emergency_close(self, req: CloseRequest) -> None:
-        self._emergency_req = req.reason or "requested"
-        self._event(f"emergency close requested: {self._emergency_req}")
+        self.c.emergency_requested = req.reason or "requested"
+        self._event(f"emergency close requested: {self.c.emergency_requested}")
 
     @workflow.update(name="update_hold")
     def update_hold(self, patch: HoldParamsPatch) -> HoldParams:
@@ -202,309 +97,130 @@ class TradeWorkflow:
 
     @update_hold.validator
     def _validate_hold(self, patch: HoldParamsPatch) -> None:
-        if self.s.state in ("closed", "aborted"):
+        if self.s.state in TERMINAL:
             raise ValueError(f"trade is {self.s.state}; hold parameters can no longer change")
         self._patched(patch)  # raises a pydantic ValidationError naming the field
 
     def _patched(self, patch: HoldParamsPatch) -> HoldParams:
-        merged = self.s.hold.model_dump() | patch.model_dump(exclude_none=True)
-        return HoldParams.model_validate(merged)
+        return HoldParams.model_validate(self.s.hold.model_dump() | patch.model_dump(exclude_none=True))
 
     # ------------------------------------------------------------------ main
     @workflow.run
     async def run(self, params: TradeParams, carry: TradeCarry | None = None) -> TradeStatus:
-        self._upsert_all()
+        workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
+        self._details()
         try:
-            if carry is None or self.s.state in ("opening", "verifying", "hedge_check"):
-                hedged = await self._open()
-                if not hedged:
+            if carry is None:
+                failed = await self._open()
+                if failed is not None:
                     return self.s
-                await self._alert("trade_opened", f"{self._summary()} hedged, qty {self.s.target_qty}")
-                await self._record("opened")
-            if self.s.state in ("closing", "emergency_closing"):
-                await self._close(self.s.state == "emergency_closing", self.s.close_reason or "resumed")
+                await self._alert("trade_opened", f"{summary_line(self.p)} hedged, qty {self.s.target_qty}")
+                await orders.record(self.p, self.s, "opened", self._event)
+            if self.s.state in CLOSING_STATES:
+                verdict = Exit(ExitReason.RESUMED, self.s.state == St.EMERGENCY_CLOSING)
             else:
-                emergency, reason = await self._hold()
-                await self._close(emergency, reason)
-            await self._finish("closed")
+                verdict = await self._hold()
+            await self._close(verdict.emergency, self.s.close_reason or verdict.text)
+            await self._finish()
             return self.s
         except BaseException as exc:
             if isinstance(exc, workflow.ContinueAsNewError):
                 raise
             if is_cancellation(exc):
                 self._event("cancel received: closing both legs")
-                await self._close(False, "cancelled")
-                await self._finish("closed")
+                await self._close(False, Exit(ExitReason.CANCELLED).text)
+                await self._finish()
                 raise
             # anything else: never leave a leg behind
             self._event(f"unexpected error {error_type(exc)}: {exc}; emergency close")
-            await self._alert("emergency_close", f"{self._summary()}: unexpected error {exc}", "critical")
-            await self._close(True, f"error: {error_type(exc)}")
-            await self._finish("closed")
+            await self._alert("emergency_close", f"{summary_line(self.p)}: unexpected error {exc}", "critical")
+            await self._close(True, Exit(ExitReason.ERROR, True, error_type(exc)).text)
+            await self._finish()
             raise ApplicationError(f"trade failed and was flattened: {exc}", non_retryable=True) from exc
 
     # ------------------------------------------------------------------ open
-    async def _open(self) -> bool:
+    async def _open(self) -> Exit | None:
+        """None when both legs are on and hedged; otherwise the exit, with nothing left open."""
         p = self.p
-        self._set_state("opening")
+        self._set_state(St.OPENING)
         try:
-            long_chk, short_chk = await self._pre_trade_checks()
-        except _Abort as ab:
-            await self._abort(ab.reason, str(ab))
-            return False
+            checks = await asyncio.gather(*(
+                workflow.execute_activity_method(
+                    TradeActivities.check_venue, VenueCheckRequest(venue=v, symbol=p.symbol, leverage=p.leverage),
+                    summary=f"pre-trade check {v}, leverage {p.leverage}x", **READ_OPTS,
+                ) for v in (p.long_venue, p.short_venue)))
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
+            return await self._abort(risk.Refusal(risk.VENUE_UNREACHABLE, f"{error_type(exc)}: {exc.cause or exc}"))
+        refusal = risk.check_venues(
+            p.symbol, p.notional_usd, leverage=p.leverage, margin_buffer=p.margin_buffer,
+            max_order_notional_usd=p.max_order_notional_usd, checks=checks)
+        if refusal is not None:
+            return await self._abort(refusal)
 
-        self._marks = {c.venue: c.mark_price for c in (long_chk, short_chk) if c.mark_price}
-        lm, sm = long_chk.market, short_chk.market
+        lc, sc = checks
+        lm, sm = lc.market, sc.market
         assert lm is not None and sm is not None
-        self._step = common_step(lm.qty_step, sm.qty_step)
-        self._min_qty = max(lm.min_qty, sm.min_qty)
-        sizing = size_pair(
+        self.c.market = TradeMarket(step=common_step(lm.qty_step, sm.qty_step), min_qty=max(lm.min_qty, sm.min_qty),
+                                    marks={c.venue: c.mark_price for c in checks if c.mark_price})
+        sizing = risk.size_pair(
             p.notional_usd,
-            LegMarket(lm.qty_step, lm.min_qty, lm.min_notional, long_chk.mark_price or ZERO),
-            LegMarket(sm.qty_step, sm.min_qty, sm.min_notional, short_chk.mark_price or ZERO),
+            risk.LegMarket(lm.qty_step, lm.min_qty, lm.min_notional, lc.mark_price or ZERO),
+            risk.LegMarket(sm.qty_step, sm.min_qty, sm.min_notional, sc.mark_price or ZERO),
         )
-        if sizing.reason:
-            await self._abort(sizing.reason, sizing.detail)
-            return False
+        if sizing.refusal is not None:
+            return await self._abort(sizing.refusal)
         self.s.target_qty = sizing.qty
 
         self.s.open_ms = self._now_ms()
         self.s.opened_at = workflow.now().isoformat()
         self._event(f"placing both legs: {sizing.qty} {p.symbol}")
-        self._set_state("verifying")
-        long_res, short_res = await self._open_both(sizing.qty)
+        self._set_state(St.VERIFYING)
+        results = dict(zip(("long", "short"), await self.desk.open_both(sizing.qty), strict=True))
         L, S = self.s.leg("long"), self.s.leg("short")
 
-        if L.filled_qty == 0 or S.filled_qty == 0:
-            failed = [n for n, r in (("long", long_res), ("short", short_res)) if self.s.leg(n).filled_qty == 0]
-            why = "; ".join(f"{n}: {self._why(r)}" for n, r in (("long", long_res), ("short", short_res)) if n in failed)
-            self._event(f"leg failed ({why}); flattening the other")
-            await self._close(True, f"LEG_FAILED {why}")
+        # ONE LEG FAILED: flatten whatever the other one got, at once, and end aborted.
+        failed = [n for n in ("long", "short") if self.s.leg(n).filled_qty == 0]
+        if failed:
+            detail = "; ".join(f"{n}: {why(results[n])}" for n in failed)
+            self._event(f"leg failed ({detail}); flattening the other")
+            await self._close(True, Exit(ExitReason.LEG_FAILED, True, detail).text)
             # from the moment the lone leg's fill was known to the moment both venues were flat
-            self.s.orphan_exposure_ms = (
-                self._now_ms() - min(self._filled_ms.values()) if self._filled_ms else 0
-            )
-            await self._abort("LEG_FAILED", why)
-            return False
+            self.s.orphan_exposure_ms = self._now_ms() - min(self.c.filled_ms.values()) if self.c.filled_ms else 0
+            return await self._abort(risk.Refusal(ExitReason.LEG_FAILED.value, detail), Exit(ExitReason.LEG_FAILED, True))
 
-        await self._equalise()
+        await self.desk.equalise(*self._market())
 
-        self._set_state("hedge_check")
+        self._set_state(St.HEDGE_CHECK)
         gap = hedge_gap(L.filled_qty, S.filled_qty, self.s.target_qty)
         self.s.hedge_gap = gap
         if gap > self.s.hold.max_gap:
             self._event(f"hedge gap {gap:.4f} above {self.s.hold.max_gap}; closing both")
-            await self._close(True, "HEDGE_GAP")
-            await self._abort("HEDGE_GAP", f"gap {gap:.4f} > max {self.s.hold.max_gap}")
-            return False
+            await self._close(True, ExitReason.HEDGE_GAP.value)
+            return await self._abort(risk.Refusal(ExitReason.HEDGE_GAP.value, f"gap {gap:.4f} > max {self.s.hold.max_gap}"),
+                                     Exit(ExitReason.HEDGE_GAP, True))
         self.s.hedged_at = workflow.now().isoformat()
-        return True
-
-    async def _pre_trade_checks(self) -> tuple[VenueCheck, VenueCheck]:
-        p = self.p
-        try:
-            long_chk, short_chk = await asyncio.gather(
-                *(
-                    workflow.execute_activity(
-                        "check_venue",
-                        VenueCheckRequest(venue=v, symbol=p.symbol, leverage=p.leverage),
-                        result_type=VenueCheck,
-                        summary=f"pre-trade check {v}, leverage {p.leverage}x",
-                        **READ_OPTS,
-                    )
-                    for v in (p.long_venue, p.short_venue)
-                )
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
-            raise _Abort("VENUE_UNREACHABLE", f"{error_type(exc)}: {exc.cause or exc}") from None
-        if p.notional_usd > p.max_order_notional_usd:
-            raise _Abort("NOTIONAL_LIMIT", f"{p.notional_usd} > max per order {p.max_order_notional_usd}")
-        for chk in (long_chk, short_chk):
-            if chk.error:
-                raise _Abort("BAD_SYMBOL", f"{chk.venue}: {chk.error}")
-            if not chk.one_way:
-                raise _Abort("NOT_ONE_WAY_MODE", f"{chk.venue} is in hedge (dual-side) position mode")
-            if chk.position_qty != 0:
-                raise _Abort(
-                    "POSITION_EXISTS",
-                    f"{chk.venue} already holds {chk.position_qty} {p.symbol}; one trade per symbol and venue",
-                )
-            need = p.notional_usd / p.leverage * p.margin_buffer
-            if chk.free_margin < need:
-                raise _Abort("INSUFFICIENT_MARGIN", f"{chk.venue} free {chk.free_margin} < needed {need:.2f}")
-            if not chk.mark_price:
-                raise _Abort("NO_PRICE", f"{chk.venue} has no mark price for {p.symbol}")
-        return long_chk, short_chk
-
-    async def _equalise(self) -> None:
-        """Top up the lagging leg, then trim the longer one, until both hold the same qty."""
-        L, S = self.s.leg("long"), self.s.leg("short")
-        for attempt in range(1, self.p.topup_attempts + 1):
-            diff = round_down(abs(L.filled_qty - S.filled_qty), self._step)
-            if diff == 0 or diff < self._min_qty:
-                break
-            lagging: LegName = "long" if L.filled_qty < S.filled_qty else "short"
-            self._event(f"partial fill: topping up {lagging} by {diff} (attempt {attempt})")
-            await self._place_verified(lagging, diff, f"t{attempt}", reduce_only=False)
-        diff = round_down(abs(L.filled_qty - S.filled_qty), self._step)
-        if diff > 0:
-            longer: LegName = "long" if L.filled_qty > S.filled_qty else "short"
-            self._event(f"trimming {longer} by {diff} to match")
-            await self._place_verified(longer, diff, "m1", reduce_only=True)
-
-    # ------------------------------------------------------------------ orders
-    def _order_request(
-        self, leg: LegName, qty: Decimal, step: str, *, reduce_only: bool, lookup_first: bool = False
-    ) -> PlaceOrderRequest:
-        state = self.s.leg(leg)
-        side = state.side if not reduce_only else (Side.SELL if state.side == Side.BUY else Side.BUY)
-        cid = client_order_id(self.p.trade_id, leg, step)
-        if cid not in state.client_order_ids:
-            state.client_order_ids.append(cid)
-        return PlaceOrderRequest(
-            venue=state.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=cid,
-            reduce_only=reduce_only, ref_price=self._marks.get(state.venue), lookup_first=lookup_first,
-        )
-
-    async def _open_both(self, qty: Decimal) -> tuple[OrderResult | str, OrderResult | str]:
-        """Both opening orders go out together from ONE activity (one task pick-up, so the two
-        arrive at their venues within milliseconds of each other). A leg whose outcome stayed
-        unknown falls back to its own retried placement, which looks the id up first."""
-        reqs = [self._order_request(leg, qty, "o", reduce_only=False) for leg in ("long", "short")]
-        try:
-            outcomes = await workflow.execute_activity(
-                "place_orders",
-                reqs,
-                result_type=list[PlaceOutcome],
-                summary=f"open both legs: {qty} {self.p.symbol} on {self.p.long_venue} / {self.p.short_venue}",
-                **OPEN_ORDER_OPTS,
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
-            outcomes = [PlaceOutcome(error_type=error_type(exc), retryable=True) for _ in reqs]
-
-        async def finish(leg: LegName, req: PlaceOrderRequest, out: PlaceOutcome) -> OrderResult | str:
-            if out.order is not None:
-                return await self._settle_order(leg, out.order, opening=True)
-            if out.retryable:
-                self._event(f"{leg} open: {out.error_type}; retrying on its own (looks the id up first)")
-                return await self._place_verified(leg, qty, "o", reduce_only=False, lookup_first=True)
-            self._event(f"{leg} open refused: {out.error_type} {out.error or ''}".rstrip())
-            return out.error_type or "refused"
-
-        long_res, short_res = await asyncio.gather(
-            *(finish(leg, req, out) for leg, req, out in zip(("long", "short"), reqs, outcomes, strict=True))
-        )
-        return long_res, short_res
-
-    async def _place_verified(
-        self, leg: LegName, qty: Decimal, step: str, *, reduce_only: bool, lookup_first: bool = False
-    ) -> OrderResult | str:
-        """Place one market order and wait until the venue reports it done. Returns the final
-        order, or the error type that prevented it. Updates the leg's fills."""
-        req = self._order_request(leg, qty, step, reduce_only=reduce_only, lookup_first=lookup_first)
-        try:
-            order = await workflow.execute_activity(
-                "place_order",
-                req,
-                result_type=OrderResult,
-                summary=f"{req.side} {qty} {self.p.symbol} on {req.venue}{' reduce-only' if reduce_only else ''}",
-                **(ORDER_OPTS if reduce_only else OPEN_ORDER_OPTS),
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
-            # the outcome may be unknown (timeouts): ask the venue what happened to this id
-            order = await self._lookup(req.venue, req.client_order_id)
-            if order is None:
-                self._event(f"{leg} {step} not placed: {error_type(exc)}")
-                return error_type(exc)
-        return await self._settle_order(leg, order, opening=not reduce_only)
-
-    async def _settle_order(self, leg: LegName, order: OrderResult, *, opening: bool) -> OrderResult:
-        order = await self._await_done(order)
-        self._apply_fill(leg, order, opening)
-        if opening and order.filled_qty > 0:
-            self._filled_ms.setdefault(leg, self._now_ms())
-        return order
-
-    async def _lookup(self, venue: str, cid: str) -> OrderResult | None:
-        try:
-            return await workflow.execute_activity(
-                "get_order",
-                OrderLookup(venue=venue, symbol=self.p.symbol, client_order_id=cid),
-                result_type=OrderResult | None,
-                summary=f"look up {cid}",
-                **READ_OPTS,
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
-            return None
-
-    async def _await_done(self, order: OrderResult) -> OrderResult:
-        deadline = workflow.time() + self.p.verify_timeout_s
-        while not order.is_closed and workflow.time() < deadline:
-            await workflow.sleep(self.p.verify_poll_s)
-            found = await self._lookup(order.venue, order.client_order_id)
-            order = found or order
-        if not order.is_closed:
-            self._event(f"{order.client_order_id} not done after {self.p.verify_timeout_s}s: cancelling")
-            try:
-                cancelled = await workflow.execute_activity(
-                    "cancel_order",
-                    OrderLookup(venue=order.venue, symbol=order.symbol, client_order_id=order.client_order_id),
-                    result_type=OrderResult | None,
-                    **READ_OPTS,
-                )
-                order = cancelled or order
-            except ActivityError as exc:
-                if is_cancellation(exc):
-                    raise
-        return order
-
-    def _apply_fill(self, leg: LegName, order: OrderResult, opening: bool) -> None:
-        st = self.s.leg(leg)
-        if order.venue_order_id and order.venue_order_id not in st.venue_order_ids:
-            st.venue_order_ids.append(order.venue_order_id)
-        q = order.filled_qty
-        if q <= 0:
-            return
-        if opening:
-            prev = st.opened_qty
-            st.opened_qty = prev + q
-            if order.avg_price is not None:
-                st.avg_price = ((st.avg_price or ZERO) * prev + order.avg_price * q) / st.opened_qty
-            st.filled_qty += q
-        else:
-            st.filled_qty = max(ZERO, st.filled_qty - q)
-        st.fees += order.fee
-        self._event(f"{leg} {order.side} {q} @ {order.avg_price} ({order.client_order_id}, {order.status})")
+        return None
 
     # ------------------------------------------------------------------ hold
-    async def _hold(self) -> tuple[bool, str]:
-        self._set_state("holding")
-        if not self._hold_started_ms:
-            self._hold_started_ms = self._now_ms()
+    async def _hold(self) -> Exit:
+        self._set_state(St.HOLDING)
+        if not self.c.hold_started_ms:
+            self.c.hold_started_ms = self._now_ms()
         while True:
-            if self._emergency_req:
-                return True, f"signal: {self._emergency_req}"
-            if self._close_req:
-                return False, f"signal: {self._close_req}"
-            held_s = (self._now_ms() - self._hold_started_ms) / 1000
-            if held_s >= self.s.hold.max_hold_s:
-                return False, "MAX_HOLD"
-            if self._should_continue_as_new():
+            if self.c.emergency_requested:
+                return Exit(ExitReason.SIGNAL_EMERGENCY, True, self.c.emergency_requested)
+            if self.c.close_requested:
+                return Exit(ExitReason.SIGNAL_CLOSE, False, self.c.close_requested)
+            if (self._now_ms() - self.c.hold_started_ms) / 1000 >= self.s.hold.max_hold_s:
+                return Exit(ExitReason.MAX_HOLD)
+            info = workflow.info()
+            if info.is_continue_as_new_suggested() or info.get_current_history_length() > self.p.history_limit:
                 await self._continue_as_new()
             try:
-                await workflow.wait_condition(
-                    lambda: bool(self._close_req or self._emergency_req),
-                    timeout=self.s.hold.monitor_interval_s,
-                    timeout_summary="monitor interval",
-                )
+                await workflow.wait_condition(lambda: bool(self.c.close_requested or self.c.emergency_requested),
+                                              timeout=self.s.hold.monitor_interval_s, timeout_summary="monitor interval")
                 continue  # a signal arrived
             except TimeoutError:
                 pass
@@ -512,149 +228,98 @@ class TradeWorkflow:
             if verdict is not None:
                 return verdict
 
-    async def _monitor(self) -> tuple[bool, str] | None:
-        p = self.p
+    async def _monitor(self) -> Exit | None:
+        p, d = self.p, self.desk
         L, S = self.s.leg("long"), self.s.leg("short")
         try:
             (lpos, spos), (lsnap, ssnap) = await asyncio.gather(
-                asyncio.gather(self._positions(p.long_venue), self._positions(p.short_venue)),
-                asyncio.gather(self._snapshot(p.long_venue), self._snapshot(p.short_venue)),
+                asyncio.gather(d.position(p.long_venue), d.position(p.short_venue)),
+                asyncio.gather(d.snapshot(p.long_venue), d.snapshot(p.short_venue)),
             )
         except ActivityError as exc:
             if is_cancellation(exc):
                 raise
-            self._monitor_failures += 1
-            self._event(f"monitor read failed ({error_type(exc)}), #{self._monitor_failures}")
-            if self._monitor_failures == 3:
-                await self._alert("venue_unreachable", f"{self._summary()}: monitor reads failing: {exc.cause}",
-                                  "warning")
+            self.c.monitor_failures += 1
+            self._event(f"monitor read failed ({error_type(exc)}), #{self.c.monitor_failures}")
+            if self.c.monitor_failures == 3:
+                await self._alert("venue_unreachable", f"{summary_line(self.p)}: monitor reads failing: {exc.cause}", "warning")
             return None
-        self._monitor_failures = 0
+        self.c.monitor_failures = 0
         L.position, S.position = lpos, spos
-        tol = self._step / 2
-        lq = lpos.qty if lpos else ZERO
-        sq = spos.qty if spos else ZERO
+        tol = self._market()[0] / 2
+        lq, sq = (lpos.qty if lpos else ZERO), (spos.qty if spos else ZERO)
         if abs(lq - L.filled_qty) > tol or abs(sq + S.filled_qty) > tol:
             msg = f"positions changed outside hedgeflow: long {lq} (expected {L.filled_qty}), short {sq} (expected -{S.filled_qty})"
             self._event(msg)
-            await self._alert("emergency_close", f"{self._summary()}: {msg}", "critical")
-            return True, "LEG_CHANGED"
+            await self._alert("emergency_close", f"{summary_line(self.p)}: {msg}", "critical")
+            return Exit(ExitReason.LEG_CHANGED, True, msg)
 
-        gap = hedge_gap(L.filled_qty, S.filled_qty, self.s.target_qty)
-        self.s.hedge_gap = gap
-        if gap > self.s.hold.max_gap:
-            return True, "HEDGE_DRIFT"
+        self.s.hedge_gap = hedge_gap(L.filled_qty, S.filled_qty, self.s.target_qty)
+        if self.s.hedge_gap > self.s.hold.max_gap:
+            return Exit(ExitReason.HEDGE_DRIFT, True)
 
-        dists = [
-            d
-            for d in (
-                liquidation_distance(lsnap.funding.mark_price, lpos.liquidation_price if lpos else None),
-                liquidation_distance(ssnap.funding.mark_price, spos.liquidation_price if spos else None),
-            )
-            if d is not None
-        ]
+        dists = [x for x in (
+            liquidation_distance(lsnap.funding.mark_price, lpos.liquidation_price if lpos else None),
+            liquidation_distance(ssnap.funding.mark_price, spos.liquidation_price if spos else None),
+        ) if x is not None]
         if dists:
             nearest = min(dists)
             if nearest < self.s.hold.close_liq_distance:
-                await self._alert("emergency_close", f"{self._summary()}: liquidation {nearest:.2%} away", "critical")
-                return True, "LIQUIDATION_RISK"
+                await self._alert("emergency_close", f"{summary_line(self.p)}: liquidation {nearest:.2%} away", "critical")
+                return Exit(ExitReason.LIQUIDATION_RISK, True)
             if nearest < self.s.hold.reduce_liq_distance:
                 await self._reduce_both(f"liquidation {nearest:.2%} away")
 
-        spread = spread_bps_per_8h(
-            lsnap.funding.rate, lsnap.funding.interval_hours, ssnap.funding.rate, ssnap.funding.interval_hours
-        )
+        lf, sf = lsnap.funding, ssnap.funding
+        spread = spread_bps_8h(lf.rate, interval_ms_from_hours(lf.interval_hours),
+                               sf.rate, interval_ms_from_hours(sf.interval_hours))
         self.s.spread_bps_8h = spread.quantize(Decimal("0.01"))
-        self._low_spread = self._low_spread + 1 if spread < self.s.hold.exit_spread_bps else 0
-        if self._low_spread >= self.s.hold.exit_checks:
-            return False, f"SPREAD_EXIT ({spread:.2f} bps/8h < {self.s.hold.exit_spread_bps})"
+        self.c.low_spread_checks = self.c.low_spread_checks + 1 if spread < self.s.hold.exit_spread_bps else 0
+        if self.c.low_spread_checks >= self.s.hold.exit_checks:
+            return Exit(ExitReason.SPREAD_EXIT, False, f"{spread:.2f} bps/8h < {self.s.hold.exit_spread_bps}")
 
         # funding: fetch income only once a settlement time has passed
-        nxt = min(lsnap.funding.next_funding_ms, ssnap.funding.next_funding_ms)
-        now = self._now_ms()
-        if self._next_funding_ms and now >= self._next_funding_ms:
-            await self._refresh_funding()
-        self._next_funding_ms = nxt if nxt > now else now + 60_000
+        nxt, now = min(lf.next_funding_ms, sf.next_funding_ms), self._now_ms()
+        if self.c.next_funding_ms and now >= self.c.next_funding_ms:
+            await d.refresh_funding()
+        self.c.next_funding_ms = nxt if nxt > now else now + 60_000
         self._details()
         return None
 
-    async def _reduce_both(self, why: str) -> None:
+    async def _reduce_both(self, reason: str) -> None:
         L, S = self.s.leg("long"), self.s.leg("short")
-        half = round_down(min(L.filled_qty, S.filled_qty) / 2, self._step)
-        if half < self._min_qty or half == 0:
+        step, min_qty = self._market()
+        half = round_down(min(L.filled_qty, S.filled_qty) / 2, step)
+        if half < min_qty or half == 0:
             return
         self.s.reductions += 1
         n = self.s.reductions  # kept in the status: the event log is truncated
-        self._event(f"reducing both legs by {half}: {why}")
+        self._event(f"reducing both legs by {half}: {reason}")
         await asyncio.gather(
-            self._place_verified("long", half, f"r{n}", reduce_only=True),
-            self._place_verified("short", half, f"r{n}", reduce_only=True),
+            self.desk.place_verified("long", half, f"r{n}", reduce_only=True),
+            self.desk.place_verified("short", half, f"r{n}", reduce_only=True),
         )
-        await self._alert("reduced", f"{self._summary()}: reduced both legs by {half} ({why})", "warning")
-
-    async def _positions(self, venue: str) -> Position | None:
-        got = await workflow.execute_activity(
-            "get_positions",
-            PositionsRequest(venue=venue, symbols=[self.p.symbol]),
-            result_type=list[Position],
-            summary=f"positions {venue}",
-            **READ_OPTS,
-        )
-        return next((x for x in got if x.symbol == self.p.symbol and x.qty != 0), None)
-
-    async def _snapshot(self, venue: str) -> MarketSnapshot:
-        return await workflow.execute_activity(
-            "market_snapshot",
-            SnapshotRequest(venue=venue, symbol=self.p.symbol),
-            result_type=MarketSnapshot,
-            summary=f"funding {venue}",
-            **READ_OPTS,
-        )
-
-    async def _refresh_funding(self) -> None:
-        since = self.s.open_ms or 0
-        try:
-            lf, sf = await asyncio.gather(
-                *(
-                    workflow.execute_activity(
-                        "funding_income",
-                        IncomeRequest(venue=leg.venue, symbol=self.p.symbol, since_ms=since),
-                        result_type=list[FundingPayment],
-                        summary=f"funding income {leg.venue}",
-                        **READ_OPTS,
-                    )
-                    for leg in self.s.legs
-                )
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
-            self._event(f"funding income read failed: {error_type(exc)}")
-            return
-        for leg, pays in zip(self.s.legs, (lf, sf), strict=True):
-            leg.funding = sum((x.amount for x in pays), ZERO)
-        self.s.funding_collected_usd = sum((leg.funding for leg in self.s.legs), ZERO)
+        await self._alert("reduced", f"{summary_line(self.p)}: reduced both legs by {half} ({reason})", "warning")
 
     # ------------------------------------------------------------------ close
     async def _close(self, emergency: bool, reason: str) -> None:
         """Flatten both venues' positions in this symbol. Never gives up."""
         self.s.close_reason = self.s.close_reason or reason
         self.s.emergency = self.s.emergency or emergency
-        self._set_state("emergency_closing" if emergency else "closing")
+        self._set_state(St.EMERGENCY_CLOSING if self.s.emergency else St.CLOSING)
         if emergency:
-            await self._alert("emergency_close", f"{self._summary()}: emergency close ({reason})", "critical")
-        delay = 0.5
-        alerted = False
-        pause = False
+            await self._alert("emergency_close", f"{summary_line(self.p)}: emergency close ({reason})", "critical")
+        delay, alerted, pause = 0.5, False, False
         while True:
             if pause:  # back off after a round without progress, capped: a close never gives up
-                await self._sleep_uncancellable(delay)
+                await orders.sleep_uncancellable(delay)
                 delay = min(delay * 2, self.p.close_retry_max_s)
             pause = True
             self.s.close_attempts += 1
             n = self.s.close_attempts
             try:
-                lpos, spos = await asyncio.gather(self._positions(self.p.long_venue), self._positions(self.p.short_venue))
+                lpos, spos = await asyncio.gather(self.desk.position(self.p.long_venue),
+                                                  self.desk.position(self.p.short_venue))
             except ActivityError as exc:
                 if is_cancellation(exc):
                     continue  # a cancel during a close changes nothing: keep closing
@@ -662,213 +327,69 @@ class TradeWorkflow:
                 alerted = await self._close_stuck(n, alerted, exc)
                 continue
             open_legs = [(name, pos) for name, pos in (("long", lpos), ("short", spos)) if pos is not None]
-            if not open_legs:
-                # venues are flat: this is the only way out of the loop
+            if not open_legs:  # venues are flat: the only way out of the loop
                 for leg in self.s.legs:
-                    leg.filled_qty = ZERO
-                    leg.position = None
+                    leg.filled_qty, leg.position = ZERO, None
                 break
             results = await asyncio.gather(
-                *(self._close_leg(name, pos, f"c{n}") for name, pos in open_legs), return_exceptions=True
-            )
-            progressed = any(r is True for r in results)
+                *(self.desk.close_leg(name, pos, f"c{n}") for name, pos in open_legs), return_exceptions=True)
             bad = [r for r in results if isinstance(r, BaseException) and not is_cancellation(r)]
             if bad:
                 self._event(f"close #{n} failed: {error_type(bad[0])}; retrying")
                 alerted = await self._close_stuck(n, alerted, bad[0])
-            elif progressed:
+            elif any(r is True for r in results):
                 pause, delay = False, 0.5  # something filled: verify flat at once
         self.s.closed_at = workflow.now().isoformat()
         self._event("both venues flat")
-        await self._settle_pnl()
-
-    async def _close_leg(self, leg: LegName, pos: Position, step: str) -> bool:
-        """One reduce-only market order for the whole position; True when something filled."""
-        st = self.s.leg(leg)
-        cid = client_order_id(self.p.trade_id, leg, step)
-        if cid not in st.client_order_ids:
-            st.client_order_ids.append(cid)
-        side = Side.SELL if pos.qty > 0 else Side.BUY
-        qty = abs(pos.qty)
-        req = PlaceOrderRequest(
-            venue=st.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=cid, reduce_only=True
-        )
-        try:
-            order = await workflow.execute_activity(
-                "place_order", req, result_type=OrderResult,
-                summary=f"close {leg}: {side} {qty} on {st.venue}", **ORDER_OPTS,
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
-            order = await self._lookup(st.venue, cid)
-            if order is None:
-                raise
-        order = await self._settle_order(leg, order, opening=False)
-        return order.filled_qty > 0
+        await self.desk.settle_pnl()
 
     async def _close_stuck(self, attempt: int, alerted: bool, exc: BaseException) -> bool:
-        if attempt >= 3 and not alerted:
-            await self._alert(
-                "close_stuck",
-                f"{self._summary()}: close attempt {attempt} failed ({error_type(exc)}); still retrying",
-                "critical",
-            )
-            return True
-        return alerted
-
-    async def _sleep_uncancellable(self, seconds: float) -> None:
-        try:
-            await workflow.sleep(seconds)
-        except asyncio.CancelledError:
-            pass  # a cancel while closing: the close goes on
-
-    async def _settle_pnl(self) -> None:
-        """Realised PnL per leg from the venue's own fills and funding income."""
-        since = (self.s.open_ms or 0) - 1000
-        for leg in self.s.legs:
-            # orders whose outcome we never learnt: ask the venue once more by client id
-            known = len(leg.venue_order_ids)
-            if known < len(leg.client_order_ids):
-                for cid in leg.client_order_ids:
-                    found = await self._lookup(leg.venue, cid)
-                    if found and found.venue_order_id not in leg.venue_order_ids:
-                        leg.venue_order_ids.append(found.venue_order_id)
-        try:
-            fills = await asyncio.gather(
-                *(
-                    workflow.execute_activity(
-                        "order_fills",
-                        FillsRequest(venue=leg.venue, symbol=self.p.symbol, since_ms=since,
-                                     order_ids=leg.venue_order_ids),
-                        result_type=list[Fill],
-                        summary=f"fills {leg.venue}",
-                        **READ_OPTS,
-                    )
-                    for leg in self.s.legs
-                )
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
-            self._event(f"PnL not settled: fills unavailable ({error_type(exc)})")
-            return
-        await self._refresh_funding()
-        total = ZERO
-        fees = ZERO
-        for leg, leg_fills in zip(self.s.legs, fills, strict=True):
-            pnl = leg_pnl(
-                [FillLike(str(f.side), f.qty, f.price, f.fee) for f in leg_fills],
-                [leg.funding],
-            )
-            leg.fees = pnl.fees
-            leg.price_pnl = pnl.price_pnl
-            leg.realized_pnl = pnl.total
-            total += pnl.total
-            fees += pnl.fees
-        self.s.fees_usd = fees
-        self.s.realized_pnl_usd = total
+        if attempt >= 3 and not alerted:  # one alert per close, from the third failed attempt
+            await self._alert("close_stuck", f"{summary_line(self.p)}: close attempt {attempt} failed "
+                              f"({error_type(exc)}); still retrying", "critical")
+        return alerted or attempt >= 3
 
     # ------------------------------------------------------------------ endings
-    async def _abort(self, reason: str, detail: str) -> None:
-        self.s.abort_reason = f"{reason}: {detail}" if detail else reason
+    async def _abort(self, refusal: risk.Refusal, verdict: Exit | None = None) -> Exit:
+        self.s.abort_reason = str(refusal)
         self._event(f"aborted: {self.s.abort_reason}")
-        await self._alert("trade_aborted", f"{self._summary()}: {self.s.abort_reason}", "warning")
-        self._set_state("aborted")
-        await self._record("aborted")
+        await self._alert("trade_aborted", f"{summary_line(self.p)}: {self.s.abort_reason}", "warning")
+        self._set_state(St.ABORTED)
+        await orders.record(self.p, self.s, "aborted", self._event)
+        return verdict or Exit(ExitReason.REFUSED, False, str(refusal))
 
-    async def _finish(self, state: TradeStateName) -> None:
-        if self.s.state != "aborted":
-            self._set_state(state)
-            await self._alert(
-                "trade_closed",
-                f"{self._summary()} closed ({self.s.close_reason}); realised PnL {self.s.realized_pnl_usd}",
-            )
-            await self._record("closed")
-
-    async def _record(self, event: str) -> None:
-        """Write the trade, its orders, fills and funding to the ledger (idempotent activity);
-        a failed write is an event, never an obstacle."""
-        try:
-            await workflow.execute_activity(
-                "record_trade",
-                TradeRecord(event=event, status=self.s, opened_by=self.p.opened_by),  # type: ignore[arg-type]
-                summary=f"ledger: {event}",
-                **(LEDGER_OPTS if event == "opened" else LEDGER_FINAL_OPTS),
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                return
-            self._event(f"ledger write {event} failed: {error_type(exc)}")
+    async def _finish(self) -> None:
+        if self.s.state != St.ABORTED:
+            self._set_state(St.CLOSED)
+            await self._alert("trade_closed",
+                              f"{summary_line(self.p)} closed ({self.s.close_reason}); realised PnL {self.s.realized_pnl_usd}")
+            await orders.record(self.p, self.s, "closed", self._event)
 
     async def _alert(self, kind: str, message: str, severity: str = "info") -> None:
-        try:
-            await workflow.execute_activity(
-                "send_alert",
-                Alert(kind=kind, trade_id=self.p.trade_id, message=message, severity=severity),  # type: ignore[arg-type]
-                summary=f"alert {kind}",
-                **ALERT_OPTS,
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                return
-            self._event(f"alert {kind} not delivered: {error_type(exc)}")
+        await orders.alert(self.p.trade_id, kind, message, severity, self._event)
 
     # ------------------------------------------------------------------ continue-as-new
-    def _should_continue_as_new(self) -> bool:
-        info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > self.p.history_limit
-
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._event(f"continue-as-new after {workflow.info().get_current_history_length()} events")
-        carry = TradeCarry(
-            status=self.s,
-            low_spread_checks=self._low_spread,
-            hold_started_ms=self._hold_started_ms,
-            close_requested=self._close_req,
-            emergency_requested=self._emergency_req,
-        )
-        workflow.continue_as_new(args=[self.p, carry])
+        workflow.continue_as_new(args=[self.p, self.c])
 
     # ------------------------------------------------------------------ visibility
-    def _set_state(self, state: TradeStateName) -> None:
-        if self.s.state != state:
-            self._event(f"state {self.s.state} → {state}")
-        self.s.state = state
-        workflow.upsert_search_attributes([SA_STATE.value_set(state)])
+    def _set_state(self, state: TradeState) -> None:
+        """The only way the state changes: a step not in ``domain.lifecycle.TRANSITIONS`` raises."""
+        new = check_transition(self.s.state, state)
+        if self.s.state != new:
+            self._event(f"state {self.s.state} → {new}")
+        self.s.state = new
+        workflow.upsert_search_attributes([SA_STATE.value_set(new.value)])
         self._details()
 
-    def _upsert_all(self) -> None:
-        workflow.upsert_search_attributes(
-            [
-                SA_STATE.value_set(self.s.state),
-                SA_SYMBOL.value_set(self.p.symbol),
-                SA_LONG.value_set(self.p.long_venue),
-                SA_SHORT.value_set(self.p.short_venue),
-            ]
-        )
-        self._details()
-
-    def _summary(self) -> str:
-        return summary_line(self.p)
+    def _market(self) -> tuple[Decimal, Decimal]:
+        m = self.c.market
+        return (m.step, m.min_qty) if m else (LEGACY_STEP, ZERO)
 
     def _details(self) -> None:
-        s = self.s
-        rows = "\n".join(
-            f"| {name} | {leg.venue} | {leg.side} | {leg.filled_qty} | {leg.avg_price or '-'} | {leg.fees} | "
-            f"{leg.funding} | {leg.realized_pnl if leg.realized_pnl is not None else '-'} |"
-            for name, leg in zip(("long", "short"), s.legs, strict=True)
-        )
-        workflow.set_current_details(
-            f"**{s.state}** — {summary_line(self.p)}\n\n"
-            f"| leg | venue | side | qty | avg price | fees | funding | PnL |\n|---|---|---|---|---|---|---|---|\n{rows}\n\n"
-            f"target qty {s.target_qty} · gap {s.hedge_gap if s.hedge_gap is not None else '-'} · "
-            f"spread {s.spread_bps_8h if s.spread_bps_8h is not None else '-'} bps/8h · "
-            f"funding {s.funding_collected_usd} · realised PnL {s.realized_pnl_usd if s.realized_pnl_usd is not None else '-'}"
-            + (f"\n\naborted: {s.abort_reason}" if s.abort_reason else "")
-            + (f"\n\nclose reason: {s.close_reason}" if s.close_reason else "")
-        )
+        workflow.set_current_details(details_markdown(self.p, self.s))
 
     def _event(self, what: str) -> None:
         self.s.events.append(TradeEvent(t=workflow.now().isoformat(timespec="milliseconds"), what=what))
@@ -876,24 +397,3 @@ class TradeWorkflow:
 
     def _now_ms(self) -> int:
         return int(workflow.now().timestamp() * 1000)
-
-    @staticmethod
-    def _why(result: OrderResult | str) -> str:
-        if isinstance(result, str):
-            return result
-        return f"{result.status}, filled {result.filled_qty}"
-
-
-def summary_line(p: TradeParams) -> str:
-    return f"{p.symbol} long {p.long_venue} / short {p.short_venue} ${p.notional_usd:,.0f}"
-
-
-def search_attributes_for(p: TradeParams, state: str = "opening") -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SA_STATE, state),
-            SearchAttributePair(SA_SYMBOL, p.symbol),
-            SearchAttributePair(SA_LONG, p.long_venue),
-            SearchAttributePair(SA_SHORT, p.short_venue),
-        ]
-    )

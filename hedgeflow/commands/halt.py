@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from hedgeflow.cli import settings_from
-    from hedgeflow.scanner_ops import halt
+    from control.scanner import halt
     from workers.client import connect
 
     settings = settings_from(args)

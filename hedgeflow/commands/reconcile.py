@@ -46,7 +46,7 @@ def _print(report, out=sys.stdout) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     from activities.reconcile import Reconciler, incident_key
-    from hedgeflow.alerts import Notifier
+    from telemetry.alerts import Notifier
     from hedgeflow.cli import CliError, settings_from
     from ledger import Ledger
     from venues.pool import GatewayPool

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     from domain.report import hindsight_upper_bound, totals
     from hedgeflow.cli import CliError, settings_from
-    from hedgeflow.report import collect, load_rates, render
+    from control.report import collect, load_rates, render
     from workers.client import connect
 
     settings = settings_from(args)

@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from hedgeflow.cli import CliError, settings_from
-    from hedgeflow.scanner_ops import ScannerUnavailable, signal_scanner
+    from control.scanner import ScannerUnavailable, signal_scanner
     from workers.client import connect
 
     settings = settings_from(args)

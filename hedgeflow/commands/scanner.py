@@ -64,7 +64,7 @@ def print_status(st) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     from hedgeflow.cli import CliError, settings_from
-    from hedgeflow.scanner_ops import ScannerUnavailable, scanner_status, signal_scanner
+    from control.scanner import ScannerUnavailable, scanner_status, signal_scanner
     from workers.client import connect
 
     settings = settings_from(args)

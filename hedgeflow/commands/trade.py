@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from hedgeflow.cli import CliError, settings_from
-    from hedgeflow.trades import TradeRefused, close_trade, list_trades, open_trade, trade_status
+    from control.trades import TradeRefused, close_trade, list_trades, open_trade, trade_status
     from workers.client import connect
 
     settings = settings_from(args)

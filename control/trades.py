@@ -11,9 +11,10 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from config import Settings
+from config.names import SA_LONG, SA_SHORT, SA_STATE, SA_SYMBOL
 from domain.ids import trade_workflow_id
 from workflows.models import CloseRequest, HoldParams, TradeParams, TradeStatus
-from workflows.trade import SA_LONG, SA_SHORT, SA_STATE, SA_SYMBOL, search_attributes_for, summary_line
+from workflows.visibility import search_attributes_for, summary_line
 
 
 class TradeRefused(Exception):

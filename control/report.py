@@ -5,13 +5,13 @@ replayed data."""
 from __future__ import annotations
 
 import asyncio
-import csv
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from domain.replay_data import read_rows
 from domain.report import RateRow, TradeOutcome, totals
 from workflows.models import TradeStatus
 
@@ -19,14 +19,7 @@ ZERO = Decimal(0)
 
 
 def load_rates(path: str | Path) -> list[RateRow]:
-    from venues.sim.market import parse_time_ms
-
-    out = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            out.append(RateRow(parse_time_ms(row["time"]), row["venue"].strip(), row["symbol"].strip(),
-                               Decimal(row["funding_rate"].strip())))
-    return out
+    return [RateRow(r.t_ms, r.venue, r.symbol, r.rate) for r in read_rows(path)]
 
 
 def outcome(st: TradeStatus) -> TradeOutcome:

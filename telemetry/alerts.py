@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from hedgeflow.metrics import ALERTS
+from telemetry.metrics import ALERTS
 
 log = logging.getLogger("hedgeflow.alerts")
 

@@ -1,0 +1,1 @@
+"""Telemetry: metrics and alerts. They observe trading and never gate it."""

@@ -1,0 +1,58 @@
+"""Activity options of the trade workflow, in one place: how long each kind of call may take and
+how it is retried. Orders are bounded (a stale open order is worse than none); reads retry a
+few times and let the workflow decide what a failed read means; alerts and ledger writes have
+their own budgets."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy
+
+from venues.errors import NON_RETRYABLE_TYPE_NAMES
+
+# Order placement. The gateway may spend up to ~17 s resolving an unknown outcome
+# (timeout + look-ups), hence the start-to-close bound.
+ORDER_OPTS: dict[str, Any] = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    schedule_to_close_timeout=timedelta(seconds=120),
+    heartbeat_timeout=timedelta(seconds=5),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(milliseconds=200),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=5),
+        non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
+    ),
+)
+# Opening orders: a shorter bound, so that a venue that stays down leaves the other leg
+# unhedged for at most this long before it is flattened.
+OPEN_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=45))
+# Reads: a few quick retries; the workflow decides what a failed read means.
+READ_OPTS: dict[str, Any] = dict(
+    start_to_close_timeout=timedelta(seconds=15),
+    heartbeat_timeout=timedelta(seconds=5),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(milliseconds=200),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=3),
+        maximum_attempts=5,
+        non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
+    ),
+)
+ALERT_OPTS: dict[str, Any] = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20),
+)
+# Ledger writes. The "opened" record gets a few attempts, then an event (it must not hold the
+# hold phase back, and the final record rewrites everything). The final record (closed,
+# aborted) is retried until it lands: the venues are already flat, and nothing may be lost.
+LEDGER_OPTS: dict[str, Any] = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
+                             maximum_attempts=3),
+)
+LEDGER_FINAL_OPTS: dict[str, Any] = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)),
+)

@@ -1,0 +1,335 @@
+"""Order mechanics of one trade, one level below the story in ``workflows/trade.py``.
+
+:class:`OrderDesk` places orders with deterministic client ids, polls them until the venue
+says they are done (cancelling what is not done in time), looks ids up when an outcome is
+unknown, closes a leg with one reduce-only order, reads positions and funding, and settles
+the PnL from the venues' own fills. It is handed the trade's state (``TradeCarry``) and an
+event callback; it decides nothing about the lifecycle. Runs inside the workflow: no I/O
+except through activities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ledger import LedgerActivities
+    from activities.trade import TradeActivities
+    from domain.ids import client_order_id
+    from domain.pnl import FillLike, leg_pnl
+    from domain.rounding import round_down
+    from venues.models import OrderResult, Position, Side
+    from workflows.models import (
+        Alert,
+        FillsRequest,
+        IncomeRequest,
+        LegName,
+        MarketSnapshot,
+        OrderLookup,
+        PlaceOrderRequest,
+        PlaceOutcome,
+        PositionsRequest,
+        SnapshotRequest,
+        TradeCarry,
+        TradeParams,
+        TradeRecord,
+        TradeStatus,
+    )
+    from workflows.options import (
+        ALERT_OPTS,
+        LEDGER_FINAL_OPTS,
+        LEDGER_OPTS,
+        OPEN_ORDER_OPTS,
+        ORDER_OPTS,
+        READ_OPTS,
+    )
+
+ZERO = Decimal(0)
+A = TradeActivities
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """A workflow cancel surfaces as asyncio.CancelledError, or, during an activity, as an
+    ActivityError whose cause is a CancelledError."""
+    if isinstance(exc, asyncio.CancelledError | CancelledError):
+        return True
+    return isinstance(exc, ActivityError) and isinstance(exc.cause, CancelledError)
+
+
+def error_type(exc: BaseException) -> str:
+    cause = exc.cause if isinstance(exc, ActivityError) else exc
+    if isinstance(cause, ApplicationError):
+        return cause.type or "ApplicationError"
+    return type(cause).__name__
+
+
+def why(result: OrderResult | str) -> str:
+    return result if isinstance(result, str) else f"{result.status}, filled {result.filled_qty}"
+
+
+async def sleep_uncancellable(seconds: float) -> None:
+    try:
+        await workflow.sleep(seconds)
+    except asyncio.CancelledError:
+        pass  # a cancel while closing: the close goes on
+
+
+async def record(p: TradeParams, s: TradeStatus, event: str, note: Callable[[str], None]) -> None:
+    """Write the trade, its orders, fills and funding to the ledger (idempotent activity);
+    a failed write is an event, never an obstacle."""
+    try:
+        await workflow.execute_activity_method(
+            LedgerActivities.record_trade, TradeRecord(event=event, status=s, opened_by=p.opened_by),
+            summary=f"ledger: {event}", **(LEDGER_OPTS if event == "opened" else LEDGER_FINAL_OPTS))
+    except ActivityError as exc:
+        if is_cancellation(exc):
+            return
+        note(f"ledger write {event} failed: {error_type(exc)}")
+
+
+async def alert(trade_id: str, kind: str, message: str, severity: str, note: Callable[[str], None]) -> None:
+    try:
+        await workflow.execute_activity_method(
+            TradeActivities.send_alert, Alert(kind=kind, trade_id=trade_id, message=message, severity=severity),
+            summary=f"alert {kind}", **ALERT_OPTS)
+    except ActivityError as exc:
+        if is_cancellation(exc):
+            return
+        note(f"alert {kind} not delivered: {error_type(exc)}")
+
+
+class OrderDesk:
+    def __init__(self, p: TradeParams, c: TradeCarry, event: Callable[[str], None]) -> None:
+        self.p = p
+        self.c = c
+        self.event = event
+
+    @property
+    def s(self):  # the trade's status (part of the carry)
+        return self.c.status
+
+    def _now_ms(self) -> int:
+        return int(workflow.now().timestamp() * 1000)
+
+    # ------------------------------------------------------------------ placing
+    def request(self, leg: LegName, qty: Decimal, step: str, *, reduce_only: bool,
+                lookup_first: bool = False) -> PlaceOrderRequest:
+        state = self.s.leg(leg)
+        side = state.side if not reduce_only else (Side.SELL if state.side == Side.BUY else Side.BUY)
+        cid = client_order_id(self.p.trade_id, leg, step)
+        if cid not in state.client_order_ids:
+            state.client_order_ids.append(cid)
+        marks = self.c.market.marks if self.c.market else {}
+        return PlaceOrderRequest(
+            venue=state.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=cid,
+            reduce_only=reduce_only, ref_price=marks.get(state.venue), lookup_first=lookup_first,
+        )
+
+    async def open_both(self, qty: Decimal) -> tuple[OrderResult | str, OrderResult | str]:
+        """Both opening orders go out together from ONE activity (one task pick-up, so the two
+        arrive at their venues within milliseconds of each other). A leg whose outcome stayed
+        unknown falls back to its own retried placement, which looks the id up first."""
+        reqs = [self.request(leg, qty, "o", reduce_only=False) for leg in ("long", "short")]
+        try:
+            outcomes = await workflow.execute_activity_method(
+                A.place_orders, reqs,
+                summary=f"open both legs: {qty} {self.p.symbol} on {self.p.long_venue} / {self.p.short_venue}",
+                **OPEN_ORDER_OPTS,
+            )
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
+            outcomes = [PlaceOutcome(error_type=error_type(exc), retryable=True) for _ in reqs]
+
+        async def finish(leg: LegName, out: PlaceOutcome) -> OrderResult | str:
+            if out.order is not None:
+                return await self.settle(leg, out.order, opening=True)
+            if out.retryable:
+                self.event(f"{leg} open: {out.error_type}; retrying on its own (looks the id up first)")
+                return await self.place_verified(leg, qty, "o", reduce_only=False, lookup_first=True)
+            self.event(f"{leg} open refused: {out.error_type} {out.error or ''}".rstrip())
+            return out.error_type or "refused"
+
+        long_res, short_res = await asyncio.gather(
+            *(finish(leg, out) for leg, out in zip(("long", "short"), outcomes, strict=True))
+        )
+        return long_res, short_res
+
+    async def place_verified(self, leg: LegName, qty: Decimal, step: str, *, reduce_only: bool,
+                             lookup_first: bool = False) -> OrderResult | str:
+        """Place one market order and wait until the venue reports it done. Returns the final
+        order, or the error type that prevented it. Updates the leg's fills."""
+        req = self.request(leg, qty, step, reduce_only=reduce_only, lookup_first=lookup_first)
+        try:
+            order = await workflow.execute_activity_method(
+                A.place_order, req,
+                summary=f"{req.side} {qty} {self.p.symbol} on {req.venue}{' reduce-only' if reduce_only else ''}",
+                **(ORDER_OPTS if reduce_only else OPEN_ORDER_OPTS),
+            )
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
+            # the outcome may be unknown (timeouts): ask the venue what happened to this id
+            order = await self.lookup(req.venue, req.client_order_id)
+            if order is None:
+                self.event(f"{leg} {step} not placed: {error_type(exc)}")
+                return error_type(exc)
+        return await self.settle(leg, order, opening=not reduce_only)
+
+    async def settle(self, leg: LegName, order: OrderResult, *, opening: bool) -> OrderResult:
+        """Wait until ``order`` is done, then book its fill on the leg."""
+        order = await self.await_done(order)
+        if self.s.leg(leg).apply_fill(order, opening):
+            self.event(f"{leg} {order.side} {order.filled_qty} @ {order.avg_price} "
+                       f"({order.client_order_id}, {order.status})")
+        if opening and order.filled_qty > 0:
+            self.c.filled_ms.setdefault(leg, self._now_ms())
+        return order
+
+    async def equalise(self, step: Decimal, min_qty: Decimal) -> None:
+        """Top up the lagging leg, then trim the longer one, until both hold the same qty."""
+        L, S = self.s.leg("long"), self.s.leg("short")
+        for attempt in range(1, self.p.topup_attempts + 1):
+            diff = round_down(abs(L.filled_qty - S.filled_qty), step)
+            if diff == 0 or diff < min_qty:
+                break
+            lagging: LegName = "long" if L.filled_qty < S.filled_qty else "short"
+            self.event(f"partial fill: topping up {lagging} by {diff} (attempt {attempt})")
+            await self.place_verified(lagging, diff, f"t{attempt}", reduce_only=False)
+        diff = round_down(abs(L.filled_qty - S.filled_qty), step)
+        if diff > 0:
+            longer: LegName = "long" if L.filled_qty > S.filled_qty else "short"
+            self.event(f"trimming {longer} by {diff} to match")
+            await self.place_verified(longer, diff, "m1", reduce_only=True)
+
+    async def lookup(self, venue: str, cid: str) -> OrderResult | None:
+        try:
+            return await workflow.execute_activity_method(
+                A.get_order, OrderLookup(venue=venue, symbol=self.p.symbol, client_order_id=cid),
+                summary=f"look up {cid}", **READ_OPTS,
+            )
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
+            return None
+
+    async def await_done(self, order: OrderResult) -> OrderResult:
+        deadline = workflow.time() + self.p.verify_timeout_s
+        while not order.is_closed and workflow.time() < deadline:
+            await workflow.sleep(self.p.verify_poll_s)
+            found = await self.lookup(order.venue, order.client_order_id)
+            order = found or order
+        if not order.is_closed:
+            self.event(f"{order.client_order_id} not done after {self.p.verify_timeout_s}s: cancelling")
+            try:
+                cancelled = await workflow.execute_activity_method(
+                    A.cancel_order,
+                    OrderLookup(venue=order.venue, symbol=order.symbol, client_order_id=order.client_order_id),
+                    **READ_OPTS,
+                )
+                order = cancelled or order
+            except ActivityError as exc:
+                if is_cancellation(exc):
+                    raise
+        return order
+
+    async def close_leg(self, leg: LegName, pos: Position, step: str) -> bool:
+        """One reduce-only market order for the whole position; True when something filled."""
+        st = self.s.leg(leg)
+        cid = client_order_id(self.p.trade_id, leg, step)
+        if cid not in st.client_order_ids:
+            st.client_order_ids.append(cid)
+        side = Side.SELL if pos.qty > 0 else Side.BUY
+        qty = abs(pos.qty)
+        req = PlaceOrderRequest(
+            venue=st.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=cid, reduce_only=True
+        )
+        try:
+            order = await workflow.execute_activity_method(
+                A.place_order, req, summary=f"close {leg}: {side} {qty} on {st.venue}", **ORDER_OPTS,
+            )
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
+            order = await self.lookup(st.venue, cid)
+            if order is None:
+                raise
+        order = await self.settle(leg, order, opening=False)
+        return order.filled_qty > 0
+
+    # ------------------------------------------------------------------ reads
+    async def position(self, venue: str) -> Position | None:
+        got = await workflow.execute_activity_method(
+            A.get_positions, PositionsRequest(venue=venue, symbols=[self.p.symbol]),
+            summary=f"positions {venue}", **READ_OPTS,
+        )
+        return next((x for x in got if x.symbol == self.p.symbol and x.qty != 0), None)
+
+    async def snapshot(self, venue: str) -> MarketSnapshot:
+        return await workflow.execute_activity_method(
+            A.market_snapshot, SnapshotRequest(venue=venue, symbol=self.p.symbol),
+            summary=f"funding {venue}", **READ_OPTS,
+        )
+
+    async def refresh_funding(self) -> None:
+        since = self.s.open_ms or 0
+        try:
+            lf, sf = await asyncio.gather(
+                *(
+                    workflow.execute_activity_method(
+                        A.funding_income, IncomeRequest(venue=leg.venue, symbol=self.p.symbol, since_ms=since),
+                        summary=f"funding income {leg.venue}", **READ_OPTS,
+                    )
+                    for leg in self.s.legs
+                )
+            )
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
+            self.event(f"funding income read failed: {error_type(exc)}")
+            return
+        for leg, pays in zip(self.s.legs, (lf, sf), strict=True):
+            leg.funding = sum((x.amount for x in pays), ZERO)
+        self.s.funding_collected_usd = sum((leg.funding for leg in self.s.legs), ZERO)
+
+    async def settle_pnl(self) -> None:
+        """Realised PnL per leg from the venue's own fills and funding income."""
+        since = (self.s.open_ms or 0) - 1000
+        for leg in self.s.legs:
+            # orders whose outcome we never learnt: ask the venue once more by client id
+            if len(leg.venue_order_ids) < len(leg.client_order_ids):
+                for cid in leg.client_order_ids:
+                    found = await self.lookup(leg.venue, cid)
+                    if found and found.venue_order_id not in leg.venue_order_ids:
+                        leg.venue_order_ids.append(found.venue_order_id)
+        try:
+            fills = await asyncio.gather(
+                *(
+                    workflow.execute_activity_method(
+                        A.order_fills,
+                        FillsRequest(venue=leg.venue, symbol=self.p.symbol, since_ms=since,
+                                     order_ids=leg.venue_order_ids),
+                        summary=f"fills {leg.venue}", **READ_OPTS,
+                    )
+                    for leg in self.s.legs
+                )
+            )
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
+            self.event(f"PnL not settled: fills unavailable ({error_type(exc)})")
+            return
+        await self.refresh_funding()
+        total = fees = ZERO
+        for leg, leg_fills in zip(self.s.legs, fills, strict=True):
+            pnl = leg_pnl([FillLike(str(f.side), f.qty, f.price, f.fee) for f in leg_fills], [leg.funding])
+            leg.fees, leg.price_pnl, leg.realized_pnl = pnl.fees, pnl.price_pnl, pnl.total
+            total += pnl.total
+            fees += pnl.fees
+        self.s.fees_usd = fees
+        self.s.realized_pnl_usd = total
