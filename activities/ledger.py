@@ -16,8 +16,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config import Settings
-from telemetry import metrics as m
 from ledger import Ledger
+from telemetry import metrics as m
 from venues.errors import VenueError
 from venues.models import OrderResult
 from venues.pool import GatewayPool

@@ -25,23 +25,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.ports import TradeDirectory
 from config import Settings
 from domain.ids import client_order_id
-from telemetry import metrics as m
-from telemetry.alerts import AlertDeliveryError, Notifier
 from ledger import Ledger
 from ledger.repository import TERMINAL_STATES
+from telemetry import metrics as m
+from telemetry.alerts import AlertDeliveryError, Notifier
 from venues.errors import VenueError
 from venues.models import Position, Side
 from venues.pool import GatewayPool
-from workflows.models import Discrepancy, ReconcileReport, ReconcileRequest, ReconcileState, TradeStatus
+from workflows.models import Discrepancy, ReconcileReport, ReconcileRequest, ReconcileState
 
 log = logging.getLogger("hedgeflow.reconcile")
 ZERO = Decimal(0)
@@ -53,43 +54,13 @@ def incident_key(d: Discrepancy, cid: str | None = None) -> str:
     return f"{d.kind}:{d.venue}:{d.symbol}" + (f":{cid}" if cid else "")
 
 
-async def expected_positions(
-    client: Any, task_queue: str
-) -> tuple[dict[tuple[str, str], Decimal], set[tuple[str, str]], int]:
-    """(venue, symbol) → signed qty the running holding trades account for; pairs to skip
-    (a trade in a transient state or not answering); number of running trades."""
-    from config.names import SA_LONG, SA_SHORT, SA_SYMBOL
-
-    expected: dict[tuple[str, str], Decimal] = {}
-    busy: set[tuple[str, str]] = set()
-    query = f"WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
-    n = 0
-    async for w in client.list_workflows(query):
-        n += 1
-        sa = w.typed_search_attributes
-        sym, lv, sv = sa.get(SA_SYMBOL), sa.get(SA_LONG), sa.get(SA_SHORT)
-        try:
-            st = await client.get_workflow_handle(w.id).query(
-                "status", result_type=TradeStatus, rpc_timeout=timedelta(seconds=5)
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure: do not judge this trade's venues
-            log.warning("reconcile: cannot query %s (%s); skipping its venues", w.id, type(exc).__name__)
-            busy |= {(lv, sym), (sv, sym)}
-            continue
-        if st.state != "holding":
-            busy |= {(st.long_venue, st.symbol), (st.short_venue, st.symbol)}
-            continue
-        long_leg, short_leg = st.legs
-        expected[(long_leg.venue, st.symbol)] = expected.get((long_leg.venue, st.symbol), ZERO) + long_leg.filled_qty
-        expected[(short_leg.venue, st.symbol)] = expected.get((short_leg.venue, st.symbol), ZERO) - short_leg.filled_qty
-    return expected, busy, n
-
-
 class Reconciler:
     """One pass of reconciliation; keeps per-process counters for the error-rate alert."""
 
-    def __init__(self, settings: Settings, pool: GatewayPool, ledger: Ledger, notifier: Notifier) -> None:
+    def __init__(self, settings: Settings, pool: GatewayPool, ledger: Ledger, notifier: Notifier,
+                 trades: TradeDirectory) -> None:
         self.settings = settings
+        self.trades = trades  # control.trades: what the running trades account for
         self.pool = pool
         self.ledger = ledger
         self.notifier = notifier
@@ -107,7 +78,7 @@ class Reconciler:
         s = self.settings
         state = (state or ReconcileState()).model_copy(deep=True)
         report = ReconcileReport(at_ms=int(time.time() * 1000), state=state)
-        expected, busy, report.trades_checked = await expected_positions(client, s.temporal.task_queue)
+        expected, busy, report.trades_checked = await self.trades.expected_positions(client, s.temporal.task_queue)
 
         positions: dict[str, list[Position]] = {}
         balances: dict[str, Decimal] = {}
@@ -284,16 +255,18 @@ def _samples(metric: Any, label: str, value: str) -> list[Any]:
 
 
 class ReconcileActivities:
-    def __init__(self, settings: Settings, pool: GatewayPool) -> None:
+    def __init__(self, settings: Settings, pool: GatewayPool, trades: TradeDirectory) -> None:
         self.settings = settings
         self.pool = pool
+        self.trades = trades  # control.trades, injected by the worker
         self._reconciler: Reconciler | None = None
 
     @activity.defn(name="reconcile")
     async def reconcile(self, req: ReconcileRequest) -> ReconcileReport:
         if self._reconciler is None:
             ledger = await asyncio.to_thread(Ledger.for_settings, self.settings)
-            self._reconciler = Reconciler(self.settings, self.pool, ledger, Notifier.from_settings(self.settings))
+            self._reconciler = Reconciler(self.settings, self.pool, ledger, Notifier.from_settings(self.settings),
+                                          self.trades)
         try:
             return await self._reconciler.run(activity.client(), req.state)
         except VenueError as exc:

@@ -1,5 +1,6 @@
 """Scanner activities: the funding snapshot (ONE bulk call per venue, in parallel), books for
-the few best candidates, the risk book from visibility, and starting / closing trades.
+the few best candidates, the risk book from visibility, and starting / closing trades (the
+last three through the injected :class:`activities.ports.TradeDirectory`).
 
 The I/O halves (:func:`scan_venues`, :func:`fetch_books`) are plain async functions so the
 benchmark can run a cycle without Temporal; the arithmetic is :mod:`domain.edge`.
@@ -10,20 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.common import heartbeating
+from activities.ports import TradeDirectory
 from config import Settings
 from domain.edge import LegQuote, Level, rank_pairs
-from domain.risk import OpenTrade
 from venues.errors import VenueError
 from venues.models import FundingInfo
 from venues.pool import GatewayPool
-from workflows.models import CloseRequest, TradeStatus
+from workflows.models import TradeStatus
 from workflows.scanner_models import (
     BookOut,
     BooksRequest,
@@ -38,7 +37,6 @@ from workflows.scanner_models import (
     StartTradeResult,
     VenueScan,
 )
-from config.names import SA_LONG, SA_SHORT, SA_SYMBOL
 
 log = logging.getLogger("hedgeflow.scanner")
 
@@ -118,95 +116,12 @@ async def fetch_books(pool: GatewayPool, req: BooksRequest) -> BooksResult:
 
 
 
-def _ms(dt: datetime | None) -> int:
-    return int(dt.timestamp() * 1000) if dt else 0
-
-
-async def read_risk_book(
-    client: Client, req: RiskBookRequest, cache: dict[str, TradeStatus], task_queue: str
-) -> RiskBookView:
-    """Open trades (visibility + each trade's ``status`` query for its notional) and today's
-    outcomes (results of trades closed since the day / cooldown window started)."""
-    open_trades: list[OpenTrade] = []
-    known: list[str] = []
-    base = f"WorkflowType = 'TradeWorkflow' AND TaskQueue = '{task_queue}'"
-    q_open = f"{base} AND ExecutionStatus = 'Running'"
-    running = [w async for w in client.list_workflows(q_open)]
-
-    async def notional(wf_id: str) -> Decimal | None:
-        try:
-            st = await client.get_workflow_handle(wf_id).query("status", result_type=TradeStatus)
-            return st.notional_usd
-        except Exception:  # noqa: BLE001 - unknown: count it with the scanner's notional
-            return None
-
-    notionals = await asyncio.gather(*(notional(w.id) for w in running))
-    for w, n in zip(running, notionals, strict=True):
-        sa = w.typed_search_attributes
-        known.append(w.id)
-        open_trades.append(
-            OpenTrade(
-                trade_id=w.id,
-                symbol=sa.get(SA_SYMBOL) or "",
-                long_venue=sa.get(SA_LONG) or "",
-                short_venue=sa.get(SA_SHORT) or "",
-                notional_usd=n if n is not None else Decimal(0),
-            )
-        )
-    since = min(req.day_start_ms, req.cooldown_since_ms, req.emergency_since_ms or req.day_start_ms)
-    since_iso = datetime.fromtimestamp(since / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    q_closed = f"{base} AND ExecutionStatus != 'Running' AND CloseTime >= '{since_iso}'"
-    closed = [w async for w in client.list_workflows(q_closed)]
-    day_iso = datetime.fromtimestamp(req.day_start_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    trades_today = 0
-    async for _ in client.list_workflows(f"{base} AND StartTime >= '{day_iso}'"):
-        trades_today += 1
-
-    async def result(wf_id: str, run_id: str | None) -> TradeStatus | None:
-        key = f"{wf_id}/{run_id}"
-        if key in cache:
-            return cache[key]
-        try:
-            st = await client.get_workflow_handle(wf_id, run_id=run_id, result_type=TradeStatus).result()
-        except Exception:  # noqa: BLE001 - failed/terminated trades have no status result
-            st = None
-        if st is not None:
-            cache[key] = st
-        return st
-
-    outcomes = await asyncio.gather(*(result(w.id, w.run_id) for w in closed))
-    realized = Decimal(0)
-    last_close: dict[str, int] = {}
-    by_time = sorted(zip(closed, outcomes, strict=True), key=lambda x: _ms(x[0].close_time))
-    consecutive = 0
-    for w, st in by_time:
-        known.append(w.id)
-        close_ms = _ms(w.close_time)
-        sym = w.typed_search_attributes.get(SA_SYMBOL) or ""
-        if close_ms >= req.cooldown_since_ms and sym:
-            last_close[sym] = max(last_close.get(sym, 0), close_ms)
-        if st is not None and close_ms >= req.day_start_ms and st.realized_pnl_usd is not None:
-            realized += st.realized_pnl_usd
-        if close_ms >= req.emergency_since_ms:
-            emergency = st is None or st.emergency  # a trade that failed outright counts too
-            consecutive = consecutive + 1 if emergency else 0
-    if len(cache) > 5000:
-        cache.clear()
-    return RiskBookView(
-        open_trades=open_trades,
-        trades_today=trades_today,
-        realized_today_usd=realized,
-        consecutive_emergency=consecutive,
-        last_close_ms=last_close,
-        known_ids=known,
-    )
-
-
 # ---------------------------------------------------------------------------- activities
 class ScannerActivities:
-    def __init__(self, settings: Settings, pool: GatewayPool) -> None:
+    def __init__(self, settings: Settings, pool: GatewayPool, trades: TradeDirectory) -> None:
         self.settings = settings
         self.pool = pool
+        self.trades = trades  # control.trades, injected by the worker
         self._results: dict[str, TradeStatus] = {}
 
     @activity.defn(name="scanner_funding")
@@ -222,42 +137,20 @@ class ScannerActivities:
     @activity.defn(name="scanner_risk_book")
     async def scanner_risk_book(self, req: RiskBookRequest) -> RiskBookView:
         async with heartbeating():
-            return await read_risk_book(activity.client(), req, self._results, activity.info().task_queue)
+            return await self.trades.read_risk_book(activity.client(), req, self._results, activity.info().task_queue)
 
     @activity.defn(name="scanner_start_trade")
     async def scanner_start_trade(self, req: StartTradeRequest) -> StartTradeResult:
-        """Start a TradeWorkflow with the deterministic id of this opportunity. A retry, a
-        replayed or re-run cycle finds the workflow already there and reports ``existing``;
-        the id reuse policy REJECT_DUPLICATE keeps a closed one from being started again."""
-        from temporalio.exceptions import WorkflowAlreadyStartedError
-        from temporalio.service import RPCError, RPCStatusCode
-
-        from domain.ids import trade_workflow_id
-        from control.trades import TradeRefused, open_trade
-
-        client = activity.client()
-        wf_id = trade_workflow_id(req.symbol, req.long_venue, req.short_venue, req.stamp)
-        try:
-            await client.get_workflow_handle(wf_id).describe()
-            return StartTradeResult(workflow_id=wf_id, outcome="existing", detail="already started")
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-        try:
-            started = await open_trade(
-                client, self.settings, req.symbol, req.long_venue, req.short_venue, req.notional_usd,
-                stamp=req.stamp, opened_by="scanner", check_halt=False,
-            )
-        except WorkflowAlreadyStartedError:
-            return StartTradeResult(workflow_id=wf_id, outcome="existing", detail="already started")
-        except TradeRefused as exc:
-            return StartTradeResult(workflow_id=wf_id, outcome="refused", detail=str(exc))
-        log.info("scanner started %s (%s)", started, req.summary)
-        return StartTradeResult(workflow_id=started, outcome="started", detail=req.summary)
+        """Start a TradeWorkflow with the deterministic id of this opportunity (a retry or a
+        re-run cycle finds it already there: ``existing``)."""
+        res = await self.trades.start_for_scanner(activity.client(), self.settings, req)
+        if res.outcome == "started":
+            log.info("scanner started %s (%s)", res.workflow_id, req.summary)
+        return res
 
     @activity.defn(name="scanner_close_all")
     async def scanner_close_all(self, req: CloseAllRequest) -> list[str]:
-        return await close_all_trades(activity.client(), req.reason, activity.info().task_queue, req.also)
+        return await self.trades.close_all_trades(activity.client(), req.reason, activity.info().task_queue, req.also)
 
     def all(self) -> list:
         return [
@@ -267,25 +160,3 @@ class ScannerActivities:
             self.scanner_start_trade,
             self.scanner_close_all,
         ]
-
-
-async def close_all_trades(client: Client, reason: str, task_queue: str, also: list[str] = ()) -> list[str]:
-    """Signal ``close`` to every running TradeWorkflow of ``task_queue`` (and to ``also``);
-    return the ids signalled."""
-    ids = [w.id async for w in client.list_workflows(
-        f"WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'")]
-    for extra in also:
-        if extra not in ids:
-            ids.append(extra)
-    closed = []
-    for wf_id in ids:
-        handle = client.get_workflow_handle(wf_id)
-        try:
-            desc = await handle.describe()
-            if desc.status != WorkflowExecutionStatus.RUNNING:
-                continue
-            await handle.signal("close", CloseRequest(reason=reason))
-            closed.append(wf_id)
-        except Exception as exc:  # noqa: BLE001 - keep closing the others
-            log.warning("close %s: %s", wf_id, exc)
-    return closed

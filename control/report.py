@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from domain.replay_data import read_rows
 from domain.report import RateRow, TradeOutcome, totals
 from workflows.models import TradeStatus
+from workflows.trade import TradeWorkflow
 
 ZERO = Decimal(0)
 
@@ -37,7 +38,7 @@ async def collect(client: Client, task_queue: str) -> list[TradeOutcome]:
         h = client.get_workflow_handle(w.id, result_type=TradeStatus)
         try:
             if w.status == WorkflowExecutionStatus.RUNNING:
-                st = await h.query("status", result_type=TradeStatus)
+                st = await h.query(TradeWorkflow.status)
             else:
                 st = await h.result()
         except Exception:  # noqa: BLE001 - a failed/terminated trade has no result

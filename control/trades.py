@@ -1,20 +1,35 @@
-"""Client-side trade operations shared by the CLI (and later the scanner's tooling)."""
+"""Client-side trade operations, once: start, list, status, close one, close all, and what the
+scanner and reconciliation ask of running trades (the risk book, the positions they account
+for). Used by the command line and the lab directly, and by the scanner's and reconcile's
+activities through the ``activities.ports.TradeDirectory`` port the worker fills with this
+module. Workflows are started, queried and signalled through their definitions.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
-from config.names import SA_LONG, SA_SHORT, SA_STATE, SA_SYMBOL
+from config.names import SA_LONG, SA_SHORT, SA_STATE, SA_SYMBOL, SCANNER_ID
+from domain import risk
 from domain.ids import trade_workflow_id
-from workflows.models import CloseRequest, HoldParams, TradeParams, TradeStatus
+from domain.risk import OpenTrade
+from workflows.models import CloseRequest, TradeParams, TradeStatus
+from workflows.scanner_models import RiskBookRequest, RiskBookView, StartTradeRequest, StartTradeResult
+from workflows.trade import TradeWorkflow
 from workflows.visibility import search_attributes_for, summary_line
+
+log = logging.getLogger("hedgeflow.control")
+ZERO = Decimal(0)
 
 
 class TradeRefused(Exception):
@@ -24,28 +39,13 @@ class TradeRefused(Exception):
 def params_from_settings(
     settings: Settings, symbol: str, long_venue: str, short_venue: str, notional: Decimal, trade_id: str
 ) -> TradeParams:
-    t = settings.trade
+    """The trade's input: the request, the limits, and the ``trade`` settings embedded (its
+    execution part and its hold part), not copied field by field."""
+    lim = settings.limits
     return TradeParams(
-        trade_id=trade_id,
-        symbol=symbol,
-        long_venue=long_venue,
-        short_venue=short_venue,
-        notional_usd=notional,
-        leverage=settings.limits.leverage,
-        margin_buffer=settings.limits.margin_buffer,
-        max_order_notional_usd=settings.limits.max_order_notional_usd,
-        verify_timeout_s=t.verify_timeout_s,
-        topup_attempts=t.topup_attempts,
-        close_retry_max_s=t.close_retry_max_s,
-        hold=HoldParams(
-            monitor_interval_s=t.monitor_interval_s,
-            max_gap=t.max_gap,
-            exit_spread_bps=t.exit_spread_bps,
-            exit_checks=t.exit_checks,
-            max_hold_s=t.max_hold_s,
-            reduce_liq_distance=t.reduce_liq_distance,
-            close_liq_distance=t.close_liq_distance,
-        ),
+        trade_id=trade_id, symbol=symbol, long_venue=long_venue, short_venue=short_venue, notional_usd=notional,
+        leverage=lim.leverage, margin_buffer=lim.margin_buffer, max_order_notional_usd=lim.max_order_notional_usd,
+        hold=settings.trade.hold(), **settings.trade.execution(),
     )
 
 
@@ -63,7 +63,7 @@ async def open_trades_touching(client: Client, symbol: str, venues: list[str]) -
 async def scanner_halted(client: Client) -> str | None:
     """The halt reason when trading is halted (the ``scanner`` workflow's memo), else None."""
     try:
-        desc = await client.get_workflow_handle("scanner").describe()
+        desc = await client.get_workflow_handle(SCANNER_ID).describe()
     except RPCError:
         return None  # no scanner has ever run: nothing is halted
     if desc.status != WorkflowExecutionStatus.RUNNING:
@@ -78,21 +78,12 @@ async def scanner_halted(client: Client) -> str | None:
 
 
 def validate_open(settings: Settings, symbol: str, long_venue: str, short_venue: str, notional: Decimal) -> None:
-    names = [v.name for v in settings.venues]
-    for flag, v in (("--long", long_venue), ("--short", short_venue)):
-        if v not in names:
-            raise TradeRefused(f"{flag}: unknown venue {v!r}; configured venues: {', '.join(names)}")
-    if long_venue == short_venue:
-        raise TradeRefused("--long and --short must be different venues")
-    if notional <= 0:
-        raise TradeRefused(f"--notional must be > 0 (got {notional})")
-    if notional > settings.limits.max_order_notional_usd:
-        raise TradeRefused(
-            f"--notional {notional} exceeds limits.max_order_notional_usd "
-            f"({settings.limits.max_order_notional_usd}); lower it or raise the limit"
-        )
-    if "/" not in symbol or ":" not in symbol:
-        raise TradeRefused(f"--symbol must be a ccxt unified perpetual symbol like BTC/USDT:USDT (got {symbol!r})")
+    """The request part of the pre-trade gate (``domain.risk.check_request``)."""
+    refusal = risk.check_request(
+        symbol, long_venue, short_venue, notional, venues=[v.name for v in settings.venues],
+        max_order_notional_usd=settings.limits.max_order_notional_usd)
+    if refusal is not None:
+        raise TradeRefused(refusal.detail)
 
 
 async def open_trade(
@@ -127,7 +118,7 @@ async def open_trade(
         overrides["hold"] = params.hold.model_validate(params.hold.model_dump() | hold_overrides)
     params = params.model_copy(update={"opened_by": opened_by, **overrides})
     await client.start_workflow(
-        "TradeWorkflow",
+        TradeWorkflow.run,
         args=[params, None],
         id=wf_id,
         task_queue=settings.temporal.task_queue,
@@ -162,7 +153,7 @@ async def list_trades(client: Client, query: str | None = None, limit: int = 100
 async def trade_status(client: Client, workflow_id: str) -> TradeStatus:
     handle = client.get_workflow_handle(workflow_id)
     try:
-        return await handle.query("status", result_type=TradeStatus)
+        return await handle.query(TradeWorkflow.status)
     except RPCError as exc:
         raise TradeRefused(f"trade {workflow_id}: {exc.message}") from None
 
@@ -172,4 +163,164 @@ async def close_trade(client: Client, workflow_id: str, *, emergency: bool, reas
     desc = await handle.describe()
     if desc.status != WorkflowExecutionStatus.RUNNING:
         raise TradeRefused(f"trade {workflow_id} is not running ({desc.status.name})")
-    await handle.signal("emergency_close" if emergency else "close", CloseRequest(reason=reason))
+    signal = TradeWorkflow.emergency_close if emergency else TradeWorkflow.close
+    await handle.signal(signal, CloseRequest(reason=reason))
+
+
+async def start_for_scanner(client: Client, settings: Settings, req: StartTradeRequest) -> StartTradeResult:
+    """Start a TradeWorkflow with the deterministic id of this opportunity. A retry, a replayed
+    or re-run cycle finds the workflow already there and reports ``existing``; the id reuse
+    policy REJECT_DUPLICATE keeps a closed one from being started again."""
+    wf_id = trade_workflow_id(req.symbol, req.long_venue, req.short_venue, req.stamp)
+    try:
+        await client.get_workflow_handle(wf_id).describe()
+        return StartTradeResult(workflow_id=wf_id, outcome="existing", detail="already started")
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    try:
+        started = await open_trade(
+            client, settings, req.symbol, req.long_venue, req.short_venue, req.notional_usd,
+            stamp=req.stamp, opened_by="scanner", check_halt=False,
+        )
+    except WorkflowAlreadyStartedError:
+        return StartTradeResult(workflow_id=wf_id, outcome="existing", detail="already started")
+    except TradeRefused as exc:
+        return StartTradeResult(workflow_id=wf_id, outcome="refused", detail=str(exc))
+    return StartTradeResult(workflow_id=started, outcome="started", detail=req.summary)
+
+
+def _ms(dt: datetime | None) -> int:
+    return int(dt.timestamp() * 1000) if dt else 0
+
+
+async def read_risk_book(
+    client: Client, req: RiskBookRequest, cache: dict[str, TradeStatus], task_queue: str
+) -> RiskBookView:
+    """Open trades (visibility + each trade's ``status`` query for its notional) and today's
+    outcomes (results of trades closed since the day / cooldown window started)."""
+    open_trades: list[OpenTrade] = []
+    known: list[str] = []
+    base = f"WorkflowType = 'TradeWorkflow' AND TaskQueue = '{task_queue}'"
+    q_open = f"{base} AND ExecutionStatus = 'Running'"
+    running = [w async for w in client.list_workflows(q_open)]
+
+    async def notional(wf_id: str) -> Decimal | None:
+        try:
+            st = await client.get_workflow_handle(wf_id).query(TradeWorkflow.status)
+            return st.notional_usd
+        except Exception:  # noqa: BLE001 - unknown: count it with the scanner's notional
+            return None
+
+    notionals = await asyncio.gather(*(notional(w.id) for w in running))
+    for w, n in zip(running, notionals, strict=True):
+        sa = w.typed_search_attributes
+        known.append(w.id)
+        open_trades.append(
+            OpenTrade(
+                trade_id=w.id,
+                symbol=sa.get(SA_SYMBOL) or "",
+                long_venue=sa.get(SA_LONG) or "",
+                short_venue=sa.get(SA_SHORT) or "",
+                notional_usd=n if n is not None else Decimal(0),
+            )
+        )
+    since = min(req.day_start_ms, req.cooldown_since_ms, req.emergency_since_ms or req.day_start_ms)
+    since_iso = datetime.fromtimestamp(since / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    q_closed = f"{base} AND ExecutionStatus != 'Running' AND CloseTime >= '{since_iso}'"
+    closed = [w async for w in client.list_workflows(q_closed)]
+    day_iso = datetime.fromtimestamp(req.day_start_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    trades_today = 0
+    async for _ in client.list_workflows(f"{base} AND StartTime >= '{day_iso}'"):
+        trades_today += 1
+
+    async def result(wf_id: str, run_id: str | None) -> TradeStatus | None:
+        key = f"{wf_id}/{run_id}"
+        if key in cache:
+            return cache[key]
+        try:
+            st = await client.get_workflow_handle(wf_id, run_id=run_id, result_type=TradeStatus).result()
+        except Exception:  # noqa: BLE001 - failed/terminated trades have no status result
+            st = None
+        if st is not None:
+            cache[key] = st
+        return st
+
+    outcomes = await asyncio.gather(*(result(w.id, w.run_id) for w in closed))
+    realized = Decimal(0)
+    last_close: dict[str, int] = {}
+    by_time = sorted(zip(closed, outcomes, strict=True), key=lambda x: _ms(x[0].close_time))
+    consecutive = 0
+    for w, st in by_time:
+        known.append(w.id)
+        close_ms = _ms(w.close_time)
+        sym = w.typed_search_attributes.get(SA_SYMBOL) or ""
+        if close_ms >= req.cooldown_since_ms and sym:
+            last_close[sym] = max(last_close.get(sym, 0), close_ms)
+        if st is not None and close_ms >= req.day_start_ms and st.realized_pnl_usd is not None:
+            realized += st.realized_pnl_usd
+        if close_ms >= req.emergency_since_ms:
+            emergency = st is None or st.emergency  # a trade that failed outright counts too
+            consecutive = consecutive + 1 if emergency else 0
+    if len(cache) > 5000:
+        cache.clear()
+    return RiskBookView(
+        open_trades=open_trades,
+        trades_today=trades_today,
+        realized_today_usd=realized,
+        consecutive_emergency=consecutive,
+        last_close_ms=last_close,
+        known_ids=known,
+    )
+
+
+
+
+async def close_all_trades(client: Client, reason: str, task_queue: str, also: list[str] = ()) -> list[str]:
+    """Signal ``close`` to every running TradeWorkflow of ``task_queue`` (and to ``also``);
+    return the ids signalled."""
+    ids = [w.id async for w in client.list_workflows(
+        f"WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'")]
+    for extra in also:
+        if extra not in ids:
+            ids.append(extra)
+    closed = []
+    for wf_id in ids:
+        handle = client.get_workflow_handle(wf_id)
+        try:
+            desc = await handle.describe()
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                continue
+            await handle.signal(TradeWorkflow.close, CloseRequest(reason=reason))
+            closed.append(wf_id)
+        except Exception as exc:  # noqa: BLE001 - keep closing the others
+            log.warning("close %s: %s", wf_id, exc)
+    return closed
+
+
+async def expected_positions(
+    client: Any, task_queue: str
+) -> tuple[dict[tuple[str, str], Decimal], set[tuple[str, str]], int]:
+    """(venue, symbol) → signed qty the running holding trades account for; pairs to skip
+    (a trade in a transient state or not answering); number of running trades."""
+    expected: dict[tuple[str, str], Decimal] = {}
+    busy: set[tuple[str, str]] = set()
+    query = f"WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
+    n = 0
+    async for w in client.list_workflows(query):
+        n += 1
+        sa = w.typed_search_attributes
+        sym, lv, sv = sa.get(SA_SYMBOL), sa.get(SA_LONG), sa.get(SA_SHORT)
+        try:
+            st = await client.get_workflow_handle(w.id).query(TradeWorkflow.status, rpc_timeout=timedelta(seconds=5))
+        except Exception as exc:  # noqa: BLE001 - any failure: do not judge this trade's venues
+            log.warning("reconcile: cannot query %s (%s); skipping its venues", w.id, type(exc).__name__)
+            busy |= {(lv, sym), (sv, sym)}
+            continue
+        if st.state != "holding":
+            busy |= {(st.long_venue, st.symbol), (st.short_venue, st.symbol)}
+            continue
+        long_leg, short_leg = st.legs
+        expected[(long_leg.venue, st.symbol)] = expected.get((long_leg.venue, st.symbol), ZERO) + long_leg.filled_qty
+        expected[(short_leg.venue, st.symbol)] = expected.get((short_leg.venue, st.symbol), ZERO) - short_leg.filled_qty
+    return expected, busy, n

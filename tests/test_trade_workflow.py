@@ -22,7 +22,7 @@ from trade_harness import TEST_API_SECRET, settings_for, start_sims, wait_for
 
 from control.trades import TradeRefused, open_trade
 from workers.worker import run_worker, workflow_runner
-from workflows import WORKFLOWS
+from workers.registry import WORKFLOWS
 from workflows.models import CloseRequest, HoldParams, HoldParamsPatch, TradeStatus
 
 _symbols = itertools.count(1)

@@ -1,22 +1,60 @@
-"""Typed venue errors. The gateway raises only these; activities map them to Temporal
-``ApplicationError`` types by class name, and retry policies list the non-retryable ones.
+"""Typed venue errors and THE ccxt → hedgeflow error mapping (the one table; the README links
+here). The gateway raises only these; activities map them to Temporal ``ApplicationError``
+types by class name, and retry policies list the non-retryable ones
+(:data:`NON_RETRYABLE_TYPE_NAMES`).
 
-| ccxt exception                                  | hedgeflow error        | retryable |
-|-------------------------------------------------|------------------------|-----------|
-| RequestTimeout                                  | VenueTimeout           | yes (outcome unknown: look up before resending) |
-| DDoSProtection, RateLimitExceeded               | RateLimited            | yes       |
-| ExchangeNotAvailable, OnMaintenance             | VenueUnavailable       | yes (outcome unknown for orders) |
-| NetworkError (other)                            | VenueNetworkError      | yes (outcome unknown for orders) |
-| InsufficientFunds                               | InsufficientMargin     | no        |
-| InvalidOrder, OrderNotFillable, ...             | InvalidOrder           | no        |
-| BadSymbol                                       | BadSymbol              | no        |
-| AuthenticationError, PermissionDenied, AccountSuspended | AuthenticationFailed | no   |
-| OrderNotFound                                   | OrderNotFound          | no        |
-| (checked before sending) below min qty/notional | OrderBelowMinimum      | no        |
-| ExchangeError (other)                           | VenueRejected          | no        |
+Principle: an error is *retryable* when the same request may succeed later (timeouts,
+unavailability, rate limits, network trouble); an error that may have let an order request
+reach the venue is also *outcome unknown*, and the gateway looks the order up by client id
+before anything is resent. Everything the venue definitively refused is non-retryable.
+
+ccxt → hedgeflow error mapping (:func:`map_error`; first matching row wins):
+
+| ccxt exception / venue answer                                         | hedgeflow error      | retryable | outcome unknown |
+|-----------------------------------------------------------------------|----------------------|-----------|-----------------|
+| Binance code -1021 (timestamp outside recvWindow), ``InvalidNonce``   | VenueRejected        | no        | no              |
+| Binance code -1007 (backend timeout, execution status unknown)        | VenueTimeout         | yes       | yes             |
+| Binance code -2019, -4050, -4051 (margin insufficient)                | InsufficientMargin   | no        | no              |
+| Binance code -1022 (bad signature), -2014, -1002; -2015 via ccxt      | AuthenticationFailed | no        | no              |
+| Binance code -2013, -2011 (order does not exist / unknown order)      | OrderNotFound        | no        | no              |
+| Binance code -2010, -2022, -4164, -1111, -4003, -4131, -5021          | InvalidOrder         | no        | no              |
+| Binance code -1121                                                    | BadSymbol            | no        | no              |
+| Binance code -1003, -1015; HTTP 418/429                               | RateLimited          | yes       | no              |
+| ``RequestTimeout`` (incl. HTTP 408/504)                               | VenueTimeout         | yes       | yes             |
+| ``DDoSProtection``, ``RateLimitExceeded``                             | RateLimited          | yes       | no              |
+| ``ExchangeNotAvailable``, ``OnMaintenance`` (incl. HTTP 5xx)          | VenueUnavailable     | yes       | yes             |
+| ``NetworkError`` (other: connection reset, DNS, ...)                  | VenueNetworkError    | yes       | yes             |
+| ``BadResponse``, ``NullResponse``, ``OperationFailed`` (other)        | VenueUnavailable     | yes       | yes             |
+| ``InsufficientFunds``                                                 | InsufficientMargin   | no        | no              |
+| ``OrderNotFound``                                                     | OrderNotFound        | no        | no              |
+| ``InvalidOrder`` (other), ``OrderNotFillable``, ``DuplicateOrderId``  | InvalidOrder         | no        | no              |
+| ``BadSymbol``                                                         | BadSymbol            | no        | no              |
+| ``AuthenticationError``, ``PermissionDenied``, ``AccountSuspended``   | AuthenticationFailed | no        | no              |
+| ``ExchangeError`` (other: ``BadRequest``, ``OperationRejected``, ...) | VenueRejected        | no        | no              |
+| other exceptions leaking through: ``TimeoutError`` / anything else    | VenueTimeout / VenueNetworkError | yes | yes    |
+| (checked before sending) below min qty / min notional                 | OrderBelowMinimum    | no        | no              |
+
+The rows are :data:`CODE_TABLE` (Binance codes read from the response body, checked first)
+and :data:`CLASS_TABLE` (ccxt classes, subclasses before their parents).
+
+The Binance-code rows exist because ccxt picks its per-market error table from the request
+URL's host: against a simulator (or any non-``binance.com`` host) only the common table
+applies, where e.g. -2019 "Margin is insufficient" is a plain ``ExchangeError``. Reading the
+code from the response body makes the mapping independent of the host (for kind ``sim`` the
+USD-M table is also merged into the ccxt instance's generic one, as tests/simproc does). ccxt itself turns
+-2015 (invalid key) into ``DDoSProtection`` → RateLimited once the instance has had one
+successful private request (Binance answers -2015 during temporary IP bans).
+
+Answers to ``set_leverage`` matching :data:`LEVERAGE_UNCHANGED` ("not modified", "already
+set", ...) count as success (:func:`is_leverage_unchanged`). Messages are scrubbed of the API
+key, secret and password (:func:`scrub`).
 """
 
 from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
 
 
 class VenueError(Exception):
@@ -93,3 +131,113 @@ NON_RETRYABLE = (
     VenueRejected,
 )
 NON_RETRYABLE_TYPE_NAMES = [cls.__name__ for cls in NON_RETRYABLE]
+
+
+# --- the mapping -----------------------------------------------------------------------
+#: Binance error codes (from the response body), checked before the ccxt class.
+CODE_TABLE: dict[int, type[VenueError]] = {
+    -1021: VenueRejected,
+    -1007: VenueTimeout,
+    -2019: InsufficientMargin,
+    -4050: InsufficientMargin,
+    -4051: InsufficientMargin,
+    -1002: AuthenticationFailed,
+    -1022: AuthenticationFailed,
+    -2014: AuthenticationFailed,
+    -2013: OrderNotFound,
+    -2011: OrderNotFound,
+    -2010: InvalidOrder,
+    -2022: InvalidOrder,
+    -4164: InvalidOrder,
+    -1111: InvalidOrder,
+    -4003: InvalidOrder,
+    -4131: InvalidOrder,
+    -5021: InvalidOrder,
+    -1121: BadSymbol,
+    -1003: RateLimited,
+    -1015: RateLimited,
+}
+
+#: (ccxt exception class name, hedgeflow class) in priority order: subclasses before their
+#: parents. Names, resolved on first use, so that importing this module (workflows do, for
+#: :data:`NON_RETRYABLE_TYPE_NAMES`) does not import ccxt.
+CLASS_TABLE: list[tuple[str, type[VenueError]]] = [
+    ("InvalidNonce", VenueRejected),
+    ("RequestTimeout", VenueTimeout),
+    ("DDoSProtection", RateLimited),
+    ("RateLimitExceeded", RateLimited),
+    ("ExchangeNotAvailable", VenueUnavailable),  # OnMaintenance included
+    ("NetworkError", VenueNetworkError),
+    ("OperationFailed", VenueUnavailable),  # BadResponse, NullResponse, CancelPending
+    ("InsufficientFunds", InsufficientMargin),
+    ("OrderNotFound", OrderNotFound),
+    ("InvalidOrder", InvalidOrder),
+    ("BadSymbol", BadSymbol),
+    ("AuthenticationError", AuthenticationFailed),  # PermissionDenied, AccountSuspended
+    ("ExchangeError", VenueRejected),
+]
+
+#: Lower-case fragments of a ``set_leverage`` refusal that means "already at that leverage".
+LEVERAGE_UNCHANGED = (
+    "not modified",
+    "no need to change",
+    "leverage not changed",
+    "same leverage",
+    "already set",
+)
+
+_BINANCE_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+
+@functools.cache
+def _ccxt_classes() -> tuple[type[BaseException], list[tuple[type[BaseException], type[VenueError]]]]:
+    import ccxt
+
+    return ccxt.BaseError, [(getattr(ccxt, name), venue_cls) for name, venue_cls in CLASS_TABLE]
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret (of at least 4 characters) in ``text`` by ``***``."""
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return text
+
+
+def binance_code(message: str) -> int | None:
+    """The ``"code": -NNNN`` of a Binance-dialect error body quoted in ``message``."""
+    m = _BINANCE_CODE_RE.search(message)
+    return int(m.group(1)) if m else None
+
+
+def map_error(exc: BaseException, venue_name: str, *, secrets: Iterable[str] = ()) -> VenueError:
+    """Map any exception raised by ccxt to a :class:`VenueError` (table in the module doc).
+
+    ``secrets`` (API key, secret, password) are replaced by ``***`` in the message.
+    """
+    if isinstance(exc, VenueError):
+        return exc
+    raw = str(exc) or type(exc).__name__
+    message = f"{venue_name}: {type(exc).__name__}: {scrub(raw, secrets)}"
+    base_error, class_table = _ccxt_classes()
+    target: type[VenueError] | None = None
+    code = binance_code(raw) if isinstance(exc, base_error) else None
+    if code is not None:
+        target = CODE_TABLE.get(code)
+    if target is None:
+        for ccxt_cls, venue_cls in class_table:
+            if isinstance(exc, ccxt_cls):
+                target = venue_cls
+                break
+    if target is None:
+        # asyncio / aiohttp / OS errors that escaped ccxt's wrapping, or ccxt failing to parse
+        # an answer: for an order the outcome is unknown, so it is looked up before resending
+        target = VenueTimeout if isinstance(exc, TimeoutError) else VenueNetworkError
+    return target(message, venue=venue_name)
+
+
+def is_leverage_unchanged(exc: VenueError) -> bool:
+    """True when a ``set_leverage`` refusal only says the leverage is already set."""
+    return isinstance(exc, (VenueRejected, InvalidOrder)) and any(
+        s in str(exc).lower() for s in LEVERAGE_UNCHANGED
+    )

@@ -4,6 +4,9 @@ One implementation for every venue. A simulated venue (kind ``sim``) is an unmod
 ``ccxt.async_support.binanceusdm`` whose ``urls['api']`` entries point at the simulator; a
 live venue (kind ``ccxt``) is the ccxt class named by ``exchange_id``.
 
+This module is the behaviour (ccxt set-up, shared funding snapshot, idempotent placing, rate
+limiting); ccxt answers → models is :mod:`venues.parse`, the error table :mod:`venues.errors`.
+
 Rules this module keeps:
 
 * Quantities cross the port in *base units* as ``Decimal``; the gateway converts to contracts
@@ -13,90 +16,52 @@ Rules this module keeps:
 * Callers only ever see :class:`venues.errors.VenueError` subclasses (see :func:`map_error`).
   Messages are scrubbed of the API key, secret and password.
 * Placing is idempotent per client order id (see :meth:`Gateway.place_market_order`).
-
-ccxt → hedgeflow error mapping (first matching row wins):
-
-| ccxt exception / venue answer                                         | hedgeflow error      | retryable | outcome unknown |
-|-----------------------------------------------------------------------|----------------------|-----------|-----------------|
-| Binance code -1021 (timestamp outside recvWindow), ``InvalidNonce``   | VenueRejected        | no        | no              |
-| Binance code -1007 (backend timeout, execution status unknown)        | VenueTimeout         | yes       | yes             |
-| Binance code -2019, -4050, -4051 (margin insufficient)                | InsufficientMargin   | no        | no              |
-| Binance code -1022 (bad signature), -2014, -1002; -2015 via ccxt      | AuthenticationFailed | no        | no              |
-| Binance code -2013, -2011 (order does not exist / unknown order)      | OrderNotFound        | no        | no              |
-| Binance code -2010, -2022, -4164, -1111, -4003, -4131, -5021          | InvalidOrder         | no        | no              |
-| Binance code -1121                                                    | BadSymbol            | no        | no              |
-| Binance code -1003, -1015; HTTP 418/429                               | RateLimited          | yes       | no              |
-| ``RequestTimeout`` (incl. HTTP 408/504)                               | VenueTimeout         | yes       | yes             |
-| ``DDoSProtection``, ``RateLimitExceeded``                             | RateLimited          | yes       | no              |
-| ``ExchangeNotAvailable``, ``OnMaintenance`` (incl. HTTP 5xx)          | VenueUnavailable     | yes       | yes             |
-| ``NetworkError`` (other: connection reset, DNS, ...)                  | VenueNetworkError    | yes       | yes             |
-| ``BadResponse``, ``NullResponse``, ``OperationFailed`` (other)        | VenueUnavailable     | yes       | yes             |
-| ``InsufficientFunds``                                                 | InsufficientMargin   | no        | no              |
-| ``OrderNotFound``                                                     | OrderNotFound        | no        | no              |
-| ``InvalidOrder`` (other), ``OrderNotFillable``, ``DuplicateOrderId``  | InvalidOrder         | no        | no              |
-| ``BadSymbol``                                                         | BadSymbol            | no        | no              |
-| ``AuthenticationError``, ``PermissionDenied``, ``AccountSuspended``   | AuthenticationFailed | no        | no              |
-| ``ExchangeError`` (other: ``BadRequest``, ``OperationRejected``, ...) | VenueRejected        | no        | no              |
-| other exceptions leaking through: ``TimeoutError`` / anything else    | VenueTimeout / VenueNetworkError | yes | yes    |
-| (checked before sending) below min qty / min notional                 | OrderBelowMinimum    | no        | no              |
-
-The Binance-code rows exist because ccxt picks its per-market error table from the request
-URL's host: against a simulator (or any non-``binance.com`` host) only the common table
-applies, where e.g. -2019 "Margin is insufficient" is a plain ``ExchangeError``. Reading the
-code from the response body makes the mapping independent of the host (for kind ``sim`` the
-USD-M table is also merged into the ccxt instance's generic one, as tests/simproc does). ccxt itself turns
--2015 (invalid key) into ``DDoSProtection`` → RateLimited once the instance has had one
-successful private request (Binance answers -2015 during temporary IP bans).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-import ccxt
 import ccxt.async_support as ccxt_async
 
 from config.settings import VenueConfig, VenueKind
 from domain.ids import is_valid_client_order_id
 from domain.rounding import base_to_contracts, contracts_to_base, round_down
+from venues import parse
 from venues.errors import (
-    AuthenticationFailed,
     BadSymbol,
-    InsufficientMargin,
     InvalidOrder,
     OrderBelowMinimum,
     OrderNotFound,
-    RateLimited,
     VenueError,
-    VenueNetworkError,
     VenueRejected,
-    VenueTimeout,
     VenueUnavailable,
+    is_leverage_unchanged,
+    map_error,
+    scrub,
 )
 from venues.models import (
     Balance,
-    BookLevel,
     Fill,
     FundingInfo,
     FundingPayment,
     MarketInfo,
     OrderBook,
     OrderResult,
-    OrderStatus,
     Position,
     Side,
 )
+from venues.parse import DEFAULT_INTERVAL_HOURS, D
+
+__all__ = ["D", "DEFAULT_INTERVAL_HOURS", "Gateway", "map_error"]
 
 log = logging.getLogger(__name__)
 
 BINANCE_FAPI = "https://fapi.binance.com"
-DEFAULT_INTERVAL_HOURS = Decimal(8)
 #: How long a cached funding-interval table is trusted.
 INTERVALS_TTL_S = 3600.0
 #: recvWindow sent with signed Binance-dialect requests. A request that reaches the venue
@@ -113,137 +78,9 @@ MARKET_CLOSE_POLLS = 5
 #: Client ids remembered per Gateway for "look up before resending".
 SENT_IDS_KEPT = 10_000
 
-_BINANCE_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
-_LEVERAGE_UNCHANGED = (
-    "not modified",
-    "no need to change",
-    "leverage not changed",
-    "same leverage",
-    "already set",
-)
 
-_CODE_TABLE: dict[int, type[VenueError]] = {
-    -1021: VenueRejected,
-    -1007: VenueTimeout,
-    -2019: InsufficientMargin,
-    -4050: InsufficientMargin,
-    -4051: InsufficientMargin,
-    -1002: AuthenticationFailed,
-    -1022: AuthenticationFailed,
-    -2014: AuthenticationFailed,
-    -2013: OrderNotFound,
-    -2011: OrderNotFound,
-    -2010: InvalidOrder,
-    -2022: InvalidOrder,
-    -4164: InvalidOrder,
-    -1111: InvalidOrder,
-    -4003: InvalidOrder,
-    -4131: InvalidOrder,
-    -5021: InvalidOrder,
-    -1121: BadSymbol,
-    -1003: RateLimited,
-    -1015: RateLimited,
-}
-
-# (ccxt class, hedgeflow class) in priority order: subclasses before their parents.
-_CLASS_TABLE: list[tuple[type[BaseException], type[VenueError]]] = [
-    (ccxt.InvalidNonce, VenueRejected),
-    (ccxt.RequestTimeout, VenueTimeout),
-    (ccxt.DDoSProtection, RateLimited),
-    (ccxt.RateLimitExceeded, RateLimited),
-    (ccxt.ExchangeNotAvailable, VenueUnavailable),  # OnMaintenance included
-    (ccxt.NetworkError, VenueNetworkError),
-    (ccxt.OperationFailed, VenueUnavailable),  # BadResponse, NullResponse, CancelPending
-    (ccxt.InsufficientFunds, InsufficientMargin),
-    (ccxt.OrderNotFound, OrderNotFound),
-    (ccxt.InvalidOrder, InvalidOrder),
-    (ccxt.BadSymbol, BadSymbol),
-    (ccxt.AuthenticationError, AuthenticationFailed),  # PermissionDenied, AccountSuspended
-    (ccxt.ExchangeError, VenueRejected),
-]
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    return text
-
-
-def _binance_code(message: str) -> int | None:
-    m = _BINANCE_CODE_RE.search(message)
-    return int(m.group(1)) if m else None
-
-
-def map_error(exc: BaseException, venue_name: str, *, secrets: Iterable[str] = ()) -> VenueError:
-    """Map any exception raised by ccxt to a :class:`VenueError` (table in the module doc).
-
-    ``secrets`` (API key, secret, password) are replaced by ``***`` in the message.
-    """
-    if isinstance(exc, VenueError):
-        return exc
-    raw = str(exc) or type(exc).__name__
-    message = f"{venue_name}: {type(exc).__name__}: {_scrub(raw, secrets)}"
-    target: type[VenueError] | None = None
-    code = _binance_code(raw) if isinstance(exc, ccxt.BaseError) else None
-    if code is not None:
-        target = _CODE_TABLE.get(code)
-    if target is None:
-        for ccxt_cls, venue_cls in _CLASS_TABLE:
-            if isinstance(exc, ccxt_cls):
-                target = venue_cls
-                break
-    if target is None:
-        # asyncio / aiohttp / OS errors that escaped ccxt's wrapping, or ccxt failing to parse
-        # an answer: for an order the outcome is unknown, so it is looked up before resending
-        target = VenueTimeout if isinstance(exc, TimeoutError) else VenueNetworkError
-    return target(message, venue=venue_name)
-
-
-def D(value: Any) -> Decimal | None:
-    """Decimal from a ccxt value via ``str()`` (never from a float's binary value)."""
-    if value is None or value == "":
-        return None
-    try:
-        d = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return d if d.is_finite() else None
-
-
-def _d0(value: Any) -> Decimal:
-    d = D(value)
-    return Decimal(0) if d is None else d
-
-
-def _interval_hours(text: Any) -> Decimal | None:
-    """'8h' → 8, '30m' → 0.5, '1d' → 24, 4 → 4."""
-    if text is None:
-        return None
-    s = str(text).strip().lower()
-    factor = Decimal(1)
-    if s.endswith("h"):
-        s = s[:-1]
-    elif s.endswith("m"):
-        s, factor = s[:-1], Decimal(1) / Decimal(60)
-    elif s.endswith("d"):
-        s, factor = s[:-1], Decimal(24)
-    d = D(s)
-    if d is None or d <= 0:
-        return None
-    return d * factor
-
-
-_RAW_STATUS = {
-    "NEW": OrderStatus.NEW,
-    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
-    "FILLED": OrderStatus.FILLED,
-    "CANCELED": OrderStatus.CANCELED,
-    "CANCELLED": OrderStatus.CANCELED,
-    "EXPIRED": OrderStatus.EXPIRED,
-    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
-    "REJECTED": OrderStatus.REJECTED,
-}
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class Gateway:
@@ -336,7 +173,7 @@ class Gateway:
         try:
             await self.exchange.close()
         except Exception as exc:  # noqa: BLE001
-            log.debug("closing %s: %s", self.name, _scrub(str(exc), self._secrets))
+            log.debug("closing %s: %s", self.name, scrub(str(exc), self._secrets))
 
     async def __aenter__(self) -> Gateway:
         return self
@@ -352,38 +189,8 @@ class Gateway:
         async with self._markets_lock:
             if self._markets is None:
                 raw = await self._call("load_markets")
-                self._markets = {s: m for s, m in ((s, self._market_info(m)) for s, m in raw.items()) if m}
+                self._markets = parse.markets(raw, self.exchange.precisionMode)
         return self._markets
-
-    def _market_info(self, m: dict[str, Any]) -> MarketInfo | None:
-        if not (m.get("swap") and m.get("linear")) or m.get("active") is False:
-            return None
-        cs = D(m.get("contractSize")) or Decimal(1)
-        precision = m.get("precision") or {}
-        limits = m.get("limits") or {}
-        amount_step = self._precision_step(precision.get("amount"))
-        price_tick = self._precision_step(precision.get("price"))
-        if amount_step is None or price_tick is None:
-            return None
-        min_amount = D((limits.get("amount") or {}).get("min")) or amount_step
-        min_cost = D((limits.get("cost") or {}).get("min")) or Decimal(0)
-        return MarketInfo(
-            symbol=m["symbol"],
-            venue_symbol=str(m["id"]),
-            contract_size=cs,
-            qty_step=amount_step * cs,
-            min_qty=min_amount * cs,
-            min_notional=min_cost,
-            price_tick=price_tick,
-        )
-
-    def _precision_step(self, value: Any) -> Decimal | None:
-        d = D(value)
-        if d is None or d <= 0:
-            return None
-        if self.exchange.precisionMode == ccxt.DECIMAL_PLACES:
-            return Decimal(1).scaleb(-int(d))
-        return d  # TICK_SIZE (binance in ccxt 4.5, most others)
 
     async def market(self, symbol: str) -> MarketInfo:
         markets = await self.markets()
@@ -415,9 +222,9 @@ class Gateway:
     async def _fetch_funding_rates(self) -> dict[str, FundingInfo]:
         markets = await self.markets()
         raw = await self._call("fetch_funding_rates")
-        now_ms = int(time.time() * 1000)
+        now_ms = _now_ms()
         need_intervals = any(
-            _interval_hours(fr.get("interval")) is None for s, fr in raw.items() if s in markets
+            parse.interval_hours(fr.get("interval")) is None for s, fr in raw.items() if s in markets
         )
         if need_intervals:
             await self._refresh_intervals()
@@ -425,21 +232,9 @@ class Gateway:
         for symbol, fr in raw.items():
             if symbol not in markets:
                 continue
-            rate = D(fr.get("fundingRate"))
-            mark = D(fr.get("markPrice"))
-            nxt = fr.get("fundingTimestamp") or fr.get("nextFundingTimestamp")
-            if rate is None or mark is None or nxt is None:
-                continue
-            interval = _interval_hours(fr.get("interval")) or self._intervals.get(symbol) or DEFAULT_INTERVAL_HOURS
-            out[symbol] = FundingInfo(
-                symbol=symbol,
-                rate=rate,
-                interval_hours=interval,
-                next_funding_ms=int(nxt),
-                mark_price=mark,
-                index_price=D(fr.get("indexPrice")),
-                timestamp_ms=int(fr.get("timestamp") or now_ms),
-            )
+            info = parse.funding_info(symbol, fr, known_interval=self._intervals.get(symbol), now_ms=now_ms)
+            if info is not None:
+                out[symbol] = info
         return out
 
     async def _refresh_intervals(self) -> None:
@@ -458,76 +253,27 @@ class Gateway:
             retry_in = 60.0 if exc.retryable else INTERVALS_TTL_S
             self._intervals_at = time.monotonic() - INTERVALS_TTL_S + retry_in
             return
-        self._intervals = {
-            s: h for s, h in ((s, _interval_hours(fr.get("interval"))) for s, fr in raw.items()) if h is not None
-        }
+        self._intervals = parse.funding_intervals(raw)
         self._intervals_at = time.monotonic()
 
     async def order_book(self, symbol: str, depth: int = 20) -> OrderBook:
         m = await self.market(symbol)
         raw = await self._call("fetch_order_book", symbol, depth)
-
-        def levels(rows: list[list[Any]]) -> list[BookLevel]:
-            return [
-                BookLevel(price=_d0(r[0]), qty=contracts_to_base(_d0(r[1]), m.contract_size)) for r in rows[:depth]
-            ]
-
-        return OrderBook(
-            symbol=symbol,
-            bids=levels(raw.get("bids") or []),
-            asks=levels(raw.get("asks") or []),
-            timestamp_ms=int(raw.get("timestamp") or time.time() * 1000),
-        )
+        return parse.order_book(raw, symbol, m.contract_size, depth, now_ms=_now_ms())
 
     # ------------------------------------------------------------------ account
     async def balance(self) -> Balance:
-        raw = await self._call("fetch_balance")
-        usdt = raw.get("USDT") or {}
-        free, used, total = D(usdt.get("free")), D(usdt.get("used")), D(usdt.get("total"))
-        if total is None:
-            total = (free or Decimal(0)) + (used or Decimal(0))
-        if free is None:
-            free = total - (used or Decimal(0))
-        if used is None:
-            used = total - free
-        return Balance(currency="USDT", total=total, free=free, used=used)
+        return parse.balance(await self._call("fetch_balance"))
 
     async def positions(self, symbols: list[str] | None = None) -> list[Position]:
         """Open (non-zero) positions, signed quantity in base units."""
         markets = await self.markets()
         raw = await self._call("fetch_positions", symbols)
-        out: list[Position] = []
-        for p in raw:
-            symbol = p.get("symbol")
-            if symbol not in markets or (symbols is not None and symbol not in symbols):
-                continue
-            cs = markets[symbol].contract_size
-            info = p.get("info") or {}
-            signed = D(info.get("positionAmt")) if self._binance_dialect else None
-            if signed is None:
-                contracts = _d0(p.get("contracts"))
-                signed = -contracts if p.get("side") == "short" else contracts
-            qty = contracts_to_base(signed, cs)
-            if qty == 0:
-                continue
-            out.append(
-                Position(
-                    symbol=symbol,
-                    qty=qty,
-                    entry_price=_d0(info.get("entryPrice") if self._binance_dialect else None)
-                    or _d0(p.get("entryPrice")),
-                    mark_price=D(p.get("markPrice")),
-                    unrealized_pnl=_d0(p.get("unrealizedPnl")),
-                    liquidation_price=D(p.get("liquidationPrice")) or None,
-                    leverage=D(p.get("leverage")),
-                )
-            )
-        return out
+        return parse.positions(raw, markets, symbols, binance_dialect=self._binance_dialect)
 
     async def is_one_way_mode(self) -> bool:
         """True when the account nets long and short per symbol (no hedge mode)."""
-        raw = await self._call("fetch_position_mode")
-        return not bool(raw.get("hedged"))
+        return parse.one_way_mode(await self._call("fetch_position_mode"))
 
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         """Set leverage; "not modified / already set" answers count as success."""
@@ -535,7 +281,7 @@ class Gateway:
         try:
             await self._call("set_leverage", int(leverage), symbol)
         except (VenueRejected, InvalidOrder) as exc:
-            if any(s in str(exc).lower() for s in _LEVERAGE_UNCHANGED):
+            if is_leverage_unchanged(exc):
                 return
             raise
 
@@ -731,63 +477,11 @@ class Gateway:
         reduce_only: bool | None = None,
         client_order_id: str | None = None,
     ) -> OrderResult:
-        info = o.get("info") or {}
-        cs = m.contract_size
-        amount = D(info.get("origQty")) if self._binance_dialect else None
-        if amount is None:
-            amount = D(o.get("amount"))
-        filled = D(info.get("executedQty")) if self._binance_dialect else None
-        if filled is None:
-            filled = _d0(o.get("filled"))
-        avg = D(info.get("avgPrice")) if self._binance_dialect else None
-        if avg is None or avg == 0:
-            avg = D(o.get("average"))
-        if avg is not None and avg == 0:
-            avg = None
-        filled_base = contracts_to_base(filled, cs)
-        status = self._status(o, info, filled)
-        fee_obj = o.get("fee") or {}
-        fee = D(fee_obj.get("cost")) if isinstance(fee_obj, dict) else None
-        if fee is None:
-            # Binance order answers carry no commission: estimate with the configured taker
-            # fee; fills() has the venue's exact commission.
-            fee = filled_base * avg * self.venue.taker_fee if avg is not None else Decimal(0)
-        ro = o.get("reduceOnly")
-        if ro is None:
-            ro = info.get("reduceOnly")
-        ts = o.get("lastUpdateTimestamp") or o.get("timestamp") or info.get("updateTime") or time.time() * 1000
-        return OrderResult(
-            venue=self.name,
-            symbol=m.symbol,
-            client_order_id=str(o.get("clientOrderId") or client_order_id or ""),
-            venue_order_id=str(o.get("id") or ""),
-            side=Side(o.get("side") or (side.value if side else "buy")),
-            reduce_only=bool(reduce_only if ro is None else ro in (True, "true", "True")),
-            status=status,
-            requested_qty=requested if requested is not None else contracts_to_base(_d0(amount), cs),
-            filled_qty=filled_base,
-            avg_price=avg,
-            fee=fee,
-            timestamp_ms=int(ts),
+        return parse.order_result(
+            o, m, venue=self.name, binance_dialect=self._binance_dialect, taker_fee=self.venue.taker_fee,
+            now_ms=_now_ms(), requested=requested, side=side, reduce_only=reduce_only,
+            client_order_id=client_order_id,
         )
-
-    @staticmethod
-    def _status(o: dict[str, Any], info: dict[str, Any], filled: Decimal) -> OrderStatus:
-        raw = str(info.get("status") or "").upper()
-        if raw in _RAW_STATUS:
-            return _RAW_STATUS[raw]
-        unified = o.get("status")
-        if unified == "open":
-            return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.NEW
-        if unified == "closed":
-            return OrderStatus.FILLED
-        if unified in ("canceled", "cancelled"):
-            return OrderStatus.CANCELED
-        if unified == "expired":
-            return OrderStatus.EXPIRED
-        if unified == "rejected":
-            return OrderStatus.REJECTED
-        return OrderStatus.NEW
 
     # ------------------------------------------------------------------ history
     async def funding_income(self, since_ms: int, symbol: str | None = None) -> list[FundingPayment]:
@@ -796,38 +490,10 @@ class Gateway:
         if symbol is not None and symbol not in markets:
             raise BadSymbol(f"{self.name}: unknown symbol {symbol!r}", venue=self.name)
         raw = await self._call("fetch_funding_history", symbol, since_ms, 1000)
-        out = [
-            FundingPayment(
-                symbol=str(r.get("symbol")),
-                amount=_d0((r.get("info") or {}).get("income") if self._binance_dialect else None)
-                or _d0(r.get("amount")),
-                timestamp_ms=int(r.get("timestamp") or 0),
-                income_id=str(r.get("id") or (r.get("info") or {}).get("tranId") or ""),
-            )
-            for r in raw
-            if (symbol is None or r.get("symbol") == symbol)
-        ]
-        return sorted(out, key=lambda p: p.timestamp_ms)
+        return parse.funding_payments(raw, symbol, binance_dialect=self._binance_dialect)
 
     async def fills(self, symbol: str, since_ms: int) -> list[Fill]:
         """Our trades (executions) in ``symbol`` since ``since_ms``, oldest first."""
         m = await self.market(symbol)
         raw = await self._call("fetch_my_trades", symbol, since_ms, 1000)
-        out: list[Fill] = []
-        for t in raw:
-            info = t.get("info") or {}
-            fee = t.get("fee") or {}
-            out.append(
-                Fill(
-                    symbol=m.symbol,
-                    venue_order_id=str(t.get("order") or ""),
-                    trade_id=str(t.get("id") or ""),
-                    side=Side(t.get("side")),
-                    qty=contracts_to_base(_d0(t.get("amount")), m.contract_size),
-                    price=_d0(t.get("price")),
-                    fee=_d0(fee.get("cost") if isinstance(fee, dict) else None),
-                    realized_pnl=_d0(info.get("realizedPnl")),
-                    timestamp_ms=int(t.get("timestamp") or 0),
-                )
-            )
-        return sorted(out, key=lambda f: f.timestamp_ms)
+        return parse.fills(raw, m)

@@ -4,8 +4,8 @@
 
 1. connect (``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` win over ``settings.temporal``), with a
    Prometheus endpoint for the SDK metrics on ``127.0.0.1:{metrics_port}`` (0 disables);
-2. build one ``GatewayPool(settings)`` and register ``workflows.WORKFLOWS`` and
-   ``activities.build_activities(settings, pool)``;
+2. build one ``GatewayPool(settings)`` and register what ``workers.registry``
+   lists (its workflows, and its activities bound to the pool);
 3. print ``worker ready on task queue QUEUE at ADDRESS`` once polling has started;
 4. on ``stop_event`` (SIGINT/SIGTERM in the CLI): stop polling, give in-flight activities up to
    ``graceful_shutdown_timeout`` seconds, then cancel them; close the pool.
@@ -43,6 +43,7 @@ PASSTHROUGH_MODULES = (
     "venues.models",
     "venues.errors",
     "workflows.models",
+    "workflows.scanner_models",
     "pydantic",
     "pydantic_core",
     "pydantic_settings",
@@ -74,17 +75,10 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def load_registrations(settings: Settings, pool: Any) -> tuple[list[type], list[Callable[..., Any]]]:
-    """``workflows.WORKFLOWS`` and ``activities.build_activities(settings, pool)``."""
-    import activities as activities_pkg
-    import workflows as workflows_pkg
+    """What the worker runs: ``workers.registry`` (the one list)."""
+    from workers.registry import WORKFLOWS, build_activities
 
-    wfs = getattr(workflows_pkg, "WORKFLOWS", None)
-    if wfs is None:
-        raise WorkerError("workflows.WORKFLOWS is not defined; nothing to register")
-    build = getattr(activities_pkg, "build_activities", None)
-    if build is None:
-        raise WorkerError("activities.build_activities is not defined; nothing to register")
-    return list(wfs), list(build(settings, pool))
+    return list(WORKFLOWS), list(build_activities(settings, pool))
 
 
 _METRICS_SERVERS: list[Any] = []
@@ -92,7 +86,7 @@ _METRICS_SERVERS: list[Any] = []
 
 def metrics_runtime(port: int, host: str = "127.0.0.1"):
     """A Temporal ``Runtime`` whose SDK metrics, together with hedgeflow's own
-    (``hedgeflow.metrics.REGISTRY``), are served on ``http://host:port/metrics``; None if port
+    (``telemetry.metrics.REGISTRY``), are served on ``http://host:port/metrics``; None if port
     is 0. The SDK exporter itself binds a private 127.0.0.1 port that the endpoint reads."""
     if not port:
         return None
@@ -140,7 +134,7 @@ async def run_worker(
 
     ``client``: use this client (no metrics runtime is created); else connect from the
     settings/environment. ``workflows``/``activities``: override the registrations (tests);
-    by default ``workflows.WORKFLOWS`` and ``activities.build_activities(settings, pool)``.
+    by default ``workers.registry``.
     Raises ``WorkerError`` for start-up problems, ``workers.client.TemporalUnavailable`` if the
     server cannot be reached, and whatever fatal error the SDK worker raises.
     """

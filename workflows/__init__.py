@@ -1,7 +1,3 @@
-"""Workflows: decisions and durable state. No I/O here; every effect is an activity."""
+"""Workflows: decisions and durable state. No I/O here; every effect is an activity.
 
-from workflows.reconcile import ReconcileWorkflow
-from workflows.scanner import ScannerWorkflow
-from workflows.trade import TradeWorkflow
-
-WORKFLOWS: list[type] = [TradeWorkflow, ScannerWorkflow, ReconcileWorkflow]
+What a worker registers is listed once, in ``workers/registry.py``."""

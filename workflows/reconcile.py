@@ -14,6 +14,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.reconcile import ReconcileActivities
     from workflows.models import ReconcileParams, ReconcileReport, ReconcileRequest
 
 WORKFLOW_ID = "reconcile"
@@ -45,10 +46,9 @@ class ReconcileWorkflow:
         self._cycles = p.cycles
         for _ in range(p.iterations_per_run):
             try:
-                self._last = await workflow.execute_activity(
-                    "reconcile",
+                self._last = await workflow.execute_activity_method(
+                    ReconcileActivities.reconcile,
                     ReconcileRequest(state=state),
-                    result_type=ReconcileReport,
                     start_to_close_timeout=timedelta(seconds=max(60.0, p.interval_s)),
                     retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)),
                     summary="reconcile venues and ledger",

@@ -29,6 +29,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.ledger import LedgerActivities
+    from activities.scanner import ScannerActivities
     from domain.edge import VENUE_UNHEALTHY, Edge, apply_books
     from domain.risk import HALTED, INCIDENT_OPEN, OpenTrade, RiskBook, check_gates
     from workflows.scanner_models import (
@@ -185,9 +187,9 @@ class ScannerWorkflow:
             rows.append(CandidateRow(symbol=e.symbol, long_venue=e.long_venue, short_venue=e.short_venue,
                                      edge=e, reason=reason, detail=detail))
 
-        scan: ScanResult = await workflow.execute_activity(
-            "scanner_funding", ScanRequest(params=p, venues=healthy, unhealthy=unhealthy),
-            result_type=ScanResult, summary=f"funding x{len(healthy)}", **READ_OPTS,
+        scan: ScanResult = await workflow.execute_activity_method(
+            ScannerActivities.scanner_funding, ScanRequest(params=p, venues=healthy, unhealthy=unhealthy),
+            summary=f"funding x{len(healthy)}", **READ_OPTS,
         )
         calls += scan.api_calls
         for vs in scan.venues:
@@ -218,10 +220,10 @@ class ScannerWorkflow:
 
         if picked:
             keys = {(v, e.symbol) for e in picked for v in (e.long_venue, e.short_venue)}
-            books: BooksResult = await workflow.execute_activity(
-                "scanner_books",
+            books: BooksResult = await workflow.execute_activity_method(
+                ScannerActivities.scanner_books,
                 BooksRequest(items=[BookKey(venue=v, symbol=s) for v, s in sorted(keys)], depth=p.book_depth),
-                result_type=BooksResult, summary=f"books x{len(keys)}", **READ_OPTS,
+                summary=f"books x{len(keys)}", **READ_OPTS,
             )
             calls += books.api_calls
             by_key = {(b.venue, b.symbol): b for b in books.books}
@@ -274,8 +276,8 @@ class ScannerWorkflow:
             notional_usd=self.p.notional_usd, stamp=f"s{e.target_settlement_ms}",
             summary=f"net {e.net_bps:.2f} bps / {e.net_usd:.2f} USD over the horizon",
         )
-        res: StartTradeResult = await workflow.execute_activity(
-            "scanner_start_trade", req, result_type=StartTradeResult, summary=f"start {e.symbol}", **START_OPTS,
+        res: StartTradeResult = await workflow.execute_activity_method(
+            ScannerActivities.scanner_start_trade, req, summary=f"start {e.symbol}", **START_OPTS,
         )
         row.trade_id = res.workflow_id
         if res.outcome == "refused":
@@ -306,8 +308,8 @@ class ScannerWorkflow:
         """INCIDENT_OPEN while the ledger holds an unresolved reconciliation incident (activity
         ``open_incidents``). Fails closed: an unreadable count opens nothing either."""
         try:
-            n: int = await workflow.execute_activity(
-                "open_incidents", result_type=int, summary="open incidents",
+            n: int = await workflow.execute_activity_method(
+                LedgerActivities.open_incidents, summary="open incidents",
                 start_to_close_timeout=timedelta(seconds=30),  # the first call may migrate the ledger
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=2), maximum_attempts=3),
             )
@@ -320,11 +322,11 @@ class ScannerWorkflow:
 
     async def _risk_book(self, now: int) -> RiskBook:
         day_start = now - now % DAY_MS
-        view: RiskBookView = await workflow.execute_activity(
-            "scanner_risk_book",
+        view: RiskBookView = await workflow.execute_activity_method(
+            ScannerActivities.scanner_risk_book,
             RiskBookRequest(day_start_ms=day_start, cooldown_since_ms=now - int(self.p.symbol_cooldown_s * 1000),
                             emergency_since_ms=self.s.emergency_since_ms),
-            result_type=RiskBookView, summary="risk book", **READ_OPTS,
+            summary="risk book", **READ_OPTS,
         )
         book = RiskBook(
             open_trades=list(view.open_trades),
@@ -366,8 +368,8 @@ class ScannerWorkflow:
     async def _close_all(self, reason: str) -> None:
         also = [t.trade_id for t in self._recent]
         try:
-            closed: list[str] = await workflow.execute_activity(
-                "scanner_close_all", CloseAllRequest(reason=reason, also=also), result_type=list[str],
+            closed: list[str] = await workflow.execute_activity_method(
+                ScannerActivities.scanner_close_all, CloseAllRequest(reason=reason, also=also),
                 summary="close all trades", start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=10),
             )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from config.settings import ScannerTuning
 from domain.edge import HOUR_MS, Edge, EdgeParams, Level
 from domain.risk import OpenTrade, RiskLimits
 
@@ -14,68 +15,28 @@ if TYPE_CHECKING:
     from config import Settings
 
 
-class ScannerParams(BaseModel):
-    """Everything a scan cycle needs; built from the settings by :func:`from_settings`."""
+class ScannerParams(ScannerTuning):
+    """Everything a scan cycle needs: the ``scanner`` settings (``ScannerTuning``, embedded, not
+    copied) plus the venues, their fees and the portfolio limits; built by :func:`from_settings`."""
 
     venues: list[str]
     taker_fees: dict[str, Decimal] = Field(default_factory=dict)
-    cycle_s: float = 30
-    notional_usd: Decimal = Decimal("1000")
-    min_spread_bps: Decimal = Decimal("1")
-    horizon_h: Decimal = Decimal("24")
-    top_n_books: int = 3
-    book_depth: int = 20
-    buffer_bps: Decimal = Decimal("2")
-    est_slippage_bps: Decimal = Decimal("1.5")
-    max_price_divergence: Decimal = Decimal("0.005")
-    max_book_impact: Decimal = Decimal("0.5")
-    min_settlement_lead_s: float = 60
-    stale_after_s: float = 60
-    unhealthy_after_failures: int = 3
-    unhealthy_cooldown_s: float = 300
     max_open_trades: int = 5
     max_venue_notional_usd: Decimal = Decimal("50000")
     max_total_notional_usd: Decimal = Decimal("100000")
-    max_trades_per_day: int = 20
-    max_daily_loss_usd: Decimal = Decimal("500")
-    max_consecutive_emergency: int = 3
-    symbol_cooldown_s: float = 3600
-    time_scale: Decimal = Decimal("1")
-    cycles_per_run: int = 100
-    symbols: list[str] = Field(default_factory=list)  # empty: every symbol
     max_candidates: int = 50  # accepted candidates an activity hands back
     status_rows: int = 30  # candidate rows kept for the status query
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScannerParams:
-        s, lim = settings.scanner, settings.limits
+        lim = settings.limits
         return cls(
             venues=[v.name for v in settings.venues],
             taker_fees={v.name: v.taker_fee for v in settings.venues},
-            cycle_s=s.cycle_s,
-            notional_usd=s.notional_usd,
-            min_spread_bps=s.min_spread_bps,
-            horizon_h=s.horizon_h,
-            top_n_books=s.top_n_books,
-            book_depth=s.book_depth,
-            buffer_bps=s.buffer_bps,
-            est_slippage_bps=s.est_slippage_bps,
-            max_price_divergence=s.max_price_divergence,
-            max_book_impact=s.max_book_impact,
-            min_settlement_lead_s=s.min_settlement_lead_s,
-            stale_after_s=s.stale_after_s,
-            unhealthy_after_failures=s.unhealthy_after_failures,
-            unhealthy_cooldown_s=s.unhealthy_cooldown_s,
             max_open_trades=lim.max_open_trades,
             max_venue_notional_usd=lim.max_venue_notional_usd,
             max_total_notional_usd=lim.max_total_notional_usd,
-            max_trades_per_day=s.max_trades_per_day,
-            max_daily_loss_usd=s.max_daily_loss_usd,
-            max_consecutive_emergency=s.max_consecutive_emergency,
-            symbol_cooldown_s=s.symbol_cooldown_s,
-            time_scale=s.time_scale,
-            cycles_per_run=s.cycles_per_run,
-            symbols=list(s.symbols),
+            **settings.scanner.tuning(),
         )
 
     @property

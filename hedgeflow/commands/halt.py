@@ -19,13 +19,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from hedgeflow.cli import settings_from
-    from control.scanner import halt
+    from control.scanner import ScannerUnavailable, halt
+    from hedgeflow.cli import CliError, settings_from
     from workers.client import connect
 
     settings = settings_from(args)
     client = await connect(settings)
-    closed = await halt(client, settings, close_all=args.close_all, reason=args.reason)
+    try:
+        closed = await halt(client, settings, close_all=args.close_all, reason=args.reason)
+    except ScannerUnavailable as exc:
+        raise CliError(str(exc)) from None
     print("halted: no new trades open until `hedgeflow resume`")
     if args.close_all:
         print(f"close sent to {len(closed)} trade(s)" + "".join(f"\n  {c}" for c in closed))

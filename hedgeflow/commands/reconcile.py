@@ -46,6 +46,7 @@ def _print(report, out=sys.stdout) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     from activities.reconcile import Reconciler, incident_key
+    from control import trades as control_trades
     from telemetry.alerts import Notifier
     from hedgeflow.cli import CliError, settings_from
     from ledger import Ledger
@@ -56,7 +57,7 @@ async def _run(args: argparse.Namespace) -> int:
     client = await connect(settings)
     ledger = await asyncio.to_thread(Ledger.for_settings, settings)
     async with GatewayPool(settings) as pool:
-        rec = Reconciler(settings, pool, ledger, Notifier.from_settings(settings))
+        rec = Reconciler(settings, pool, ledger, Notifier.from_settings(settings), control_trades)
         report = await rec.run(client)
         orphans = [d for d in report.discrepancies if d.kind == "orphan"]
         if args.flatten_orphans and orphans:

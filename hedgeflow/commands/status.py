@@ -25,7 +25,7 @@ async def collect(settings, client) -> dict:
     from ledger import Ledger
     from venues.errors import VenueError
     from venues.pool import GatewayPool
-    from workflows.models import TradeStatus
+    from workflows.trade import TradeWorkflow
 
     out: dict = {"venues": [], "open_trades": [], "exposure": {}, "pnl": {}, "incidents": []}
     async with GatewayPool(settings) as pool:
@@ -42,8 +42,7 @@ async def collect(settings, client) -> dict:
     q = "WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running'"
     async for w in client.list_workflows(q):
         try:
-            st = await client.get_workflow_handle(w.id).query("status", result_type=TradeStatus,
-                                                              rpc_timeout=timedelta(seconds=5))
+            st = await client.get_workflow_handle(w.id).query(TradeWorkflow.status, rpc_timeout=timedelta(seconds=5))
         except Exception as exc:  # noqa: BLE001
             out["open_trades"].append({"id": w.id, "state": "?", "error": type(exc).__name__})
             continue

@@ -2,16 +2,26 @@
 
 ``python -m venues.sim --name sim-a --port 8701`` (also ``hedgeflow sim``) runs one venue;
 :func:`start_sim` runs one inside the current event loop (tests, benchmarks).
+
+Layout: ``options`` (settings, defaults) · ``cli`` (command line) · ``server`` (aiohttp app,
+middleware, :func:`start_sim`) · ``endpoints`` (the endpoint tables) · ``api_market`` /
+``api_account`` / ``api_orders`` (Binance handlers) · ``admin`` (``/_sim/`` API) · ``auth``,
+``ratelimit``, ``faults``, ``wire`` (request plumbing) · ``venue`` (live state, funding) ·
+``engine``, ``records``, ``errors`` (accounting) · ``market`` (prices, rates, books, replay) ·
+``store`` (SQLite). The simulator imports only ``domain`` and ``config`` from the rest of
+the project.
 """
 
-DEFAULT_API_KEY = "hedgeflow-demo-key"
-DEFAULT_API_SECRET = "hedgeflow-demo-secret"
-DEFAULT_FUNDING_INTERVAL_S = 28800
-ENV_API_KEY = "HEDGEFLOW_SIM_API_KEY"
-ENV_API_SECRET = "HEDGEFLOW_SIM_API_SECRET"
-
-from .app import SimHandle, SimOptions, start_sim  # noqa: E402
-from .cli import build_parser, options_from_args, run  # noqa: E402
+from .cli import build_parser, options_from_args, run
+from .options import (
+    DEFAULT_API_KEY,
+    DEFAULT_API_SECRET,
+    DEFAULT_FUNDING_INTERVAL_S,
+    ENV_API_KEY,
+    ENV_API_SECRET,
+    SimOptions,
+)
+from .server import SimHandle, start_sim
 
 __all__ = [
     "DEFAULT_API_KEY",

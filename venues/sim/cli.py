@@ -10,8 +10,15 @@ import signal
 import sys
 from decimal import Decimal, InvalidOperation
 
-from . import DEFAULT_API_KEY, DEFAULT_API_SECRET, DEFAULT_FUNDING_INTERVAL_S, ENV_API_KEY, ENV_API_SECRET
-from .app import SimOptions, start_sim
+from .options import (
+    DEFAULT_API_KEY,
+    DEFAULT_API_SECRET,
+    DEFAULT_FUNDING_INTERVAL_S,
+    ENV_API_KEY,
+    ENV_API_SECRET,
+    SimOptions,
+)
+from .server import start_sim
 
 
 def _decimal(v: str) -> Decimal:

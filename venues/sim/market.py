@@ -6,23 +6,26 @@ simulated venues see (almost) the same price, plus a small venue-specific basis.
 rate is a mean-reverting wiggle around a venue- and symbol-specific level drawn from the
 seed, so venues with different seeds show a persistent cross-venue spread.
 
-Replay mode serves the rows of a contract CSV (``time,venue,symbol,funding_rate,mark_price``)
-whose ``venue`` is this sim's name, mapping data time to wall time as
-``data_t = t0 + (wall - wall0) * speed``.
+Replay mode serves the rows of a contract CSV (``time,venue,symbol,funding_rate,mark_price``,
+read by :func:`domain.replay_data.read_rows`) whose ``venue`` is this sim's name, mapping
+data time to wall time as ``data_t = t0 + (wall - wall0) * speed``.
 """
 
 from __future__ import annotations
 
 import bisect
-import csv
 import hashlib
 import math
 import random
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
-from .engine import SymbolSpec, floor_step
+from domain.replay_data import parse_time_ms, read_rows
+
+from .records import SymbolSpec, floor_step
+
+__all__ = ["DEFAULT_SPECS", "BookConfig", "Market", "ReplayRow", "default_specs", "load_replay",
+           "parse_time_ms", "spec_for_unified", "synthetic_spec"]
 
 D = Decimal
 
@@ -81,34 +84,21 @@ class BookConfig:
 
 @dataclass
 class ReplayRow:
+    """One settlement of one symbol on this venue (``price`` filled in by :func:`load_replay`)."""
+
     t_ms: int
     rate: Decimal
     price: Decimal | None
 
 
-def parse_time_ms(s: str) -> int:
-    s = s.strip()
-    if s.endswith("Z"):
-        s = s[:-1] + "+00:00"
-    dt = datetime.fromisoformat(s)
-    if dt.tzinfo is None:
-        from datetime import UTC
-
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
-
-
 def load_replay(path: str, venue: str) -> dict[str, list[ReplayRow]]:
-    """Rows for ``venue`` grouped by unified symbol, time-ordered, prices carried forward."""
+    """Rows for ``venue`` grouped by unified symbol, time-ordered, prices carried forward
+    (and back-filled before the first known price). Reads through :func:`read_rows`."""
     out: dict[str, list[ReplayRow]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if (row.get("venue") or "").strip() != venue:
-                continue
-            mp = (row.get("mark_price") or "").strip()
-            out.setdefault(row["symbol"].strip(), []).append(
-                ReplayRow(parse_time_ms(row["time"]), D(row["funding_rate"].strip()), D(mp) if mp else None)
-            )
+    for row in read_rows(path):
+        if row.venue != venue:
+            continue
+        out.setdefault(row.symbol, []).append(ReplayRow(row.t_ms, row.rate, row.price))
     for rows in out.values():
         rows.sort(key=lambda r: r.t_ms)
         last = None

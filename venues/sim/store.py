@@ -7,7 +7,8 @@ import os
 import sqlite3
 from decimal import Decimal
 
-from .engine import Engine, Income, Mutation, Order, Position, Trade
+from .engine import Engine
+from .records import Income, Mutation, Order, Position, Trade
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -1,0 +1,139 @@
+"""Admin API of the simulated venue under ``/_sim/`` (unsigned, no faults, no weight):
+state snapshot, health, faults, pinned market values, forced funding settlement.
+
+Every handler is ``async (sim, request) -> web.Response``; :mod:`venues.sim.endpoints`
+maps paths to them."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+
+from aiohttp import web
+
+from .api_account import account_numbers, position_json
+from .errors import SimError
+from .records import fmt
+from .venue import Sim
+from .wire import json_response, now_ms, param_int
+
+D = Decimal
+
+
+async def health(sim: Sim, request: web.Request) -> web.Response:
+    return json_response({"ok": True, "name": sim.opts.name,
+                  "mode": "replay" if sim.market.replay is not None else "synthetic",
+                  "symbols": len(sim.market.specs)})
+
+
+async def state(sim: Sim, request: web.Request) -> web.Response:
+    e = sim.engine
+    n = account_numbers(sim)
+    positions = []
+    for sym, pos in e.positions.items():
+        if pos.qty and sym in sim.market.specs:
+            pj = position_json(sim, sym, n["marks"], True)
+            positions.append({"symbol": sim.market.specs[sym].symbol, "venue_symbol": sym,
+                              "positionAmt": pj["positionAmt"], "entryPrice": pj["entryPrice"],
+                              "markPrice": pj["markPrice"], "unRealizedProfit": pj["unRealizedProfit"],
+                              "notional": pj["notional"], "leverage": pj["leverage"],
+                              "liquidationPrice": pj["liquidationPrice"]})
+    orders_limit = param_int(dict(request.query), "orders_limit")
+    income_limit = param_int(dict(request.query), "income_limit")
+    orders = sorted(e.orders.values(), key=lambda o: o.order_id)
+    if orders_limit is not None:
+        orders = orders[-orders_limit:] if orders_limit else []
+    income = e.income if income_limit is None else (e.income[-income_limit:] if income_limit else [])
+    return json_response({
+        "name": sim.opts.name,
+        "balances": {"USDT": {"wallet": fmt(n["wallet"]), "walletBalance": fmt(n["wallet"]), "available": fmt(n["avail"]),
+                              "unrealized": fmt(n["upnl"]), "margin_balance": fmt(n["margin_balance"])}},
+        "positions": positions,
+        "orders": [o.to_binance(sim.market.specs.get(o.symbol))
+                   | {"arrived_ns": o.arrived_ns, "unified_symbol": _unified(sim, o.symbol)} for o in orders],
+        "income": [i.to_binance() for i in income],
+        "faults": sim.faults.as_dict(),
+    })
+
+
+def _unified(sim: Sim, sym: str) -> str:
+    s = sim.market.specs.get(sym)
+    return s.symbol if s else sym
+
+
+async def _json_body(request: web.Request) -> object:
+    text = await request.text()
+    if not text.strip():
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise SimError(-1, "body: invalid JSON") from None
+
+
+async def get_faults(sim: Sim, request: web.Request) -> web.Response:
+    return json_response(sim.faults.as_dict())
+
+
+async def post_faults(sim: Sim, request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    try:
+        sim.faults.update(body)
+    except ValueError as e:
+        return json_response({"error": str(e), "field": str(e).split(":", 1)[0]}, 400)
+    return json_response(sim.faults.as_dict())
+
+
+def _market_view(sim: Sim, sym: str) -> dict:
+    t = now_ms()
+    m = sim.market
+    return {"symbol": m.specs[sym].symbol, "venue_symbol": sym, "mark_price": fmt(m.mark(sym, t)),
+            "funding_rate": fmt(m.rate(sym, t)), "next_funding_time": m.next_funding_ms(sym, t),
+            "pinned_price": fmt(m.pinned_price[sym]) if sym in m.pinned_price else None,
+            "pinned_funding_rate": fmt(m.pinned_rate[sym]) if sym in m.pinned_rate else None}
+
+
+async def get_market(sim: Sim, request: web.Request) -> web.Response:
+    return json_response([_market_view(sim, s) for s in sim.market.specs])
+
+
+async def post_market(sim: Sim, request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        return json_response({"error": "body: expected a JSON object", "field": "body"}, 400)
+    unknown = set(body) - {"symbol", "price", "funding_rate"}
+    if unknown:
+        f = sorted(unknown)[0]
+        return json_response({"error": f"{f}: unknown field", "field": f}, 400)
+    spec = sim.market.resolve(str(body.get("symbol", "")))
+    if spec is None:
+        return json_response({"error": "symbol: unknown symbol", "field": "symbol"}, 400)
+    m = sim.market
+    for k, target in (("price", m.pinned_price), ("funding_rate", m.pinned_rate)):
+        if k not in body:
+            continue
+        v = body[k]
+        if v is None:
+            target.pop(spec.id, None)
+            continue
+        try:
+            d = D(str(v))
+            if not d.is_finite() or isinstance(v, bool) or (k == "price" and d <= 0):
+                raise InvalidOperation
+        except InvalidOperation:
+            return json_response({"error": f"{k}: invalid value", "field": k}, 400)
+        target[spec.id] = d
+    sim.store.save_pinned(spec.id, m.pinned_price.get(spec.id), m.pinned_rate.get(spec.id))
+    return json_response(_market_view(sim, spec.id))
+
+
+async def post_settle(sim: Sim, request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    syms = None
+    if isinstance(body, dict) and body.get("symbol"):
+        spec = sim.market.resolve(str(body["symbol"]))
+        if spec is None:
+            return json_response({"error": "symbol: unknown symbol", "field": "symbol"}, 400)
+        syms = [spec.id]
+    mut = sim.settle(syms)
+    return json_response({"settled": [i.to_binance() for i in mut.income]})

@@ -1,0 +1,47 @@
+"""Settings of one simulated venue: :class:`SimOptions` and the defaults the CLI falls back to.
+
+The demo credentials are the project's single set, defined in :mod:`config.settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+
+from config.settings import DEMO_API_KEY, DEMO_API_SECRET
+
+DEFAULT_API_KEY = DEMO_API_KEY
+DEFAULT_API_SECRET = DEMO_API_SECRET
+DEFAULT_FUNDING_INTERVAL_S = 28800
+ENV_API_KEY = "HEDGEFLOW_SIM_API_KEY"
+ENV_API_SECRET = "HEDGEFLOW_SIM_API_SECRET"
+
+D = Decimal
+
+
+@dataclass
+class SimOptions:
+    name: str = "sim"
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int = 0
+    replay: str | None = None
+    speed: float = 1.0
+    state: str | None = None  # None → .hedgeflow/sim-NAME.sqlite; ":memory:" allowed
+    api_key: str = DEFAULT_API_KEY
+    api_secret: str = DEFAULT_API_SECRET
+    funding_interval: int = 28800
+    initial_balance: Decimal = D("100000")
+    taker_fee: Decimal = D("0.0005")
+    symbols: int | None = None
+    weight_limit: int = 2400
+    default_leverage: int = 20
+    book_levels: int = 20
+    book_half_spread_bps: Decimal = D("1")
+    book_level_step_bps: Decimal = D("1")
+    book_level_notional: Decimal = D("50000")
+
+    @property
+    def state_path(self) -> str:
+        return self.state or os.path.join(".hedgeflow", f"sim-{self.name}.sqlite")

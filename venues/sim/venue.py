@@ -1,0 +1,154 @@
+"""One simulated venue's live state: market, engine, SQLite store, faults, request-weight
+limiter, and funding settlement (on interval boundaries, or the replay file's rows)."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import os
+from decimal import Decimal
+
+from .engine import Engine
+from .errors import SimError, err_invalid_symbol
+from .faults import Faults
+from .market import BookConfig, Market, default_specs, load_replay, spec_for_unified
+from .options import SimOptions
+from .ratelimit import WeightLimiter
+from .records import Mutation, SymbolSpec
+from .store import Store
+from .wire import now_ms
+
+log = logging.getLogger("hedgeflow.sim")
+
+D = Decimal
+
+
+class Sim:
+    def __init__(self, opts: SimOptions) -> None:
+        self.opts = opts
+        self.started_ms = now_ms()
+        replay = None
+        if opts.replay:
+            replay = load_replay(opts.replay, opts.name)
+            if not replay:
+                raise ValueError(f"replay file {opts.replay} has no rows for venue {opts.name!r}")
+            specs = [spec_for_unified(u, i) for i, u in enumerate(sorted(replay))]
+        else:
+            specs = default_specs(opts.symbols)
+        self.store = Store(opts.state_path)
+        wall0 = None
+        if replay is not None:
+            key = f"{os.path.abspath(opts.replay)}|{opts.speed}"
+            if self.store.get_meta("replay_key") == key and self.store.get_meta("replay_wall0"):
+                wall0 = int(self.store.get_meta("replay_wall0"))
+            else:
+                wall0 = self.started_ms
+                self.store.set_meta(replay_key=key, replay_wall0=wall0)
+        book = BookConfig(opts.book_levels, D(opts.book_half_spread_bps), D(opts.book_level_step_bps),
+                          D(opts.book_level_notional))
+        self.market = Market(specs, seed=opts.seed, funding_interval_s=opts.funding_interval, book=book,
+                             replay=replay, speed=opts.speed, replay_wall0_ms=wall0)
+        self.engine = Engine({s.id: s for s in specs}, wallet=D(opts.initial_balance), taker_fee=D(opts.taker_fee),
+                             default_leverage=opts.default_leverage)
+        if not self.store.load_engine(self.engine):
+            self.engine.wallet_update_time = self.started_ms
+            self.store.save(self.engine, Mutation(wallet=True))
+        self.market.pinned_price, self.market.pinned_rate = self.store.load_pinned()
+        self.faults = Faults()
+        self.limiter = WeightLimiter(opts.weight_limit)
+        self.secret = opts.api_secret.encode()
+        self._tasks: set[asyncio.Task] = set()
+        # settlement bookkeeping
+        self.last_funding_ms = int(self.store.get_meta("last_funding_ms") or 0)
+        self.replay_settled: dict[str, int] = {}
+        if self.market.replay is not None:
+            wall = now_ms()
+            for sym, times in self.market.replay_times.items():
+                saved = self.store.get_meta(f"replay_settled:{sym}")
+                if saved is not None:
+                    self.replay_settled[sym] = int(saved)
+                else:
+                    self.replay_settled[sym] = bisect.bisect_right(times, self.market.data_time(wall)) - 1
+
+    # ---- helpers --------------------------------------------------------------------------
+    def spec(self, symbol: str | None) -> SymbolSpec:
+        if not symbol:
+            raise SimError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        s = self.market.specs.get(symbol)
+        if s is None:
+            raise err_invalid_symbol()
+        return s
+
+    def marks(self, extra: str | None = None) -> dict[str, Decimal]:
+        t = now_ms()
+        syms = {p.symbol for p in self.engine.positions.values() if p.qty and p.symbol in self.market.specs}
+        if extra:
+            syms.add(extra)
+        return {s: self.market.mark(s, t) for s in syms}
+
+    def persist(self, mut: Mutation) -> None:
+        self.store.save(self.engine, mut)
+
+    # ---- funding --------------------------------------------------------------------------
+    def settle(self, symbols: list[str] | None = None, *, at_ms: int | None = None,
+               rates: dict[str, Decimal] | None = None, prices: dict[str, Decimal] | None = None) -> Mutation:
+        t = now_ms()
+        ts = at_ms or t
+        mut = Mutation()
+        for sym in symbols if symbols is not None else list(self.market.specs):
+            mark = (prices or {}).get(sym) or self.market.mark(sym, t)
+            rate = (rates or {}).get(sym)
+            if rate is None:
+                rate = self.market.rate(sym, t)
+            if sym in self.market.pinned_price:
+                mark = self.market.pinned_price[sym]
+            if sym in self.market.pinned_rate:
+                rate = self.market.pinned_rate[sym]
+            mut.merge(self.engine.settle_funding(sym, mark, rate, ts))
+            if symbols is not None or self.engine.positions.get(sym) is not None or len(self.market.specs) <= 50:
+                self.store.save_funding_rate(sym, ts, rate, mark)
+        self.persist(mut)
+        return mut
+
+    async def funding_loop(self) -> None:
+        while True:
+            try:
+                if self.market.replay is not None:
+                    self._replay_tick()
+                    await asyncio.sleep(0.05)
+                    continue
+                interval = self.market.interval_ms
+                t = now_ms()
+                boundary = (t // interval) * interval
+                if self.last_funding_ms == 0:
+                    self.last_funding_ms = boundary
+                    self.store.set_meta(last_funding_ms=boundary)
+                if boundary > self.last_funding_ms:
+                    self.last_funding_ms = boundary
+                    self.settle(at_ms=boundary)
+                    self.persist(Mutation(meta={"last_funding_ms": boundary}))
+                nxt = (t // interval + 1) * interval
+                await asyncio.sleep(min(1.0, max(0.005, (nxt - now_ms()) / 1000)))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # pragma: no cover - keep the venue alive
+                log.exception("funding loop")
+                await asyncio.sleep(1)
+
+    def _replay_tick(self) -> None:
+        wall = now_ms()
+        dt = self.market.data_time(wall)
+        meta = {}
+        for sym, rows in (self.market.replay or {}).items():
+            i = self.replay_settled.get(sym, -1)
+            while i + 1 < len(rows) and rows[i + 1].t_ms <= dt:
+                i += 1
+                row = rows[i]
+                self.settle([sym], at_ms=self.market.wall_time(row.t_ms), rates={sym: row.rate},
+                            prices={sym: row.price} if row.price is not None else None)
+            if i != self.replay_settled.get(sym, -1):
+                self.replay_settled[sym] = i
+                meta[f"replay_settled:{sym}"] = i
+        if meta:
+            self.persist(Mutation(meta=meta))
