@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config import Settings
+from domain.lifecycle import TERMINAL, TradeState
 from ledger import Ledger
 from telemetry import metrics as m
 from venues.errors import VenueError
@@ -142,8 +143,8 @@ class LedgerActivities:
             raise ApplicationError(f"{exc.type_name} on {exc.venue}: {exc}", type=exc.type_name) from None
         ledger = await self.ledger()
         row = trade_row(st, rec.opened_by)
-        if rec.event == "opened" and st.state == "hedge_check":
-            row["state"] = "holding"  # recorded as the hedge check passes, on the way into holding
+        if rec.event == "opened" and st.state == TradeState.HEDGE_CHECK:
+            row["state"] = TradeState.HOLDING.value  # recorded as the hedge check passes, on the way into holding
         prev = await asyncio.to_thread(ledger.record_trade_bundle, row, order_rows, fill_rows, funding_rows)
         if prev != row["state"]:
             self._count(rec, prev, orders)
@@ -168,7 +169,7 @@ class LedgerActivities:
                 m.LEG_SKEW.observe(abs(first[st.long_venue] - first[st.short_venue]) / 1000)
         elif rec.event == "closed":
             m.TRADES_CLOSED.inc()
-            if st.emergency and prev not in ("closed", "aborted"):
+            if st.emergency and prev not in TERMINAL:
                 m.EMERGENCY_CLOSES.inc()
         elif rec.event == "aborted":
             m.TRADES_ABORTED.labels((st.abort_reason or "unknown").split(":")[0]).inc()

@@ -1,6 +1,6 @@
 """Benchmark of one scan cycle: N synthetic symbols × V simulated venues over loopback.
 
-``python -m hedgeflow.bench_scan [--symbols 300] [--venues 3] [--cycles 5]`` starts the
+``python -m lab.bench_scan [--symbols 300] [--venues 3] [--cycles 5]`` starts the
 simulators as subprocesses, then runs the scanner's cycle I/O and arithmetic (one bulk funding
 call per venue, ranking every pair, books for the top candidates) exactly as the activities
 do, and prints wall time and API calls per cycle. HTTP requests are counted at ccxt's
@@ -11,44 +11,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import subprocess
+import signal
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from workers.proc import free_port
+from workers.simproc import SimProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_sim(name: str, port: int, symbols: int, tmp: Path, seed: int) -> subprocess.Popen:
-    log = (tmp / f"{name}.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "venues.sim", "--name", name, "--port", str(port), "--seed", str(seed),
-         "--state", str(tmp / f"{name}.sqlite"), "--symbols", str(symbols), "--funding-interval", "60",
-         "--weight-limit", "1000000"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sim {name} exited: {(tmp / f'{name}.log').read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/state", timeout=2).read()  # noqa: S310
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"sim {name} did not start")
+def _start_sim(name: str, port: int, symbols: int, tmp: Path, seed: int) -> SimProcess:
+    """A simulator with ``symbols`` symbols; it keeps this process's environment."""
+    sim = SimProcess(name, port, tmp / f"{name}.sqlite", "--seed", str(seed), "--symbols", str(symbols),
+                     "--funding-interval", "60", "--weight-limit", "1000000",
+                     log_file=tmp / f"{name}.log", cwd=ROOT, clean_env=False)
+    return sim.start(timeout=30)
 
 
 async def _cycles(urls: dict[str, str], symbols: int, cycles: int) -> dict[str, Any]:
@@ -115,29 +96,26 @@ async def _cycles(urls: dict[str, str], symbols: int, cycles: int) -> dict[str, 
 
 def bench_scan_cycle(symbols: int = 300, venues: int = 3, cycles: int = 5) -> dict[str, Any]:
     """Start ``venues`` simulators with ``symbols`` symbols each, time ``cycles`` scan cycles."""
-    procs: list[subprocess.Popen] = []
+    sims: list[SimProcess] = []
     with tempfile.TemporaryDirectory(prefix="hf-bench-") as d:
         tmp = Path(d)
         try:
             urls = {}
             for i in range(venues):
                 name = f"sim-{chr(ord('a') + i)}"
-                port = _free_port()
-                procs.append(_start_sim(name, port, symbols, tmp, seed=i + 1))
-                urls[name] = f"http://127.0.0.1:{port}"
+                sim = _start_sim(name, free_port(), symbols, tmp, seed=i + 1)
+                sims.append(sim)
+                urls[name] = sim.url
             return asyncio.run(_cycles(urls, symbols, cycles))
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            for sim in sims:  # all at once, then wait for each
+                sim.child.send_signal(signal.SIGTERM)
+            for sim in sims:
+                sim.stop(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hedgeflow.bench_scan", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m lab.bench_scan", description=__doc__.split("\n")[0])
     ap.add_argument("--symbols", type=int, default=300)
     ap.add_argument("--venues", type=int, default=3)
     ap.add_argument("--cycles", type=int, default=5)

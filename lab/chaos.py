@@ -2,7 +2,7 @@
 a dev-server restart, then the invariants.
 
 The run is self-contained (its own dev server with a db file, simulators and worker subprocess;
-see :class:`hedgeflow.bench.Lab`). Trades run in batches; for each batch the seed chooses:
+see :class:`lab.harness.Lab`). Trades run in batches; for each batch the seed chooses:
 
 * venue faults per venue — errors (``error_rate``), timeouts (``latency_ms`` above the
   client's request timeout, so the order executes after the client gave up), dropped
@@ -35,10 +35,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from hedgeflow.bench import Lab, log
+from domain.lifecycle import TERMINAL
+from lab.harness import Lab, log
 
 FAULT_KINDS = ("errors", "timeouts", "drops", "partial", "reject", "outage")
-TERMINAL_STATES = ("closed", "aborted")
 OK_STATUSES = ("COMPLETED", "CANCELED", "FAILED")  # FAILED: flattened after an unexpected error
 EMERGENCY_REASONS = ("LEG_FAILED", "HEDGE_GAP", "LEG_CHANGED", "HEDGE_DRIFT", "LIQUIDATION_RISK", "error:")
 TOL = Decimal("0.000001")
@@ -147,7 +147,7 @@ def check_invariants(
 
     unfinished = [
         f"{t.trade_id} {t.workflow_status}/{t.state}" for t in trades
-        if t.workflow_status not in OK_STATUSES or t.state not in TERMINAL_STATES
+        if t.workflow_status not in OK_STATUSES or t.state not in TERMINAL
     ]
     counts = Counter(t.state for t in trades)
     checks.append(Check(
@@ -284,7 +284,7 @@ async def _run_batch(lab: Lab, cfg: ChaosConfig, rng: random.Random, b: int, sym
             events.append(f"batch {b}: dev server stop at +{time.monotonic() - t0:.1f}s")
             await lab.restart_server(down_s=rng.uniform(0.5, 2.0))
             events.append(f"batch {b}: dev server up again at +{time.monotonic() - t0:.1f}s")
-            if lab.worker is None or lab.worker.poll() is not None:
+            if not lab.worker.alive:
                 events.append(f"batch {b}: worker exited while the server was down; restarting")
                 await lab.start_worker()
 
@@ -343,7 +343,7 @@ async def _wait_finished(lab: Lab, ids: list[str], timeout: float) -> None:
                     pass
         if pending:
             await asyncio.sleep(1.0)
-        if lab.worker is not None and lab.worker.poll() is not None:
+        if not lab.worker.alive:
             log("chaos: worker exited unexpectedly; restarting it")
             await lab.start_worker()
 

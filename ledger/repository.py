@@ -20,11 +20,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from domain.lifecycle import TERMINAL
 from ledger.models import Base, Fill, FundingPayment, Incident, Order, ScannerDecision, Trade
 
 ZERO = Decimal(0)
 MIGRATIONS = Path(__file__).with_name("migrations")
-TERMINAL_STATES = ("closed", "aborted")
+TERMINAL_STATES = tuple(sorted(s.value for s in TERMINAL))  # as stored in the trade rows
 
 
 def now_ms() -> int:

@@ -30,10 +30,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from domain.lifecycle import TradeState
+
 log = logging.getLogger("hedgeflow.metrics")
 REGISTRY = CollectorRegistry(auto_describe=True)
-TRADE_STATES = ("opening", "verifying", "hedge_check", "holding", "closing", "emergency_closing", "closed",
-                "aborted")
+TRADE_STATES = tuple(s.value for s in TradeState)
 
 # --- trades ---------------------------------------------------------------------------------
 TRADES = Gauge("hedgeflow_trades", "Trades in the ledger by state", ["state"], registry=REGISTRY)

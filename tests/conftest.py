@@ -4,16 +4,15 @@
   ``.address``, ``.ui_port``, ``.namespace``, ``.server`` (the ``DevServer``) and
   ``await temporal_env.client()`` (pydantic data converter, cached per session).
 * ``task_queue`` (function): a unique task queue name for the test.
-* ``free_port()`` / ``free_ports(n)``: currently free TCP ports on 127.0.0.1; the fixture
-  ``alloc_ports`` hands out ``free_ports`` so test modules need not import this file (its module
-  name depends on whether ``tests/`` is a package).
+* ``alloc_ports(n)``: n distinct currently free TCP ports on 127.0.0.1 (``workers.proc.free_ports``;
+  test modules import ``workers.proc`` rather than this file, whose module name depends on
+  whether ``tests/`` is a package).
 """
 
 from __future__ import annotations
 
 import atexit
 import re
-import socket
 import uuid
 from pathlib import Path
 
@@ -21,27 +20,7 @@ import pytest
 import pytest_asyncio
 
 from workers.devserver import DevServer, temporal_version
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports (held open together while choosing, so no repeats)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+from workers.proc import free_port, free_ports  # noqa: F401 - importable from here too
 
 
 def pytest_report_header(config: pytest.Config) -> str:

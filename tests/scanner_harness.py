@@ -76,34 +76,24 @@ def worker_env(sims, address: str, task_queue: str, state_dir, **extra: str) -> 
 
 
 def start_worker_process(env: dict[str, str], log):
-    import subprocess
+    """``hedgeflow worker`` as a child (a ``workers.proc.Child``), once it logged "worker ready"."""
     import sys
-    import time
 
     from trade_harness import ROOT
 
-    proc = subprocess.Popen([sys.executable, "-m", "hedgeflow", "worker"], cwd=ROOT, env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    seen = log.read_text(errors="replace").count("worker ready") if log.exists() else 0
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if log.read_text(errors="replace").count("worker ready") > seen:
-            return proc
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"worker not ready: {log.read_text()[-3000:]}")
+    from workers.proc import Child, ChildExited, ChildNotReady
+
+    proc = Child([sys.executable, "-m", "hedgeflow", "worker"], name="worker", cwd=ROOT, env=env,
+                 log_file=log).spawn()
+    try:
+        return proc.wait_ready(log_line="worker ready", timeout=60)
+    except ChildExited:
+        raise RuntimeError(f"worker exited: {log.read_text()[-3000:]}") from None
+    except ChildNotReady:
+        proc.kill()
+        raise RuntimeError(f"worker not ready: {log.read_text()[-3000:]}") from None
 
 
 def stop_worker_process(proc) -> None:
-    import signal
-    import subprocess
-
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    """SIGTERM, SIGKILL after 20 s."""
+    proc.stop(20)

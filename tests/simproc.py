@@ -1,22 +1,21 @@
 """Helpers for tests that talk to simulated venues over real HTTP with real ccxt.
 
 - :func:`make_ccxt_client` — the one way to point ``ccxt.async_support.binanceusdm`` at a sim.
-- :func:`spawn_sim` / :class:`SimProcess` — run ``python -m venues.sim`` as a subprocess.
 - :func:`in_process_sim` — async context manager around :func:`venues.sim.start_sim`.
+- :func:`spawn_sim` — re-exported from ``workers.simproc`` (the simulator as a child process;
+  ``SimProcess``, ``free_port`` etc. live in ``workers.simproc`` / ``workers.proc``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import ccxt.async_support as ccxt_async
 
 from venues.sim import DEFAULT_API_KEY, DEFAULT_API_SECRET
-from venues.sim.process import SimProcess, http_json  # noqa: F401 - re-exported for tests
+from workers.simproc import spawn_sim  # noqa: F401 - re-exported for tests
 
 REPO = Path(__file__).resolve().parent.parent
 BINANCE_FAPI = "https://fapi.binance.com"
@@ -53,23 +52,6 @@ def make_ccxt_client(base_url: str, api_key: str = DEFAULT_API_KEY, secret: str 
     ex.exceptions["exact"] = {**ex.exceptions["exact"], **linear.get("exact", {})}
     ex.exceptions["broad"] = {**ex.exceptions["broad"], **linear.get("broad", {})}
     return ex
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def spawn_sim(name: str, state: str | os.PathLike, *extra: str, port: int | None = None,
-              env: dict[str, str] | None = None) -> Iterator[SimProcess]:
-    """Start ``python -m venues.sim`` on a free port; wait until /_sim/state answers; kill on exit."""
-    p = SimProcess(name, port or free_port(), state, *extra, env=env).start()
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 @contextlib.asynccontextmanager

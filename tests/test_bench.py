@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hedgeflow.bench import BenchConfig, evaluate_targets, format_table, percentile, run_bench, summary
+from lab.bench import BenchConfig, evaluate_targets, format_table, percentile, run_bench, summary
 
 FIGURES = ("leg_skew_ms", "open_to_hedged_ms", "orphan_exposure_ms")
 

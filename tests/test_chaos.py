@@ -9,8 +9,7 @@ import sys
 from decimal import Decimal
 from types import SimpleNamespace
 
-from hedgeflow.bench import ROOT
-from hedgeflow.chaos import (
+from lab.chaos import (
     LedgerView,
     TradeOutcome,
     alerted_trades,
@@ -19,6 +18,7 @@ from hedgeflow.chaos import (
     venue_totals,
     was_emergency,
 )
+from lab.harness import ROOT
 
 T1 = "trade-S001USDT-sim-a-sim-b-x1"
 T2 = "trade-S002USDT-sim-b-sim-c-x2"

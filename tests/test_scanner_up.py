@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -17,14 +15,16 @@ from pathlib import Path
 from test_scanner_replay import SLICE
 
 from workers.client import connect
+from workers.proc import Child
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class Up:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "hedgeflow", *args], cwd=ROOT, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.child = Child([sys.executable, "-m", "hedgeflow", *args], name="hedgeflow up", cwd=ROOT, env=env,
+                           pipe_output=True).spawn()
+        self.proc = self.child.proc  # the Popen: its stdout is read line by line below
         self.lines: list[str] = []
         self._q: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -50,13 +50,7 @@ class Up:
         raise AssertionError(f"{needle!r} not seen; output:\n" + "\n".join(self.lines))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.child.stop(15)
 
 
 def _env(tmp_path: Path, alloc_ports, names: list[str], extra: str = "") -> tuple[dict[str, str], Path, str]:

@@ -6,11 +6,16 @@ import signal
 import subprocess
 import sys
 from decimal import Decimal as D
+from pathlib import Path
 
 import ccxt.async_support as ccxt
 import pytest
 
-from tests.simproc import REPO, SimProcess, free_port, make_ccxt_client, spawn_sim
+from tests.simproc import make_ccxt_client
+from workers.proc import free_port
+from workers.simproc import SimProcess, spawn_sim
+
+REPO = Path(__file__).resolve().parent.parent
 
 BTC = "BTC/USDT:USDT"
 

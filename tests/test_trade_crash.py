@@ -7,21 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import free_ports
 from trade_harness import ROOT, TEST_API_KEY, TEST_API_SECRET, settings_for, start_sims, wait_for
 
-from hedgeflow.trades import open_trade
+from control.trades import open_trade
 from workers.client import connect
 from workers.devserver import DevServer
+from workers.proc import Child, free_ports
 from workers.worker import run_worker
 from workflows.models import CloseRequest, TradeStatus
 
@@ -52,19 +49,9 @@ def _worker_env(sims, address: str, task_queue: str) -> dict[str, str]:
     return env
 
 
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hedgeflow", "worker"], cwd=ROOT, env=env,
-        stdout=log.open("ab"), stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if "worker ready" in log.read_text(errors="replace"):
-            return proc
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    raise RuntimeError(f"worker not ready: {log.read_text()[-3000:]}")
+def _start_worker(env: dict[str, str], log: Path) -> Child:
+    worker = Child([sys.executable, "-m", "hedgeflow", "worker"], name="worker", cwd=ROOT, env=env, log_file=log)
+    return worker.spawn().wait_ready(log_line="worker ready", timeout=60)
 
 
 async def test_worker_sigkill_mid_order_completes_without_duplicates(temporal_env, task_queue, sims, tmp_path):
@@ -81,8 +68,7 @@ async def test_worker_sigkill_mid_order_completes_without_duplicates(temporal_en
         handle = client.get_workflow_handle(wf_id, result_type=TradeStatus)
         await wait_for(lambda: sims["sim-b"].orders() and sims["sim-b"].position_qty(sym) != 0, timeout=20,
                        what="short leg filled while the long leg is in flight")
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
+        worker.kill()
         await asyncio.sleep(3)  # the in-flight order lands on the venue with nobody listening
         sims["sim-a"].faults()
         worker = _start_worker(env, log)
@@ -98,11 +84,7 @@ async def test_worker_sigkill_mid_order_completes_without_duplicates(temporal_en
         assert sims["sim-a"].position_qty(sym) == 0 and sims["sim-b"].position_qty(sym) == 0
     finally:
         sims["sim-a"].faults()
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop(20)
     # the API secret never reaches a log line of the worker, nor the workflow history
     text = log.read_text(errors="replace")
     assert TEST_API_SECRET not in text

@@ -21,8 +21,8 @@ from temporalio.worker import Replayer
 from trade_harness import TEST_API_SECRET, settings_for, start_sims, wait_for
 
 from control.trades import TradeRefused, open_trade
-from workers.worker import run_worker, workflow_runner
 from workers.registry import WORKFLOWS
+from workers.worker import run_worker, workflow_runner
 from workflows.models import CloseRequest, HoldParams, HoldParamsPatch, TradeStatus
 
 _symbols = itertools.count(1)

@@ -28,6 +28,7 @@ from config.settings import VenueConfig
 from venues.gateway import Gateway
 from venues.models import Side
 from workers.client import connect
+from workers.proc import Child
 
 REPO = Path(__file__).resolve().parent.parent
 READY = "press Ctrl-C to stop"
@@ -37,10 +38,9 @@ class Up:
     """One ``hedgeflow up`` process with its output collected line by line."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hedgeflow", *args],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        self.child = Child([sys.executable, "-m", "hedgeflow", *args], name="hedgeflow up", cwd=REPO, env=env,
+                           pipe_output=True).spawn()
+        self.proc = self.child.proc  # the Popen: its stdout is read line by line below
         self.lines: list[str] = []
         self._q: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -80,13 +80,7 @@ class Up:
         return {int(p) for line in self.lines for p in re.findall(r"\(pid (\d+)", line)}
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.child.stop(15)
 
 
 def _alive(pid: int) -> bool:

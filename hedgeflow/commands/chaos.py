@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hedgeflow.chaos import ChaosConfig, format_checks, run_chaos
     from hedgeflow.cli import CliError
+    from lab.chaos import ChaosConfig, format_checks, run_chaos
 
     if args.trades < 1 or args.batch < 1:
         raise CliError("--trades and --batch must be >= 1", 2)

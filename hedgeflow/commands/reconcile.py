@@ -47,9 +47,9 @@ def _print(report, out=sys.stdout) -> None:
 async def _run(args: argparse.Namespace) -> int:
     from activities.reconcile import Reconciler, incident_key
     from control import trades as control_trades
-    from telemetry.alerts import Notifier
     from hedgeflow.cli import CliError, settings_from
     from ledger import Ledger
+    from telemetry.alerts import Notifier
     from venues.pool import GatewayPool
     from workers.client import connect
 

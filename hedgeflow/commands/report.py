@@ -22,9 +22,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from control.report import collect, load_rates, render
     from domain.report import hindsight_upper_bound, totals
     from hedgeflow.cli import CliError, settings_from
-    from control.report import collect, load_rates, render
     from workers.client import connect
 
     settings = settings_from(args)

@@ -17,8 +17,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from hedgeflow.cli import CliError, settings_from
     from control.scanner import ScannerUnavailable, signal_scanner
+    from hedgeflow.cli import CliError, settings_from
     from workers.client import connect
 
     settings = settings_from(args)

@@ -63,8 +63,8 @@ def print_status(st) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from hedgeflow.cli import CliError, settings_from
     from control.scanner import ScannerUnavailable, scanner_status, signal_scanner
+    from hedgeflow.cli import CliError, settings_from
     from workers.client import connect
 
     settings = settings_from(args)

@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from hedgeflow.cli import CliError, settings_from
     from control.trades import TradeRefused, close_trade, list_trades, open_trade, trade_status
+    from hedgeflow.cli import CliError, settings_from
     from workers.client import connect
 
     settings = settings_from(args)

@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from config import load_settings
     from hedgeflow.cli import CliError, settings_from
-    from workers.supervisor import Supervisor, UpError, write_replay_config
+    from workers.supervisor import Supervisor
+    from workers.up_plan import UpError, write_replay_config
 
     settings = settings_from(args)
     profile = settings.profile

@@ -1,0 +1,189 @@
+"""Faked trade activities for fast in-process workflow tests: the same activity *names* as
+``activities.trade`` / ``activities.ledger``, backed by a tiny in-memory venue per name.
+
+A unit-test double only: it exists to drive one workflow branch in seconds. The real-process
+tests (simulators over HTTP, real ccxt) prove the same behaviour end to end.
+
+Each :class:`FakeVenue` keeps positions, orders by client id (so a look-up finds an order whose
+answer was lost), rounds quantities down to its own step as a venue does, and has knobs for the
+faults a branch needs: ``refuse`` (every new opening order rejected), ``lose_answer`` (the next
+order executes but its answer is lost), ``partial`` (fill ratio of opening orders), ``down``
+(reads and orders fail), ``slow_s`` (placing takes this long), ``liq_price`` (reported
+liquidation price until a reduce-only order fills).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from venues.models import (
+    Fill,
+    FundingInfo,
+    FundingPayment,
+    MarketInfo,
+    OrderResult,
+    OrderStatus,
+    Position,
+    Side,
+)
+from workflows.models import (
+    Alert,
+    FillsRequest,
+    IncomeRequest,
+    MarketSnapshot,
+    OrderLookup,
+    PlaceOrderRequest,
+    PlaceOutcome,
+    PositionsRequest,
+    SnapshotRequest,
+    TradeRecord,
+    VenueCheck,
+    VenueCheckRequest,
+)
+
+D = Decimal
+
+
+@dataclass
+class FakeVenue:
+    name: str
+    step: Decimal = D("0.001")
+    price: Decimal = D("100")
+    refuse: bool = False
+    lose_answer: int = 0
+    partial: Decimal = D("1")
+    down: bool = False
+    slow_s: float = 0.0
+    liq_price: Decimal | None = None
+    position: Decimal = D(0)
+    orders: dict[str, OrderResult] = field(default_factory=dict)
+    executions: dict[str, int] = field(default_factory=dict)  # client id → times executed
+
+    def check(self) -> None:
+        if self.down:
+            raise ApplicationError(f"{self.name} is down", type="VenueUnavailable", non_retryable=True)
+
+    def execute(self, req: PlaceOrderRequest) -> OrderResult:
+        if req.client_order_id in self.orders:  # ids are unique: never twice
+            return self.orders[req.client_order_id]
+        qty = (req.qty / self.step).to_integral_value(ROUND_DOWN) * self.step
+        signed = 1 if req.side == Side.BUY else -1
+        if req.reduce_only:
+            qty = min(qty, abs(self.position))
+            if self.position * signed >= 0:
+                qty = D(0)
+        elif self.refuse:
+            raise ApplicationError(f"{self.name} rejects the order", type="OrderRejected", non_retryable=True)
+        else:
+            qty = (qty * self.partial / self.step).to_integral_value(ROUND_DOWN) * self.step
+        self.position += signed * qty
+        if req.reduce_only and qty > 0:
+            self.liq_price = None
+        self.executions[req.client_order_id] = self.executions.get(req.client_order_id, 0) + 1
+        order = OrderResult(
+            venue=self.name, symbol=req.symbol, client_order_id=req.client_order_id,
+            venue_order_id=f"{self.name}-{len(self.orders) + 1}", side=req.side, reduce_only=req.reduce_only,
+            status=OrderStatus.FILLED if qty == req.qty else OrderStatus.EXPIRED, requested_qty=req.qty,
+            filled_qty=qty, avg_price=self.price, fee=D(0), timestamp_ms=0)
+        self.orders[req.client_order_id] = order
+        return order
+
+
+class FakeActivities:
+    def __init__(self, *venues: FakeVenue) -> None:
+        self.v = {x.name: x for x in venues}
+        self.alerts: list[Alert] = []
+        self.records: list[str] = []
+
+    async def _place(self, req: PlaceOrderRequest) -> OrderResult:
+        v = self.v[req.venue]
+        if v.slow_s:
+            await asyncio.sleep(v.slow_s)
+        v.check()
+        if req.lookup_first and req.client_order_id in v.orders:
+            return v.orders[req.client_order_id]
+        order = v.execute(req)
+        if v.lose_answer:
+            v.lose_answer -= 1
+            raise ApplicationError("answer lost", type="VenueTimeout")
+        return order
+
+    @activity.defn(name="check_venue")
+    async def check_venue(self, req: VenueCheckRequest) -> VenueCheck:
+        v = self.v[req.venue]
+        v.check()
+        market = MarketInfo(symbol=req.symbol, venue_symbol=req.symbol, contract_size=D(1), qty_step=v.step,
+                            min_qty=v.step, min_notional=D(5), price_tick=D("0.1"))
+        return VenueCheck(venue=v.name, symbol=req.symbol, reachable=True, one_way=True, free_margin=D(10**6),
+                          market=market, mark_price=v.price, position_qty=v.position)
+
+    @activity.defn(name="place_orders")
+    async def place_orders(self, reqs: list[PlaceOrderRequest]) -> list[PlaceOutcome]:
+        async def one(req: PlaceOrderRequest) -> PlaceOutcome:
+            try:
+                return PlaceOutcome(order=await self._place(req))
+            except ApplicationError as exc:
+                return PlaceOutcome(error_type=exc.type, error=str(exc), retryable=not exc.non_retryable)
+        return list(await asyncio.gather(*(one(r) for r in reqs)))
+
+    @activity.defn(name="place_order")
+    async def place_order(self, req: PlaceOrderRequest) -> OrderResult:
+        if activity.info().attempt > 1:
+            req = req.model_copy(update={"lookup_first": True})
+        return await self._place(req)
+
+    @activity.defn(name="get_order")
+    async def get_order(self, req: OrderLookup) -> OrderResult | None:
+        v = self.v[req.venue]
+        v.check()
+        return v.orders.get(req.client_order_id)
+
+    @activity.defn(name="cancel_order")
+    async def cancel_order(self, req: OrderLookup) -> OrderResult | None:
+        return self.v[req.venue].orders.get(req.client_order_id)
+
+    @activity.defn(name="get_positions")
+    async def get_positions(self, req: PositionsRequest) -> list[Position]:
+        v = self.v[req.venue]
+        v.check()
+        if v.position == 0:
+            return []
+        return [Position(symbol=req.symbols[0], qty=v.position, entry_price=v.price, unrealized_pnl=D(0),
+                         liquidation_price=v.liq_price)]
+
+    @activity.defn(name="market_snapshot")
+    async def market_snapshot(self, req: SnapshotRequest) -> MarketSnapshot:
+        v = self.v[req.venue]
+        v.check()
+        fi = FundingInfo(symbol=req.symbol, rate=D("0.0001"), interval_hours=D(8), next_funding_ms=2**41,
+                         mark_price=v.price, timestamp_ms=0)
+        return MarketSnapshot(venue=v.name, symbol=req.symbol, funding=fi)
+
+    @activity.defn(name="funding_income")
+    async def funding_income(self, req: IncomeRequest) -> list[FundingPayment]:
+        return []
+
+    @activity.defn(name="order_fills")
+    async def order_fills(self, req: FillsRequest) -> list[Fill]:
+        v = self.v[req.venue]
+        return [Fill(symbol=o.symbol, venue_order_id=o.venue_order_id, trade_id=o.venue_order_id, side=o.side,
+                     qty=o.filled_qty, price=o.avg_price or v.price, fee=o.fee, realized_pnl=D(0), timestamp_ms=0)
+                for o in v.orders.values() if o.venue_order_id in req.order_ids and o.filled_qty > 0]
+
+    @activity.defn(name="send_alert")
+    async def send_alert(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+    @activity.defn(name="record_trade")
+    async def record_trade(self, rec: TradeRecord) -> None:
+        self.records.append(rec.event)
+
+    def all(self) -> list:
+        return [self.check_venue, self.place_orders, self.place_order, self.get_order, self.cancel_order,
+                self.get_positions, self.market_snapshot, self.funding_income, self.order_fills,
+                self.send_alert, self.record_trade]

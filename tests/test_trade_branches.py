@@ -1,0 +1,191 @@
+"""Fast tests of the trade's dangerous branches: the real TradeWorkflow on the session's dev
+server, in-process, with faked activities of the same names (``tests/fake_venues.py``), one
+test per branch. Seconds each; the real-process tests (simulators over HTTP, real ccxt,
+SIGKILLed workers) stay in ``test_trade_workflow.py`` and ``test_trade_crash.py``.
+
+(Temporal's time-skipping test server is a separate download, not on PyPI, so durations are
+scaled down instead: poll 50 ms, monitor 100 ms, close backoff capped at 200 ms.)
+
+``HEDGEFLOW_RECORD_HISTORIES=1`` saves each branch's history under ``tests/histories/`` for the
+replay guard in ``test_trade_workflow.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.worker import Worker
+
+from tests.fake_venues import FakeActivities, FakeVenue
+from workers.worker import workflow_runner
+from workflows.models import CloseRequest, HoldParams, TradeParams, TradeStatus
+from workflows.trade import TradeWorkflow
+from workflows.visibility import search_attributes_for
+
+HISTORIES = Path(__file__).parent / "histories"
+SYMBOL = "BTC/USDT:USDT"
+
+
+class Bench:
+    def __init__(self, client, task_queue: str, fakes: FakeActivities) -> None:
+        self.client, self.tq, self.fakes = client, task_queue, fakes
+
+    async def start(self, notional: str = "1000", **kw) -> WorkflowHandle:
+        hold = HoldParams(**({"monitor_interval_s": 0.1} | kw.pop("hold", {})))
+        p = TradeParams(trade_id=f"trade-branch-{uuid.uuid4().hex[:10]}", symbol=SYMBOL, long_venue="fa",
+                        short_venue="fb", notional_usd=D(notional), verify_poll_s=0.05, close_retry_max_s=0.2,
+                        hold=hold, **kw)
+        return await self.client.start_workflow(TradeWorkflow.run, args=[p, None], id=p.trade_id,
+                                                task_queue=self.tq, search_attributes=search_attributes_for(p))
+
+    async def until(self, h: WorkflowHandle, pred: Callable[[TradeStatus], bool], timeout: float = 20) -> TradeStatus:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = await h.query(TradeWorkflow.status)
+            if pred(st):
+                return st
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; state {st.state}, events {[e.what for e in st.events[-8:]]}")
+            await asyncio.sleep(0.05)
+
+    def flat(self) -> bool:
+        return all(v.position == 0 for v in self.fakes.v.values())
+
+    def executed_at_most_once(self) -> bool:
+        return all(n == 1 for v in self.fakes.v.values() for n in v.executions.values())
+
+
+@pytest.fixture
+async def bench(temporal_env, task_queue, request):
+    fakes = FakeActivities(FakeVenue("fa"), FakeVenue("fb"))
+    client = await temporal_env.client()
+    b = Bench(client, task_queue, fakes)
+    async with Worker(client, task_queue=task_queue, workflows=[TradeWorkflow], activities=fakes.all(),
+                      workflow_runner=workflow_runner()):
+        yield b
+
+
+async def record(h: WorkflowHandle, name: str) -> None:
+    if os.environ.get("HEDGEFLOW_RECORD_HISTORIES"):
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text((await h.fetch_history()).to_json())
+
+
+async def test_one_leg_refused_flattens_the_other(bench):
+    bench.fakes.v["fb"].refuse = True
+    h = await bench.start()
+    st = await h.result()
+    assert st.state == "aborted" and st.abort_reason.startswith("LEG_FAILED")
+    assert st.emergency and bench.flat()
+    assert st.orphan_exposure_ms is not None
+    assert [a.kind for a in bench.fakes.alerts][:2] == ["emergency_close", "trade_aborted"]
+    await record(h, "trade_leg_failed")
+
+
+async def test_one_leg_outcome_unknown_is_looked_up_not_resent(bench):
+    bench.fakes.v["fb"].lose_answer = 1  # executes, but the answer is lost
+    h = await bench.start()
+    st = await bench.until(h, lambda s: s.state == "holding")
+    assert st.leg("long").filled_qty == st.leg("short").filled_qty == st.target_qty
+    assert bench.executed_at_most_once()
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    assert (await h.result()).state == "closed" and bench.flat()
+
+
+async def test_both_legs_refused_leaves_nothing(bench):
+    bench.fakes.v["fa"].refuse = bench.fakes.v["fb"].refuse = True
+    st = await (await bench.start()).result()
+    assert st.state == "aborted" and st.abort_reason.startswith("LEG_FAILED")
+    assert bench.flat() and all(not v.executions for v in bench.fakes.v.values())
+
+
+async def test_partial_fill_tops_up_then_trims(bench):
+    bench.fakes.v["fa"].partial = D("0.5")  # every opening order on the long venue half fills
+    bench.fakes.v["fa"].step = bench.fakes.v["fb"].step = D("0.1")
+    h = await bench.start(topup_attempts=1)
+    st = await bench.until(h, lambda s: s.state == "holding")
+    L, S = st.leg("long"), st.leg("short")
+    assert st.target_qty == D("10") and L.filled_qty == S.filled_qty == D("7.5")
+    assert any("t1" in c for c in L.client_order_ids) and any("m1" in c for c in S.client_order_ids)
+    assert bench.fakes.v["fa"].position == D("7.5") and bench.fakes.v["fb"].position == D("-7.5")
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    assert (await h.result()).state == "closed" and bench.flat()
+    await record(h, "trade_topup_trim")
+
+
+async def test_cancel_while_opening_closes_and_ends_canceled(bench):
+    for v in bench.fakes.v.values():
+        v.slow_s = 1.0  # the opening orders are in flight when the cancel arrives
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "verifying")
+    await h.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await h.result()
+    assert (await h.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert bench.flat()
+    await record(h, "trade_cancel_opening")
+
+
+async def test_cancel_while_closing_keeps_closing(bench):
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    bench.fakes.v["fb"].down = True
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="into an outage"))
+    await bench.until(h, lambda s: s.state == "closing" and s.close_attempts >= 2)
+    await h.cancel()
+    await asyncio.sleep(0.5)
+    assert (await h.query(TradeWorkflow.status)).state == "closing"  # the cancel changed nothing
+    bench.fakes.v["fb"].down = False
+    try:  # closed first; it then ends Canceled, or Completed when the close loop absorbed the cancel
+        await h.result()
+    except WorkflowFailureError:
+        assert (await h.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert (await h.query(TradeWorkflow.status)).state == "closed" and bench.flat()
+    await record(h, "trade_cancel_closing")
+
+
+async def test_continue_as_new_then_reduction_keeps_legs_equal(bench):
+    """The carry bug: after continue-as-new the market step was reset to 0.001, so halving 15
+    reduced 7 on the step-1 venue and 7.5 on the step-0.1 one: a permanent gap."""
+    bench.fakes.v["fa"].step, bench.fakes.v["fb"].step = D("1"), D("0.1")
+    h = await bench.start(notional="1500", history_limit=100, hold={"monitor_interval_s": 0.05})
+    st = await bench.until(h, lambda s: s.state == "holding")
+    assert st.target_qty == D("15")
+    await bench.until(h, lambda s: s.runs >= 2, timeout=60)
+    bench.fakes.v["fa"].liq_price = D("92")  # 8 % away: reduce, not close
+    st = await bench.until(h, lambda s: s.reductions >= 1 and s.leg("short").filled_qty < 15, timeout=20)
+    await asyncio.sleep(0.3)
+    assert bench.fakes.v["fa"].position == D("8") and bench.fakes.v["fb"].position == D("-8")
+    st = await h.query(TradeWorkflow.status)
+    assert st.state == "holding" and st.leg("long").filled_qty == st.leg("short").filled_qty == D("8")
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    assert (await h.result()).state == "closed" and bench.flat()
+    await record(h, "trade_continue_as_new_reduce")
+
+
+async def test_close_retried_across_a_long_outage(bench):
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    bench.fakes.v["fa"].down = True
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="venue down"))
+    await bench.until(h, lambda s: s.close_attempts >= 12, timeout=30)
+    bench.fakes.v["fa"].down = False
+    st = await h.result()
+    assert st.state == "closed" and bench.flat() and st.close_attempts >= 12
+    assert [a.kind for a in bench.fakes.alerts].count("close_stuck") == 1
+    await record(h, "trade_close_retry")
+
+
+async def test_illegal_state_step_is_refused():
+    from domain.lifecycle import IllegalTransition, check_transition
+
+    with pytest.raises(IllegalTransition):
+        check_transition("holding", "opening")
