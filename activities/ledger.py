@@ -18,11 +18,11 @@ from temporalio.exceptions import ApplicationError
 from config import Settings
 from domain.lifecycle import TERMINAL, TradeState
 from ledger import Ledger
+from messages.trade import TradeRecord, TradeStatus
 from telemetry import metrics as m
 from venues.errors import VenueError
 from venues.models import OrderResult
 from venues.pool import GatewayPool
-from workflows.models import TradeRecord, TradeStatus
 
 log = logging.getLogger("hedgeflow.ledger")
 ZERO = Decimal(0)

@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from config import Settings
-from workflows.models import TradeStatus
-from workflows.scanner_models import RiskBookRequest, RiskBookView, StartTradeRequest, StartTradeResult
+from messages.scanner import RiskBookRequest, RiskBookView, StartTradeRequest, StartTradeResult
+from messages.trade import TradeStatus
 
 
 class TradeDirectory(Protocol):

@@ -37,12 +37,12 @@ from config import Settings
 from domain.ids import client_order_id
 from ledger import Ledger
 from ledger.repository import TERMINAL_STATES
+from messages.trade import Discrepancy, ReconcileReport, ReconcileRequest, ReconcileState
 from telemetry import metrics as m
 from telemetry.alerts import AlertDeliveryError, Notifier
 from venues.errors import VenueError
 from venues.models import Position, Side
 from venues.pool import GatewayPool
-from workflows.models import Discrepancy, ReconcileReport, ReconcileRequest, ReconcileState
 
 log = logging.getLogger("hedgeflow.reconcile")
 ZERO = Decimal(0)

@@ -19,11 +19,7 @@ from activities.common import heartbeating
 from activities.ports import TradeDirectory
 from config import Settings
 from domain.edge import LegQuote, Level, rank_pairs
-from venues.errors import VenueError
-from venues.models import FundingInfo
-from venues.pool import GatewayPool
-from workflows.models import TradeStatus
-from workflows.scanner_models import (
+from messages.scanner import (
     BookOut,
     BooksRequest,
     BooksResult,
@@ -37,6 +33,10 @@ from workflows.scanner_models import (
     StartTradeResult,
     VenueScan,
 )
+from messages.trade import TradeStatus
+from venues.errors import VenueError
+from venues.models import FundingInfo
+from venues.pool import GatewayPool
 
 log = logging.getLogger("hedgeflow.scanner")
 

@@ -19,10 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.common import heartbeating, venue_call
 from config import Settings
-from venues.errors import VenueError
-from venues.models import Fill, FundingPayment, OrderResult, Position
-from venues.pool import GatewayPool
-from workflows.models import (
+from messages.trade import (
     Alert,
     FillsRequest,
     IncomeRequest,
@@ -35,6 +32,9 @@ from workflows.models import (
     VenueCheck,
     VenueCheckRequest,
 )
+from venues.errors import VenueError
+from venues.models import Fill, FundingPayment, OrderResult, Position
+from venues.pool import GatewayPool
 
 log = logging.getLogger("hedgeflow.activities")
 SNAPSHOT_MAX_AGE_S = 1.0

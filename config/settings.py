@@ -183,7 +183,7 @@ class TradeConfig(_Section, TradeExecution, HoldParams):
 
 class ScannerTuning(BaseModel):
     """How the scanner finds, costs and gates candidates: part of the ``scanner`` settings and
-    of the scanner workflow's input (``workflows.scanner_models.ScannerParams``). Defined once.
+    of the scanner workflow's input (``messages.scanner.ScannerParams``). Defined once.
 
     Times are wall seconds, except ``horizon_h`` which is in *venue* hours: with
     ``time_scale`` X (replay at speed X) one venue hour passes in 3600/X wall seconds.

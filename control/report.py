@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from domain.replay_data import read_rows
 from domain.report import RateRow, TradeOutcome, totals
-from workflows.models import TradeStatus
+from messages.trade import TradeStatus
 from workflows.trade import TradeWorkflow
 
 ZERO = Decimal(0)

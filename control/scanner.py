@@ -13,8 +13,8 @@ from temporalio.service import RPCError
 
 from config import Settings
 from config.names import SCANNER_ID
+from messages.scanner import HaltRequest, ScannerStatus
 from workflows.scanner import ScannerWorkflow, scanner_args
-from workflows.scanner_models import HaltRequest, ScannerStatus
 
 
 class ScannerUnavailable(Exception):

@@ -23,8 +23,8 @@ from config.names import SA_LONG, SA_SHORT, SA_STATE, SA_SYMBOL, SCANNER_ID
 from domain import risk
 from domain.ids import trade_workflow_id
 from domain.risk import OpenTrade
-from workflows.models import CloseRequest, TradeParams, TradeStatus
-from workflows.scanner_models import RiskBookRequest, RiskBookView, StartTradeRequest, StartTradeResult
+from messages.scanner import RiskBookRequest, RiskBookView, StartTradeRequest, StartTradeResult
+from messages.trade import CloseRequest, TradeParams, TradeStatus
 from workflows.trade import TradeWorkflow
 from workflows.visibility import search_attributes_for, summary_line
 

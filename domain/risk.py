@@ -85,7 +85,7 @@ def check_request(
 
 # ---------------------------------------------------------------------------- the venues
 class VenueFacts(Protocol):
-    """What the pre-trade read of one venue reports (``workflows.models.VenueCheck``)."""
+    """What the pre-trade read of one venue reports (``messages.trade.VenueCheck``)."""
 
     venue: str
     error: str | None

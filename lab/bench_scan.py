@@ -37,8 +37,8 @@ async def _cycles(urls: dict[str, str], symbols: int, cycles: int) -> dict[str, 
 
     from activities.scanner import fetch_books, scan_venues
     from config import load_settings
+    from messages.scanner import BookKey, BooksRequest, ScannerParams
     from venues.pool import GatewayPool
-    from workflows.scanner_models import BookKey, BooksRequest, ScannerParams
 
     venues = [{"name": n, "kind": "sim", "base_url": u} for n, u in urls.items()]
     settings = load_settings(environ={"HEDGEFLOW__VENUES": json.dumps(venues), "HEDGEFLOW__METRICS_PORT": "0"})

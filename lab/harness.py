@@ -224,9 +224,9 @@ class Lab:
                                 hold_overrides=hold or None)
 
     async def status(self, wf_id: str):
-        from workflows.models import TradeStatus
+        from workflows.trade import TradeWorkflow
 
-        return await self.client.get_workflow_handle(wf_id).query("status", result_type=TradeStatus)
+        return await self.client.get_workflow_handle(wf_id).query(TradeWorkflow.status)
 
     async def wait_state(self, wf_id: str, states: Iterable[str], timeout: float = 60, poll: float = 0.05):
         want = set(states)
@@ -248,13 +248,13 @@ class Lab:
         )
 
     async def signal_close(self, wf_id: str, reason: str = "bench", emergency: bool = False) -> None:
-        from workflows.models import CloseRequest
+        from messages.trade import CloseRequest
 
         await self.client.get_workflow_handle(wf_id).signal(
             "emergency_close" if emergency else "close", CloseRequest(reason=reason))
 
     async def result(self, wf_id: str, timeout: float = 120):
-        from workflows.models import TradeStatus
+        from messages.trade import TradeStatus
 
         handle = self.client.get_workflow_handle(wf_id, result_type=TradeStatus)
         return await asyncio.wait_for(handle.result(), timeout)

@@ -21,17 +21,7 @@ from decimal import ROUND_DOWN, Decimal
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from venues.models import (
-    Fill,
-    FundingInfo,
-    FundingPayment,
-    MarketInfo,
-    OrderResult,
-    OrderStatus,
-    Position,
-    Side,
-)
-from workflows.models import (
+from messages.trade import (
     Alert,
     FillsRequest,
     IncomeRequest,
@@ -44,6 +34,16 @@ from workflows.models import (
     TradeRecord,
     VenueCheck,
     VenueCheckRequest,
+)
+from venues.models import (
+    Fill,
+    FundingInfo,
+    FundingPayment,
+    MarketInfo,
+    OrderResult,
+    OrderStatus,
+    Position,
+    Side,
 )
 
 D = Decimal

@@ -8,7 +8,7 @@ from decimal import Decimal
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from workflows.scanner_models import ScannerParams, ScannerStatus
+from messages.scanner import ScannerParams, ScannerStatus
 
 
 def pin_spread(sims, symbol: str, long: str, short: str, low="-0.001", high="0.002", price="100",

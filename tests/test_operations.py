@@ -23,9 +23,9 @@ from trade_harness import ROOT, TEST_API_KEY, TEST_API_SECRET, _free_port, setti
 from activities.ledger import LedgerActivities
 from control.trades import open_trade
 from ledger import Ledger
+from messages.trade import CloseRequest, ReconcileParams, TradeRecord, TradeStatus
 from venues.pool import GatewayPool
 from workers.worker import run_worker
-from workflows.models import CloseRequest, ReconcileParams, TradeRecord, TradeStatus
 from workflows.reconcile import ReconcileWorkflow
 
 CENT = Decimal("0.01")

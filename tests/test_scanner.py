@@ -25,8 +25,8 @@ from trade_harness import settings_for, start_sims, wait_for
 
 from control.scanner import halt
 from control.trades import TradeRefused, open_trade
+from messages.trade import CloseRequest, TradeStatus
 from workers.worker import run_worker
-from workflows.models import CloseRequest, TradeStatus
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ from pathlib import Path
 from scanner_harness import scanner_params, start_scanner, status
 from trade_harness import ROOT, SimVenue, settings_for
 
+from messages.trade import CloseRequest, TradeStatus
 from workers.worker import run_worker
-from workflows.models import CloseRequest, TradeStatus
 
 DATA = Path(os.environ.get("HEDGEFLOW_FUNDING_DATA", ROOT.parent / "shared/data/funding/binance_bybit_okx_2023-01_2024-06.csv"))
 FIRST, LAST = "2023-01-12T00:00:00Z", "2023-01-14T00:00:00Z"  # 7 settlements, 8 h apart

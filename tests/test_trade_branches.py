@@ -24,9 +24,9 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
 
+from messages.trade import CloseRequest, HoldParams, TradeParams, TradeStatus
 from tests.fake_venues import FakeActivities, FakeVenue
 from workers.worker import workflow_runner
-from workflows.models import CloseRequest, HoldParams, TradeParams, TradeStatus
 from workflows.trade import TradeWorkflow
 from workflows.visibility import search_attributes_for
 

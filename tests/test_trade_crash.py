@@ -16,11 +16,11 @@ import pytest
 from trade_harness import ROOT, TEST_API_KEY, TEST_API_SECRET, settings_for, start_sims, wait_for
 
 from control.trades import open_trade
+from messages.trade import CloseRequest, TradeStatus
 from workers.client import connect
 from workers.devserver import DevServer
 from workers.proc import Child, free_ports
 from workers.worker import run_worker
-from workflows.models import CloseRequest, TradeStatus
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ from temporalio.worker import Replayer
 from trade_harness import TEST_API_SECRET, settings_for, start_sims, wait_for
 
 from control.trades import TradeRefused, open_trade
+from messages.trade import CloseRequest, HoldParams, HoldParamsPatch, TradeStatus
 from workers.registry import WORKFLOWS
 from workers.worker import run_worker, workflow_runner
-from workflows.models import CloseRequest, HoldParams, HoldParamsPatch, TradeStatus
 
 _symbols = itertools.count(1)
 CENT = Decimal("0.01")
@@ -168,7 +168,7 @@ async def test_gap_too_large_closes_both(env):
 
 
 async def _open_with(env: Env, sym: str, **kw) -> WorkflowHandle:
-    from workflows.models import HoldParams
+    from messages.trade import HoldParams
 
     hold_kw = {k: kw.pop(k) for k in list(kw) if k in HoldParams.model_fields}
     overrides = dict(kw)

@@ -22,15 +22,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from config.names import SEARCH_ATTRIBUTES as _SA_KEYS
 from workers.proc import Child, ChildExited, ChildNotReady, port_is_free, tail, tcp_open, wait_port_free
 
-#: registered on every start; names fixed by the contract
-SEARCH_ATTRIBUTES: dict[str, str] = {
-    "TradeState": "Keyword",
-    "Symbol": "Keyword",
-    "LongVenue": "Keyword",
-    "ShortVenue": "Keyword",
-}
+#: registered on every start (``--search-attribute NAME=Keyword``); keys from ``config.names``
+SEARCH_ATTRIBUTES: dict[str, str] = {k.name: "Keyword" for k in _SA_KEYS}
 
 
 class DevServerError(RuntimeError):

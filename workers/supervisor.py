@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from config.names import SCANNER_ID
 from workers.devserver import DevServerError
 from workers.proc import ChildExited, ChildNotReady, tail
 from workers.up_plan import (
@@ -47,29 +48,15 @@ if TYPE_CHECKING:
 
 # --------------------------------------------------------------------------- scanner hook
 async def ensure_scanner(client: Client, settings: Settings) -> bool:
-    """Make sure the ``scanner`` workflow runs; return True if it does.
-
-    No-op returning False until ``workflows.scanner`` exists. Once it does, this starts
-    ``workflows.scanner.ScannerWorkflow`` with id ``scanner`` (an already running one is kept),
-    passing ``workflows.scanner.scanner_args(settings)`` if that function exists, else nothing.
-    """
-    try:
-        import workflows.scanner as scanner_mod
-    except ModuleNotFoundError as exc:
-        if exc.name in ("workflows.scanner",):
-            return False
-        raise
-    wf = getattr(scanner_mod, "ScannerWorkflow", None)
-    if wf is None:
-        return False
+    """Make sure the ``scanner`` workflow runs (an already running one is kept); True once it does."""
     from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-    make_args = getattr(scanner_mod, "scanner_args", None)
-    args = list(make_args(settings)) if make_args else []
+    from workflows.scanner import ScannerWorkflow, scanner_args
+
     await client.start_workflow(
-        wf.run,
-        args=args,
-        id="scanner",
+        ScannerWorkflow.run,
+        args=scanner_args(settings),
+        id=SCANNER_ID,
         task_queue=settings.temporal.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,

@@ -15,7 +15,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.reconcile import ReconcileActivities
-    from workflows.models import ReconcileParams, ReconcileReport, ReconcileRequest
+    from messages.trade import ReconcileParams, ReconcileReport, ReconcileRequest
 
 WORKFLOW_ID = "reconcile"
 

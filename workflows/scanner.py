@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.scanner import ScannerActivities
     from domain.edge import VENUE_UNHEALTHY, Edge, apply_books
     from domain.risk import HALTED, INCIDENT_OPEN, OpenTrade, RiskBook, check_gates
-    from workflows.scanner_models import (
+    from messages.scanner import (
         BookKey,
         BooksRequest,
         BooksResult,

@@ -32,9 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.hedge import hedge_gap, liquidation_distance
     from domain.lifecycle import CLOSING_STATES, TERMINAL, Exit, ExitReason, TradeState, check_transition
     from domain.rounding import common_step, round_down
-    from venues.models import Side
-    from workflows import trade_orders as orders
-    from workflows.models import (
+    from messages.trade import (
         CloseRequest,
         HoldParams,
         HoldParamsPatch,
@@ -46,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         TradeStatus,
         VenueCheckRequest,
     )
+    from venues.models import Side
+    from workflows import trade_orders as orders
     from workflows.options import READ_OPTS
     from workflows.trade_orders import OrderDesk, error_type, is_cancellation, why
     from workflows.visibility import SA_STATE, details_markdown, search_attribute_updates, summary_line

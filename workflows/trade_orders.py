@@ -23,8 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.ids import client_order_id
     from domain.pnl import FillLike, leg_pnl
     from domain.rounding import round_down
-    from venues.models import OrderResult, Position, Side
-    from workflows.models import (
+    from messages.trade import (
         Alert,
         FillsRequest,
         IncomeRequest,
@@ -40,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         TradeRecord,
         TradeStatus,
     )
+    from venues.models import OrderResult, Position, Side
     from workflows.options import (
         ALERT_OPTS,
         LEDGER_FINAL_OPTS,
