@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from config import Settings
 from domain.lifecycle import TERMINAL, TradeState
 from ledger import Ledger
-from messages.trade import TradeRecord, TradeStatus
+from messages.trade import LeaseRelease, LeaseRequest, LeaseResult, TradeRecord, TradeStatus
 from telemetry import metrics as m
 from venues.errors import VenueError
 from venues.models import OrderResult
@@ -113,7 +113,7 @@ class LedgerActivities:
             order_rows += [order_row(o, st.trade_id, name) for o in mine]
             ids = {o.venue_order_id for o in mine} | set(leg.venue_order_ids)
             fills, income = await asyncio.gather(
-                gw.fills(st.symbol, since),
+                gw.fills(st.symbol, since, order_ids=sorted(ids)),
                 # income is the heaviest read (Binance weight 30): none has settled at the open
                 gw.funding_income(st.open_ms or 0, st.symbol) if with_funding else _none(),
             )
@@ -197,5 +197,25 @@ class LedgerActivities:
         ledger = await self.ledger()
         await asyncio.to_thread(ledger.record_decision, req.model_dump(exclude_none=True))
 
+    @activity.defn(name="acquire_leases")
+    async def acquire_leases(self, req: LeaseRequest) -> LeaseResult:
+        """Take the (venue, symbol) leases of a trade in one transaction, all or none; the same
+        trade taking them again succeeds (retries). A ledger that cannot be reached raises:
+        the trade opens nothing (fail closed)."""
+        ledger = await self.ledger()
+        res = await asyncio.to_thread(
+            ledger.acquire_leases, req.trade_id, [(p.venue, p.symbol) for p in req.pairs]
+        )
+        if not res.acquired:
+            log.info("ledger: leases for %s refused, held by %s", req.trade_id, res.held_by)
+        return LeaseResult(acquired=res.acquired, held_by=res.held_by)
+
+    @activity.defn(name="release_leases")
+    async def release_leases(self, req: LeaseRelease) -> int:
+        """Drop every lease the trade holds (idempotent); the number dropped."""
+        ledger = await self.ledger()
+        return await asyncio.to_thread(ledger.release_leases, req.trade_id)
+
     def all(self) -> list:
-        return [self.record_trade, self.record_incident, self.open_incidents, self.record_decision]
+        return [self.record_trade, self.record_incident, self.open_incidents, self.record_decision,
+                self.acquire_leases, self.release_leases]

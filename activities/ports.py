@@ -29,7 +29,7 @@ class TradeDirectory(Protocol):
     async def close_all_trades(self, client: Any, reason: str, task_queue: str, also: Sequence[str] = ()) -> list[str]:
         """Signal a graceful close to every running trade; the ids signalled."""
 
-    async def expected_positions(self, client: Any, task_queue: str) -> tuple[
+    async def expected_positions(self, client: Any, task_queue: str, *, started_after_ms: int | None = None) -> tuple[
             dict[tuple[str, str], Decimal], set[tuple[str, str]], int]:
         """(venue, symbol) → signed qty the running holding trades account for; pairs to skip;
         number of running trades."""

@@ -4,16 +4,22 @@ One pass (``reconcile_once``), used by the ``reconcile`` activity (``ReconcileWo
 ``reconcile.interval_s``) and by ``hedgeflow reconcile``:
 
 * positions: each venue's positions against the sum of the running trades' legs (trades in a
-  transient state — opening, verifying, hedge check, closing — and trades that cannot be
-  queried are skipped for their symbol and venues). A position no trade accounts for is an
-  **orphan** (e.g. a terminated workflow); a different size is a **position mismatch**;
+  transient state — opening, verifying, hedge check, closing, emergency closing — trades that
+  cannot be queried, and trades started after the positions were read are skipped for their
+  symbol and venues). A position no trade accounts for is an **orphan** (e.g. a terminated
+  workflow); a different size is a **position mismatch**. One consistent picture: positions are
+  read *first*, the trades listed *after*; whatever disagrees is read again after ``SETTLE_S``
+  and the trades listed again, and only what disagrees in both pictures is reported (a trade
+  opening or closing between two reads is never an orphan);
 * orders: the ledger's recent orders of finished trades against the venue's record of them
   (**order missing** / **order mismatch**);
 * every finding is an incident in the ledger (one open incident per key) and an alert when it
   is new; an incident whose condition is gone resolves itself; while any is open the scanner
   opens nothing (``Ledger.open_incident_count`` / activity ``open_incidents``);
 * ``flatten``: orphans whose incident keys are given are closed with reduce-only market orders
-  under deterministic client ids (``orphan-<incident id>``), so a retry never sends twice;
+  until the venue is flat, under deterministic client ids per attempt (incident key + attempt
+  number ``f1``, ``f2``, …); an attempt id the venue already has is never sent again, so a
+  partly filled flatten is retried with the next id (at most ``FLATTEN_SENDS`` per run);
 * operational alerts: venue unhealthy, balance drop since the start of the UTC day, no trade
   for ``alerts.no_trade_hours``, venue error rate above ``alerts.venue_error_rate`` (this
   worker's calls since the last pass), and a daily summary when the UTC day changes.
@@ -25,6 +31,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -50,6 +57,40 @@ TOLERANCE = Decimal("1e-9")
 RECONCILE_KINDS = ("orphan", "position_mismatch", "order_mismatch", "order_missing")
 
 
+SETTLE_S = 1.0  # a suspect (venue, symbol) is read again after this long (``Reconciler.confirm``)
+START_MARGIN_MS = 2000  # clock margin: trades started this long before the positions read are busy too
+FLATTEN_SENDS = 5  # new flatten orders per orphan per run
+MAX_FLATTEN_STEPS = 50  # flatten attempt ids per incident over all runs
+
+
+@dataclass
+class TradeView:
+    """One listing of the running trades: what they account for, pairs not to judge, how many."""
+
+    expected: dict[tuple[str, str], Decimal]
+    busy: set[tuple[str, str]]
+    n: int
+
+
+@dataclass
+class FlattenResult:
+    left: Decimal
+    flat: bool = False
+    sent: int = 0
+    cids: list[str] = field(default_factory=list)  # sent this run
+    earlier: list[str] = field(default_factory=list)  # attempt ids the venue already had
+    error: str | None = None
+
+    def summary(self) -> str:
+        parts = [f"{self.sent} order(s) sent" + (f" ({', '.join(self.cids)})" if self.cids else "")]
+        if self.earlier:
+            parts.append(f"{len(self.earlier)} earlier attempt(s) not resent")
+        parts.append("flat" if self.flat else f"{self.left} left")
+        if self.error:
+            parts.append(self.error)
+        return "; ".join(parts)
+
+
 def incident_key(d: Discrepancy, cid: str | None = None) -> str:
     return f"{d.kind}:{d.venue}:{d.symbol}" + (f":{cid}" if cid else "")
 
@@ -58,8 +99,10 @@ class Reconciler:
     """One pass of reconciliation; keeps per-process counters for the error-rate alert."""
 
     def __init__(self, settings: Settings, pool: GatewayPool, ledger: Ledger, notifier: Notifier,
-                 trades: TradeDirectory) -> None:
+                 trades: TradeDirectory, *, settle_s: float = SETTLE_S, flatten_sends: int = FLATTEN_SENDS) -> None:
         self.settings = settings
+        self.settle_s = settle_s
+        self.flatten_sends = flatten_sends
         self.trades = trades  # control.trades: what the running trades account for
         self.pool = pool
         self.ledger = ledger
@@ -73,36 +116,59 @@ class Reconciler:
         except AlertDeliveryError as exc:  # the log has it; the next pass does not repeat it
             log.error("alert %s not delivered: %s", kind, exc)
 
-    async def run(self, client: Any, state: ReconcileState | None = None,
-                  flatten: Collection[str] = ()) -> ReconcileReport:
-        s = self.settings
-        state = (state or ReconcileState()).model_copy(deep=True)
-        report = ReconcileReport(at_ms=int(time.time() * 1000), state=state)
-        expected, busy, report.trades_checked = await self.trades.expected_positions(client, s.temporal.task_queue)
-
+    async def read_positions(self, report: ReconcileReport | None = None,
+                             only: dict[str, set[str]] | None = None
+                             ) -> tuple[dict[str, list[Position]], dict[str, Decimal]]:
+        """Each venue's positions and balance (``report``: note which venues answered). ``only``:
+        re-read just these venues' symbols (the confirmation read; no balance)."""
         positions: dict[str, list[Position]] = {}
         balances: dict[str, Decimal] = {}
-        for v in s.venues:
+        for v in self.settings.venues:
+            if only is not None and v.name not in only:
+                continue
             gw = self.pool.get(v.name)
             try:
+                if only is not None:
+                    positions[v.name] = await gw.positions(sorted(only[v.name]))
+                    continue
                 pos, bal = await asyncio.gather(gw.positions(None), gw.balance())
             except VenueError as exc:
-                report.venues_down[v.name] = exc.type_name
-                m.VENUE_UP.labels(v.name).set(0)
+                if report is not None:
+                    report.venues_down[v.name] = exc.type_name
+                    m.VENUE_UP.labels(v.name).set(0)
                 continue
             positions[v.name] = pos
             balances[v.name] = bal.total
-            report.venues_ok.append(v.name)
-            m.VENUE_UP.labels(v.name).set(1)
+            if report is not None:
+                report.venues_ok.append(v.name)
+                m.VENUE_UP.labels(v.name).set(1)
+        return positions, balances
 
-        found: list[tuple[Discrepancy, str]] = []
+    async def read_trades(self, client: Any, positions_read_ms: int) -> TradeView:
+        """What the running trades account for, listed *after* the positions were read at
+        ``positions_read_ms``; trades started since then (less a clock margin) are busy."""
+        expected, busy, n = await self.trades.expected_positions(
+            client, self.settings.temporal.task_queue, started_after_ms=positions_read_ms - START_MARGIN_MS)
+        return TradeView(expected, busy, n)
+
+    @staticmethod
+    def compare(positions: dict[str, list[Position]], view: TradeView,
+                only: dict[str, set[str]] | None = None) -> dict[tuple[str, str], Discrepancy]:
+        """(venue, symbol) → orphan / position mismatch between one positions read and one trades
+        list (pairs a busy trade touches are not judged)."""
+        out: dict[tuple[str, str], Discrepancy] = {}
         for venue, pos in positions.items():
-            held = {p.symbol: p.qty for p in pos if p.qty != 0}
-            symbols = set(held) | {sym for (vn, sym) in expected if vn == venue}
+            held: dict[str, Decimal] = {}
+            for p in pos:
+                if p.qty != 0:
+                    held[p.symbol] = held.get(p.symbol, ZERO) + p.qty
+            symbols = set(held) | {sym for (vn, sym) in view.expected if vn == venue}
+            if only is not None:
+                symbols &= only.get(venue, set())
             for sym in sorted(symbols):
-                if (venue, sym) in busy:
+                if (venue, sym) in view.busy:
                     continue
-                qty, exp = held.get(sym, ZERO), expected.get((venue, sym), ZERO)
+                qty, exp = held.get(sym, ZERO), view.expected.get((venue, sym), ZERO)
                 if abs(qty - exp) <= TOLERANCE:
                     continue
                 if exp == 0:
@@ -111,10 +177,50 @@ class Reconciler:
                 else:
                     d = Discrepancy(kind="position_mismatch", venue=venue, symbol=sym, qty=qty, expected_qty=exp,
                                     detail=f"{venue} holds {qty} {sym}; the running trades expect {exp}")
-                found.append((d, incident_key(d)))
+                out[(venue, sym)] = d
+        return out
+
+    async def confirm(self, client: Any, suspects: dict[tuple[str, str], Discrepancy], positions_read_ms: int
+                      ) -> tuple[list[Discrepancy], set[tuple[str, str]]]:
+        """Second look at the suspects of the first (positions → trades) picture: after
+        ``settle_s`` re-read just their positions, then list the trades again (busy: transient,
+        unqueryable, or started since the *first* positions read). A suspect is a finding only
+        if the second picture shows it too (its values are reported). Returns (findings, pairs
+        left undecided because their venue did not answer the re-read)."""
+        if not suspects:
+            return [], set()
+        await asyncio.sleep(self.settle_s)
+        only: dict[str, set[str]] = {}
+        for venue, sym in suspects:
+            only.setdefault(venue, set()).add(sym)
+        positions, _ = await self.read_positions(None, only)
+        view = await self.read_trades(client, positions_read_ms)
+        again = self.compare(positions, view, only)
+        undecided = {k for k in suspects if k[0] not in positions}
+        confirmed = [again[k] for k in suspects if k in again]
+        for k in suspects:
+            if k not in again and k not in undecided:
+                log.info("reconcile: %s %s settled on the second look (%s)", k[0], k[1], suspects[k].detail)
+        return confirmed, undecided
+
+    async def run(self, client: Any, state: ReconcileState | None = None,
+                  flatten: Collection[str] = ()) -> ReconcileReport:
+        """One consistent pass: positions first, then the trades (trades started since are busy),
+        then a settled second look at whatever disagrees (``confirm``)."""
+        state = (state or ReconcileState()).model_copy(deep=True)
+        report = ReconcileReport(at_ms=int(time.time() * 1000), state=state)
+        positions_read_ms = int(time.time() * 1000)
+        positions, balances = await self.read_positions(report)
+        view = await self.read_trades(client, positions_read_ms)
+        report.trades_checked = view.n
+        confirmed_d, undecided = await self.confirm(client, self.compare(positions, view), positions_read_ms)
+
+        found: list[tuple[Discrepancy, str]] = [(d, incident_key(d)) for d in confirmed_d]
         found += await self._check_orders(report, positions)
 
         seen: set[str] = set()
+        for venue, sym in undecided:  # not judged this pass: their open incidents stay open
+            seen |= {f"orphan:{venue}:{sym}", f"position_mismatch:{venue}:{sym}"}
         for d, key in found:
             seen.add(key)
             d.incident_id, d.new = await asyncio.to_thread(
@@ -128,10 +234,17 @@ class Reconciler:
         confirmed = set(flatten)
         for d, key in found:
             if d.kind == "orphan" and key in confirmed and d.qty:
-                if await self._flatten(d):
+                res = await self._flatten(d)
+                d.detail += f"; flatten: {res.summary()}"
+                if res.flat:
                     report.flattened.append(key)
                     seen.discard(key)
                     await asyncio.to_thread(self.ledger.resolve_incident, key, "flattened by operator")
+                else:
+                    await self._alert(report, "flatten_incomplete",
+                                      f"{d.venue} {d.symbol}: orphan not flat after this run's flatten "
+                                      f"({res.summary()}); run `hedgeflow reconcile --flatten-orphans` again",
+                                      "critical")
 
         for inc in await asyncio.to_thread(self.ledger.open_incidents):
             if inc.kind in RECONCILE_KINDS and inc.key not in seen and inc.venue in positions:
@@ -175,22 +288,44 @@ class Reconciler:
             out.append((d, incident_key(d, o.client_order_id)))
         return out
 
-    async def _flatten(self, d: Discrepancy) -> bool:
+    async def _flatten(self, d: Discrepancy) -> FlattenResult:
+        """Reduce-only market orders until the venue is flat. Attempt n of incident #i uses the
+        client id ``client_order_id("orphan-<venue>-<symbol>-<i>", leg, "f<n>")``; an attempt id
+        the venue already knows (an earlier run, a partly filled order) is never sent again, the
+        next n is. At most ``flatten_sends`` new orders per run (and ``MAX_FLATTEN_STEPS`` ids
+        per incident in all); the remainder is re-read from the venue before every order."""
         from activities.ledger import order_row
 
         assert d.qty is not None and d.incident_id is not None
         gw = self.pool.get(d.venue)
-        side = Side.SELL if d.qty > 0 else Side.BUY
-        cid = client_order_id(f"orphan-{d.venue}-{d.symbol}-{d.incident_id}", "long" if d.qty > 0 else "short", "f1")
-        log.warning("flattening orphan %s %s on %s: %s %s (cid %s)", d.qty, d.symbol, d.venue, side, abs(d.qty), cid)
+        base = f"orphan-{d.venue}-{d.symbol}-{d.incident_id}"
+        leg = "long" if d.qty > 0 else "short"  # reduce-only: the sign cannot flip
+        res = FlattenResult(left=d.qty)
         try:
-            order = await gw.place_market_order(d.symbol, side, abs(d.qty), cid, reduce_only=True, lookup_first=True)
-            await asyncio.to_thread(self.ledger.upsert_orders, [order_row(order, None, None)])
-            left = [p for p in await gw.positions([d.symbol]) if p.symbol == d.symbol and p.qty != 0]
+            for n in range(1, MAX_FLATTEN_STEPS + 1):
+                res.left = sum((p.qty for p in await gw.positions([d.symbol]) if p.symbol == d.symbol), ZERO)
+                if abs(res.left) <= TOLERANCE:
+                    res.flat = True
+                    break
+                if res.sent >= self.flatten_sends:
+                    break
+                cid = client_order_id(base, leg, f"f{n}")
+                prior = await gw.get_order(d.symbol, cid)
+                if prior is not None:  # attempt n was made before: never twice
+                    res.earlier.append(cid)
+                    continue
+                side = Side.SELL if res.left > 0 else Side.BUY
+                log.warning("flattening orphan %s %s on %s: %s %s (attempt %d, cid %s)",
+                            res.left, d.symbol, d.venue, side, abs(res.left), n, cid)
+                order = await gw.place_market_order(d.symbol, side, abs(res.left), cid, reduce_only=True,
+                                                    lookup_first=True)
+                res.sent += 1
+                res.cids.append(cid)
+                await asyncio.to_thread(self.ledger.upsert_orders, [order_row(order, None, None)])
         except VenueError as exc:
             log.error("flatten %s on %s failed: %s", d.symbol, d.venue, exc)
-            return False
-        return not left
+            res.error = f"{exc.type_name}: {exc}"
+        return res
 
     async def _operational_alerts(self, report: ReconcileReport, state: ReconcileState,
                                   balances: dict[str, Decimal]) -> None:

@@ -64,10 +64,11 @@ class TradeActivities:
                 gw.balance(),
                 gw.funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S),
                 gw.positions([req.symbol]),
+                gw.margin_mode(req.symbol),
             ]
             if req.leverage is not None:  # set in the same round trip; harmless if the trade aborts
                 reads.append(gw.set_leverage(req.symbol, req.leverage))
-            one_way, balance, rates, positions, *_ = await asyncio.gather(*reads)
+            one_way, balance, rates, positions, margin_mode, *_ = await asyncio.gather(*reads)
             fi = rates.get(req.symbol)
             qty = sum((p.qty for p in positions if p.symbol == req.symbol), start=0)
             return VenueCheck(
@@ -79,6 +80,7 @@ class TradeActivities:
                 market=market,
                 mark_price=fi.mark_price if fi else None,
                 position_qty=qty,
+                margin_mode=margin_mode,
             )
 
         return await venue_call(run())
@@ -146,7 +148,7 @@ class TradeActivities:
 
     @activity.defn(name="order_fills")
     async def order_fills(self, req: FillsRequest) -> list[Fill]:
-        fills = await venue_call(self.pool.get(req.venue).fills(req.symbol, req.since_ms))
+        fills = await venue_call(self.pool.get(req.venue).fills(req.symbol, req.since_ms, order_ids=req.order_ids))
         wanted = set(req.order_ids)
         return [f for f in fills if f.venue_order_id in wanted]
 

@@ -155,6 +155,7 @@ class HoldParams(BaseModel):
     max_hold_s: float = Field(7 * 24 * 3600, gt=0, description="close after this long")
     reduce_liq_distance: Decimal = Field(Decimal("0.10"), gt=0, lt=1, description="reduce both legs below this")
     close_liq_distance: Decimal = Field(Decimal("0.05"), gt=0, lt=1, description="close both legs below this")
+    reduce_cooldown_s: float = Field(60, gt=0, description="after a reduction, wait this long; no improvement → close")
 
 
 class TradeExecution(BaseModel):
@@ -324,12 +325,37 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _live(self) -> Settings:
-        live = [v.name for v in self.venues if v.kind is VenueKind.CCXT]
+        live = self.live_venues()
         if live and self.mode != "live":
             raise ValueError(
-                f"venues {live} are live (kind ccxt) but mode is 'paper'; set mode: live to trade real money"
+                f"venues {live} are live (kind ccxt) but mode is 'paper'; set mode: live to trade real money "
+                f"(trading on them also needs {LIVE_SWITCH_FLAG}, or {LIVE_SWITCH_ENV}=1 for a worker)"
             )
         return self
+
+    def live_venues(self) -> list[str]:
+        """Names of the venues that trade real money (``kind: ccxt``)."""
+        return [v.name for v in self.venues if v.kind is VenueKind.CCXT]
+
+    def live_refusal(self, *, switch: bool, env_ok: bool = False) -> str | None:
+        """The live interlock: why an entry point that can send orders may not run with these
+        settings, or None. Paper (no ``kind: ccxt`` venue, profile not ``live``) needs nothing;
+        otherwise both ``mode: live`` and the explicit switch (``switch``: the
+        ``--i-understand-this-is-live`` flag was given, or — ``env_ok``, non-interactive
+        workers — ``HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE=1``) are required."""
+        live = self.live_venues()
+        if not live and self.profile != "live":
+            return None
+        missing = []
+        if not switch:
+            missing.append(LIVE_SWITCH_FLAG + (f" (or {LIVE_SWITCH_ENV}=1)" if env_ok else ""))
+        if self.mode != "live":
+            missing.append("mode: live in the config file")
+        if not missing:
+            return None
+        what = (f"venues {', '.join(live)} are live (kind ccxt) and trade real money" if live
+                else "the live profile trades real money on real venues")
+        return f"refusing to trade: {what}; it needs {' and '.join(missing)}"
 
     def ledger_url(self) -> str:
         if self.ledger.url is not None:
@@ -341,6 +367,17 @@ class Settings(BaseSettings):
             if v.name == name:
                 return v
         raise KeyError(f"unknown venue {name!r}; configured: {', '.join(v.name for v in self.venues)}")
+
+
+#: the live interlock's explicit switch (see ``Settings.live_refusal``): the command-line flag, and
+#: for non-interactive workers (``hedgeflow worker``, the worker ``hedgeflow up`` starts) the env var
+LIVE_SWITCH_FLAG = "--i-understand-this-is-live"
+LIVE_SWITCH_ENV = "HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE"
+
+
+def live_switch_env(environ: dict[str, str] | None = None) -> bool:
+    """True when ``HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE=1`` (exactly ``1``) is set."""
+    return (os.environ if environ is None else environ).get(LIVE_SWITCH_ENV, "").strip() == "1"
 
 
 def demo_venues() -> list[dict[str, Any]]:

@@ -125,6 +125,7 @@ async def open_trade(
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         search_attributes=search_attributes_for(params),
+        memo={"notional_usd": str(notional)},  # the risk book's notional when the trade cannot be queried
         static_summary=summary_line(params),
         static_details=f"opened by {opened_by}",
     )
@@ -205,14 +206,24 @@ async def read_risk_book(
     q_open = f"{base} AND ExecutionStatus = 'Running'"
     running = [w async for w in client.list_workflows(q_open)]
 
-    async def notional(wf_id: str) -> Decimal | None:
-        try:
-            st = await client.get_workflow_handle(wf_id).query(TradeWorkflow.status)
-            return st.notional_usd
-        except Exception:  # noqa: BLE001 - unknown: count it with the scanner's notional
-            return None
+    fallback = req.fallback_notional_usd if req.fallback_notional_usd is not None else ZERO
 
-    notionals = await asyncio.gather(*(notional(w.id) for w in running))
+    async def notional(w: Any) -> Decimal:
+        """The status query's notional; else the memo's (written at start); else the scanner's."""
+        try:
+            st = await client.get_workflow_handle(w.id).query(TradeWorkflow.status, rpc_timeout=timedelta(seconds=5))
+            return st.notional_usd
+        except Exception as exc:  # noqa: BLE001 - unknown: never count it as $0
+            log.warning("risk book: cannot query %s (%s); counting its memo notional", w.id, type(exc).__name__)
+        try:
+            memo = await w.memo_value("notional_usd", None)
+            if memo is not None:
+                return Decimal(str(memo))
+        except Exception:  # noqa: BLE001 - no or unreadable memo (a trade started before memos)
+            pass
+        return fallback
+
+    notionals = await asyncio.gather(*(notional(w) for w in running))
     for w, n in zip(running, notionals, strict=True):
         sa = w.typed_search_attributes
         known.append(w.id)
@@ -222,7 +233,7 @@ async def read_risk_book(
                 symbol=sa.get(SA_SYMBOL) or "",
                 long_venue=sa.get(SA_LONG) or "",
                 short_venue=sa.get(SA_SHORT) or "",
-                notional_usd=n if n is not None else Decimal(0),
+                notional_usd=n,
             )
         )
     since = min(req.day_start_ms, req.cooldown_since_ms, req.emergency_since_ms or req.day_start_ms)
@@ -299,10 +310,12 @@ async def close_all_trades(client: Client, reason: str, task_queue: str, also: l
 
 
 async def expected_positions(
-    client: Any, task_queue: str
+    client: Any, task_queue: str, *, started_after_ms: int | None = None
 ) -> tuple[dict[tuple[str, str], Decimal], set[tuple[str, str]], int]:
     """(venue, symbol) → signed qty the running holding trades account for; pairs to skip
-    (a trade in a transient state or not answering); number of running trades."""
+    (a trade in a transient state — opening, verifying, hedge_check, closing, emergency_closing —
+    not answering, or started at/after ``started_after_ms``, i.e. after the positions it is
+    compared with were read); number of running trades."""
     expected: dict[tuple[str, str], Decimal] = {}
     busy: set[tuple[str, str]] = set()
     query = f"WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
@@ -311,6 +324,9 @@ async def expected_positions(
         n += 1
         sa = w.typed_search_attributes
         sym, lv, sv = sa.get(SA_SYMBOL), sa.get(SA_LONG), sa.get(SA_SHORT)
+        if started_after_ms is not None and _ms(w.start_time) >= started_after_ms:
+            busy |= {(lv, sym), (sv, sym)}  # newer than the positions read: they may not show it yet
+            continue
         try:
             st = await client.get_workflow_handle(w.id).query(TradeWorkflow.status, rpc_timeout=timedelta(seconds=5))
         except Exception as exc:  # noqa: BLE001 - any failure: do not judge this trade's venues

@@ -32,9 +32,12 @@ BAD_SYMBOL = "BAD_SYMBOL"
 # --- venues
 VENUE_UNREACHABLE = "VENUE_UNREACHABLE"
 NOT_ONE_WAY_MODE = "NOT_ONE_WAY_MODE"
+ISOLATED_MARGIN = "ISOLATED_MARGIN"  # halving an isolated position does not move its liquidation price
 POSITION_EXISTS = "POSITION_EXISTS"
 INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
 NO_PRICE = "NO_PRICE"
+LEASE_HELD = "LEASE_HELD"  # another trade holds this (venue, symbol): one trade per symbol and venue
+LEASE_UNAVAILABLE = "LEASE_UNAVAILABLE"  # the ledger could not be asked: fail closed
 # --- sizing
 BELOW_MIN_QTY = "BELOW_MIN_QTY"
 # --- portfolio
@@ -93,6 +96,7 @@ class VenueFacts(Protocol):
     position_qty: Decimal
     free_margin: Decimal
     mark_price: Decimal | None
+    margin_mode: str
 
 
 def check_venues(
@@ -100,7 +104,7 @@ def check_venues(
     max_order_notional_usd: Decimal, checks: Sequence[VenueFacts],
 ) -> Refusal | None:
     """Both venues, read right before the first order. First that applies: NOTIONAL_LIMIT,
-    then per venue BAD_SYMBOL, NOT_ONE_WAY_MODE, POSITION_EXISTS, INSUFFICIENT_MARGIN, NO_PRICE."""
+    then per venue BAD_SYMBOL, NOT_ONE_WAY_MODE, ISOLATED_MARGIN, POSITION_EXISTS, INSUFFICIENT_MARGIN, NO_PRICE."""
     if notional_usd > max_order_notional_usd:
         return Refusal(NOTIONAL_LIMIT, f"{notional_usd} > max per order {max_order_notional_usd}")
     for chk in checks:
@@ -108,6 +112,9 @@ def check_venues(
             return Refusal(BAD_SYMBOL, f"{chk.venue}: {chk.error}")
         if not chk.one_way:
             return Refusal(NOT_ONE_WAY_MODE, f"{chk.venue} is in hedge (dual-side) position mode")
+        if chk.margin_mode == "isolated":
+            return Refusal(ISOLATED_MARGIN, f"{chk.venue} holds {symbol} on isolated margin: reductions would not move "
+                           "the liquidation price; switch the symbol to cross margin")
         if chk.position_qty != 0:
             return Refusal(
                 POSITION_EXISTS,

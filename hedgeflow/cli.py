@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from config import ConfigError, Settings, load_settings
+from config.settings import LIVE_SWITCH_ENV, LIVE_SWITCH_FLAG, live_switch_env
 
 COMMANDS = [
     "up",
@@ -41,7 +43,22 @@ class CliError(Exception):
 
 
 def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
-    return load_settings(getattr(args, "config", None), profile=getattr(args, "profile", None) or None)
+    """Load the settings; for a command that can send orders (its module's ``trades_live(args)``)
+    apply the live interlock (``Settings.live_refusal``) *before* anything connects: a config
+    with a ``kind: ccxt`` venue (or profile live) needs ``mode: live`` and
+    ``--i-understand-this-is-live`` (``hedgeflow worker`` also accepts
+    ``HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE=1``); else ``CliError`` exit 2 naming what is missing."""
+    settings = load_settings(getattr(args, "config", None), profile=getattr(args, "profile", None) or None)
+    trades_live = getattr(args, "_trades_live", None)
+    if trades_live is not None and trades_live(args):
+        env_ok = bool(getattr(args, "_live_env_ok", False))
+        switch = bool(getattr(args, "live_confirmed", False)) or (env_ok and live_switch_env())
+        refusal = settings.live_refusal(switch=switch, env_ok=env_ok)
+        if refusal:
+            raise CliError(refusal, 2)
+        if settings.live_venues() or settings.profile == "live":
+            os.environ[LIVE_SWITCH_ENV] = "1"  # confirmed: the worker this process runs or starts sees it
+    return settings
 
 
 def _available() -> dict[str, object]:
@@ -53,6 +70,17 @@ def _available() -> dict[str, object]:
             if exc.name != f"hedgeflow.commands.{name}":
                 raise
     return mods
+
+
+def _add_live_switch(p: argparse.ArgumentParser, env_ok: bool) -> None:
+    """``--i-understand-this-is-live`` on ``p`` and on its sub-actions (``trade open …``)."""
+    p.add_argument(LIVE_SWITCH_FLAG, dest="live_confirmed", action="store_true", default=argparse.SUPPRESS,
+                   help="required, with mode: live, when a venue is kind ccxt (real money)"
+                   + (f"; a non-interactive worker may set {LIVE_SWITCH_ENV}=1 instead" if env_ok else ""))
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_live_switch(child, env_ok)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=getattr(mod, "HELP", None), description=getattr(mod, "HELP", None))
         p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        trades_live = getattr(mod, "trades_live", None)
+        if trades_live is not None:  # the live interlock's switch, on every command that can send orders
+            _add_live_switch(p, getattr(mod, "LIVE_ENV_SWITCH", False))
+        p.set_defaults(_run=mod.run, _trades_live=trades_live, _live_env_ok=getattr(mod, "LIVE_ENV_SWITCH", False))
     return parser
 
 

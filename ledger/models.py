@@ -179,3 +179,18 @@ class ScannerDecision(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     trade_id: Mapped[str | None] = mapped_column(String(128))
     at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class Lease(Base):
+    """Who may trade ``symbol`` on ``venue`` (one-way position mode nets positions, so one trade
+    at a time): taken before the first order, released once flat. The unique (venue, symbol)
+    pair is the lock itself."""
+
+    __tablename__ = "leases"
+    __table_args__ = (UniqueConstraint("venue", "symbol"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    venue: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    trade_id: Mapped[str] = mapped_column(String(128), index=True)
+    acquired_ms: Mapped[int] = mapped_column(BigInteger)

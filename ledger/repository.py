@@ -15,13 +15,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.lifecycle import TERMINAL
-from ledger.models import Base, Fill, FundingPayment, Incident, Order, ScannerDecision, Trade
+from ledger.models import Base, Fill, FundingPayment, Incident, Lease, Order, ScannerDecision, Trade
 
 ZERO = Decimal(0)
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -71,6 +71,25 @@ class IncidentRecord:
     first_seen_ms: int
     resolved_ms: int | None
     resolution: str | None
+
+
+@dataclass(frozen=True)
+class LeaseResult:
+    """``acquire_leases``: all pairs taken (``acquired``), or none and who holds which pair
+    (``held_by``: "venue|symbol" → trade id)."""
+
+    acquired: bool
+    held_by: dict[str, str]
+
+
+def lease_key(venue: str, symbol: str) -> str:
+    return f"{venue}|{symbol}"
+
+
+class _LeasesHeld(Exception):
+    def __init__(self, held_by: dict[str, str]) -> None:
+        super().__init__(held_by)
+        self.held_by = held_by
 
 
 class Ledger:
@@ -201,6 +220,55 @@ class Ledger:
                 .values(open_key=None, resolved_ms=now_ms(), resolution=resolution)
             )
             return res.rowcount > 0
+
+    # ------------------------------------------------------------------ leases
+    def acquire_leases(
+        self, trade_id: str, pairs: Sequence[tuple[str, str]], at_ms: int | None = None
+    ) -> LeaseResult:
+        """Take every (venue, symbol) lease for ``trade_id`` in one transaction, or none.
+
+        Each pair is ``INSERT .. ON CONFLICT DO NOTHING`` (the unique pair is the lock; on
+        PostgreSQL a concurrent uncommitted insert of the same pair blocks until it commits or
+        rolls back, and pairs go in a fixed order so two trades cannot deadlock; SQLite has one
+        writer at a time). Then the holders are read back: any pair held by another trade rolls
+        the whole transaction back. Pairs this trade already holds count as taken (retries)."""
+        want = sorted(set(pairs))
+        if not want:
+            raise ValueError("acquire_leases needs at least one (venue, symbol) pair")
+        t = at_ms or now_ms()
+        for _ in range(3):
+            try:
+                with self._session.begin() as s:
+                    for venue, symbol in want:
+                        stmt = self._insert(Lease.__table__).values(
+                            venue=venue, symbol=symbol, trade_id=trade_id, acquired_ms=t
+                        ).on_conflict_do_nothing(index_elements=["venue", "symbol"])
+                        s.execute(stmt)
+                    rows = s.execute(
+                        select(Lease.venue, Lease.symbol, Lease.trade_id)
+                        .where(tuple_(Lease.venue, Lease.symbol).in_(want))
+                    ).all()
+                    held = {lease_key(v, sym): tid for v, sym, tid in rows if tid != trade_id}
+                    if held or len(rows) != len(want):
+                        raise _LeasesHeld(held)
+                return LeaseResult(True, {})
+            except _LeasesHeld as exc:  # rolled back: nothing of this call stays
+                if exc.held_by:
+                    return LeaseResult(False, exc.held_by)
+                # a conflicting lease was released between our insert and our read: again
+        raise RuntimeError(f"leases for {trade_id} kept changing under acquire_leases")
+
+    def release_leases(self, trade_id: str) -> int:
+        """Drop every lease ``trade_id`` holds; the number dropped (0 when run again)."""
+        with self._session.begin() as s:
+            return s.execute(delete(Lease).where(Lease.trade_id == trade_id)).rowcount
+
+    def leases(self, trade_id: str | None = None) -> list[Lease]:
+        q = select(Lease).order_by(Lease.venue, Lease.symbol)
+        if trade_id is not None:
+            q = q.where(Lease.trade_id == trade_id)
+        with self._session() as s:
+            return list(s.execute(q).scalars())
 
     # ------------------------------------------------------------------ queries
     def trade(self, trade_id: str) -> Trade | None:

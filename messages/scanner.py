@@ -122,6 +122,8 @@ class RiskBookRequest(BaseModel):
     day_start_ms: int
     cooldown_since_ms: int
     emergency_since_ms: int = 0  # emergency closes before this (an operator's resume) do not count
+    # a running trade that can be neither queried nor read from its memo counts at this notional
+    fallback_notional_usd: Decimal | None = None
 
 
 class RiskBookView(BaseModel):

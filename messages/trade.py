@@ -65,6 +65,7 @@ class VenueCheck(BaseModel):
     market: MarketInfo | None = None
     mark_price: Decimal | None = None
     position_qty: Decimal = Decimal(0)
+    margin_mode: str = "cross"  # cross | isolated | unknown
 
 
 class PlaceOrderRequest(BaseModel):
@@ -143,6 +144,8 @@ class LegState(BaseModel):
     price_pnl: Decimal | None = None
     realized_pnl: Decimal | None = None
     position: Position | None = None
+    close_attempts: int = 0  # this leg's close orders (numbers their client ids: each venue closes on its own)
+    pending: dict[str, int] = Field(default_factory=dict)  # client id → workflow ms sent, outcome not yet final
 
     def apply_fill(self, order: OrderResult, opening: bool) -> bool:
         """Book what ``order`` filled on this leg (opening adds, reducing subtracts); remember
@@ -194,6 +197,7 @@ class TradeStatus(BaseModel):
     reductions: int = 0  # liquidation-distance reductions made (numbers their client order ids)
     emergency: bool = False  # the trade went through an emergency close
     runs: int = 1
+    alerts_sent: int = 0  # numbers the alert children (deterministic ids)
     hold: HoldParams = Field(default_factory=HoldParams)
     events: list[TradeEvent] = Field(default_factory=list)
 
@@ -224,6 +228,12 @@ class TradeCarry(BaseModel):
     next_funding_ms: int = 0
     monitor_failures: int = 0
     filled_ms: dict[str, int] = Field(default_factory=dict)
+    pending_abort: str | None = None  # the opening failed: abort with this once flat (survives a new run)
+    close_stuck_alerted: bool = False
+    last_reduce_ms: int = 0  # liquidation reductions: when, and how far liquidation was then
+    dist_at_reduce: Decimal | None = None
+    unreadable: dict[str, int] = Field(default_factory=dict)  # venue → monitor ticks in a row it failed
+    lease: bool = False  # the (venue, symbol) leases are held by this trade
 
 
 # --- ledger, reconciliation (activities/ledger.py, activities/reconcile.py) ---------------
@@ -280,3 +290,30 @@ class ReconcileParams(BaseModel):
     iterations_per_run: int = Field(200, ge=1, description="continue-as-new after this many cycles")
     state: ReconcileState = Field(default_factory=ReconcileState)
     cycles: int = 0
+
+
+# --- leases (activities/ledger.py: acquire_leases, release_leases) -------------------------
+class LeasePair(BaseModel):
+    venue: str
+    symbol: str
+
+
+class LeaseRequest(BaseModel):
+    """``acquire_leases``: take every pair for ``trade_id`` before its first order, or none."""
+
+    trade_id: str
+    pairs: list[LeasePair] = Field(min_length=1)
+
+
+class LeaseResult(BaseModel):
+    """All pairs taken (``acquired``), or none: ``held_by`` maps "venue|symbol" to the trade
+    holding it."""
+
+    acquired: bool
+    held_by: dict[str, str] = Field(default_factory=dict)
+
+
+class LeaseRelease(BaseModel):
+    """``release_leases``: drop every lease ``trade_id`` holds (once flat)."""
+
+    trade_id: str

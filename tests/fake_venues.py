@@ -25,6 +25,9 @@ from messages.trade import (
     Alert,
     FillsRequest,
     IncomeRequest,
+    LeaseRelease,
+    LeaseRequest,
+    LeaseResult,
     MarketSnapshot,
     OrderLookup,
     PlaceOrderRequest,
@@ -60,6 +63,7 @@ class FakeVenue:
     down: bool = False
     slow_s: float = 0.0
     liq_price: Decimal | None = None
+    liq_sticky: bool = False  # keep reporting liq_price after a reduction (isolated margin: it does not move)
     position: Decimal = D(0)
     orders: dict[str, OrderResult] = field(default_factory=dict)
     executions: dict[str, int] = field(default_factory=dict)  # client id → times executed
@@ -82,7 +86,7 @@ class FakeVenue:
         else:
             qty = (qty * self.partial / self.step).to_integral_value(ROUND_DOWN) * self.step
         self.position += signed * qty
-        if req.reduce_only and qty > 0:
+        if req.reduce_only and qty > 0 and not self.liq_sticky:
             self.liq_price = None
         self.executions[req.client_order_id] = self.executions.get(req.client_order_id, 0) + 1
         order = OrderResult(
@@ -99,6 +103,7 @@ class FakeActivities:
         self.v = {x.name: x for x in venues}
         self.alerts: list[Alert] = []
         self.records: list[str] = []
+        self.leases: dict[tuple[str, str], str] = {}
 
     async def _place(self, req: PlaceOrderRequest) -> OrderResult:
         v = self.v[req.venue]
@@ -179,6 +184,22 @@ class FakeActivities:
     async def send_alert(self, alert: Alert) -> None:
         self.alerts.append(alert)
 
+    @activity.defn(name="acquire_leases")
+    async def acquire_leases(self, req: LeaseRequest) -> LeaseResult:
+        held = {f"{p.venue}|{p.symbol}": self.leases[(p.venue, p.symbol)] for p in req.pairs
+                if self.leases.get((p.venue, p.symbol), req.trade_id) != req.trade_id}
+        if held:
+            return LeaseResult(acquired=False, held_by=held)
+        self.leases.update({(p.venue, p.symbol): req.trade_id for p in req.pairs})
+        return LeaseResult(acquired=True)
+
+    @activity.defn(name="release_leases")
+    async def release_leases(self, req: LeaseRelease) -> int:
+        mine = [k for k, v in self.leases.items() if v == req.trade_id]
+        for k in mine:
+            del self.leases[k]
+        return len(mine)
+
     @activity.defn(name="record_trade")
     async def record_trade(self, rec: TradeRecord) -> None:
         self.records.append(rec.event)
@@ -186,4 +207,4 @@ class FakeActivities:
     def all(self) -> list:
         return [self.check_venue, self.place_orders, self.place_order, self.get_order, self.cancel_order,
                 self.get_positions, self.market_snapshot, self.funding_income, self.order_fills,
-                self.send_alert, self.record_trade]
+                self.send_alert, self.record_trade, self.acquire_leases, self.release_leases]

@@ -11,14 +11,17 @@ import pytest
 from venues import parse
 from venues.errors import (
     NON_RETRYABLE_TYPE_NAMES,
+    BadSymbol,
     InsufficientMargin,
     InvalidOrder,
+    OrderOutcomeUnknown,
     RateLimited,
     VenueNetworkError,
     VenueRejected,
     VenueTimeout,
     VenueUnavailable,
     is_leverage_unchanged,
+    is_market_metadata_error,
     map_error,
 )
 from venues.models import MarketInfo, OrderStatus, Side
@@ -61,10 +64,17 @@ def test_market_info_tick_size_and_contract_size() -> None:
         Decimal("0.10"), Decimal("0.10"), 0, Decimal("0.1"))
 
 
-@pytest.mark.parametrize("over", [{"linear": False}, {"swap": False}, {"active": False},
+@pytest.mark.parametrize("over", [{"linear": False}, {"swap": False},
                                   {"precision": {"amount": None, "price": 0.1}}])
 def test_market_info_skips_non_perpetuals_and_incomplete(over: dict) -> None:
     assert parse.market_info({**RAW_MARKET, **over}, ccxt.TICK_SIZE) is None
+
+
+def test_market_info_keeps_inactive_markets_with_their_status() -> None:
+    m = parse.market_info({**RAW_MARKET, "active": False, "info": {"status": "SETTLING"}}, ccxt.TICK_SIZE)
+    assert m is not None and m.active is False and m.status == "SETTLING"
+    assert m.model_copy(update={"active": True, "status": None}) == BTC
+    assert parse.market_info({**RAW_MARKET, "info": {"status": "TRADING"}}, ccxt.TICK_SIZE).active is True
 
 
 def test_funding_info_interval_fallbacks() -> None:
@@ -112,9 +122,24 @@ def test_positions_signed_and_filtered() -> None:
     (q,) = parse.positions([{**RAW_POSITION, "info": {}}], markets, binance_dialect=False)
     assert q.qty == Decimal("-0.02")
     flat = {**RAW_POSITION, "info": {"positionAmt": "0"}}
-    other = {**RAW_POSITION, "symbol": "ETH/USDT:USDT"}
-    assert parse.positions([flat, other], markets, binance_dialect=True) == []
+    assert parse.positions([flat], markets, binance_dialect=True) == []
     assert parse.positions([RAW_POSITION], markets, ["ETH/USDT:USDT"], binance_dialect=True) == []
+    inactive = {SYMBOL: BTC.model_copy(update={"active": False, "status": "SETTLING"})}
+    assert parse.positions([RAW_POSITION], inactive, binance_dialect=True) == [p]
+
+
+def test_positions_in_unknown_markets_are_never_dropped() -> None:
+    other = {**RAW_POSITION, "symbol": "ETHUSDT", "contractSize": None}
+    assert parse.unknown_position_symbols([other, RAW_POSITION], {SYMBOL: BTC}, binance_dialect=True) == {"ETHUSDT"}
+    flat = {**other, "info": {"positionAmt": "0"}, "contracts": 0}
+    assert parse.unknown_position_symbols([flat], {SYMBOL: BTC}, binance_dialect=True) == set()
+    (p,) = parse.positions([other], {SYMBOL: BTC}, binance_dialect=True)
+    assert (p.symbol, p.qty, p.market_known) == ("ETHUSDT", Decimal("-0.020"), False)
+    # not Binance and no contract size: a typed error, never a silent "flat"
+    with pytest.raises(BadSymbol):
+        parse.positions([{**other, "info": {}}], {SYMBOL: BTC}, binance_dialect=False)
+    (q,) = parse.positions([{**other, "info": {}, "contractSize": 10}], {}, binance_dialect=False)
+    assert q.qty == Decimal("-0.20") and not q.market_known
     assert parse.one_way_mode({"info": {"dualSidePosition": False}, "hedged": False})
 
 
@@ -193,6 +218,16 @@ def test_map_error_table(exc: BaseException, cls: type) -> None:
     err = map_error(exc, "v", secrets=["s3cr3t"])
     assert type(err) is cls and err.venue == "v"
     assert (type(err).__name__ in NON_RETRYABLE_TYPE_NAMES) is not err.retryable
+
+
+def test_filter_and_status_refusals_are_market_metadata_errors() -> None:
+    for code in (-1111, -1013, -4003, -4023, -4164, -4140):
+        err = map_error(ccxt.ExchangeError(f'binanceusdm {{"code":{code},"msg":"x"}}'), "v")
+        assert isinstance(err, InvalidOrder) and err.code == code and is_market_metadata_error(err)
+    assert not is_market_metadata_error(map_error(ccxt.ExchangeError('{"code":-2019,"msg":"x"}'), "v"))
+    assert not is_market_metadata_error(RateLimited("x"))
+    unknown = OrderOutcomeUnknown("x")
+    assert unknown.retryable and unknown.outcome_unknown and "OrderOutcomeUnknown" not in NON_RETRYABLE_TYPE_NAMES
 
 
 def test_map_error_scrubs_secrets_and_leverage_unchanged() -> None:

@@ -109,7 +109,7 @@ def test_migrations_match_the_models(ledger: Ledger):
 
     with ledger.engine.connect() as conn:
         ctx = MigrationContext.configure(conn)
-        assert ctx.get_current_revision() == "0001"
+        assert ctx.get_current_revision() == "0002"
         diff = compare_metadata(ctx, Base.metadata)
     assert diff == [], diff
     Ledger(ledger.url)  # migrating again is a no-op

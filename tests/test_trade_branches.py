@@ -27,6 +27,7 @@ from temporalio.worker import Worker
 from messages.trade import CloseRequest, HoldParams, TradeParams, TradeStatus
 from tests.fake_venues import FakeActivities, FakeVenue
 from workers.worker import workflow_runner
+from workflows.alerts import AlertWorkflow
 from workflows.trade import TradeWorkflow
 from workflows.visibility import search_attributes_for
 
@@ -56,6 +57,13 @@ class Bench:
                 raise AssertionError(f"timed out; state {st.state}, events {[e.what for e in st.events[-8:]]}")
             await asyncio.sleep(0.05)
 
+    async def alerted(self, *kinds: str, timeout: float = 10) -> None:
+        """Alerts travel on their own path (child workflows): wait until these were delivered."""
+        deadline = time.monotonic() + timeout
+        while not set(kinds) <= {a.kind for a in self.fakes.alerts}:
+            assert time.monotonic() < deadline, f"alerts {kinds} not delivered: {[a.kind for a in self.fakes.alerts]}"
+            await asyncio.sleep(0.05)
+
     def flat(self) -> bool:
         return all(v.position == 0 for v in self.fakes.v.values())
 
@@ -68,7 +76,7 @@ async def bench(temporal_env, task_queue, request):
     fakes = FakeActivities(FakeVenue("fa"), FakeVenue("fb"))
     client = await temporal_env.client()
     b = Bench(client, task_queue, fakes)
-    async with Worker(client, task_queue=task_queue, workflows=[TradeWorkflow], activities=fakes.all(),
+    async with Worker(client, task_queue=task_queue, workflows=[TradeWorkflow, AlertWorkflow], activities=fakes.all(),
                       workflow_runner=workflow_runner()):
         yield b
 
@@ -86,7 +94,7 @@ async def test_one_leg_refused_flattens_the_other(bench):
     assert st.state == "aborted" and st.abort_reason.startswith("LEG_FAILED")
     assert st.emergency and bench.flat()
     assert st.orphan_exposure_ms is not None
-    assert [a.kind for a in bench.fakes.alerts][:2] == ["emergency_close", "trade_aborted"]
+    await bench.alerted("emergency_close", "trade_aborted")
     await record(h, "trade_leg_failed")
 
 
@@ -180,6 +188,7 @@ async def test_close_retried_across_a_long_outage(bench):
     bench.fakes.v["fa"].down = False
     st = await h.result()
     assert st.state == "closed" and bench.flat() and st.close_attempts >= 12
+    await bench.alerted("close_stuck", "trade_closed")
     assert [a.kind for a in bench.fakes.alerts].count("close_stuck") == 1
     await record(h, "trade_close_retry")
 
@@ -189,3 +198,71 @@ async def test_illegal_state_step_is_refused():
 
     with pytest.raises(IllegalTransition):
         check_transition("holding", "opening")
+
+
+# ---------------------------------------------------------------------------- issue 10: faults
+async def test_lone_leg_flattened_while_the_other_venue_stays_down(bench):
+    """The short leg is refused and its venue then goes down: the long leg on the healthy
+    venue is flattened at once, not after the outage."""
+    fb = bench.fakes.v["fb"]
+    fb.refuse = True
+
+    real_place = bench.fakes._place
+
+    async def place_then_die(req):
+        try:
+            return await real_place(req)
+        finally:
+            if req.venue == "fb":
+                fb.down = True  # the refusing venue goes down right after answering
+
+    bench.fakes._place = place_then_die
+    h = await bench.start()
+    t0 = time.monotonic()
+    await bench.until(h, lambda s: s.state == "emergency_closing")
+    while bench.fakes.v["fa"].position != 0:
+        assert time.monotonic() - t0 < 5, "the lone leg waited for the broken venue"
+        await asyncio.sleep(0.05)
+    assert fb.down and (await h.query(TradeWorkflow.status)).state == "emergency_closing"
+    fb.down = False
+    st = await h.result()
+    assert st.state == "aborted" and bench.flat()
+
+
+async def test_long_outage_close_keeps_each_run_small(bench):
+    h = await bench.start(history_limit=100)
+    await bench.until(h, lambda s: s.state == "holding")
+    bench.fakes.v["fb"].down = True
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="outage"))
+    await bench.until(h, lambda s: s.runs >= 3, timeout=60)
+    assert bench.fakes.v["fa"].position == 0  # the healthy venue was flattened in the first run
+    bench.fakes.v["fb"].down = False
+    st = await h.result()
+    assert st.state == "closed" and bench.flat() and st.runs >= 3
+    async for w in bench.client.list_workflows(f"WorkflowId = '{h.id}'"):
+        n = len((await bench.client.get_workflow_handle(h.id, run_id=w.run_id).fetch_history()).events)
+        assert n < 250, f"run {w.run_id} has {n} events"
+
+
+async def test_unreadable_venue_does_not_blind_the_other_legs_liquidation_check(bench):
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    bench.fakes.v["fb"].down = True
+    bench.fakes.v["fa"].liq_price = D("96")  # 4 % away: below close_liq_distance
+    await bench.until(h, lambda s: s.state == "emergency_closing")
+    t0 = time.monotonic()
+    while bench.fakes.v["fa"].position != 0:
+        assert time.monotonic() - t0 < 5
+        await asyncio.sleep(0.05)
+    bench.fakes.v["fb"].down = False
+    st = await h.result()
+    assert st.close_reason == "LIQUIDATION_RISK" and bench.flat()
+
+
+async def test_reduction_without_improvement_closes(bench):
+    """Hysteresis: reduce once, cool down, re-read; still as near (isolated margin) → close."""
+    fa = bench.fakes.v["fa"]
+    fa.liq_sticky, fa.liq_price = True, D("92")  # 8 % away and it does not move
+    h = await bench.start(hold={"reduce_cooldown_s": 0.5})
+    st = await h.result()
+    assert st.reductions == 1 and st.close_reason == "LIQUIDATION_RISK" and bench.flat()

@@ -18,6 +18,7 @@ ccxt → hedgeflow error mapping (:func:`map_error`; first matching row wins):
 | Binance code -1022 (bad signature), -2014, -1002; -2015 via ccxt      | AuthenticationFailed | no        | no              |
 | Binance code -2013, -2011 (order does not exist / unknown order)      | OrderNotFound        | no        | no              |
 | Binance code -2010, -2022, -4164, -1111, -4003, -4131, -5021          | InvalidOrder         | no        | no              |
+| Binance code -1013, -4004, -4005, -4023, -4140, -4141 (filters/status) | InvalidOrder         | no        | no              |
 | Binance code -1121                                                    | BadSymbol            | no        | no              |
 | Binance code -1003, -1015; HTTP 418/429                               | RateLimited          | yes       | no              |
 | ``RequestTimeout`` (incl. HTTP 408/504)                               | VenueTimeout         | yes       | yes             |
@@ -33,6 +34,7 @@ ccxt → hedgeflow error mapping (:func:`map_error`; first matching row wins):
 | ``ExchangeError`` (other: ``BadRequest``, ``OperationRejected``, ...) | VenueRejected        | no        | no              |
 | other exceptions leaking through: ``TimeoutError`` / anything else    | VenueTimeout / VenueNetworkError | yes | yes    |
 | (checked before sending) below min qty / min notional                 | OrderBelowMinimum    | no        | no              |
+| (raised by the gateway) look-ups could not tell whether an order exists | OrderOutcomeUnknown | yes      | yes             |
 
 The rows are :data:`CODE_TABLE` (Binance codes read from the response body, checked first)
 and :data:`CLASS_TABLE` (ccxt classes, subclasses before their parents).
@@ -44,6 +46,11 @@ code from the response body makes the mapping independent of the host (for kind 
 USD-M table is also merged into the ccxt instance's generic one, as tests/simproc does). ccxt itself turns
 -2015 (invalid key) into ``DDoSProtection`` → RateLimited once the instance has had one
 successful private request (Binance answers -2015 during temporary IP bans).
+
+Every mapped error keeps the Binance code in ``code`` (None when there was none). The codes in
+:data:`MARKET_METADATA_CODES` (lot size, precision, min notional, symbol status ...) mean the
+venue's filters or market status changed under us: the gateway then reloads its markets
+(:func:`is_market_metadata_error`).
 
 Answers to ``set_leverage`` matching :data:`LEVERAGE_UNCHANGED` ("not modified", "already
 set", ...) count as success (:func:`is_leverage_unchanged`). Messages are scrubbed of the API
@@ -62,9 +69,11 @@ class VenueError(Exception):
     #: True when an order request may or may not have reached the venue
     outcome_unknown: bool = False
 
-    def __init__(self, message: str, *, venue: str | None = None) -> None:
+    def __init__(self, message: str, *, venue: str | None = None, code: int | None = None) -> None:
         super().__init__(message)
         self.venue = venue
+        #: the venue's (Binance-dialect) error code, when the answer carried one
+        self.code = code
 
     @property
     def type_name(self) -> str:
@@ -89,6 +98,11 @@ class VenueNetworkError(VenueError):
 
 class RateLimited(VenueError):
     retryable = True
+
+
+class OrderOutcomeUnknown(VenueTimeout):
+    """The gateway could not establish whether an order exists (its look-ups kept failing),
+    so it sent nothing: retry later, looking the client id up first."""
 
 
 # --- non-retryable ---------------------------------------------------------------------
@@ -120,7 +134,7 @@ class VenueRejected(VenueError):
     pass
 
 
-RETRYABLE = (VenueTimeout, VenueUnavailable, VenueNetworkError, RateLimited)
+RETRYABLE = (VenueTimeout, VenueUnavailable, VenueNetworkError, RateLimited, OrderOutcomeUnknown)
 NON_RETRYABLE = (
     InsufficientMargin,
     InvalidOrder,
@@ -153,10 +167,23 @@ CODE_TABLE: dict[int, type[VenueError]] = {
     -4003: InvalidOrder,
     -4131: InvalidOrder,
     -5021: InvalidOrder,
+    -1013: InvalidOrder,
+    -4004: InvalidOrder,
+    -4005: InvalidOrder,
+    -4023: InvalidOrder,
+    -4140: InvalidOrder,
+    -4141: InvalidOrder,
     -1121: BadSymbol,
     -1003: RateLimited,
     -1015: RateLimited,
 }
+
+#: Binance codes saying the order broke a filter (precision -1111, lot size -1013 / -4003 / -4004 /
+#: -4005 / -4023, price -4013 / -4014 / -4024, min notional -4164) or the market's status
+#: (-4140 invalid symbol status, -4141 symbol closed): the cached market metadata is stale.
+MARKET_METADATA_CODES = frozenset(
+    {-1013, -1111, -4003, -4004, -4005, -4013, -4014, -4023, -4024, -4164, -4140, -4141}
+)
 
 #: (ccxt exception class name, hedgeflow class) in priority order: subclasses before their
 #: parents. Names, resolved on first use, so that importing this module (workflows do, for
@@ -233,7 +260,13 @@ def map_error(exc: BaseException, venue_name: str, *, secrets: Iterable[str] = (
         # asyncio / aiohttp / OS errors that escaped ccxt's wrapping, or ccxt failing to parse
         # an answer: for an order the outcome is unknown, so it is looked up before resending
         target = VenueTimeout if isinstance(exc, TimeoutError) else VenueNetworkError
-    return target(message, venue=venue_name)
+    return target(message, venue=venue_name, code=code)
+
+
+def is_market_metadata_error(exc: VenueError) -> bool:
+    """True when a refusal says the venue's filters or market status differ from ours."""
+    code = exc.code if exc.code is not None else binance_code(str(exc))
+    return code in MARKET_METADATA_CODES
 
 
 def is_leverage_unchanged(exc: VenueError) -> bool:

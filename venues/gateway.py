@@ -15,7 +15,11 @@ Rules this module keeps:
 * Every ccxt value is parsed with ``Decimal(str(value))``, never ``Decimal(float)``.
 * Callers only ever see :class:`venues.errors.VenueError` subclasses (see :func:`map_error`).
   Messages are scrubbed of the API key, secret and password.
-* Placing is idempotent per client order id (see :meth:`Gateway.place_market_order`).
+* Placing is idempotent per client order id (see :meth:`Gateway.place_market_order`); when a
+  "not found" may be trusted is :mod:`venues.placing`.
+* Market metadata is reloaded periodically and when the venue says it changed
+  (:mod:`venues.marketcache`); positions are never dropped for their market.
+* History is read in windows whatever the span (:mod:`venues.history`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +36,7 @@ import ccxt.async_support as ccxt_async
 from config.settings import VenueConfig, VenueKind
 from domain.ids import is_valid_client_order_id
 from domain.rounding import base_to_contracts, contracts_to_base, round_down
-from venues import parse
+from venues import history, parse, placing
 from venues.errors import (
     BadSymbol,
     InvalidOrder,
@@ -41,9 +46,12 @@ from venues.errors import (
     VenueRejected,
     VenueUnavailable,
     is_leverage_unchanged,
+    is_market_metadata_error,
     map_error,
     scrub,
 )
+from venues.exchange import BINANCE_FAPI, make_exchange
+from venues.marketcache import UNKNOWN_SYMBOL_MIN_AGE_S, MarketCache
 from venues.models import (
     Balance,
     Fill,
@@ -56,27 +64,17 @@ from venues.models import (
     Side,
 )
 from venues.parse import DEFAULT_INTERVAL_HOURS, D
+from venues.placing import CLOCK_MARGIN_MS, RECV_WINDOW_MS, VENUE_FUTURE_TOLERANCE_MS
 
-__all__ = ["D", "DEFAULT_INTERVAL_HOURS", "Gateway", "map_error"]
+__all__ = ["BINANCE_FAPI", "CLOCK_MARGIN_MS", "D", "DEFAULT_INTERVAL_HOURS", "RECV_WINDOW_MS", "VENUE_FUTURE_TOLERANCE_MS",
+           "Gateway", "map_error"]
 
 log = logging.getLogger(__name__)
 
-BINANCE_FAPI = "https://fapi.binance.com"
 #: How long a cached funding-interval table is trusted.
 INTERVALS_TTL_S = 3600.0
-#: recvWindow sent with signed Binance-dialect requests. A request that reaches the venue
-#: later than this after it was signed is refused (-1021), which bounds how long an order
-#: request whose outcome is unknown can still be "in flight".
-RECV_WINDOW_MS = 5000
-#: Extra margin for clock skew between us and the venue when waiting out the in-flight window.
-CLOCK_MARGIN_MS = 500
-#: Lookups after an unknown outcome: attempts and first backoff (doubles each time).
-LOOKUP_ATTEMPTS = 5
-LOOKUP_BACKOFF_S = 0.1
 #: Polls of a market order whose first answer is still open.
 MARKET_CLOSE_POLLS = 5
-#: Client ids remembered per Gateway for "look up before resending".
-SENT_IDS_KEPT = 10_000
 
 
 def _now_ms() -> int:
@@ -94,61 +92,22 @@ class Gateway:
         ]
         self._binance_dialect = venue.kind is VenueKind.SIM or venue.exchange_id in ("binanceusdm", "binance")
         self.exchange = self._make_exchange(venue)
-        self._markets: dict[str, MarketInfo] | None = None
-        self._markets_lock = asyncio.Lock()
+        self._markets = MarketCache(self._call, lambda: self.exchange.precisionMode, self.name)
+        self._sends = placing.SendLog(self.exchange)  # hooks ccxt's signing: records send times
+        self._clock = placing.Clock(self.exchange, self._call)
+        #: validity of an order request: Binance's recvWindow; other venues: the client timeout
+        self._window_ms = RECV_WINDOW_MS if self._binance_dialect else max(RECV_WINDOW_MS, venue.timeout_ms)
         self._intervals: dict[str, Decimal] = {}
         self._intervals_at = float("-inf")  # never fetched: the first call fetches
         self._funding_cache: tuple[float, dict[str, FundingInfo]] | None = None
         self._funding_inflight: asyncio.Future[dict[str, FundingInfo]] | None = None
         self._intervals_supported = True
-        self._sent: dict[str, None] = {}  # client ids this instance has sent (bounded, FIFO)
+        self._unresolved: set[str] = set()  # position symbols still unknown after a reload
 
     # ------------------------------------------------------------------ construction
     @staticmethod
     def _make_exchange(venue: VenueConfig) -> ccxt_async.Exchange:
-        common: dict[str, Any] = {
-            "enableRateLimit": True,
-            "rateLimit": 1000.0 / venue.requests_per_second,
-            "timeout": venue.timeout_ms,
-        }
-        if venue.api_key is not None:
-            common["apiKey"] = venue.api_key.get_secret_value()
-        if venue.api_secret is not None:
-            common["secret"] = venue.api_secret.get_secret_value()
-        if venue.api_password is not None:
-            common["password"] = venue.api_password.get_secret_value()
-        if venue.kind is VenueKind.SIM:
-            if not venue.base_url:
-                raise ValueError(f"sim venue {venue.name!r} has no base_url")
-            ex = ccxt_async.binanceusdm(
-                {
-                    **common,
-                    "options": {
-                        "fetchMarkets": ["linear"],
-                        "fetchCurrencies": False,
-                        "adjustForTimeDifference": False,
-                        "recvWindow": RECV_WINDOW_MS,
-                    },
-                }
-            )
-            base = venue.base_url.rstrip("/")
-            api = ex.urls["api"]
-            for key, url in list(api.items()):
-                if isinstance(url, str) and url.startswith(BINANCE_FAPI):
-                    api[key] = base + url[len(BINANCE_FAPI) :]
-            # ccxt applies its USD-M error table only to https://fapi.binance.com URLs: merge
-            # it into the generic one so the simulator's answers classify as Binance's would
-            linear = ex.exceptions.get("linear", {})
-            ex.exceptions["exact"] = {**ex.exceptions["exact"], **linear.get("exact", {})}
-            ex.exceptions["broad"] = {**ex.exceptions["broad"], **linear.get("broad", {})}
-            return ex
-        cls = getattr(ccxt_async, venue.exchange_id, None)
-        if cls is None:
-            raise ValueError(f"unknown ccxt exchange id {venue.exchange_id!r} for venue {venue.name!r}")
-        options: dict[str, Any] = {"defaultType": "swap"}
-        if venue.exchange_id in ("binanceusdm", "binance"):
-            options["recvWindow"] = RECV_WINDOW_MS
-        return cls({**common, "options": options})
+        return make_exchange(venue)
 
     def __repr__(self) -> str:
         return f"Gateway(name={self.name!r}, kind={self.venue.kind.value!r}, exchange={self.exchange.id!r})"
@@ -183,21 +142,26 @@ class Gateway:
 
     # ------------------------------------------------------------------ markets
     async def markets(self) -> dict[str, MarketInfo]:
-        """Linear perpetual markets by ccxt symbol; loaded once per Gateway, then cached."""
-        if self._markets is not None:
-            return self._markets
-        async with self._markets_lock:
-            if self._markets is None:
-                raw = await self._call("load_markets")
-                self._markets = parse.markets(raw, self.exchange.precisionMode)
-        return self._markets
+        """Linear perpetual markets by ccxt symbol, inactive ones included (``active``);
+        cached, reloaded every ``MARKETS_TTL_S`` and when the venue says they changed."""
+        return await self._markets.get()
 
     async def market(self, symbol: str) -> MarketInfo:
+        """The market of ``symbol`` (reloading the markets once when it is unknown)."""
         markets = await self.markets()
+        if symbol not in markets:
+            markets = await self._markets.refresh(min_age_s=UNKNOWN_SYMBOL_MIN_AGE_S)
         try:
             return markets[symbol]
         except KeyError:
             raise BadSymbol(f"{self.name}: unknown symbol {symbol!r}", venue=self.name) from None
+
+    async def refresh_markets(self, generation: int | None = None) -> dict[str, MarketInfo]:
+        """Reload markets (filters, status) now, unless reloaded since ``generation``
+        (``MarketCache.generation``); funding intervals are re-read on next use."""
+        self._intervals_at = float("-inf")
+        self._funding_cache = None
+        return await self._markets.refresh(generation=generation)
 
     # ------------------------------------------------------------------ market data
     async def funding_rates(self, max_age_s: float = 0.0) -> dict[str, FundingInfo]:
@@ -223,6 +187,8 @@ class Gateway:
         markets = await self.markets()
         raw = await self._call("fetch_funding_rates")
         now_ms = _now_ms()
+        # markets the venue does not trade now are left out, as before (nothing opens there)
+        markets = {s: m for s, m in markets.items() if m.active}
         need_intervals = any(
             parse.interval_hours(fr.get("interval")) is None for s, fr in raw.items() if s in markets
         )
@@ -266,14 +232,32 @@ class Gateway:
         return parse.balance(await self._call("fetch_balance"))
 
     async def positions(self, symbols: list[str] | None = None) -> list[Position]:
-        """Open (non-zero) positions, signed quantity in base units."""
+        """Open (non-zero) positions, signed quantity in base units. None is dropped for its
+        market: inactive markets are reported as any other; for a symbol the markets do not
+        know, they are reloaded once, and if still unknown the position keeps the venue's
+        symbol (``market_known`` False) or :class:`BadSymbol` is raised."""
         markets = await self.markets()
+        generation = self._markets.generation
         raw = await self._call("fetch_positions", symbols)
-        return parse.positions(raw, markets, symbols, binance_dialect=self._binance_dialect)
+        unknown = parse.unknown_position_symbols(raw, markets, binance_dialect=self._binance_dialect)
+        if unknown - self._unresolved:  # once per symbol: what a reload did not resolve stays so
+            markets = await self._markets.refresh(generation=generation)
+            self._unresolved = parse.unknown_position_symbols(raw, markets, binance_dialect=self._binance_dialect)
+        try:
+            return parse.positions(raw, markets, symbols, binance_dialect=self._binance_dialect)
+        except BadSymbol as exc:
+            raise BadSymbol(f"{self.name}: {exc}", venue=self.name) from None
 
     async def is_one_way_mode(self) -> bool:
         """True when the account nets long and short per symbol (no hedge mode)."""
         return parse.one_way_mode(await self._call("fetch_position_mode"))
+
+    async def margin_mode(self, symbol: str) -> str:
+        """``cross`` or ``isolated`` for ``symbol``; ``unknown`` where ccxt cannot ask the venue."""
+        if not self.exchange.has.get("fetchMarginMode"):
+            return "unknown"
+        raw = await self._call("fetch_margin_mode", symbol)
+        return str((raw or {}).get("marginMode") or "unknown").lower()
 
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         """Set leverage; "not modified / already set" answers count as success."""
@@ -286,11 +270,6 @@ class Gateway:
             raise
 
     # ------------------------------------------------------------------ orders
-    def _remember(self, client_order_id: str) -> None:
-        self._sent[client_order_id] = None
-        if len(self._sent) > SENT_IDS_KEPT:
-            del self._sent[next(iter(self._sent))]
-
     async def place_market_order(
         self,
         symbol: str,
@@ -309,14 +288,20 @@ class Gateway:
 
         * ``qty`` is rounded down to the step; below min qty (or, unless ``reduce_only``,
           below min notional at the current book price) raises ``OrderBelowMinimum`` before
-          any order request is sent.
+          any order request is sent; so does (``InvalidOrder``) an opening order in a market
+          the venue does not trade now.
         * With ``lookup_first`` (activity retries) or when this Gateway already sent the id,
           the order is looked up by client id first and returned with
-          ``duplicate_prevented=True`` if the venue has it.
+          ``duplicate_prevented=True`` if the venue has it. A "not found" only counts once
+          the request's validity window has passed (:mod:`venues.placing`): since its signing
+          when this Gateway sent it, a full window from now when it did not; look-ups that
+          keep failing raise the retryable ``OrderOutcomeUnknown`` and nothing is sent.
         * After an error that leaves the outcome unknown (timeout, 5xx, network), the order is
-          looked up by client id (retrying the lookup briefly while it fails itself) before
-          anything could be sent again: found → returned with ``duplicate_prevented=True``;
-          definitively not found → the original retryable error is raised.
+          looked up the same way: found → returned with ``duplicate_prevented=True``; not
+          found after the window, or still unknown → the original retryable error is raised.
+        * A refusal saying the venue's filters or market status changed (lot size, precision,
+          min notional ...) reloads the markets; if the market changed, the quantity is
+          re-rounded and the order sent once more (a refused request left nothing behind).
         """
         if not isinstance(client_order_id, str) or not is_valid_client_order_id(client_order_id):
             raise InvalidOrder(
@@ -327,50 +312,97 @@ class Gateway:
         if not isinstance(qty, Decimal):
             raise TypeError(f"qty must be Decimal, got {type(qty).__name__}")
         m = await self.market(symbol)
+        contracts, base_qty = self._rounded(m, qty)
+        if lookup_first or self._sends.knows(client_order_id):
+            # before the notional check: a retry must find its order even if the price moved
+            existing = await self._confirm_absent(symbol, client_order_id)
+            if existing is not None:
+                log.info("venue %s: order %s already exists; not sending again", self.name, client_order_id)
+                return existing.model_copy(update={"duplicate_prevented": True})
+        await self._check_sendable(m, side, base_qty, reduce_only, ref_price)
+        generation = self._markets.generation
+        try:
+            return await self._send(m, side, contracts, base_qty, client_order_id, reduce_only)
+        except VenueError as err:
+            if err.outcome_unknown or not is_market_metadata_error(err):
+                raise
+            fresh = (await self.refresh_markets(generation)).get(symbol)
+            if fresh is None or fresh == m:
+                raise
+            log.warning("venue %s: %s market metadata changed (%s); re-rounding and sending %s again",
+                        self.name, symbol, err.code, client_order_id)
+            contracts, base_qty = self._rounded(fresh, qty)
+            await self._check_sendable(fresh, side, base_qty, reduce_only, ref_price)
+            return await self._send(fresh, side, contracts, base_qty, client_order_id, reduce_only)
+
+    def _rounded(self, m: MarketInfo, qty: Decimal) -> tuple[Decimal, Decimal]:
+        """(contracts, base units) of ``qty`` rounded down to the step; refused below min qty."""
         contracts = round_down(base_to_contracts(max(qty, Decimal(0)), m.contract_size),
                                m.qty_step / m.contract_size)
         base_qty = contracts_to_base(contracts, m.contract_size)
         if base_qty <= 0 or base_qty < m.min_qty:
             raise OrderBelowMinimum(
-                f"{self.name}: {symbol} quantity {qty} rounds down to {base_qty} (step {m.qty_step}), "
+                f"{self.name}: {m.symbol} quantity {qty} rounds down to {base_qty} (step {m.qty_step}), "
                 f"below the minimum quantity {m.min_qty}",
                 venue=self.name,
             )
-        if lookup_first or client_order_id in self._sent:
-            # before the notional check: a retry must find its order even if the price moved
-            existing = await self._lookup_for_place(symbol, client_order_id)
-            if existing is not None:
-                log.info("venue %s: order %s already exists; not sending again", self.name, client_order_id)
-                return existing.model_copy(update={"duplicate_prevented": True})
-        if not reduce_only and m.min_notional > 0:
-            # venues waive the minimum notional for reduce-only orders, not the minimum qty
-            price = ref_price if ref_price and ref_price > 0 else await self._reference_price(symbol, side)
+        return contracts, base_qty
+
+    async def _check_sendable(
+        self, m: MarketInfo, side: Side, base_qty: Decimal, reduce_only: bool, ref_price: Decimal | None
+    ) -> None:
+        if reduce_only:
+            return  # venues waive the minimum notional for reduce-only orders, not the minimum qty
+        if not m.active:
+            raise InvalidOrder(f"{self.name}: {m.symbol} is not trading (status {m.status}); not opening",
+                               venue=self.name)
+        if m.min_notional > 0:
+            price = ref_price if ref_price and ref_price > 0 else await self._reference_price(m.symbol, side)
             if price is not None and base_qty * price < m.min_notional:
                 raise OrderBelowMinimum(
-                    f"{self.name}: {symbol} notional {base_qty} x {price} = {base_qty * price} "
+                    f"{self.name}: {m.symbol} notional {base_qty} x {price} = {base_qty * price} "
                     f"is below the minimum notional {m.min_notional}",
                     venue=self.name,
                 )
 
-        self._remember(client_order_id)
+    async def _send(
+        self, m: MarketInfo, side: Side, contracts: Decimal, base_qty: Decimal, client_order_id: str,
+        reduce_only: bool,
+    ) -> OrderResult:
         params: dict[str, Any] = {"newClientOrderId": client_order_id} if self._binance_dialect else {
             "clientOrderId": client_order_id
         }
         if reduce_only:
             params["reduceOnly"] = True
-        sent_at = time.monotonic()
         try:
-            order = await self._call("create_order", symbol, "market", side.value, str(contracts), None, params)
+            order = await self._sends.send(client_order_id, lambda: self._call(
+                "create_order", m.symbol, "market", side.value, str(contracts), None, params))
         except VenueError as err:
             if not err.outcome_unknown:
                 raise
             log.warning("venue %s: placing %s: outcome unknown (%s); looking it up", self.name,
                         client_order_id, err.type_name)
-            found = await self._resolve_unknown(symbol, client_order_id, err, sent_at)
+            try:
+                found = await self._confirm_absent(m.symbol, client_order_id)
+            except VenueError:
+                raise err from None
+            if found is None:
+                raise err from None
             return found.model_copy(update={"duplicate_prevented": True})
         result = self._order_result(order, m, requested=base_qty, side=side, reduce_only=reduce_only,
                                     client_order_id=client_order_id)
         return await self._await_market_close(result)
+
+    async def _confirm_absent(self, symbol: str, client_order_id: str) -> OrderResult | None:
+        async def deadline() -> int:
+            await self._clock.refresh()
+            return self._sends.deadline_ms(client_order_id, now=_now_ms(), window_ms=self._window_ms,
+                                           ahead_ms=self._clock.ahead_ms())
+
+        return await placing.confirm_absent(
+            lambda: self.get_order(symbol, client_order_id), deadline,
+            what=f"venue {self.name}: order {client_order_id}",
+        )
 
     async def _await_market_close(self, result: OrderResult) -> OrderResult:
         """A market order's first answer may still say NEW (Binance matches asynchronously,
@@ -399,48 +431,6 @@ class Gateway:
             return levels[0].price
         other = book.bids if side is Side.BUY else book.asks
         return other[0].price if other else None
-
-    async def _lookup_for_place(self, symbol: str, client_order_id: str) -> OrderResult | None:
-        last: VenueError | None = None
-        delay = LOOKUP_BACKOFF_S
-        for attempt in range(LOOKUP_ATTEMPTS):
-            try:
-                return await self.get_order(symbol, client_order_id)
-            except VenueError as exc:
-                if not exc.retryable:
-                    raise
-                last = exc
-            if attempt < LOOKUP_ATTEMPTS - 1:
-                await asyncio.sleep(delay)
-                delay *= 2
-        assert last is not None
-        raise last
-
-    async def _resolve_unknown(
-        self, symbol: str, client_order_id: str, original: VenueError, sent_at: float
-    ) -> OrderResult:
-        """Find the order whose placing ended in ``original``; raise ``original`` when the
-        venue definitively does not have it (or cannot tell us)."""
-        try:
-            found = await self._lookup_for_place(symbol, client_order_id)
-        except VenueError:
-            raise original from None
-        if found is not None:
-            return found
-        # Not there yet. The request may still be in flight (e.g. after a client timeout);
-        # once the recvWindow has passed since signing, the venue would refuse it, so a
-        # second "not found" after that is definitive.
-        window_s = (RECV_WINDOW_MS + CLOCK_MARGIN_MS) / 1000 if self._binance_dialect else self.venue.timeout_ms / 1000
-        wait = sent_at + window_s - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-            try:
-                found = await self._lookup_for_place(symbol, client_order_id)
-            except VenueError:
-                raise original from None
-            if found is not None:
-                return found
-        raise original
 
     async def get_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
         """The order with this client id, or None when the venue says it does not exist."""
@@ -484,16 +474,24 @@ class Gateway:
         )
 
     # ------------------------------------------------------------------ history
-    async def funding_income(self, since_ms: int, symbol: str | None = None) -> list[FundingPayment]:
-        """Funding payments since ``since_ms`` (signed: > 0 received), oldest first."""
-        markets = await self.markets()
-        if symbol is not None and symbol not in markets:
-            raise BadSymbol(f"{self.name}: unknown symbol {symbol!r}", venue=self.name)
-        raw = await self._call("fetch_funding_history", symbol, since_ms, 1000)
+    async def funding_income(
+        self, since_ms: int, symbol: str | None = None, until_ms: int | None = None
+    ) -> list[FundingPayment]:
+        """Funding payments since ``since_ms`` (signed: > 0 received), oldest first, read in
+        windows of at most 7 days up to ``until_ms`` (default now) and de-duplicated."""
+        if symbol is not None:
+            await self.market(symbol)
+        raw = await history.funding_rows(self._call, symbol, since_ms, until_ms, now_ms=_now_ms())
         return parse.funding_payments(raw, symbol, binance_dialect=self._binance_dialect)
 
-    async def fills(self, symbol: str, since_ms: int) -> list[Fill]:
-        """Our trades (executions) in ``symbol`` since ``since_ms``, oldest first."""
+    async def fills(
+        self, symbol: str, since_ms: int, order_ids: Iterable[str] | None = None, until_ms: int | None = None
+    ) -> list[Fill]:
+        """Our trades (executions) in ``symbol`` since ``since_ms``, oldest first, whatever
+        the span. With ``order_ids`` only those orders' trades: read by order id where the
+        venue allows it (Binance ``orderId``), else (or for an order that shows none) in
+        windows of at most 7 days from ``since_ms`` to ``until_ms`` (default now)."""
         m = await self.market(symbol)
-        raw = await self._call("fetch_my_trades", symbol, since_ms, 1000)
+        raw = await history.trade_rows(self._call, symbol, since_ms, until_ms, order_ids, now_ms=_now_ms(),
+                                       by_order_id=self._binance_dialect)
         return parse.fills(raw, m)

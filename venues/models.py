@@ -38,6 +38,10 @@ class MarketInfo(_Model):
     min_qty: Decimal  # base units
     min_notional: Decimal  # quote units (USDT)
     price_tick: Decimal
+    #: False while the venue does not trade the market (Binance status SETTLING, BREAK,
+    #: PENDING_TRADING, CLOSE ...): positions in it still exist and are still reported
+    active: bool = True
+    status: str | None = None  # the venue's own market status when it says one
 
 
 class FundingInfo(_Model):
@@ -77,6 +81,9 @@ class Position(_Model):
     unrealized_pnl: Decimal
     liquidation_price: Decimal | None = None
     leverage: Decimal | None = None
+    #: False when the gateway has no market for the symbol even after reloading markets:
+    #: ``symbol`` is then the venue's raw symbol and ``qty`` assumes contract size 1
+    market_known: bool = True
 
 
 class OrderResult(_Model):

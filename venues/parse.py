@@ -19,6 +19,7 @@ from typing import Any
 import ccxt
 
 from domain.rounding import contracts_to_base
+from venues.errors import BadSymbol
 from venues.models import (
     Balance,
     BookLevel,
@@ -95,8 +96,9 @@ def precision_step(value: Any, precision_mode: int) -> Decimal | None:
 
 # --- markets and market data --------------------------------------------------------------
 def market_info(m: Mapping[str, Any], precision_mode: int) -> MarketInfo | None:
-    """One ``load_markets`` entry; None unless it is an active linear perpetual with steps."""
-    if not (m.get("swap") and m.get("linear")) or m.get("active") is False:
+    """One ``load_markets`` entry; None unless it is a linear perpetual with steps. Markets
+    the venue does not trade right now are kept, with ``active`` False and their status."""
+    if not (m.get("swap") and m.get("linear")):
         return None
     cs = D(m.get("contractSize")) or Decimal(1)
     precision = m.get("precision") or {}
@@ -107,6 +109,8 @@ def market_info(m: Mapping[str, Any], precision_mode: int) -> MarketInfo | None:
         return None
     min_amount = D((limits.get("amount") or {}).get("min")) or amount_step
     min_cost = D((limits.get("cost") or {}).get("min")) or Decimal(0)
+    info = m.get("info") or {}
+    status = info.get("status") or info.get("contractStatus") or info.get("state")
     return MarketInfo(
         symbol=m["symbol"],
         venue_symbol=str(m["id"]),
@@ -115,6 +119,8 @@ def market_info(m: Mapping[str, Any], precision_mode: int) -> MarketInfo | None:
         min_qty=min_amount * cs,
         min_notional=min_cost,
         price_tick=price_tick,
+        active=m.get("active") is not False,
+        status=str(status) if status is not None else None,
     )
 
 
@@ -176,6 +182,26 @@ def balance(raw: Mapping[str, Any]) -> Balance:
     return Balance(currency="USDT", total=total, free=free, used=used)
 
 
+def signed_contracts(p: Mapping[str, Any], *, binance_dialect: bool) -> Decimal:
+    """A ``fetch_positions`` entry's signed size in contracts (Binance: ``positionAmt``)."""
+    signed = D((p.get("info") or {}).get("positionAmt")) if binance_dialect else None
+    if signed is None:
+        contracts = d0(p.get("contracts"))
+        signed = -contracts if p.get("side") == "short" else contracts
+    return signed
+
+
+def unknown_position_symbols(
+    raw: Iterable[Mapping[str, Any]], markets: Mapping[str, MarketInfo], *, binance_dialect: bool
+) -> set[str]:
+    """Symbols of open ``fetch_positions`` entries that are not in ``markets``."""
+    return {
+        str(p.get("symbol"))
+        for p in raw
+        if p.get("symbol") not in markets and signed_contracts(p, binance_dialect=binance_dialect) != 0
+    }
+
+
 def positions(
     raw: Iterable[Mapping[str, Any]],
     markets: Mapping[str, MarketInfo],
@@ -183,22 +209,32 @@ def positions(
     *,
     binance_dialect: bool,
 ) -> list[Position]:
-    """``fetch_positions`` → open (non-zero) positions in known markets (and in ``symbols``
-    when given), signed quantity in base units."""
+    """``fetch_positions`` → open (non-zero) positions (in ``symbols`` when given), signed
+    quantity in base units. Nothing is dropped for its market: a position in an inactive
+    market is returned as any other; one in a market missing from ``markets`` keeps the
+    symbol ccxt gave it (the raw venue symbol) with ``market_known`` False, in base units
+    when the venue says them (Binance ``positionAmt``, ccxt's ``contractSize``), else
+    :class:`BadSymbol` is raised (never a silent "flat")."""
     out: list[Position] = []
     for p in raw:
-        symbol = p.get("symbol")
-        if symbol not in markets or (symbols is not None and symbol not in symbols):
+        symbol = str(p.get("symbol"))
+        if symbols is not None and symbol not in symbols:
             continue
-        cs = markets[symbol].contract_size
         info = p.get("info") or {}
-        signed = D(info.get("positionAmt")) if binance_dialect else None
-        if signed is None:
-            contracts = d0(p.get("contracts"))
-            signed = -contracts if p.get("side") == "short" else contracts
-        qty = contracts_to_base(signed, cs)
-        if qty == 0:
+        signed = signed_contracts(p, binance_dialect=binance_dialect)
+        if signed == 0:
             continue
+        known = symbol in markets
+        if known:
+            cs = markets[symbol].contract_size
+        elif binance_dialect and D(info.get("positionAmt")) is not None:
+            cs = Decimal(1)  # USD-M positionAmt is in base units
+        else:
+            cs_raw = D(p.get("contractSize"))
+            if cs_raw is None:
+                raise BadSymbol(f"position in {symbol!r}: market unknown to the gateway, contract size unknown")
+            cs = cs_raw
+        qty = contracts_to_base(signed, cs)
         out.append(
             Position(
                 symbol=symbol,
@@ -208,6 +244,7 @@ def positions(
                 unrealized_pnl=d0(p.get("unrealizedPnl")),
                 liquidation_price=D(p.get("liquidationPrice")) or None,
                 leverage=D(p.get("leverage")),
+                market_known=known,
             )
         )
     return out

@@ -14,11 +14,12 @@ from activities.scanner import ScannerActivities
 from activities.trade import TradeActivities
 from config import Settings
 from control import trades as control_trades
+from workflows.alerts import AlertWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.scanner import ScannerWorkflow
 from workflows.trade import TradeWorkflow
 
-WORKFLOWS: list[type] = [TradeWorkflow, ScannerWorkflow, ReconcileWorkflow]
+WORKFLOWS: list[type] = [TradeWorkflow, ScannerWorkflow, ReconcileWorkflow, AlertWorkflow]
 
 
 def build_activities(settings: Settings, pool: Any) -> list:

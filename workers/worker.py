@@ -138,6 +138,12 @@ async def run_worker(
     Raises ``WorkerError`` for start-up problems, ``workers.client.TemporalUnavailable`` if the
     server cannot be reached, and whatever fatal error the SDK worker raises.
     """
+    from config.settings import live_switch_env
+
+    # the live interlock, whoever starts the worker: a ccxt venue needs mode: live and the switch
+    refusal = settings.live_refusal(switch=live_switch_env(), env_ok=True)
+    if refusal:
+        raise WorkerError(refusal)
     stop_event = stop_event or asyncio.Event()
     own_metrics = None
     queue = task_queue or settings.temporal.task_queue

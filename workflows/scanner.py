@@ -325,7 +325,8 @@ class ScannerWorkflow:
         view: RiskBookView = await workflow.execute_activity_method(
             ScannerActivities.scanner_risk_book,
             RiskBookRequest(day_start_ms=day_start, cooldown_since_ms=now - int(self.p.symbol_cooldown_s * 1000),
-                            emergency_since_ms=self.s.emergency_since_ms),
+                            emergency_since_ms=self.s.emergency_since_ms,
+                            fallback_notional_usd=self.p.notional_usd),
             summary="risk book", **READ_OPTS,
         )
         book = RiskBook(

@@ -5,16 +5,14 @@ and the legal steps between them are the table in ``domain/lifecycle.py``; order
 (place, poll, look up, cancel, close a leg) are one level down in ``workflows/trade_orders.py``;
 every refusal before the first order is a pure function of ``domain/risk.py``.
 
-* Pre-trade: both venues are read and the gate decides; refused → ``aborted``, nothing sent.
-* Open: both legs go out together with deterministic client ids, each polled until done.
-* **One leg with nothing filled → the other is flattened at once** (emergency close, orphan
-  exposure recorded) and the trade ends ``aborted`` with ``LEG_FAILED``.
-* Partial fills → top up the lagging leg, then trim the longer; a gap above ``max_gap`` closes both.
-* Hold: every ``monitor_interval_s`` positions (changed behind our back → emergency close),
-  liquidation distance (reduce, then close), spread exit, maximum hold, funding income; the run
-  continues-as-new carrying ``TradeCarry`` before its history grows large.
+* Pre-trade: both venues read, the gate decides, the (venue, symbol) leases taken; else ``aborted``.
+* **One leg with nothing filled → the other is flattened at once**, whatever its venue does
+  (each venue is closed on its own), orphan exposure recorded, ``aborted`` with ``LEG_FAILED``.
+* Partial fills → top up, then trim; the venues' positions must agree within ``max_gap``.
+* Hold: each leg judged from its own venue's answer (changed behind our back → emergency close;
+  liquidation: reduce with hysteresis, then close), spread exit, maximum hold, funding income.
 * Close: reduce-only orders sized from the venues' *actual* positions until both are flat; it
-  never gives up (capped backoff, a ``close_stuck`` alert). Cancel runs the close, ends Canceled.
+  never gives up and continues-as-new when long. Alerts never hold a step back. Cancel closes.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.funding import interval_ms_from_hours, spread_bps_8h
     from domain.hedge import hedge_gap, liquidation_distance
     from domain.lifecycle import CLOSING_STATES, TERMINAL, Exit, ExitReason, TradeState, check_transition
-    from domain.rounding import common_step, round_down
+    from domain.rounding import common_step
     from messages.trade import (
         CloseRequest,
         HoldParams,
@@ -47,14 +45,15 @@ with workflow.unsafe.imports_passed_through():
     from venues.models import Side
     from workflows import trade_orders as orders
     from workflows.options import READ_OPTS
+    from workflows.trade_close import Closer
     from workflows.trade_orders import OrderDesk, error_type, is_cancellation, why
     from workflows.visibility import SA_STATE, details_markdown, search_attribute_updates, summary_line
 
-ZERO = Decimal(0)
+ZERO, St = Decimal(0), TradeState
 MAX_EVENTS = 50
-St = TradeState
 #: step assumed by runs carried from versions that did not carry the market (their behaviour)
 LEGACY_STEP = Decimal("0.001")
+V2 = "lifecycle-v2"  # per-venue close, alert path, leases, hysteresis, hedge check from the venues
 
 
 @workflow.defn(name="TradeWorkflow")
@@ -73,6 +72,8 @@ class TradeWorkflow:
         self.c = carry  # the whole state of the trade, handed on by continue-as-new
         self.s = carry.status
         self.desk = OrderDesk(params, carry, self._event)
+        self.closer = Closer(params, carry, self.desk, self._event, self._alert, self._history_large)
+        self.v2 = False
 
     # ------------------------------------------------------------------ handlers
     @workflow.query(name="status")
@@ -96,17 +97,15 @@ class TradeWorkflow:
         return self.s.hold
 
     @update_hold.validator
-    def _validate_hold(self, patch: HoldParamsPatch) -> None:
+    def _patched(self, patch: HoldParamsPatch) -> HoldParams:  # a bad value: ValidationError naming the field
         if self.s.state in TERMINAL:
             raise ValueError(f"trade is {self.s.state}; hold parameters can no longer change")
-        self._patched(patch)  # raises a pydantic ValidationError naming the field
-
-    def _patched(self, patch: HoldParamsPatch) -> HoldParams:
         return HoldParams.model_validate(self.s.hold.model_dump() | patch.model_dump(exclude_none=True))
 
     # ------------------------------------------------------------------ main
     @workflow.run
     async def run(self, params: TradeParams, carry: TradeCarry | None = None) -> TradeStatus:
+        self.v2 = workflow.patched(V2)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:
@@ -118,6 +117,9 @@ class TradeWorkflow:
                 await orders.record(self.p, self.s, "opened", self._event)
             if self.s.state in CLOSING_STATES:
                 verdict = Exit(ExitReason.RESUMED, self.s.state == St.EMERGENCY_CLOSING)
+                if self.c.pending_abort:  # an opening that failed, carried into this run mid-close
+                    await self._close(True, self.s.close_reason or verdict.text)
+                    return await self._abort_after_close()
             else:
                 verdict = await self._hold()
             await self._close(verdict.emergency, self.s.close_reason or verdict.text)
@@ -156,6 +158,8 @@ class TradeWorkflow:
         refusal = risk.check_venues(
             p.symbol, p.notional_usd, leverage=p.leverage, margin_buffer=p.margin_buffer,
             max_order_notional_usd=p.max_order_notional_usd, checks=checks)
+        if refusal is None and self.v2:
+            refusal = await self.desk.acquire_leases()
         if refusal is not None:
             return await self._abort(refusal)
 
@@ -185,21 +189,23 @@ class TradeWorkflow:
         if failed:
             detail = "; ".join(f"{n}: {why(results[n])}" for n in failed)
             self._event(f"leg failed ({detail}); flattening the other")
+            self.c.pending_abort = str(risk.Refusal(ExitReason.LEG_FAILED.value, detail))
             await self._close(True, Exit(ExitReason.LEG_FAILED, True, detail).text)
-            # from the moment the lone leg's fill was known to the moment both venues were flat
-            self.s.orphan_exposure_ms = self._now_ms() - min(self.c.filled_ms.values()) if self.c.filled_ms else 0
-            return await self._abort(risk.Refusal(ExitReason.LEG_FAILED.value, detail), Exit(ExitReason.LEG_FAILED, True))
+            return await self._abort_after_close()
 
         await self.desk.equalise(*self._market())
 
         self._set_state(St.HEDGE_CHECK)
         gap = hedge_gap(L.filled_qty, S.filled_qty, self.s.target_qty)
+        if self.v2:  # the venues, not our own fill record, say whether we are hedged
+            held = await self.desk.positions_both()
+            gap = hedge_gap(abs(held[0]), abs(held[1]), self.s.target_qty) if held else Decimal(1)
         self.s.hedge_gap = gap
         if gap > self.s.hold.max_gap:
             self._event(f"hedge gap {gap:.4f} above {self.s.hold.max_gap}; closing both")
+            self.c.pending_abort = str(risk.Refusal(ExitReason.HEDGE_GAP.value, f"gap {gap:.4f} > max {self.s.hold.max_gap}"))
             await self._close(True, ExitReason.HEDGE_GAP.value)
-            return await self._abort(risk.Refusal(ExitReason.HEDGE_GAP.value, f"gap {gap:.4f} > max {self.s.hold.max_gap}"),
-                                     Exit(ExitReason.HEDGE_GAP, True))
+            return await self._abort_after_close()
         self.s.hedged_at = workflow.now().isoformat()
         return None
 
@@ -215,8 +221,7 @@ class TradeWorkflow:
                 return Exit(ExitReason.SIGNAL_CLOSE, False, self.c.close_requested)
             if (self._now_ms() - self.c.hold_started_ms) / 1000 >= self.s.hold.max_hold_s:
                 return Exit(ExitReason.MAX_HOLD)
-            info = workflow.info()
-            if info.is_continue_as_new_suggested() or info.get_current_history_length() > self.p.history_limit:
+            if self._history_large():
                 await self._continue_as_new()
             try:
                 await workflow.wait_condition(lambda: bool(self.c.close_requested or self.c.emergency_requested),
@@ -229,48 +234,57 @@ class TradeWorkflow:
                 return verdict
 
     async def _monitor(self) -> Exit | None:
+        """One look at both venues. Each leg is judged from what its own venue answered: a venue
+        that did not answer leaves its leg unjudged this tick (alert after 3 ticks in a row);
+        the other leg's liquidation distance still counts, and below ``close_liq_distance``
+        both legs are closed (each venue on its own). Reductions, drift and the spread need both."""
         p, d = self.p, self.desk
-        L, S = self.s.leg("long"), self.s.leg("short")
-        try:
-            (lpos, spos), (lsnap, ssnap) = await asyncio.gather(
-                asyncio.gather(d.position(p.long_venue), d.position(p.short_venue)),
-                asyncio.gather(d.snapshot(p.long_venue), d.snapshot(p.short_venue)),
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
+        got = await asyncio.gather(d.position(p.long_venue), d.position(p.short_venue),
+                                   d.snapshot(p.long_venue), d.snapshot(p.short_venue), return_exceptions=True)
+        failed = [r for r in got if isinstance(r, BaseException)]
+        if any(is_cancellation(r) or not isinstance(r, ActivityError) for r in failed):
+            raise next(r for r in failed if is_cancellation(r) or not isinstance(r, ActivityError))
+        if failed:
             self.c.monitor_failures += 1
-            self._event(f"monitor read failed ({error_type(exc)}), #{self.c.monitor_failures}")
+            self._event(f"monitor read failed ({error_type(failed[0])}), #{self.c.monitor_failures}")
             if self.c.monitor_failures == 3:
-                await self._alert("venue_unreachable", f"{summary_line(self.p)}: monitor reads failing: {exc.cause}", "warning")
+                await self._alert("venue_unreachable", f"{summary_line(self.p)}: monitor reads failing: "
+                                  f"{failed[0].cause}", "warning")
+            if not self.v2:
+                return None
+        else:
+            self.c.monitor_failures = 0
+        read = [(name, got[i], got[i + 2]) for i, name in enumerate(("long", "short"))
+                if not isinstance(got[i], BaseException) and not isinstance(got[i + 2], BaseException)]
+        tol, dists = self._market()[0] / 2, []
+        for name, pos, snap in read:
+            leg = self.s.leg(name)
+            leg.position, q = pos, pos.qty if pos else ZERO
+            if abs(q - (leg.filled_qty if name == "long" else -leg.filled_qty)) > tol:
+                msg = f"positions changed outside hedgeflow: {name} {q} on {leg.venue} (expected {leg.filled_qty})"
+                self._event(msg)
+                await self._alert("emergency_close", f"{summary_line(self.p)}: {msg}", "critical")
+                return Exit(ExitReason.LEG_CHANGED, True, msg)
+            dist = liquidation_distance(snap.funding.mark_price, pos.liquidation_price if pos else None)
+            dists += [dist] if dist is not None else []
+        nearest = min(dists) if dists else None
+        if nearest is not None and nearest < self.s.hold.close_liq_distance:
+            await self._alert("emergency_close", f"{summary_line(self.p)}: liquidation {nearest:.2%} away", "critical")
+            return Exit(ExitReason.LIQUIDATION_RISK, True)
+        if len(read) < 2:
             return None
-        self.c.monitor_failures = 0
-        L.position, S.position = lpos, spos
-        tol = self._market()[0] / 2
-        lq, sq = (lpos.qty if lpos else ZERO), (spos.qty if spos else ZERO)
-        if abs(lq - L.filled_qty) > tol or abs(sq + S.filled_qty) > tol:
-            msg = f"positions changed outside hedgeflow: long {lq} (expected {L.filled_qty}), short {sq} (expected -{S.filled_qty})"
-            self._event(msg)
-            await self._alert("emergency_close", f"{summary_line(self.p)}: {msg}", "critical")
-            return Exit(ExitReason.LEG_CHANGED, True, msg)
-
-        self.s.hedge_gap = hedge_gap(L.filled_qty, S.filled_qty, self.s.target_qty)
+        L, S = self.s.leg("long"), self.s.leg("short")
+        size = max(L.filled_qty, S.filled_qty) if self.v2 else self.s.target_qty  # the gap of what is held now
+        self.s.hedge_gap = hedge_gap(L.filled_qty, S.filled_qty, size or self.s.target_qty)
         if self.s.hedge_gap > self.s.hold.max_gap:
             return Exit(ExitReason.HEDGE_DRIFT, True)
+        if nearest is not None and nearest < self.s.hold.reduce_liq_distance:
+            if (verdict := await self._reduce(nearest)) is not None:
+                return verdict
+        elif self.v2:
+            self.c.last_reduce_ms, self.c.dist_at_reduce = 0, None  # out of the zone: re-armed
 
-        dists = [x for x in (
-            liquidation_distance(lsnap.funding.mark_price, lpos.liquidation_price if lpos else None),
-            liquidation_distance(ssnap.funding.mark_price, spos.liquidation_price if spos else None),
-        ) if x is not None]
-        if dists:
-            nearest = min(dists)
-            if nearest < self.s.hold.close_liq_distance:
-                await self._alert("emergency_close", f"{summary_line(self.p)}: liquidation {nearest:.2%} away", "critical")
-                return Exit(ExitReason.LIQUIDATION_RISK, True)
-            if nearest < self.s.hold.reduce_liq_distance:
-                await self._reduce_both(f"liquidation {nearest:.2%} away")
-
-        lf, sf = lsnap.funding, ssnap.funding
+        lf, sf = read[0][2].funding, read[1][2].funding
         spread = spread_bps_8h(lf.rate, interval_ms_from_hours(lf.interval_hours),
                                sf.rate, interval_ms_from_hours(sf.interval_hours))
         self.s.spread_bps_8h = spread.quantize(Decimal("0.01"))
@@ -286,68 +300,38 @@ class TradeWorkflow:
         self._details()
         return None
 
-    async def _reduce_both(self, reason: str) -> None:
-        L, S = self.s.leg("long"), self.s.leg("short")
-        step, min_qty = self._market()
-        half = round_down(min(L.filled_qty, S.filled_qty) / 2, step)
-        if half < min_qty or half == 0:
-            return
-        self.s.reductions += 1
-        n = self.s.reductions  # kept in the status: the event log is truncated
-        self._event(f"reducing both legs by {half}: {reason}")
-        await asyncio.gather(
-            self.desk.place_verified("long", half, f"r{n}", reduce_only=True),
-            self.desk.place_verified("short", half, f"r{n}", reduce_only=True),
-        )
-        await self._alert("reduced", f"{summary_line(self.p)}: reduced both legs by {half} ({reason})", "warning")
+    async def _reduce(self, nearest: Decimal) -> Exit | None:
+        """Halve both legs; then cool down, re-read and require improvement, else close."""
+        now, why = self._now_ms(), f"liquidation {nearest:.2%} away"
+        if self.v2 and self.c.last_reduce_ms:
+            if now - self.c.last_reduce_ms < self.s.hold.reduce_cooldown_s * 1000:
+                return None  # the last reduction is still taking effect
+            if self.c.dist_at_reduce is not None and nearest <= self.c.dist_at_reduce:
+                await self._alert("emergency_close", f"{summary_line(self.p)}: {why}, no better after reducing",
+                                  "critical")
+                return Exit(ExitReason.LIQUIDATION_RISK, True, "no improvement after a reduction")
+        self.c.last_reduce_ms, self.c.dist_at_reduce = now, nearest
+        half = await self.desk.reduce_both(*self._market(), why)
+        if half:
+            await self._alert("reduced", f"{summary_line(self.p)}: reduced both legs by {half} ({why})", "warning")
+        return None
 
     # ------------------------------------------------------------------ close
     async def _close(self, emergency: bool, reason: str) -> None:
-        """Flatten both venues' positions in this symbol. Never gives up."""
+        """Flatten both venues' positions in this symbol, each venue on its own
+        (``workflows/trade_close.py``). Never gives up; continues-as-new when the history grows."""
         self.s.close_reason = self.s.close_reason or reason
         self.s.emergency = self.s.emergency or emergency
         self._set_state(St.EMERGENCY_CLOSING if self.s.emergency else St.CLOSING)
         if emergency:
             await self._alert("emergency_close", f"{summary_line(self.p)}: emergency close ({reason})", "critical")
-        delay, alerted, pause = 0.5, False, False
-        while True:
-            if pause:  # back off after a round without progress, capped: a close never gives up
-                await orders.sleep_uncancellable(delay)
-                delay = min(delay * 2, self.p.close_retry_max_s)
-            pause = True
-            self.s.close_attempts += 1
-            n = self.s.close_attempts
-            try:
-                lpos, spos = await asyncio.gather(self.desk.position(self.p.long_venue),
-                                                  self.desk.position(self.p.short_venue))
-            except ActivityError as exc:
-                if is_cancellation(exc):
-                    continue  # a cancel during a close changes nothing: keep closing
-                self._event(f"close #{n}: positions unavailable ({error_type(exc)}); retrying")
-                alerted = await self._close_stuck(n, alerted, exc)
-                continue
-            open_legs = [(name, pos) for name, pos in (("long", lpos), ("short", spos)) if pos is not None]
-            if not open_legs:  # venues are flat: the only way out of the loop
-                for leg in self.s.legs:
-                    leg.filled_qty, leg.position = ZERO, None
-                break
-            results = await asyncio.gather(
-                *(self.desk.close_leg(name, pos, f"c{n}") for name, pos in open_legs), return_exceptions=True)
-            bad = [r for r in results if isinstance(r, BaseException) and not is_cancellation(r)]
-            if bad:
-                self._event(f"close #{n} failed: {error_type(bad[0])}; retrying")
-                alerted = await self._close_stuck(n, alerted, bad[0])
-            elif any(r is True for r in results):
-                pause, delay = False, 0.5  # something filled: verify flat at once
+        if not self.v2:
+            await self.closer.legacy_close_loop()
+        elif not await self.closer.flatten_each():
+            await self._continue_as_new()  # the next run resumes the close where this one stopped
         self.s.closed_at = workflow.now().isoformat()
         self._event("both venues flat")
         await self.desk.settle_pnl()
-
-    async def _close_stuck(self, attempt: int, alerted: bool, exc: BaseException) -> bool:
-        if attempt >= 3 and not alerted:  # one alert per close, from the third failed attempt
-            await self._alert("close_stuck", f"{summary_line(self.p)}: close attempt {attempt} failed "
-                              f"({error_type(exc)}); still retrying", "critical")
-        return alerted or attempt >= 3
 
     # ------------------------------------------------------------------ endings
     async def _abort(self, refusal: risk.Refusal, verdict: Exit | None = None) -> Exit:
@@ -355,18 +339,35 @@ class TradeWorkflow:
         self._event(f"aborted: {self.s.abort_reason}")
         await self._alert("trade_aborted", f"{summary_line(self.p)}: {self.s.abort_reason}", "warning")
         self._set_state(St.ABORTED)
+        await self.desk.release_leases()  # flat (or never traded): the symbol is free again
         await orders.record(self.p, self.s, "aborted", self._event)
         return verdict or Exit(ExitReason.REFUSED, False, str(refusal))
 
     async def _finish(self) -> None:
         if self.s.state != St.ABORTED:
             self._set_state(St.CLOSED)
+            await self.desk.release_leases()
             await self._alert("trade_closed",
                               f"{summary_line(self.p)} closed ({self.s.close_reason}); realised PnL {self.s.realized_pnl_usd}")
             await orders.record(self.p, self.s, "closed", self._event)
 
     async def _alert(self, kind: str, message: str, severity: str = "info") -> None:
-        await orders.alert(self.p.trade_id, kind, message, severity, self._event)
+        if self.v2:  # on its own path: never awaits the webhook
+            await orders.notify(self.s, kind, message, severity, self._event)
+        else:
+            await orders.alert(self.p.trade_id, kind, message, severity, self._event)
+
+    async def _abort_after_close(self) -> Exit:
+        """End an opening that failed once its venues are flat (``pending_abort`` says why)."""
+        why = self.c.pending_abort or "aborted"
+        if why.startswith(ExitReason.LEG_FAILED.value):  # from the lone leg's fill to both venues flat
+            self.s.orphan_exposure_ms = self._now_ms() - min(self.c.filled_ms.values()) if self.c.filled_ms else 0
+        code, _, detail = why.partition(": ")
+        return await self._abort(risk.Refusal(code, detail), Exit(ExitReason(code), True))
+
+    def _history_large(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > self.p.history_limit
 
     # ------------------------------------------------------------------ continue-as-new
     async def _continue_as_new(self) -> None:

@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
     from activities.trade import TradeActivities
+    from domain import risk
     from domain.ids import client_order_id
     from domain.pnl import FillLike, leg_pnl
     from domain.rounding import round_down
@@ -27,6 +28,9 @@ with workflow.unsafe.imports_passed_through():
         Alert,
         FillsRequest,
         IncomeRequest,
+        LeasePair,
+        LeaseRelease,
+        LeaseRequest,
         LegName,
         MarketSnapshot,
         OrderLookup,
@@ -40,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         TradeStatus,
     )
     from venues.models import OrderResult, Position, Side
+    from workflows.alerts import AlertWorkflow
     from workflows.options import (
         ALERT_OPTS,
         LEDGER_FINAL_OPTS,
@@ -68,6 +73,12 @@ def error_type(exc: BaseException) -> str:
     return type(cause).__name__
 
 
+def refused(exc: BaseException) -> bool:
+    """The venue definitively refused the order (a non-retryable error): it is not on the venue."""
+    cause = exc.cause if isinstance(exc, ActivityError) else exc
+    return isinstance(cause, ApplicationError) and cause.non_retryable
+
+
 def why(result: OrderResult | str) -> str:
     return result if isinstance(result, str) else f"{result.status}, filled {result.filled_qty}"
 
@@ -92,7 +103,21 @@ async def record(p: TradeParams, s: TradeStatus, event: str, note: Callable[[str
         note(f"ledger write {event} failed: {error_type(exc)}")
 
 
+async def notify(s: TradeStatus, kind: str, message: str, severity: str, note: Callable[[str], None]) -> None:
+    """Start the alert as an abandoned child workflow (``workflows/alerts.py``) and go on: the
+    trade waits for the server to accept the child (milliseconds), never for the webhook."""
+    s.alerts_sent += 1
+    try:
+        await workflow.start_child_workflow(
+            AlertWorkflow.run, Alert(kind=kind, trade_id=s.trade_id, message=message, severity=severity),
+            id=f"{s.trade_id}-alert-{s.alerts_sent}", parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            static_summary=f"{kind}: {message}"[:200])
+    except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001 - an alert never stops trading
+        note(f"alert {kind} not started: {type(exc).__name__}")
+
+
 async def alert(trade_id: str, kind: str, message: str, severity: str, note: Callable[[str], None]) -> None:
+    """Trades started before alerts had their own path awaited the delivery (replay only)."""
     try:
         await workflow.execute_activity_method(
             TradeActivities.send_alert, Alert(kind=kind, trade_id=trade_id, message=message, severity=severity),
@@ -124,6 +149,7 @@ class OrderDesk:
         cid = client_order_id(self.p.trade_id, leg, step)
         if cid not in state.client_order_ids:
             state.client_order_ids.append(cid)
+        state.pending.setdefault(cid, self._now_ms())
         marks = self.c.market.marks if self.c.market else {}
         return PlaceOrderRequest(
             venue=state.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=cid,
@@ -153,6 +179,7 @@ class OrderDesk:
                 self.event(f"{leg} open: {out.error_type}; retrying on its own (looks the id up first)")
                 return await self.place_verified(leg, qty, "o", reduce_only=False, lookup_first=True)
             self.event(f"{leg} open refused: {out.error_type} {out.error or ''}".rstrip())
+            self.s.leg(leg).pending.pop(reqs[0 if leg == "long" else 1].client_order_id, None)  # refused: never on the venue
             return out.error_type or "refused"
 
         long_res, short_res = await asyncio.gather(
@@ -177,6 +204,8 @@ class OrderDesk:
             # the outcome may be unknown (timeouts): ask the venue what happened to this id
             order = await self.lookup(req.venue, req.client_order_id)
             if order is None:
+                if refused(exc):
+                    self.s.leg(leg).pending.pop(req.client_order_id, None)
                 self.event(f"{leg} {step} not placed: {error_type(exc)}")
                 return error_type(exc)
         return await self.settle(leg, order, opening=not reduce_only)
@@ -184,6 +213,8 @@ class OrderDesk:
     async def settle(self, leg: LegName, order: OrderResult, *, opening: bool) -> OrderResult:
         """Wait until ``order`` is done, then book its fill on the leg."""
         order = await self.await_done(order)
+        if order.is_closed:
+            self.s.leg(leg).pending.pop(order.client_order_id, None)
         if self.s.leg(leg).apply_fill(order, opening):
             self.event(f"{leg} {order.side} {order.filled_qty} @ {order.avg_price} "
                        f"({order.client_order_id}, {order.status})")
@@ -206,6 +237,58 @@ class OrderDesk:
             longer: LegName = "long" if L.filled_qty > S.filled_qty else "short"
             self.event(f"trimming {longer} by {diff} to match")
             await self.place_verified(longer, diff, "m1", reduce_only=True)
+
+    async def reduce_both(self, step: Decimal, min_qty: Decimal, why: str) -> Decimal | None:
+        """Halve both legs with reduce-only orders (the same quantity on both, on the common
+        step); the quantity, or None when half would be below the minimum."""
+        L, S = self.s.leg("long"), self.s.leg("short")
+        half = round_down(min(L.filled_qty, S.filled_qty) / 2, step)
+        if half < min_qty or half == 0:
+            return None
+        self.s.reductions += 1
+        n = self.s.reductions  # kept in the status: the event log is truncated
+        self.event(f"reducing both legs by {half}: {why}")
+        await asyncio.gather(
+            self.place_verified("long", half, f"r{n}", reduce_only=True),
+            self.place_verified("short", half, f"r{n}", reduce_only=True),
+        )
+        return half
+
+    async def acquire_leases(self) -> risk.Refusal | None:
+        """Take the (venue, symbol) lease of both legs in the ledger, all or none, before any
+        order; refused while another trade holds one, and when the ledger cannot be reached."""
+        pairs = [LeasePair(venue=v, symbol=self.p.symbol) for v in (self.p.long_venue, self.p.short_venue)]
+        try:
+            got = await workflow.execute_activity_method(
+                LedgerActivities.acquire_leases, LeaseRequest(trade_id=self.p.trade_id, pairs=pairs),
+                summary="lease both legs", **LEDGER_OPTS)
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
+            return risk.Refusal(risk.LEASE_UNAVAILABLE, f"ledger: {error_type(exc)}")
+        if not got.acquired:
+            return risk.Refusal(risk.LEASE_HELD, ", ".join(f"{k} held by {v}" for k, v in got.held_by.items()))
+        self.c.lease = True
+        return None
+
+    async def release_leases(self) -> None:
+        """Drop the leases once both venues are flat (retried until it lands)."""
+        if self.c.lease:
+            await workflow.execute_activity_method(
+                LedgerActivities.release_leases, LeaseRelease(trade_id=self.p.trade_id),
+                summary="release leases", **LEDGER_FINAL_OPTS)
+            self.c.lease = False
+
+    async def positions_both(self) -> tuple[Decimal, Decimal] | None:
+        """Both venues' signed positions in this symbol, or None when either cannot be read."""
+        try:
+            got = await asyncio.gather(self.position(self.p.long_venue), self.position(self.p.short_venue))
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
+            self.event(f"positions unreadable ({error_type(exc)})")
+            return None
+        return got[0].qty if got[0] else ZERO, got[1].qty if got[1] else ZERO
 
     async def lookup(self, venue: str, cid: str) -> OrderResult | None:
         try:
@@ -244,6 +327,7 @@ class OrderDesk:
         cid = client_order_id(self.p.trade_id, leg, step)
         if cid not in st.client_order_ids:
             st.client_order_ids.append(cid)
+        st.pending.setdefault(cid, self._now_ms())
         side = Side.SELL if pos.qty > 0 else Side.BUY
         qty = abs(pos.qty)
         req = PlaceOrderRequest(
@@ -258,6 +342,8 @@ class OrderDesk:
                 raise
             order = await self.lookup(st.venue, cid)
             if order is None:
+                if refused(exc):
+                    st.pending.pop(cid, None)
                 raise
         order = await self.settle(leg, order, opening=False)
         return order.filled_qty > 0

@@ -14,6 +14,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reason", default="operator halt")
 
 
+def trades_live(args: argparse.Namespace) -> bool:
+    """The live interlock applies to --close-all (it closes every trade)."""
+    return bool(args.close_all)
+
+
 def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 

@@ -25,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def trades_live(args: argparse.Namespace) -> bool:
+    """The live interlock applies to --flatten-orphans (it sends orders)."""
+    return bool(args.flatten_orphans)
+
+
 def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 

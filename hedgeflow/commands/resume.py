@@ -12,6 +12,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pass
 
 
+def trades_live(args: argparse.Namespace) -> bool:
+    """The live interlock: resuming lets the scanner open trades again."""
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 

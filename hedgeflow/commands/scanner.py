@@ -18,6 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     st.add_argument("--json", action="store_true")
 
 
+def trades_live(args: argparse.Namespace) -> bool:
+    """The live interlock: ``scanner resume`` lets it open trades again."""
+    return args.action == "resume"
+
+
 def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 

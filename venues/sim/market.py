@@ -30,9 +30,13 @@ __all__ = ["DEFAULT_SPECS", "BookConfig", "Market", "ReplayRow", "default_specs"
 D = Decimal
 
 DEFAULT_SPECS: list[SymbolSpec] = [
-    SymbolSpec("BTC/USDT:USDT", "BTCUSDT", "BTC", "USDT", D("65000"), D("0.10"), D("0.001"), D("0.001"), D("1000"), D("120")),
-    SymbolSpec("ETH/USDT:USDT", "ETHUSDT", "ETH", "USDT", D("3400"), D("0.01"), D("0.001"), D("0.001"), D("10000"), D("2000")),
-    SymbolSpec("SOL/USDT:USDT", "SOLUSDT", "SOL", "USDT", D("150"), D("0.01"), D("1"), D("1"), D("1000000"), D("50000")),
+    # mmr / max_leverage: the first bracket of GET /fapi/v1/leverageBracket
+    SymbolSpec("BTC/USDT:USDT", "BTCUSDT", "BTC", "USDT", D("65000"), D("0.10"), D("0.001"), D("0.001"), D("1000"), D("120"),
+               mmr=D("0.004"), max_leverage=125),
+    SymbolSpec("ETH/USDT:USDT", "ETHUSDT", "ETH", "USDT", D("3400"), D("0.01"), D("0.001"), D("0.001"), D("10000"), D("2000"),
+               mmr=D("0.004"), max_leverage=125),
+    SymbolSpec("SOL/USDT:USDT", "SOLUSDT", "SOL", "USDT", D("150"), D("0.01"), D("1"), D("1"), D("1000000"), D("50000"),
+               mmr=D("0.005"), max_leverage=100),
 ]
 
 
@@ -131,6 +135,7 @@ class Market:
         self.by_unified = {s.symbol: s for s in specs}
         self.seed = seed
         self.interval_ms = int(funding_interval_s * 1000)
+        self.interval_override: dict[str, int] = {}  # per-symbol interval (ms), POST /_sim/market
         self.book = book or BookConfig()
         self.pinned_price: dict[str, Decimal] = {}
         self.pinned_rate: dict[str, Decimal] = {}
@@ -216,7 +221,7 @@ class Market:
             if j == i:
                 return times[i] - times[i - 1]
             return times[j] - times[i]
-        return self.interval_ms
+        return self.interval_override.get(sym, self.interval_ms)
 
     def interval_hours(self, sym: str, wall_ms: int) -> float | int:
         hours = self.interval_ms_for(sym, wall_ms) / 3_600_000
@@ -233,7 +238,8 @@ class Market:
             step = self.interval_ms_for(sym, wall_ms)
             k = (dt - times[-1]) // step + 1
             return max(self.wall_time(times[-1] + k * step), wall_ms + 1)
-        return (wall_ms // self.interval_ms + 1) * self.interval_ms
+        iv = self.interval_override.get(sym, self.interval_ms)
+        return (wall_ms // iv + 1) * iv
 
     # ---- books ----------------------------------------------------------------------------
     def depth(self, sym: str, wall_ms: int, limit: int | None = None) -> tuple[list, list]:

@@ -33,6 +33,7 @@ class SimOptions:
     api_secret: str = DEFAULT_API_SECRET
     funding_interval: int = 28800
     initial_balance: Decimal = D("100000")
+    balance: Decimal | None = None  # starting USDT wallet (--balance); overrides initial_balance
     taker_fee: Decimal = D("0.0005")
     symbols: int | None = None
     weight_limit: int = 2400
@@ -41,6 +42,10 @@ class SimOptions:
     book_half_spread_bps: Decimal = D("1")
     book_level_step_bps: Decimal = D("1")
     book_level_notional: Decimal = D("50000")
+
+    @property
+    def start_balance(self) -> Decimal:
+        return D(self.balance if self.balance is not None else self.initial_balance)
 
     @property
     def state_path(self) -> str:

@@ -44,6 +44,8 @@ class SymbolSpec:
     market_max_qty: Decimal
     min_notional: Decimal = Decimal(5)
     onboard_ms: int = 1569398400000
+    mmr: Decimal = Decimal("0.0065")  # maintenance margin rate of Binance's first bracket
+    max_leverage: int = 75  # initial leverage of that bracket
 
     @property
     def price_precision(self) -> int:
@@ -63,13 +65,16 @@ class Position:
     qty: Decimal = ZERO  # signed, base units
     entry: Decimal = ZERO
     update_time: int = 0
+    iso_margin: Decimal = ZERO  # isolatedWallet: margin allocated to an ISOLATED position
 
     def to_row(self) -> dict:
-        return {"symbol": self.symbol, "qty": str(self.qty), "entry": str(self.entry), "update_time": self.update_time}
+        return {"symbol": self.symbol, "qty": str(self.qty), "entry": str(self.entry), "update_time": self.update_time,
+                "iso_margin": str(self.iso_margin)}
 
     @classmethod
     def from_row(cls, d: dict) -> Position:
-        return cls(d["symbol"], Decimal(d["qty"]), Decimal(d["entry"]), int(d["update_time"]))
+        return cls(d["symbol"], Decimal(d["qty"]), Decimal(d["entry"]), int(d["update_time"]),
+                   Decimal(d.get("iso_margin", "0")))
 
 
 @dataclass
@@ -193,7 +198,7 @@ class Trade:
 class Income:
     tran_id: int
     symbol: str
-    income_type: str  # FUNDING_FEE / COMMISSION / REALIZED_PNL / TRANSFER
+    income_type: str  # FUNDING_FEE / COMMISSION / REALIZED_PNL / INSURANCE_CLEAR / TRANSFER
     income: Decimal
     time: int
     trade_id: str = ""

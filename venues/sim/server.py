@@ -127,6 +127,8 @@ class SimHandle:
         if self._stopped:
             return
         self._stopped = True
+        for t in list(self.sim.late):  # orders still waiting for execute_late_ms never execute
+            t.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

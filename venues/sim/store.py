@@ -45,6 +45,11 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
+    def meta_items(self, prefix: str) -> dict[str, str]:
+        """Meta rows whose key starts with ``prefix`` (keys returned without it)."""
+        rows = self.db.execute("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+        return {k[len(prefix):]: v for k, v in rows}
+
     def set_meta(self, **kv: object) -> None:
         with self.db:
             self.db.execute("BEGIN")

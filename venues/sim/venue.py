@@ -1,10 +1,13 @@
 """One simulated venue's live state: market, engine, SQLite store, faults, request-weight
-limiter, and funding settlement (on interval boundaries, or the replay file's rows)."""
+limiter, funding settlement (on interval boundaries, per-symbol intervals, or the replay
+file's rows), liquidation checks on every tick of the price path."""
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
+import json
 import logging
 import os
 from decimal import Decimal
@@ -12,6 +15,7 @@ from decimal import Decimal
 from .engine import Engine
 from .errors import SimError, err_invalid_symbol
 from .faults import Faults
+from .liquidation import liquidate_due
 from .market import BookConfig, Market, default_specs, load_replay, spec_for_unified
 from .options import SimOptions
 from .ratelimit import WeightLimiter
@@ -36,6 +40,7 @@ class Sim:
             specs = [spec_for_unified(u, i) for i, u in enumerate(sorted(replay))]
         else:
             specs = default_specs(opts.symbols)
+        specs = [dataclasses.replace(s) for s in specs]  # this venue's own (POST /_sim/market changes them)
         self.store = Store(opts.state_path)
         wall0 = None
         if replay is not None:
@@ -49,12 +54,19 @@ class Sim:
                           D(opts.book_level_notional))
         self.market = Market(specs, seed=opts.seed, funding_interval_s=opts.funding_interval, book=book,
                              replay=replay, speed=opts.speed, replay_wall0_ms=wall0)
-        self.engine = Engine({s.id: s for s in specs}, wallet=D(opts.initial_balance), taker_fee=D(opts.taker_fee),
+        self.engine = Engine({s.id: s for s in specs}, wallet=opts.start_balance, taker_fee=D(opts.taker_fee),
                              default_leverage=opts.default_leverage)
         if not self.store.load_engine(self.engine):
             self.engine.wallet_update_time = self.started_ms
             self.store.save(self.engine, Mutation(wallet=True))
         self.market.pinned_price, self.market.pinned_rate = self.store.load_pinned()
+        self.engine.isolated = {s for s, v in self.store.meta_items("margin_type:").items()
+                                if v == "ISOLATED" and s in self.market.specs}
+        self.last_funding_sym: dict[str, int] = {}
+        for sym, raw in self.store.meta_items("spec:").items():
+            if sym in self.market.specs:
+                self.apply_spec_override(sym, json.loads(raw))
+        self.late: set[asyncio.Task] = set()  # orders waiting for execute_late_ms
         self.faults = Faults()
         self.limiter = WeightLimiter(opts.weight_limit)
         self.secret = opts.api_secret.encode()
@@ -90,13 +102,38 @@ class Sim:
     def persist(self, mut: Mutation) -> None:
         self.store.save(self.engine, mut)
 
+    def apply_spec_override(self, sym: str, o: dict) -> None:
+        """qty_step / min_qty / funding_interval_hours set through ``POST /_sim/market``."""
+        spec = self.market.specs[sym]
+        if o.get("qty_step") is not None:
+            spec.step = D(o["qty_step"])
+        if o.get("min_qty") is not None:
+            spec.min_qty = D(o["min_qty"])
+        if o.get("funding_interval_hours") is not None:
+            self.market.interval_override[sym] = iv = round(float(o["funding_interval_hours"]) * 3_600_000)
+            self.last_funding_sym[sym] = int(o.get("last_funding_ms") or (now_ms() // iv) * iv)
+        elif "funding_interval_hours" in o:
+            self.market.interval_override.pop(sym, None)
+            self.last_funding_sym.pop(sym, None)
+
+    def check_liquidations(self) -> Mutation:
+        """Liquidate positions whose mark crossed their liquidation price (persisted)."""
+        if not any(p.qty for p in self.engine.positions.values()):
+            return Mutation()
+        mut = liquidate_due(self.engine, self.marks(), now_ms())
+        if mut.orders:
+            self.persist(mut)
+            log.warning("liquidated %s", ", ".join(o.symbol for o in mut.orders if o.client_order_id.startswith("autoclose-")))
+        return mut
+
     # ---- funding --------------------------------------------------------------------------
     def settle(self, symbols: list[str] | None = None, *, at_ms: int | None = None,
-               rates: dict[str, Decimal] | None = None, prices: dict[str, Decimal] | None = None) -> Mutation:
+               rates: dict[str, Decimal] | None = None, prices: dict[str, Decimal] | None = None,
+               exclude: frozenset[str] | set[str] = frozenset()) -> Mutation:
         t = now_ms()
         ts = at_ms or t
         mut = Mutation()
-        for sym in symbols if symbols is not None else list(self.market.specs):
+        for sym in symbols if symbols is not None else [s for s in self.market.specs if s not in exclude]:
             mark = (prices or {}).get(sym) or self.market.mark(sym, t)
             rate = (rates or {}).get(sym)
             if rate is None:
@@ -116,25 +153,48 @@ class Sim:
             try:
                 if self.market.replay is not None:
                     self._replay_tick()
+                    self.check_liquidations()
                     await asyncio.sleep(0.05)
                     continue
-                interval = self.market.interval_ms
-                t = now_ms()
-                boundary = (t // interval) * interval
-                if self.last_funding_ms == 0:
-                    self.last_funding_ms = boundary
-                    self.store.set_meta(last_funding_ms=boundary)
-                if boundary > self.last_funding_ms:
-                    self.last_funding_ms = boundary
-                    self.settle(at_ms=boundary)
-                    self.persist(Mutation(meta={"last_funding_ms": boundary}))
-                nxt = (t // interval + 1) * interval
+                nxt = self._funding_tick()
+                self.check_liquidations()
                 await asyncio.sleep(min(1.0, max(0.005, (nxt - now_ms()) / 1000)))
             except asyncio.CancelledError:
                 raise
             except Exception:  # pragma: no cover - keep the venue alive
                 log.exception("funding loop")
                 await asyncio.sleep(1)
+
+    def _funding_tick(self) -> int:
+        """Settle the symbols whose interval boundary passed; return the next boundary."""
+        interval = self.market.interval_ms
+        over = self.market.interval_override
+        t = now_ms()
+        boundary = (t // interval) * interval
+        if self.last_funding_ms == 0:
+            self.last_funding_ms = boundary
+            self.store.set_meta(last_funding_ms=boundary)
+        if boundary > self.last_funding_ms:
+            self.last_funding_ms = boundary
+            self.settle(at_ms=boundary, exclude=set(over))
+            self.persist(Mutation(meta={"last_funding_ms": boundary}))
+        nxt = (t // interval + 1) * interval
+        for sym, iv in list(over.items()):
+            b = (t // iv) * iv
+            if b > self.last_funding_sym.get(sym, b):
+                self.last_funding_sym[sym] = b
+                self.settle([sym], at_ms=b)
+                self._save_override(sym)
+            nxt = min(nxt, b + iv)
+        return nxt
+
+    def _save_override(self, sym: str) -> None:
+        spec = self.market.specs[sym]
+        iv = self.market.interval_override.get(sym)
+        o = {"qty_step": str(spec.step), "min_qty": str(spec.min_qty),
+             "funding_interval_hours": iv / 3_600_000 if iv else None,
+             "last_funding_ms": self.last_funding_sym.get(sym)}
+        self.persist(Mutation(meta={f"spec:{sym}": json.dumps(o)}))
 
     def _replay_tick(self) -> None:
         wall = now_ms()

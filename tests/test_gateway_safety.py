@@ -1,0 +1,345 @@
+"""The gateway's safety rules against a real simulator (unmodified ccxt over real HTTP), with
+the simulator's faults: late execution of orders whose answer was lost, failing look-ups,
+symbol status, filter changes; plus the pure parts (deadline, windows) on their own.
+
+Ageing history: the simulator stamps trades and income with its own clock, so an order placed
+now cannot be "8 days old". The tests instead ask with ``since`` 8-20 days in the past, which
+puts the trade more than 7 days after ``since`` - exactly where one capped query (ccxt sends
+``endTime = since + 7 days``) stops seeing it, as a trade opened 8 days ago would lose its close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.simproc import in_process_sim
+from tests.test_gateway import SYMBOL, Admin, count_requests, flatten, new_cid, venue
+from venues import history, placing
+from venues.errors import InvalidOrder, OrderOutcomeUnknown, VenueError, VenueUnavailable
+from venues.gateway import Gateway
+from venues.models import OrderResult, OrderStatus, Side
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@pytest.fixture(scope="module")
+async def sim_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    async with in_process_sim(tmp_path_factory.mktemp("gws"), name="gw-safety") as handle:
+        yield handle.url
+
+
+@pytest.fixture(scope="module")
+async def admin(sim_url: str) -> AsyncIterator[Admin]:
+    async with aiohttp.ClientSession() as http:
+        yield Admin(sim_url, http)
+
+
+@pytest.fixture(scope="module")
+async def gw(sim_url: str) -> AsyncIterator[Gateway]:
+    g = Gateway(venue(sim_url))
+    yield g
+    await g.close()
+
+
+@pytest.fixture(autouse=True)
+async def _clear_faults(admin: Admin) -> AsyncIterator[None]:
+    await admin.faults()
+    yield
+    await admin.faults()
+
+
+def posts(seen: list[str]) -> int:
+    return sum(1 for s in seen if s.startswith("POST") and s.endswith("/order"))
+
+
+async def executions(admin: Admin, cid: str) -> list[dict[str, Any]]:
+    return [o for o in await admin.orders(cid) if Decimal(str(o["executedQty"])) > 0]
+
+
+# --- no order twice ---------------------------------------------------------------------------
+async def test_signing_time_is_recorded_after_the_throttle(sim_url: str) -> None:
+    """The window is measured from when ccxt signed the request (after its rate limiter),
+    with the timestamp and recvWindow it put in the signed parameters."""
+    async with Gateway(venue(sim_url, requests_per_second=2)) as slow:  # 500 ms between requests
+        await slow.markets()
+        await slow.balance()
+        called = int(time.time() * 1000)
+        cid = new_cid()
+        await slow.place_market_order(SYMBOL, Side.BUY, Decimal("0.002"), cid, ref_price=Decimal(60000))
+        rec = slow._sends.record(cid)
+        assert rec is not None and rec.recv_window_ms == placing.RECV_WINDOW_MS and rec.answered
+        assert rec.signed_ts is not None and rec.signed_ts >= called + 300, (rec, called)  # throttled first
+        await flatten(slow)
+
+
+async def test_dropped_late_order_with_failing_lookups_executes_once(gw: Gateway, admin: Admin) -> None:
+    """The answer is lost, the order executes 3 s later (invisible until then), and the first
+    look-ups fail: the gateway never counts a "not found" inside the window, so however the
+    caller retries, the client id executes once."""
+    await flatten(gw)
+    cid = new_cid()
+    await admin.faults(drop_responses=1, execute_late_ms=3000, lookup_errors=placing.LOOKUP_ATTEMPTS)
+    seen = count_requests(gw)
+    res: OrderResult | None = None
+    for attempt in range(4):
+        try:
+            res = await gw.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), cid, lookup_first=attempt > 0)
+            break
+        except VenueError as exc:  # the caller's retry policy
+            assert exc.retryable and exc.outcome_unknown, exc
+    assert res is not None and res.duplicate_prevented and res.filled_qty == Decimal("0.01")
+    await asyncio.sleep(0.5)
+    assert posts(seen) == 1, seen
+    assert len(await executions(admin, cid)) == 1 and len(await admin.orders(cid)) == 1
+    await flatten(gw)
+
+
+async def test_lookups_failing_throughout_never_send(gw: Gateway, admin: Admin) -> None:
+    await flatten(gw)
+    cid = new_cid()
+    await admin.faults(drop_responses=1, execute_late_ms=1000, lookup_errors=1000)
+    seen = count_requests(gw)
+    with pytest.raises(VenueError) as first:
+        await gw.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), cid)
+    assert first.value.retryable and first.value.outcome_unknown
+    with pytest.raises(OrderOutcomeUnknown) as again:  # the retry: still cannot tell, sends nothing
+        await gw.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), cid, lookup_first=True)
+    assert again.value.retryable and again.value.outcome_unknown
+    assert posts(seen) == 1, seen
+    await admin.faults()
+    found = await gw.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), cid, lookup_first=True)
+    assert found.duplicate_prevented and posts(seen) == 1
+    assert len(await executions(admin, cid)) == 1
+    await flatten(gw)
+
+
+async def test_lookup_first_in_a_fresh_gateway_waits_out_the_window(sim_url: str, gw: Gateway,
+                                                                    admin: Admin) -> None:
+    """A worker sends, its answer is lost and it dies; the activity retry runs in another
+    process (a fresh Gateway that never saw the send) a moment later. The order executes
+    2.5 s after it arrived: the retry must wait a full window before trusting "not found"."""
+    await flatten(gw)
+    cid = new_cid()
+    await admin.faults(drop_responses=1, execute_late_ms=2500)
+    async with Gateway(venue(sim_url)) as dying:
+        posted = asyncio.Event()
+        count_requests(dying, posted)
+        task = asyncio.create_task(dying.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), cid))
+        await asyncio.wait_for(posted.wait(), 5)
+        await asyncio.sleep(0.3)
+        task.cancel()  # the worker dies
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await admin.orders(cid) == []  # not visible yet
+    started = time.monotonic()
+    async with Gateway(venue(sim_url)) as retry:
+        seen = count_requests(retry)
+        res = await retry.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), cid, lookup_first=True)
+    waited = time.monotonic() - started
+    assert res.duplicate_prevented and res.filled_qty == Decimal("0.01")
+    assert posts(seen) == 0, seen
+    assert waited >= (placing.RECV_WINDOW_MS + placing.VENUE_FUTURE_TOLERANCE_MS) / 1000
+    assert len(await admin.orders(cid)) == 1 and len(await executions(admin, cid)) == 1
+    await flatten(gw)
+
+
+async def test_late_order_outside_its_window_is_resent_once(gw: Gateway, admin: Admin) -> None:
+    """Processed after ``timestamp + recvWindow``, the lost order never executes: after the
+    window the retry sends again, and exactly one order executes."""
+    await flatten(gw)
+    cid = new_cid()
+    await admin.faults(drop_responses=1, execute_late_ms=placing.RECV_WINDOW_MS + 500)
+    with pytest.raises(VenueError) as ei:
+        await gw.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), cid)
+    assert ei.value.outcome_unknown
+    await admin.faults()
+    res = await gw.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), cid, lookup_first=True)
+    assert not res.duplicate_prevented and res.status is OrderStatus.FILLED
+    await asyncio.sleep(0.5)
+    assert len(await executions(admin, cid)) == 1
+    await flatten(gw)
+
+
+# --- venue metadata that changes ----------------------------------------------------------------
+async def test_position_in_a_settling_symbol_is_still_returned(sim_url: str, gw: Gateway, admin: Admin) -> None:
+    await flatten(gw)
+    await gw.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), new_cid())
+    await admin.faults(symbol_status={SYMBOL: "SETTLING"})
+    async with Gateway(venue(sim_url)) as fresh:  # loads markets while the symbol settles
+        m = (await fresh.markets())[SYMBOL]
+        assert m.active is False and m.status == "SETTLING"
+        pos = {p.symbol: p for p in await fresh.positions()}
+        assert pos[SYMBOL].qty == Decimal("0.01") and pos[SYMBOL].market_known
+        assert [p.qty for p in await fresh.positions([SYMBOL])] == [Decimal("0.01")]
+        seen = count_requests(fresh)
+        with pytest.raises(InvalidOrder):  # opening: refused before sending
+            await fresh.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), new_cid(), ref_price=Decimal(60000))
+        assert posts(seen) == 0
+        # closing still goes out (the venue accepts reduce-only while settling)
+        closed = await fresh.place_market_order(SYMBOL, Side.SELL, Decimal("0.01"), new_cid("c"), reduce_only=True)
+        assert closed.filled_qty == Decimal("0.01")
+        assert await fresh.positions() == []
+
+
+async def test_position_in_a_market_missing_from_the_cache_reloads_markets(gw: Gateway) -> None:
+    await flatten(gw)
+    await gw.place_market_order(SYMBOL, Side.SELL, Decimal("0.01"), new_cid())
+    cache = await gw.markets()
+    del cache[SYMBOL]  # as if the market had been listed after our load
+    seen = count_requests(gw)
+    pos = {p.symbol: p for p in await gw.positions()}
+    assert pos[SYMBOL].qty == Decimal("-0.01") and pos[SYMBOL].market_known
+    assert sum(1 for s in seen if s.endswith("/exchangeInfo")) == 1, seen
+    assert SYMBOL in await gw.markets()
+    await flatten(gw)
+
+
+async def test_qty_step_change_is_picked_up_after_the_filter_error(gw: Gateway, admin: Admin) -> None:
+    await flatten(gw)
+    assert (await gw.markets())[SYMBOL].qty_step == Decimal("0.001")
+    await admin.market(symbol=SYMBOL, qty_step="0.01")
+    try:
+        seen = count_requests(gw)
+        cid = new_cid()
+        res = await gw.place_market_order(SYMBOL, Side.BUY, Decimal("0.015"), cid)  # 0.015: -1111 now
+        assert res.filled_qty == Decimal("0.01") and res.status is OrderStatus.FILLED
+        assert (await gw.markets())[SYMBOL].qty_step == Decimal("0.01")
+        assert posts(seen) == 2 and len(await admin.orders(cid)) == 1
+        await flatten(gw)
+    finally:
+        await admin.market(symbol=SYMBOL, qty_step="0.001")
+        await gw.refresh_markets()
+    assert (await gw.markets())[SYMBOL].qty_step == Decimal("0.001")
+
+
+async def test_markets_are_reloaded_periodically(sim_url: str, admin: Admin,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("venues.marketcache.MARKETS_TTL_S", 0.3)
+    async with Gateway(venue(sim_url)) as g:
+        assert (await g.markets())[SYMBOL].qty_step == Decimal("0.001")
+        await admin.market(symbol=SYMBOL, qty_step="0.002")
+        try:
+            assert (await g.markets())[SYMBOL].qty_step == Decimal("0.001")  # still trusted
+            await asyncio.sleep(0.4)
+            assert (await g.markets())[SYMBOL].qty_step == Decimal("0.002")
+        finally:
+            await admin.market(symbol=SYMBOL, qty_step="0.001")
+
+
+# --- history whatever the hold ------------------------------------------------------------------
+async def test_fills_more_than_seven_days_after_since_are_found(gw: Gateway, admin: Admin) -> None:
+    await flatten(gw)
+    res = await gw.place_market_order(SYMBOL, Side.BUY, Decimal("0.01"), new_cid())
+    since = int(time.time() * 1000) - 8 * DAY_MS
+    # what one query returns: ccxt caps it at since + 7 days, so the trade is not in it
+    assert [t for t in await gw.exchange.fetch_my_trades(SYMBOL, since, 1000) if t["order"] == res.venue_order_id] == []
+    seen = count_requests(gw)
+    mine = [f for f in await gw.fills(SYMBOL, since) if f.venue_order_id == res.venue_order_id]
+    assert sum(f.qty for f in mine) == Decimal("0.01")
+    assert sum(1 for s in seen if s.endswith("/userTrades")) == 2, seen  # two windows
+    seen.clear()
+    by_id = await gw.fills(SYMBOL, since - 30 * DAY_MS, order_ids=[res.venue_order_id])
+    assert by_id == mine and sum(1 for s in seen if s.endswith("/userTrades")) == 1, seen
+    assert await gw.fills(SYMBOL, since, order_ids=[]) == []
+    await flatten(gw)
+
+
+async def test_funding_income_more_than_seven_days_after_since_is_found(gw: Gateway, admin: Admin) -> None:
+    await flatten(gw)
+    await gw.place_market_order(SYMBOL, Side.SELL, Decimal("0.01"), new_cid())
+    await admin.market(symbol=SYMBOL, funding_rate="0.001")
+    await admin.settle()
+    since = int(time.time() * 1000) - 20 * DAY_MS
+    got = [p for p in await gw.funding_income(since, SYMBOL)]
+    assert got and got[-1].amount > 0 and got[-1].timestamp_ms > since + 7 * DAY_MS
+    assert len({p.income_id for p in got}) == len(got)
+    await admin.market(symbol=SYMBOL, funding_rate=None)
+    await flatten(gw)
+
+
+# --- pure parts ------------------------------------------------------------------------------------
+def test_deadline_formula() -> None:
+    class FakeExchange:
+        def sign(self, path: str, api: str = "private", method: str = "GET", params: Any = None) -> dict:
+            return {"url": "http://v/fapi/v1/order", "method": method,
+                    "body": "symbol=BTCUSDT&newClientOrderId=abc&timestamp=1000000&recvWindow=5000&signature=x"}
+
+    ex = FakeExchange()
+    log = placing.SendLog(ex)
+    margin = placing.VENUE_FUTURE_TOLERANCE_MS + placing.CLOCK_MARGIN_MS
+    assert log.deadline_ms("abc", now=2_000_000, window_ms=5000, ahead_ms=0) == 2_000_000 + 5000 + margin
+
+    async def send() -> None:
+        ex.sign("order", "fapiPrivate", "POST", {})
+        raise VenueUnavailable("lost")
+
+    with pytest.raises(VenueUnavailable):
+        asyncio.run(log.send("abc", send))
+    rec = log.record("abc")
+    assert rec is not None and (rec.signed_ts, rec.recv_window_ms, rec.answered) == (1_000_000, 5000, False)
+    start = max(rec.local_ms, 1_000_000)
+    assert log.deadline_ms("abc", now=0, window_ms=9999, ahead_ms=700) == start + 5000 + 700 + margin
+    rec.answered = True  # a definitive answer: nothing in flight
+    assert log.deadline_ms("abc", now=0, window_ms=5000, ahead_ms=700) == rec.local_ms
+    ex.sign("order", "fapiPrivate", "POST", {})  # outside a send: not recorded
+    assert log.record("abc") is rec
+
+
+async def test_confirm_absent_never_trusts_a_failed_or_early_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(placing, "LOOKUP_BACKOFF_S", 0.01)
+    calls: list[float] = []
+
+    async def failing() -> OrderResult | None:
+        calls.append(time.monotonic())
+        raise VenueUnavailable("500")
+
+    async def soon() -> int:
+        return placing.now_ms() + 200
+
+    with pytest.raises(OrderOutcomeUnknown):
+        await placing.confirm_absent(failing, soon, what="t")
+    assert len(calls) == 2 * placing.LOOKUP_ATTEMPTS
+
+    lookups: list[int] = []
+
+    async def not_found() -> OrderResult | None:
+        lookups.append(placing.now_ms())
+        return None
+
+    deadline_at: list[int] = []
+
+    async def deadline() -> int:
+        deadline_at.append(placing.now_ms() + 300)
+        return deadline_at[-1]
+
+    assert await placing.confirm_absent(not_found, deadline, what="t") is None
+    assert len(lookups) == 2 and lookups[-1] >= deadline_at[0]
+
+
+async def test_clock_offset_is_measured(gw: Gateway) -> None:
+    clock = placing.Clock(gw.exchange, gw._call)
+    await clock.refresh()
+    assert abs(clock.offset_ms) < 1000 and clock.uncertainty_ms >= 1
+    assert clock.ahead_ms() == max(0, clock.offset_ms) + clock.uncertainty_ms
+
+
+async def test_history_windows_and_pages() -> None:
+    assert history.windows(0, 10, 4) == [(0, 4), (5, 9), (10, 10)]
+    assert history.windows(5, 5, 4) == [(5, 5)]
+    rows = [{"id": str(i), "timestamp": i // 3} for i in range(25)]  # 3 rows per millisecond
+    asked: list[tuple[int, int]] = []
+
+    async def fetch(start: int, end: int) -> list[dict[str, Any]]:
+        asked.append((start, end))
+        return [r for r in rows if start <= r["timestamp"] <= end][:4]
+
+    got = await history.collect(fetch, 0, 100, history.trade_key, width_ms=50, page_limit=4)
+    assert [r["id"] for r in got] == [str(i) for i in range(25)]
+    assert asked[0] == (0, 50) and asked[-1] == (51, 100)

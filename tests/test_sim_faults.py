@@ -1,0 +1,244 @@
+"""The simulator as an adversary: late execution, failing look-ups, symbol status changes,
+filter and funding-interval changes, liquidation. Real HTTP, unmodified ccxt binanceusdm."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal as D
+
+import aiohttp
+import ccxt.async_support as ccxt
+import pytest
+
+from tests.simproc import in_process_sim, make_ccxt_client
+from venues.sim import SimOptions, start_sim
+
+BTC = "BTC/USDT:USDT"
+ETH = "ETH/USDT:USDT"
+
+
+async def admin(url: str, path: str, body: object | None = None, status: int = 200) -> object:
+    async with aiohttp.ClientSession() as s:
+        if body is None:
+            async with s.get(url + path) as r:
+                return await r.json()
+        async with s.post(url + path, json=body) as r:
+            data = await r.json()
+            assert r.status == status, (r.status, data)
+            return data
+
+
+@pytest.fixture
+async def sim(tmp_path) -> AsyncIterator:
+    async with in_process_sim(tmp_path, "sim-f", seed=3) as h:
+        yield h
+
+
+@pytest.fixture
+async def ex(sim) -> AsyncIterator[ccxt.binanceusdm]:
+    client = make_ccxt_client(sim.url, enableRateLimit=False)
+    await client.load_markets()
+    yield client
+    await client.close()
+
+
+def _orders(state: dict, cid: str) -> list[dict]:
+    return [o for o in state["orders"] if o["clientOrderId"] == cid]
+
+
+async def test_execute_late_answers_new_then_fills(ex, sim) -> None:
+    await admin(sim.url, "/_sim/faults", {"execute_late_ms": 600})
+    o = await ex.create_order(BTC, "market", "buy", 0.002, params={"newClientOrderId": "late-1"})
+    assert o["info"]["status"] == "NEW" and o["filled"] == 0
+    seen = await ex.fetch_order(None, BTC, params={"clientOrderId": "late-1"})
+    assert seen["status"] == "open" and seen["filled"] == 0 and seen["id"] == o["id"]
+    assert not [p for p in await ex.fetch_positions([BTC]) if p["contracts"]]
+    await asyncio.sleep(0.9)
+    done = await ex.fetch_order(o["id"], BTC)
+    assert done["status"] == "closed" and done["filled"] == 0.002
+    [row] = _orders(await admin(sim.url, "/_sim/state"), "late-1")
+    assert row["status"] == "FILLED" and row["arrived_ns"] > 0
+    await admin(sim.url, "/_sim/faults", {})
+    assert (await admin(sim.url, "/_sim/faults"))["execute_late_ms"] == 0
+
+
+async def test_execute_late_with_dropped_answer_is_invisible_until_processed(ex, sim) -> None:
+    await admin(sim.url, "/_sim/faults", {"execute_late_ms": 800, "drop_responses": 1})
+    with pytest.raises(ccxt.RequestTimeout):
+        await ex.create_order(BTC, "market", "buy", 0.003, params={"newClientOrderId": "ghost"})
+    with pytest.raises(ccxt.OrderNotFound):  # the client looks up before resending ...
+        await ex.fetch_order(None, BTC, params={"clientOrderId": "ghost"})
+    assert await ex.fetch_open_orders(BTC) == []
+    assert not _orders(await admin(sim.url, "/_sim/state"), "ghost")
+    await asyncio.sleep(1.0)  # ... and the order shows up after it concluded it does not exist
+    o = await ex.fetch_order(None, BTC, params={"clientOrderId": "ghost"})
+    assert o["status"] == "closed" and o["filled"] == 0.003
+    assert [p["contracts"] for p in await ex.fetch_positions([BTC])] == [0.003]
+
+
+async def test_execute_late_past_recv_window_is_discarded(ex, sim) -> None:
+    await admin(sim.url, "/_sim/faults", {"execute_late_ms": 700, "drop_responses": 1})
+    with pytest.raises(ccxt.RequestTimeout):
+        await ex.create_order(BTC, "market", "buy", 0.002,
+                              params={"newClientOrderId": "stale", "recvWindow": 300})
+    await asyncio.sleep(1.0)
+    with pytest.raises(ccxt.OrderNotFound):
+        await ex.fetch_order(None, BTC, params={"clientOrderId": "stale"})
+    state = await admin(sim.url, "/_sim/state")
+    assert not _orders(state, "stale") and not state["positions"]
+
+
+async def test_lookup_errors_raise_retryable(ex, sim) -> None:
+    o = await ex.create_order(BTC, "market", "buy", 0.002, params={"newClientOrderId": "look"})
+    await admin(sim.url, "/_sim/faults", {"lookup_errors": 2})
+    for call in (ex.fetch_order(o["id"], BTC), ex.fetch_open_orders(BTC)):
+        with pytest.raises(ccxt.OperationFailed) as ei:
+            await call
+        assert not isinstance(ei.value, ccxt.OrderNotFound | ccxt.ExchangeError)  # retryable, not "gone"
+        assert "-1001" in str(ei.value)
+    assert (await ex.fetch_order(o["id"], BTC))["status"] == "closed"  # n was 2
+    assert (await admin(sim.url, "/_sim/faults"))["lookup_errors"] == 0
+
+
+async def test_symbol_status_refuses_opening_keeps_position(ex, sim) -> None:
+    await ex.create_order(BTC, "market", "buy", 0.01)
+    await admin(sim.url, "/_sim/faults", {"symbol_status": {BTC: "SETTLING"}})
+    await ex.load_markets(reload=True)
+    assert ex.market(BTC)["info"]["status"] == "SETTLING" and ex.market(BTC)["active"] is False
+    assert ex.market(ETH)["info"]["status"] == "TRADING"
+    with pytest.raises(ccxt.BadRequest) as ei:
+        await ex.create_order(BTC, "market", "buy", 0.002)
+    assert "-4140" in str(ei.value)
+    [pos] = [p for p in await ex.fetch_positions([BTC]) if p["contracts"]]
+    assert pos["contracts"] == 0.01
+    r = await ex.create_order(BTC, "market", "sell", 0.004, params={"reduceOnly": True})
+    assert r["filled"] == 0.004
+    assert (await ex.create_order(ETH, "market", "buy", 0.01))["filled"] == 0.01
+    await admin(sim.url, "/_sim/faults", {"symbol_status": {"BTCUSDT": "CLOSE"}})
+    with pytest.raises(ccxt.OperationRejected) as ei:
+        await ex.create_order(BTC, "market", "sell", 0.002, params={"reduceOnly": True})
+    assert "-4141" in str(ei.value)
+    assert {p["symbol"] for p in await ex.fetch_positions() if p["contracts"]} == {BTC, ETH}
+    for bad in ({"symbol_status": {"NOPE/USDT:USDT": "CLOSE"}}, {"symbol_status": {BTC: "ASLEEP"}}):
+        assert (await admin(sim.url, "/_sim/faults", bad, status=400))["field"] == "symbol_status"
+    await admin(sim.url, "/_sim/faults", {})
+    await ex.load_markets(reload=True)
+    assert ex.market(BTC)["active"] is True
+
+
+async def test_qty_step_change_refuses_old_step(ex, sim) -> None:
+    view = await admin(sim.url, "/_sim/market", {"symbol": BTC, "qty_step": "0.01", "min_qty": "0.02"})
+    assert view["qty_step"] == "0.01" and view["min_qty"] == "0.02"
+    with pytest.raises(ccxt.BadRequest) as ei:  # ex still rounds to the old 0.001 step
+        await ex.create_order(BTC, "market", "buy", 0.005)
+    assert "-1111" in str(ei.value)
+    with pytest.raises(ccxt.InvalidOrder) as ei:  # below min_qty: -1013, ccxt's broad "Filter failure: LOT_SIZE"
+        await ex.create_order(BTC, "market", "buy", 0.01)
+    assert "-1013" in str(ei.value)
+    assert (await ex.create_order(BTC, "market", "buy", 0.03))["filled"] == 0.03
+    await ex.load_markets(reload=True)
+    m = ex.market(BTC)
+    assert m["precision"]["amount"] == 0.01 and m["limits"]["amount"]["min"] == 0.02
+    lots = {f["filterType"]: f for f in m["info"]["filters"]}
+    assert lots["LOT_SIZE"]["stepSize"] == lots["MARKET_LOT_SIZE"]["stepSize"] == "0.01"
+    assert (await admin(sim.url, "/_sim/market", {"symbol": BTC, "qty_step": 0}, status=400))["field"] == "qty_step"
+
+
+async def test_funding_interval_change(ex, sim) -> None:
+    await admin(sim.url, "/_sim/market", {"symbol": BTC, "funding_interval_hours": 4})
+    assert (await ex.fetch_funding_interval(BTC))["interval"] == "4h"
+    assert (await ex.fetch_funding_interval(ETH))["interval"] == "8h"
+    rate = await ex.fetch_funding_rate(BTC)
+    assert rate["fundingTimestamp"] % (4 * 3600 * 1000) == 0
+    # a short interval: the schedule follows it, only for that symbol
+    await ex.create_order(BTC, "market", "buy", 0.01)
+    await ex.create_order(ETH, "market", "buy", 0.01)
+    await admin(sim.url, "/_sim/market", {"symbol": BTC, "funding_interval_hours": 0.0005})  # 1.8 s
+    fees: list = []
+    for _ in range(60):
+        await asyncio.sleep(0.1)
+        fees = [i for i in (await admin(sim.url, "/_sim/state"))["income"] if i["incomeType"] == "FUNDING_FEE"]
+        if fees:
+            break
+    assert fees and {i["symbol"] for i in fees} == {"BTCUSDT"} and fees[0]["time"] % 1800 == 0
+    await admin(sim.url, "/_sim/market", {"symbol": BTC, "funding_interval_hours": None})
+    assert (await ex.fetch_funding_interval(BTC))["interval"] == "8h"
+
+
+async def _open_near_liquidation(tmp_path, name: str, isolated: bool):
+    h = await start_sim(SimOptions(name=name, port=0, state=str(tmp_path / f"{name}.sqlite"), balance=D(200)))
+    c = make_ccxt_client(h.url, enableRateLimit=False)
+    await c.load_markets()
+    await admin(h.url, "/_sim/market", {"symbol": BTC, "price": "50000"})
+    await c.set_leverage(50, BTC)
+    if isolated:
+        await c.set_margin_mode("isolated", BTC)
+    o = await c.create_order(BTC, "market", "buy", 0.1)
+    assert o["filled"] == 0.1
+    [pos] = [p for p in await c.fetch_positions([BTC]) if p["contracts"]]
+    return h, c, pos, o
+
+
+async def test_liquidation_isolated_and_cross(tmp_path) -> None:
+    hi, ci, pi, oi = await _open_near_liquidation(tmp_path, "liq-iso", True)
+    hc, cc, pc, oc = await _open_near_liquidation(tmp_path, "liq-cross", False)
+    try:
+        brackets = await cc.fapiPrivateGetLeverageBracket({"symbol": "BTCUSDT"})
+        mmr = D(str(brackets[0]["brackets"][0]["maintMarginRatio"]))
+        assert mmr == D("0.004")
+        entry, qty = D(str(oi["average"])), D("0.1")
+        iso_wallet = D(pi["info"]["isolatedWallet"])
+        assert iso_wallet == (qty * entry / 50).quantize(D("0.00000001")) and pi["info"]["marginType"] == "isolated"
+        lp_iso = (iso_wallet - qty * entry) / (qty * mmr - qty)  # Binance USD-M, isolated: TMM1 = UPNL1 = 0
+        assert pi["liquidationPrice"] == pytest.approx(float(lp_iso), abs=0.1)
+        wallet_c = D((await admin(hc.url, "/_sim/state"))["balances"]["USDT"]["wallet"])
+        lp_cross = (wallet_c - qty * entry) / (qty * mmr - qty)
+        assert pc["liquidationPrice"] == pytest.approx(float(lp_cross), abs=0.1)
+        assert pc["liquidationPrice"] < pi["liquidationPrice"] < 50000  # cross has the whole wallet behind it
+
+        for h, c, lp in ((hi, ci, pi["liquidationPrice"]), (hc, cc, pc["liquidationPrice"])):
+            await admin(h.url, "/_sim/market", {"symbol": BTC, "price": str(round(lp + 50, 1))})
+            assert [p["contracts"] for p in await c.fetch_positions([BTC]) if p["contracts"]] == [0.1]
+            before = D((await admin(h.url, "/_sim/state"))["balances"]["USDT"]["wallet"])
+            await admin(h.url, "/_sim/market", {"symbol": BTC, "price": str(round(lp - 100, 1))})
+            assert not [p for p in await c.fetch_positions([BTC]) if p["contracts"]]
+            state = await admin(h.url, "/_sim/state")
+            [liq] = state["liquidations"]
+            assert liq["clientOrderId"].startswith("autoclose-") and liq["side"] == "SELL"
+            assert float(liq["price"]) == pytest.approx(lp, abs=0.1)
+            assert any(i["incomeType"] == "INSURANCE_CLEAR" for i in state["income"])
+            assert [o["status"] for o in state["orders"] if o["clientOrderId"] == liq["clientOrderId"]] == ["FILLED"]
+            after = D(state["balances"]["USDT"]["wallet"])
+            if h is hi:  # isolated: the position's margin is lost, the rest of the wallet stays
+                assert after == pytest.approx(before - iso_wallet, abs=D("0.5"))
+            else:  # cross: the whole wallet backed the position
+                assert after < D(1)
+            assert sum(D(i["income"]) for i in state["income"]) == pytest.approx(after - 200, abs=D("0.00001"))
+    finally:
+        for c, h in ((ci, hi), (cc, hc)):
+            await c.close()
+            await h.stop()
+
+
+async def test_liquidation_on_price_path_tick(tmp_path) -> None:
+    h, c, pos, _ = await _open_near_liquidation(tmp_path, "liq-tick", False)
+    try:
+        # move the mark behind the admin API's back: only the venue's own tick can see it
+        h.sim.market.pinned_price[h.sim.engine.specs["BTCUSDT"].id] = D(str(round(pos["liquidationPrice"] - 200, 1)))
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            if (await admin(h.url, "/_sim/state"))["liquidations"]:
+                break
+        assert not [p for p in await c.fetch_positions([BTC]) if p["contracts"]]
+    finally:
+        await c.close()
+        await h.stop()
+
+
+def test_cli_balance_option() -> None:
+    from venues.sim import build_parser, options_from_args
+
+    opts = options_from_args(build_parser().parse_args(["--name", "x", "--port", "0", "--balance", "250"]))
+    assert opts.balance == D(250) and opts.start_balance == D(250)
+    assert options_from_args(build_parser().parse_args(["--name", "x", "--port", "0"])).start_balance == D(100000)

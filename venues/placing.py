@@ -1,0 +1,250 @@
+"""Placing an order at most once: when may a "not found" for a client order id be trusted?
+
+An order request whose answer was lost (timeout, 5xx, dropped connection) may still be in
+flight, or accepted and not yet visible (Binance matches asynchronously). The venue refuses a
+signed request once its validity window has passed, so a look-up that answers "not found"
+*after* that window is definitive; one before it is not. This module keeps what that needs:
+
+* :class:`SendLog` hooks ccxt's request signing on the gateway's exchange instance and records,
+  per client order id, the timestamp ccxt put into the signed parameters (``timestamp``,
+  ``recvWindow``) and the local clock right after signing, i.e. *after* ccxt's throttle, not
+  when the gateway called ``create_order``.
+* :class:`Clock` measures the local clock's offset from the venue's (``fetch_time``).
+* :func:`confirm_absent` looks the order up, waits out the window, and looks again.
+
+The deadline after which "not found" counts, in local milliseconds (:meth:`SendLog.deadline_ms`)::
+
+    max(signed timestamp, local signing time) + recvWindow
+        + max(0, local − venue offset) + offset uncertainty (half the round trip)
+        + VENUE_FUTURE_TOLERANCE_MS (1000: Binance accepts timestamps up to 1 s in its future,
+          so an unmeasured clock ahead of the venue by up to 1 s goes unnoticed)
+        + CLOCK_MARGIN_MS (500)
+
+Without a record of the signing (the request was sent by another process: an activity retry
+after a worker died), the window is counted in full from now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from venues.errors import OrderOutcomeUnknown, VenueError
+from venues.models import OrderResult
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: recvWindow sent with signed Binance-dialect requests: the venue refuses (-1021) a request
+#: that reaches it later than this after its timestamp.
+RECV_WINDOW_MS = 5000
+#: Binance accepts a request whose timestamp is up to this far in the venue's future.
+VENUE_FUTURE_TOLERANCE_MS = 1000
+#: Safety margin on top (processing inside the venue, measurement error).
+CLOCK_MARGIN_MS = 500
+#: Look-ups of one round: attempts and first backoff (doubles each time).
+LOOKUP_ATTEMPTS = 5
+LOOKUP_BACKOFF_S = 0.1
+#: Client ids remembered per Gateway.
+SENT_IDS_KEPT = 10_000
+#: How long a clock-offset measurement is trusted (a failed one is retried after 30 s).
+CLOCK_TTL_S = 300.0
+
+#: The client order id whose request is being placed in this task (read by the sign hook).
+_PLACING: contextvars.ContextVar[str | None] = contextvars.ContextVar("hedgeflow_placing_cid", default=None)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Signed:
+    local_ms: int  # local clock right after ccxt signed the request
+    signed_ts: int | None  # the ``timestamp`` in the signed parameters
+    recv_window_ms: int | None  # the ``recvWindow`` in the signed parameters
+    answered: bool = False  # the venue answered this request definitively
+
+
+def _signed_fields(req: dict[str, Any]) -> dict[str, list[str]]:
+    fields: dict[str, list[str]] = {}
+    url, body = req.get("url"), req.get("body")
+    if isinstance(url, str):
+        fields.update(parse_qs(urlsplit(url).query))
+    if isinstance(body, str) and "=" in body and not body.lstrip().startswith(("{", "[")):
+        fields.update(parse_qs(body))
+    return fields
+
+
+def _int(fields: dict[str, list[str]], key: str) -> int | None:
+    try:
+        return int(fields[key][0])
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+class SendLog:
+    """Client ids this Gateway has sent, with the signing record of the latest request."""
+
+    def __init__(self, exchange: Any, keep: int = SENT_IDS_KEPT) -> None:
+        self._sent: dict[str, Signed | None] = {}
+        self._keep = keep
+        original = exchange.sign
+
+        def sign(*args: Any, **kwargs: Any) -> Any:
+            req = original(*args, **kwargs)
+            cid = _PLACING.get()
+            if cid is not None:
+                self._record(cid, req)
+            return req
+
+        exchange.sign = sign
+
+    def _record(self, cid: str, req: Any) -> None:
+        if not isinstance(req, dict):
+            return
+        text = f"{req.get('url') or ''} {req.get('body') or ''}"
+        if cid not in text:
+            return  # another request made while placing (markets, time ...)
+        fields = _signed_fields(req)
+        self._sent[cid] = Signed(now_ms(), _int(fields, "timestamp"), _int(fields, "recvWindow"))
+
+    def remember(self, cid: str) -> None:
+        self._sent.setdefault(cid, None)
+        while len(self._sent) > self._keep:
+            del self._sent[next(iter(self._sent))]
+
+    def knows(self, cid: str) -> bool:
+        return cid in self._sent
+
+    def record(self, cid: str) -> Signed | None:
+        return self._sent.get(cid)
+
+    async def send(self, cid: str, request: Callable[[], Awaitable[T]]) -> T:
+        """Run ``request`` (the order request for ``cid``) with its signing recorded; a
+        definitive answer (success, or a refusal that is not "outcome unknown") is noted."""
+        self.remember(cid)
+        token = _PLACING.set(cid)
+        try:
+            result = await request()
+        except VenueError as exc:
+            if not exc.outcome_unknown:
+                self._answered(cid)
+            raise
+        finally:
+            _PLACING.reset(token)
+        self._answered(cid)
+        return result
+
+    def _answered(self, cid: str) -> None:
+        rec = self._sent.get(cid)
+        if rec is not None:
+            rec.answered = True
+
+    def deadline_ms(self, cid: str, *, now: int, window_ms: int, ahead_ms: int) -> int:
+        """Local time (ms) after which a "not found" for ``cid`` is definitive (module doc)."""
+        margin = max(0, ahead_ms) + VENUE_FUTURE_TOLERANCE_MS + CLOCK_MARGIN_MS
+        rec = self._sent.get(cid)
+        if rec is None:
+            return now + window_ms + margin  # sent elsewhere, if at all: a full window from now
+        if rec.answered:
+            return rec.local_ms  # the venue has answered that request: nothing is in flight
+        start = max(rec.local_ms, rec.signed_ts or 0)
+        return start + (rec.recv_window_ms or window_ms) + margin
+
+
+class Clock:
+    """The local clock's offset from the venue's, measured with ``fetch_time``."""
+
+    def __init__(self, exchange: Any, call: Callable[..., Awaitable[Any]]) -> None:
+        self._exchange = exchange
+        self._call = call
+        self.offset_ms = 0  # local − venue
+        self.uncertainty_ms = 0
+        self._measured_at = float("-inf")
+
+    def ahead_ms(self) -> int:
+        """How far the local clock may be ahead of the venue's, as far as we know."""
+        return max(0, self.offset_ms) + self.uncertainty_ms
+
+    async def refresh(self) -> None:
+        if time.monotonic() - self._measured_at < CLOCK_TTL_S:
+            return
+        if not self._exchange.has.get("fetchTime"):
+            self._measured_at = time.monotonic()
+            return
+        try:
+            before = now_ms()
+            server = await self._call("fetch_time")
+            after = now_ms()
+        except VenueError as exc:
+            log.debug("clock offset not measured: %s", exc.type_name)
+            self._measured_at = time.monotonic() - CLOCK_TTL_S + 30.0
+            return
+        if server is None:
+            return
+        self.offset_ms = (before + after) // 2 - int(server)
+        self.uncertainty_ms = (after - before) // 2 + 1
+        self._measured_at = time.monotonic()
+        if abs(self.offset_ms) > VENUE_FUTURE_TOLERANCE_MS:
+            log.warning("local clock is %d ms off the venue's", self.offset_ms)
+
+
+async def lookup_round(lookup: Callable[[], Awaitable[OrderResult | None]]) -> OrderResult | None:
+    """One look-up, retried with backoff while it fails retryably; the last error is raised."""
+    delay = LOOKUP_BACKOFF_S
+    for attempt in range(LOOKUP_ATTEMPTS):
+        try:
+            return await lookup()
+        except VenueError as exc:
+            if not exc.retryable or attempt == LOOKUP_ATTEMPTS - 1:
+                raise
+        await asyncio.sleep(delay)
+        delay *= 2
+    raise AssertionError("unreachable")
+
+
+async def confirm_absent(
+    lookup: Callable[[], Awaitable[OrderResult | None]],
+    deadline_ms: Callable[[], Awaitable[int]],
+    *,
+    what: str,
+) -> OrderResult | None:
+    """The order if the venue has it; None only once a look-up *sent after the deadline*
+    answered "not found". Look-ups failing before the deadline do not shorten the wait; when
+    they still fail after it, :class:`OrderOutcomeUnknown` is raised (nothing may be sent)."""
+    started = now_ms()
+    answered = False
+    try:
+        found = await lookup_round(lookup)
+    except VenueError as exc:
+        if not exc.retryable:
+            raise
+        log.warning("%s: look-up failed (%s); waiting out the in-flight window", what, exc.type_name)
+    else:
+        if found is not None:
+            return found
+        answered = True
+    deadline = await deadline_ms()
+    if answered and started >= deadline:
+        return None
+    wait_s = (deadline - now_ms()) / 1000
+    if wait_s > 0:
+        log.info("%s: not found yet; looking again in %.1f s (in-flight window)", what, wait_s)
+        await asyncio.sleep(wait_s)
+    try:
+        return await lookup_round(lookup)
+    except VenueError as exc:
+        if not exc.retryable:
+            raise
+        raise OrderOutcomeUnknown(
+            f"{what}: could not establish whether the order exists ({exc.type_name}); nothing was sent",
+            venue=exc.venue,
+        ) from None

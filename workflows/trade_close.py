@@ -1,0 +1,144 @@
+"""How a trade flattens its venues. It never gives up.
+
+:meth:`Closer.flatten_each` (current): each venue is read and closed **on its own**, in two
+concurrent loops, so a venue that is down never holds the other leg open. A loop ends only
+when its venue reports the leg flat *and* every order it issued has a final answer (an order
+in flight, or one whose outcome was lost, is looked up until the venue answers, so "flat" is
+never trusted while an order could still land). Reads and orders that fail are retried with
+capped backoff (``close_retry_max_s``); the third failed round alerts ``close_stuck`` once.
+When the history grows large the loops stop at their next step and the workflow
+continues-as-new, carrying the close (a day-long outage never meets Temporal's history limit).
+
+:meth:`Closer.legacy_close_loop` is the loop of trades started before that (both venues read
+together before either is closed); it stays so their histories keep replaying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from messages.trade import LegName, TradeCarry, TradeParams
+    from workflows.trade_orders import OrderDesk, error_type, is_cancellation, sleep_uncancellable
+    from workflows.visibility import summary_line
+
+ZERO = Decimal(0)
+#: an issued order that no look-up has found after this long (validity window + margins) was
+#: never accepted by the venue
+UNSEEN_FINAL_MS = 30_000
+
+
+class Closer:
+    def __init__(self, p: TradeParams, c: TradeCarry, desk: OrderDesk, event: Callable[[str], None],
+                 alert: Callable[[str, str, str], Awaitable[None]], history_large: Callable[[], bool]) -> None:
+        self.p, self.c, self.desk, self.event, self.alert = p, c, desk, event, alert
+        self.history_large = history_large
+        self.interrupted = False  # set when the loops stopped for a continue-as-new
+
+    @property
+    def s(self):
+        return self.c.status
+
+    def _now_ms(self) -> int:
+        return int(workflow.now().timestamp() * 1000)
+
+    # ------------------------------------------------------------------ current
+    async def flatten_each(self) -> bool:
+        """Flatten both legs independently. False when interrupted for a continue-as-new."""
+        self.interrupted = False
+        await asyncio.gather(self._flatten("long"), self._flatten("short"))
+        return not self.interrupted
+
+    async def _flatten(self, leg: LegName) -> None:
+        st = self.s.leg(leg)
+        delay = 0.5
+        while True:
+            if self.interrupted or self.history_large():
+                self.interrupted = True
+                return
+            st.close_attempts += 1
+            self.s.close_attempts += 1
+            n = st.close_attempts
+            try:
+                pos = await self.desk.position(st.venue)
+                if pos is None and await self._orders_final(leg):
+                    st.filled_qty, st.position = ZERO, None
+                    return  # this venue is flat and nothing it was sent can still land
+                filled = pos is not None and await self.desk.close_leg(leg, pos, f"c{n}")
+            except ActivityError as exc:
+                if not is_cancellation(exc):  # a cancel during a close changes nothing: keep closing
+                    self.event(f"close {leg} #{n} on {st.venue} failed: {error_type(exc)}; retrying")
+                    await self._stuck(exc)
+                filled = False
+            if filled:
+                delay = 0.5  # something filled: verify flat at once
+                continue
+            await sleep_uncancellable(delay)
+            delay = min(delay * 2, self.p.close_retry_max_s)
+
+    async def _orders_final(self, leg: LegName) -> bool:
+        """Look up every order of this leg whose outcome is not final yet; True when none can
+        still change the position."""
+        st = self.s.leg(leg)
+        for cid, sent_ms in list(st.pending.items()):
+            found = await self.desk.lookup(st.venue, cid)
+            if found is None:
+                if self._now_ms() - sent_ms < UNSEEN_FINAL_MS:
+                    return False  # it may still arrive: look again
+                st.pending.pop(cid, None)
+                continue
+            if not found.is_closed:
+                return False  # still working on the venue: look again
+            st.pending.pop(cid, None)
+        return True
+
+    async def _stuck(self, exc: BaseException) -> None:
+        if self.s.close_attempts >= 3 and not self.c.close_stuck_alerted:
+            self.c.close_stuck_alerted = True
+            await self.alert("close_stuck", f"{summary_line(self.p)}: close attempt {self.s.close_attempts} failed ({error_type(exc)}); "
+                             "still retrying", "critical")
+
+    # ------------------------------------------------------------------ legacy (replay only)
+    async def _legacy_stuck(self, attempt: int, alerted: bool, exc: BaseException) -> bool:
+        if attempt >= 3 and not alerted:  # one alert per close, from the third failed attempt
+            await self.alert("close_stuck", f"{summary_line(self.p)}: close attempt {attempt} failed ({error_type(exc)}); still retrying",
+                             "critical")
+        return alerted or attempt >= 3
+
+    async def legacy_close_loop(self) -> None:
+        stuck = self._legacy_stuck
+        delay, alerted, pause = 0.5, False, False
+        while True:
+            if pause:  # back off after a round without progress, capped: a close never gives up
+                await sleep_uncancellable(delay)
+                delay = min(delay * 2, self.p.close_retry_max_s)
+            pause = True
+            self.s.close_attempts += 1
+            n = self.s.close_attempts
+            try:
+                lpos, spos = await asyncio.gather(self.desk.position(self.p.long_venue),
+                                                  self.desk.position(self.p.short_venue))
+            except ActivityError as exc:
+                if is_cancellation(exc):
+                    continue
+                self.event(f"close #{n}: positions unavailable ({error_type(exc)}); retrying")
+                alerted = await stuck(n, alerted, exc)
+                continue
+            open_legs = [(name, pos) for name, pos in (("long", lpos), ("short", spos)) if pos is not None]
+            if not open_legs:
+                for leg in self.s.legs:
+                    leg.filled_qty, leg.position = ZERO, None
+                return
+            results = await asyncio.gather(
+                *(self.desk.close_leg(name, pos, f"c{n}") for name, pos in open_legs), return_exceptions=True)
+            bad = [r for r in results if isinstance(r, BaseException) and not is_cancellation(r)]
+            if bad:
+                self.event(f"close #{n} failed: {error_type(bad[0])}; retrying")
+                alerted = await stuck(n, alerted, bad[0])
+            elif any(r is True for r in results):
+                pause, delay = False, 0.5
