@@ -343,3 +343,23 @@ async def test_history_windows_and_pages() -> None:
     got = await history.collect(fetch, 0, 100, history.trade_key, width_ms=50, page_limit=4)
     assert [r["id"] for r in got] == [str(i) for i in range(25)]
     assert asked[0] == (0, 50) and asked[-1] == (51, 100)
+
+
+# --- clock skew: the fallback for -1021 -------------------------------------------------------
+async def test_clock_skew_refusal_resyncs_and_the_retry_goes_through(sim_url: str, admin: Admin) -> None:
+    """The venue's clock runs 3 s ahead (``clock_skew_ms``): a signed request is refused with
+    -1021 (ClockSkew, retryable, nothing accepted); the gateway re-syncs its clock, so the
+    retry, signed with the corrected time, succeeds."""
+    from venues.errors import ClockSkew
+
+    g = Gateway(venue(sim_url))
+    try:
+        await g.markets()
+        await admin.faults(clock_skew_ms=-8000)  # the venue is 8 s behind: our timestamps look ahead
+        with pytest.raises(ClockSkew):
+            await g.balance()
+        bal = await g.balance()  # re-signed with the measured difference
+        assert bal.total > 0
+    finally:
+        await admin.faults()
+        await g.close()

@@ -12,7 +12,7 @@ ccxt → hedgeflow error mapping (:func:`map_error`; first matching row wins):
 
 | ccxt exception / venue answer                                         | hedgeflow error      | retryable | outcome unknown |
 |-----------------------------------------------------------------------|----------------------|-----------|-----------------|
-| Binance code -1021 (timestamp outside recvWindow), ``InvalidNonce``   | VenueRejected        | no        | no              |
+| Binance code -1021 (timestamp outside recvWindow), ``InvalidNonce``   | ClockSkew (the gateway re-syncs its clock, then a retry re-signs) | yes | no |
 | Binance code -1007 (backend timeout, execution status unknown)        | VenueTimeout         | yes       | yes             |
 | Binance code -2019, -4050, -4051 (margin insufficient)                | InsufficientMargin   | no        | no              |
 | Binance code -1022 (bad signature), -2014, -1002; -2015 via ccxt      | AuthenticationFailed | no        | no              |
@@ -100,6 +100,13 @@ class RateLimited(VenueError):
     retryable = True
 
 
+class ClockSkew(VenueError):
+    """The venue refused the request's timestamp (Binance -1021): nothing was accepted, the
+    gateway has re-measured the clock offset, and a retry signs with the corrected time."""
+
+    retryable = True
+
+
 class OrderOutcomeUnknown(VenueTimeout):
     """The gateway could not establish whether an order exists (its look-ups kept failing),
     so it sent nothing: retry later, looking the client id up first."""
@@ -134,7 +141,7 @@ class VenueRejected(VenueError):
     pass
 
 
-RETRYABLE = (VenueTimeout, VenueUnavailable, VenueNetworkError, RateLimited, OrderOutcomeUnknown)
+RETRYABLE = (VenueTimeout, VenueUnavailable, VenueNetworkError, RateLimited, OrderOutcomeUnknown, ClockSkew)
 NON_RETRYABLE = (
     InsufficientMargin,
     InvalidOrder,
@@ -150,7 +157,7 @@ NON_RETRYABLE_TYPE_NAMES = [cls.__name__ for cls in NON_RETRYABLE]
 # --- the mapping -----------------------------------------------------------------------
 #: Binance error codes (from the response body), checked before the ccxt class.
 CODE_TABLE: dict[int, type[VenueError]] = {
-    -1021: VenueRejected,
+    -1021: ClockSkew,
     -1007: VenueTimeout,
     -2019: InsufficientMargin,
     -4050: InsufficientMargin,
@@ -189,7 +196,7 @@ MARKET_METADATA_CODES = frozenset(
 #: parents. Names, resolved on first use, so that importing this module (workflows do, for
 #: :data:`NON_RETRYABLE_TYPE_NAMES`) does not import ccxt.
 CLASS_TABLE: list[tuple[str, type[VenueError]]] = [
-    ("InvalidNonce", VenueRejected),
+    ("InvalidNonce", ClockSkew),
     ("RequestTimeout", VenueTimeout),
     ("DDoSProtection", RateLimited),
     ("RateLimitExceeded", RateLimited),

@@ -39,6 +39,7 @@ from domain.rounding import base_to_contracts, contracts_to_base, round_down
 from venues import history, parse, placing
 from venues.errors import (
     BadSymbol,
+    ClockSkew,
     InvalidOrder,
     OrderBelowMinimum,
     OrderNotFound,
@@ -126,6 +127,8 @@ class Gateway:
         except Exception as exc:  # noqa: BLE001 - every ccxt / transport error is mapped
             err = self._err(exc)
             log.debug("venue %s %s failed: %s", self.name, method, err)
+            if isinstance(err, ClockSkew):  # the fallback for -1021: re-sync, then a retry re-signs
+                await placing.resync_clock(self.exchange, self.name)
             raise err from None
 
     async def close(self) -> None:

@@ -248,3 +248,15 @@ async def confirm_absent(
             f"{what}: could not establish whether the order exists ({exc.type_name}); nothing was sent",
             venue=exc.venue,
         ) from None
+
+
+async def resync_clock(exchange: Any, venue: str) -> None:
+    """The fallback for a refused timestamp (-1021): measure the venue's clock and let ccxt sign
+    with the difference from now on (``adjustForTimeDifference``)."""
+    try:
+        exchange.options["adjustForTimeDifference"] = True
+        await exchange.load_time_difference()
+        log.warning("venue %s refused our timestamp: clock re-synced (difference %s ms)", venue,
+                    exchange.options.get("timeDifference"))
+    except Exception as exc:  # noqa: BLE001 - the retry will tell
+        log.warning("venue %s: clock re-sync failed: %s", venue, type(exc).__name__)

@@ -22,7 +22,7 @@ async def ping(sim: Sim, request: web.Request, p: dict):
 
 
 async def server_time(sim: Sim, request: web.Request, p: dict):
-    return {"serverTime": now_ms()}
+    return {"serverTime": now_ms() + sim.faults.clock_skew_ms}
 
 
 async def exchange_info(sim: Sim, request: web.Request, p: dict):

@@ -12,7 +12,7 @@ from .wire import now_ms
 
 
 def authenticate(headers: Mapping[str, str], raw_query: str, body: str, params: dict, *,
-                 api_key: str, secret: bytes) -> None:
+                 api_key: str, secret: bytes, skew_ms: int = 0) -> None:
     """Raise the :class:`SimError` Binance would answer with unless the request is signed."""
     key = headers.get("X-MBX-APIKEY")
     if not key or not hmac.compare_digest(key, api_key):
@@ -36,7 +36,7 @@ def authenticate(headers: Mapping[str, str], raw_query: str, body: str, params: 
     if rw > 60000 or rw <= 0:
         raise SimError(-1131, "recvWindow must be less than 60000")
     ts = int(ts_s)
-    server = now_ms()
+    server = now_ms() + skew_ms
     if ts > server + 1000:
         raise SimError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
     if server - ts > rw:

@@ -8,7 +8,8 @@ act on new orders (see :mod:`venues.sim.api_orders`).
 much later; combined with ``drop_responses`` the order stays invisible until then and is
 discarded if its ``timestamp + recvWindow`` has passed by then. ``lookup_errors`` answers the
 next n order look-ups (order, openOrder, openOrders, allOrders) with HTTP 500 / -1001.
-``symbol_status`` maps unified symbols to a Binance contract status (exchangeInfo shows it;
+``clock_skew_ms`` moves the venue's clock (serverTime and the signed-request timestamp check, so
+a client that does not re-sync gets -1021). ``symbol_status`` maps unified symbols to a Binance contract status (exchangeInfo shows it;
 new orders are refused unless TRADING, see :func:`venues.sim.api_orders.check_symbol_status`).
 """
 
@@ -27,6 +28,7 @@ FAULT_TYPES = {
     "execute_late_ms": int,
     "lookup_errors": int,
     "symbol_status": dict,
+    "clock_skew_ms": int,
 }
 
 # contract statuses of Binance USD-M exchangeInfo (BREAK as on spot)
@@ -45,6 +47,7 @@ class Faults:
     execute_late_ms: int = 0
     lookup_errors: int = 0
     symbol_status: dict = field(default_factory=dict)  # unified symbol -> status
+    clock_skew_ms: int = 0  # the venue's clock runs this far ahead of ours (negative: behind)
 
     def as_dict(self) -> dict:
         return {k: (dict(v) if isinstance(v := getattr(self, k), dict) else v) for k in FAULT_TYPES}
@@ -68,6 +71,9 @@ class Faults:
             elif t is bool:
                 if not isinstance(v, bool):
                     raise ValueError(f"{k}: expected true/false")
+            elif k == "clock_skew_ms":
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise ValueError(f"{k}: expected an integer (ms, negative: the venue is behind)")
             elif t is int:
                 if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                     raise ValueError(f"{k}: expected a non-negative integer")

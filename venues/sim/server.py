@@ -57,7 +57,8 @@ class Server:
                                       f"is {sim.opts.weight_limit}. Please use WebSocket Streams for live "
                                       "updates to avoid bans.", 429)
             if ep.signed:
-                authenticate(request.headers, raw_query, body, params, api_key=sim.opts.api_key, secret=sim.secret)
+                authenticate(request.headers, raw_query, body, params, api_key=sim.opts.api_key, secret=sim.secret,
+                             skew_ms=sim.faults.clock_skew_ms)
             return json_response(await ep.handler(sim, request, params))
 
         return handler
