@@ -12,6 +12,7 @@ from venues import parse
 from venues.errors import (
     NON_RETRYABLE_TYPE_NAMES,
     BadSymbol,
+    ClockSkew,
     InsufficientMargin,
     InvalidOrder,
     OrderOutcomeUnknown,
@@ -207,7 +208,7 @@ def test_funding_payments_filtered_sorted() -> None:
 
 @pytest.mark.parametrize("exc, cls", [
     (ccxt.ExchangeError('binanceusdm {"code":-2019,"msg":"Margin is insufficient."}'), InsufficientMargin),
-    (ccxt.InvalidOrder('binanceusdm {"code":-1021,"msg":"Timestamp outside recvWindow"}'), VenueRejected),
+    (ccxt.InvalidOrder('binanceusdm {"code":-1021,"msg":"Timestamp outside recvWindow"}'), ClockSkew),
     (ccxt.ExchangeError('{"code":-1007,"msg":"Timeout waiting for response"}'), VenueTimeout),
     (ccxt.RequestTimeout("timed out"), VenueTimeout), (ccxt.OnMaintenance("503"), VenueUnavailable),
     (ccxt.RateLimitExceeded("429"), RateLimited), (ccxt.BadResponse("junk"), VenueUnavailable),
