@@ -33,3 +33,6 @@ class TradeDirectory(Protocol):
             dict[tuple[str, str], Decimal], set[tuple[str, str]], int]:
         """(venue, symbol) → signed qty the running holding trades account for; pairs to skip;
         number of running trades."""
+
+    async def trade_running(self, client: Any, trade_id: str) -> bool:
+        """Whether the trade's workflow is still running (an unknown answer counts as running)."""

@@ -151,6 +151,18 @@ class Reconciler:
             client, self.settings.temporal.task_queue, started_after_ms=positions_read_ms - START_MARGIN_MS)
         return TradeView(expected, busy, n)
 
+    async def _release_stale_leases(self, client: Any, report: ReconcileReport) -> None:
+        """A lease whose trade no longer runs (terminated, or its final release never landed)
+        would keep the symbol closed to trading: release it once it is older than a minute."""
+        now = int(time.time() * 1000)
+        for lease in await asyncio.to_thread(self.ledger.leases):
+            if now - lease.acquired_ms < 60_000 or await self.trades.trade_running(client, lease.trade_id):
+                continue
+            await asyncio.to_thread(self.ledger.release_leases, lease.trade_id)
+            log.warning("reconcile: released the lease of %s on %s %s (trade not running)",
+                        lease.trade_id, lease.venue, lease.symbol)
+            report.alerts.append(f"lease_released:{lease.venue}:{lease.symbol}")
+
     @staticmethod
     def compare(positions: dict[str, list[Position]], view: TradeView,
                 only: dict[str, set[str]] | None = None) -> dict[tuple[str, str], Discrepancy]:
@@ -213,6 +225,7 @@ class Reconciler:
         positions, balances = await self.read_positions(report)
         view = await self.read_trades(client, positions_read_ms)
         report.trades_checked = view.n
+        await self._release_stale_leases(client, report)
         confirmed_d, undecided = await self.confirm(client, self.compare(positions, view), positions_read_ms)
 
         found: list[tuple[Discrepancy, str]] = [(d, incident_key(d)) for d in confirmed_d]

@@ -340,3 +340,15 @@ async def expected_positions(
         expected[(long_leg.venue, st.symbol)] = expected.get((long_leg.venue, st.symbol), ZERO) + long_leg.filled_qty
         expected[(short_leg.venue, st.symbol)] = expected.get((short_leg.venue, st.symbol), ZERO) - short_leg.filled_qty
     return expected, busy, n
+
+
+async def trade_running(client: Client, trade_id: str) -> bool:
+    """Whether the trade's workflow is still running; any doubt counts as running (a lease is
+    only released for a trade known to have ended)."""
+    try:
+        desc = await client.get_workflow_handle(trade_id).describe()
+    except RPCError as exc:
+        return exc.status != RPCStatusCode.NOT_FOUND
+    except Exception:  # noqa: BLE001 - unknown: keep the lease
+        return True
+    return desc.status == WorkflowExecutionStatus.RUNNING

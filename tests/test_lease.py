@@ -195,3 +195,29 @@ async def test_an_unreachable_ledger_fails_closed():
         assert "OperationalError" in type(exc.value).__name__
     finally:
         down.close()
+
+
+class _Trades:
+    def __init__(self, running: set[str]) -> None:
+        self.running = running
+
+    async def trade_running(self, client, trade_id: str) -> bool:
+        return trade_id in self.running
+
+
+async def test_reconcile_releases_only_leases_of_trades_that_ended(ledger: Ledger):
+    """A terminated trade's lease would keep its symbol closed forever: reconcile releases it
+    (once older than a minute); a running trade's lease stays."""
+    from activities.reconcile import Reconciler
+    from config import Settings
+    from messages.trade import ReconcileReport
+
+    old = int(time.time() * 1000) - 120_000
+    assert ledger.acquire_leases("trade-gone", [("sim-a", "X/USDT:USDT")], old).acquired
+    assert ledger.acquire_leases("trade-live", [("sim-b", "Y/USDT:USDT")], old).acquired
+    assert ledger.acquire_leases("trade-new", [("sim-c", "Z/USDT:USDT")]).acquired  # just taken
+    rec = Reconciler(Settings(), None, ledger, None, _Trades({"trade-live"}))
+    report = ReconcileReport(at_ms=0)
+    await rec._release_stale_leases(None, report)
+    assert {lease.trade_id for lease in ledger.leases()} == {"trade-live", "trade-new"}
+    assert report.alerts == ["lease_released:sim-a:X/USDT:USDT"]

@@ -9,7 +9,15 @@ from decimal import Decimal as D
 import pytest
 
 from domain import risk
-from domain.lifecycle import TERMINAL, TRANSITIONS, Exit, ExitReason, IllegalTransition, TradeState, check_transition
+from domain.lifecycle import (
+    TERMINAL,
+    TRANSITIONS,
+    Exit,
+    ExitReason,
+    IllegalTransition,
+    TradeState,
+    check_transition,
+)
 
 VENUES = ["sim-a", "sim-b"]
 
