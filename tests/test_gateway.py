@@ -26,7 +26,6 @@ from venues.errors import (
     InvalidOrder,
     OrderBelowMinimum,
     VenueError,
-    VenueRejected,
     VenueUnavailable,
 )
 from venues.gateway import Gateway, map_error
@@ -378,13 +377,18 @@ async def test_wrong_secret_is_authentication_failed_and_never_leaks(sim_url: st
         assert ei.value.__cause__ is None and ei.value.__suppress_context__
 
 
-async def test_stale_timestamp_is_not_retryable(sim_url: str) -> None:
+async def test_stale_timestamp_resyncs_the_clock_and_is_retryable(sim_url: str) -> None:
+    """-1021: nothing was accepted (so not outcome-unknown); the gateway re-syncs its clock and a
+    retry, signed with the corrected time, goes through."""
+    from venues.errors import ClockSkew
+
     async with Gateway(venue(sim_url)) as skewed:
         skewed.exchange.options["timeDifference"] = 120_000  # signs requests 2 minutes in the past
         with pytest.raises(VenueError) as ei:
             await skewed.balance()
-        assert isinstance(ei.value, VenueRejected) and "-1021" in str(ei.value)
-        assert not ei.value.retryable and not ei.value.outcome_unknown
+        assert isinstance(ei.value, ClockSkew) and "-1021" in str(ei.value)
+        assert ei.value.retryable and not ei.value.outcome_unknown
+        assert (await skewed.balance()).total > 0
 
 
 def test_secrets_are_scrubbed_from_mapped_errors() -> None:
