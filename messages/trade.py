@@ -234,6 +234,7 @@ class TradeCarry(BaseModel):
     dist_at_reduce: Decimal | None = None
     unreadable: dict[str, int] = Field(default_factory=dict)  # venue → monitor ticks in a row it failed
     lease: bool = False  # the (venue, symbol) leases are held by this trade
+    funding_recheck_ms: int = 0  # read income once more then: a settlement may post late
 
 
 # --- ledger, reconciliation (activities/ledger.py, activities/reconcile.py) ---------------

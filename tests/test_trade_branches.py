@@ -266,3 +266,26 @@ async def test_reduction_without_improvement_closes(bench):
     h = await bench.start(hold={"reduce_cooldown_s": 0.5})
     st = await h.result()
     assert st.reductions == 1 and st.close_reason == "LIQUIDATION_RISK" and bench.flat()
+
+
+async def test_failed_opening_carried_across_continue_as_new_still_ends_aborted(bench):
+    """The lone leg's venue is flat at once; the other venue stays down long enough for the
+    close to continue-as-new: the next run finishes the close and ends ``aborted`` (LEG_FAILED)."""
+    fb = bench.fakes.v["fb"]
+    fb.refuse = True
+    real_place = bench.fakes._place
+
+    async def place_then_die(req):
+        try:
+            return await real_place(req)
+        finally:
+            if req.venue == "fb":
+                fb.down = True
+
+    bench.fakes._place = place_then_die
+    h = await bench.start(history_limit=100)
+    await bench.until(h, lambda s: s.runs >= 2 and s.state == "emergency_closing", timeout=60)
+    fb.down = False
+    st = await h.result()
+    assert st.state == "aborted" and st.abort_reason.startswith("LEG_FAILED") and bench.flat()
+    assert st.orphan_exposure_ms is not None and st.orphan_exposure_ms > 0

@@ -110,8 +110,7 @@ class TradeWorkflow:
         self._details()
         try:
             if carry is None:
-                failed = await self._open()
-                if failed is not None:
+                if await self._open() is not None:  # refused, or failed and flattened: aborted
                     return self.s
                 await self._alert("trade_opened", f"{summary_line(self.p)} hedged, qty {self.s.target_qty}")
                 await orders.record(self.p, self.s, "opened", self._event)
@@ -119,7 +118,8 @@ class TradeWorkflow:
                 verdict = Exit(ExitReason.RESUMED, self.s.state == St.EMERGENCY_CLOSING)
                 if self.c.pending_abort:  # an opening that failed, carried into this run mid-close
                     await self._close(True, self.s.close_reason or verdict.text)
-                    return await self._abort_after_close()
+                    await self._abort_after_close()
+                    return self.s
             else:
                 verdict = await self._hold()
             await self._close(verdict.emergency, self.s.close_reason or verdict.text)
@@ -294,8 +294,10 @@ class TradeWorkflow:
 
         # funding: fetch income only once a settlement time has passed
         nxt, now = min(lf.next_funding_ms, sf.next_funding_ms), self._now_ms()
-        if self.c.next_funding_ms and now >= self.c.next_funding_ms:
+        due = self.c.next_funding_ms and now >= self.c.next_funding_ms
+        if due or (self.c.funding_recheck_ms and now >= self.c.funding_recheck_ms):
             await d.refresh_funding()
+            self.c.funding_recheck_ms = now + 60_000 if due and self.v2 else 0
         self.c.next_funding_ms = nxt if nxt > now else now + 60_000
         self._details()
         return None
@@ -359,17 +361,16 @@ class TradeWorkflow:
 
     async def _abort_after_close(self) -> Exit:
         """End an opening that failed once its venues are flat (``pending_abort`` says why)."""
-        why = self.c.pending_abort or "aborted"
-        if why.startswith(ExitReason.LEG_FAILED.value):  # from the lone leg's fill to both venues flat
+        code, _, detail = (self.c.pending_abort or "aborted").partition(": ")
+        if code == ExitReason.LEG_FAILED.value:  # from the lone leg's fill to both venues flat
             self.s.orphan_exposure_ms = self._now_ms() - min(self.c.filled_ms.values()) if self.c.filled_ms else 0
-        code, _, detail = why.partition(": ")
         return await self._abort(risk.Refusal(code, detail), Exit(ExitReason(code), True))
 
+    # ------------------------------------------------------------------ continue-as-new
     def _history_large(self) -> bool:
         info = workflow.info()
         return info.is_continue_as_new_suggested() or info.get_current_history_length() > self.p.history_limit
 
-    # ------------------------------------------------------------------ continue-as-new
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._event(f"continue-as-new after {workflow.info().get_current_history_length()} events")
@@ -386,8 +387,7 @@ class TradeWorkflow:
         self._details()
 
     def _market(self) -> tuple[Decimal, Decimal]:
-        m = self.c.market
-        return (m.step, m.min_qty) if m else (LEGACY_STEP, ZERO)
+        return (self.c.market.step, self.c.market.min_qty) if self.c.market else (LEGACY_STEP, ZERO)
 
     def _details(self) -> None:
         workflow.set_current_details(details_markdown(self.p, self.s))
