@@ -55,6 +55,7 @@ class Lab:
         trade: dict[str, Any] | None = None,
         workdir: Path | None = None,
         keep: bool = False,
+        worker_env_extra: dict[str, str] | None = None,
     ) -> None:
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="hedgeflow-lab-"))
@@ -77,6 +78,8 @@ class Lab:
         self.worker = Child([sys.executable, "-m", "hedgeflow", "worker", "--graceful-timeout", "2"],
                             name="worker", cwd=ROOT, log_file=self.worker_log)
         self.worker_starts = 0
+        # extra environment of the worker (read at each start), e.g. HEDGEFLOW__ALERTS__WEBHOOK_URL
+        self.worker_env_extra: dict[str, str] = dict(worker_env_extra or {})
         self._http: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -155,6 +158,7 @@ class Lab:
             HEDGEFLOW__TEMPORAL__TASK_QUEUE=self.task_queue,
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.worker_env_extra)
         return env
 
     # ------------------------------------------------------------------ worker

@@ -62,6 +62,7 @@ class FakeVenue:
     partial: Decimal = D("1")
     down: bool = False
     slow_s: float = 0.0
+    check_slow_s: float = 0.0  # the pre-trade read takes this long
     liq_price: Decimal | None = None
     liq_sticky: bool = False  # keep reporting liq_price after a reduction (isolated margin: it does not move)
     position: Decimal = D(0)
@@ -121,6 +122,8 @@ class FakeActivities:
     @activity.defn(name="check_venue")
     async def check_venue(self, req: VenueCheckRequest) -> VenueCheck:
         v = self.v[req.venue]
+        if v.check_slow_s:
+            await asyncio.sleep(v.check_slow_s)
         v.check()
         market = MarketInfo(symbol=req.symbol, venue_symbol=req.symbol, contract_size=D(1), qty_step=v.step,
                             min_qty=v.step, min_notional=D(5), price_tick=D("0.1"))

@@ -98,14 +98,26 @@ async def test_one_leg_refused_flattens_the_other(bench):
     await record(h, "trade_leg_failed")
 
 
-async def test_one_leg_outcome_unknown_is_looked_up_not_resent(bench):
+async def test_one_leg_outcome_unknown_is_never_resent_and_flattened(bench):
+    """The short order executes but its answer is lost: it is not placed again while the long
+    leg waits unhedged; the trade flattens both venues (the close looks the lost order up) and
+    ends aborted. Every client id executed at most once."""
     bench.fakes.v["fb"].lose_answer = 1  # executes, but the answer is lost
     h = await bench.start()
-    st = await bench.until(h, lambda s: s.state == "holding")
-    assert st.leg("long").filled_qty == st.leg("short").filled_qty == st.target_qty
-    assert bench.executed_at_most_once()
-    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
-    assert (await h.result()).state == "closed" and bench.flat()
+    st = await h.result()
+    assert st.state == "aborted" and st.abort_reason.startswith("LEG_FAILED") and "outcome unknown" in st.abort_reason
+    assert bench.flat() and bench.executed_at_most_once()
+    assert len(bench.fakes.v["fb"].executions) == 2  # the lost open and its flatten, once each
+
+
+async def test_close_requested_before_any_order_opens_nothing(bench):
+    for v in bench.fakes.v.values():
+        v.check_slow_s = 1.0  # the pre-trade reads take a moment: the signal arrives meanwhile
+    h = await bench.start()
+    await h.signal(TradeWorkflow.emergency_close, CloseRequest(reason="changed my mind"))
+    st = await h.result()
+    assert st.state == "aborted" and "close requested before opening" in st.abort_reason
+    assert all(not v.executions for v in bench.fakes.v.values())
 
 
 async def test_both_legs_refused_leaves_nothing(bench):

@@ -105,7 +105,7 @@ class TradeWorkflow:
     # ------------------------------------------------------------------ main
     @workflow.run
     async def run(self, params: TradeParams, carry: TradeCarry | None = None) -> TradeStatus:
-        self.v2 = workflow.patched(V2)
+        self.v2 = self.desk.never_resend_open = workflow.patched(V2)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:
@@ -168,14 +168,13 @@ class TradeWorkflow:
         assert lm is not None and sm is not None
         self.c.market = TradeMarket(step=common_step(lm.qty_step, sm.qty_step), min_qty=max(lm.min_qty, sm.min_qty),
                                     marks={c.venue: c.mark_price for c in checks if c.mark_price})
-        sizing = risk.size_pair(
-            p.notional_usd,
-            risk.LegMarket(lm.qty_step, lm.min_qty, lm.min_notional, lc.mark_price or ZERO),
-            risk.LegMarket(sm.qty_step, sm.min_qty, sm.min_notional, sc.mark_price or ZERO),
-        )
+        sizing = risk.size_pair(p.notional_usd, risk.LegMarket(lm.qty_step, lm.min_qty, lm.min_notional, lc.mark_price or ZERO),
+                                risk.LegMarket(sm.qty_step, sm.min_qty, sm.min_notional, sc.mark_price or ZERO))
         if sizing.refusal is not None:
             return await self._abort(sizing.refusal)
         self.s.target_qty = sizing.qty
+        if self.v2 and (self.c.close_requested or self.c.emergency_requested):  # asked to stop before any order
+            return await self._abort(risk.Refusal(ExitReason.REFUSED.value, "close requested before opening"))
 
         self.s.open_ms = self._now_ms()
         self.s.opened_at = workflow.now().isoformat()

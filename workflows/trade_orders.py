@@ -133,6 +133,9 @@ class OrderDesk:
         self.p = p
         self.c = c
         self.event = event
+        #: a leg whose opening outcome is unknown counts as failed (its venue is then flattened
+        #: on its own), instead of being placed again while the other leg waits unhedged
+        self.never_resend_open = False
 
     @property
     def s(self):  # the trade's status (part of the carry)
@@ -175,9 +178,12 @@ class OrderDesk:
         async def finish(leg: LegName, out: PlaceOutcome) -> OrderResult | str:
             if out.order is not None:
                 return await self.settle(leg, out.order, opening=True)
-            if out.retryable:
+            if out.retryable and not self.never_resend_open:
                 self.event(f"{leg} open: {out.error_type}; retrying on its own (looks the id up first)")
                 return await self.place_verified(leg, qty, "o", reduce_only=False, lookup_first=True)
+            if out.retryable:  # outcome unknown: not sent again; the close looks it up and flattens it
+                self.event(f"{leg} open: {out.error_type}, outcome unknown; treated as failed")
+                return f"{out.error_type} (outcome unknown)"
             self.event(f"{leg} open refused: {out.error_type} {out.error or ''}".rstrip())
             self.s.leg(leg).pending.pop(reqs[0 if leg == "long" else 1].client_order_id, None)  # refused: never on the venue
             return out.error_type or "refused"
