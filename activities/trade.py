@@ -113,9 +113,12 @@ class TradeActivities:
 
         async def one(req: PlaceOrderRequest) -> PlaceOutcome:
             try:
-                return PlaceOutcome(order=await self._place(req))
+                return PlaceOutcome(order=await asyncio.wait_for(self._place(req), req.deadline_s))
             except VenueError as exc:
                 return PlaceOutcome(error_type=exc.type_name, error=str(exc), retryable=exc.retryable)
+            except TimeoutError:  # no answer in time: it may still land; the workflow looks it up
+                return PlaceOutcome(error_type="VenueTimeout", error=f"no answer within {req.deadline_s} s",
+                                    retryable=True)
 
         async with heartbeating():
             return list(await asyncio.gather(*(one(r) for r in reqs)))

@@ -77,6 +77,7 @@ class PlaceOrderRequest(BaseModel):
     reduce_only: bool = False
     ref_price: Decimal | None = None  # a recent mark, for the venue's minimum-notional check
     lookup_first: bool = False  # the order may already exist: look the id up before sending
+    deadline_s: float | None = None  # opening legs: no answer by then = outcome unknown (the other leg won't wait)
 
 
 class PlaceOutcome(BaseModel):

@@ -28,6 +28,9 @@ ORDER_OPTS: dict[str, Any] = dict(
 # Opening orders: a shorter bound, so that a venue that stays down leaves the other leg
 # unhedged for at most this long before it is flattened.
 OPEN_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=45))
+# Top-ups of a partly filled opening: short, so a venue that stays down leaves the gap open
+# only briefly before the longer leg is trimmed instead.
+TOPUP_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=5))
 # Reads: a few quick retries; the workflow decides what a failed read means.
 READ_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=15),

@@ -72,6 +72,7 @@ class TradeWorkflow:
         self.c = carry  # the whole state of the trade, handed on by continue-as-new
         self.s = carry.status
         self.desk = OrderDesk(params, carry, self._event)
+        self.desk.stop_requested = lambda: bool(self.c.close_requested or self.c.emergency_requested)
         self.closer = Closer(params, carry, self.desk, self._event, self._alert, self._history_large)
         self.v2 = False
 

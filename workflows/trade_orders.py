@@ -52,10 +52,13 @@ with workflow.unsafe.imports_passed_through():
         OPEN_ORDER_OPTS,
         ORDER_OPTS,
         READ_OPTS,
+        TOPUP_ORDER_OPTS,
     )
 
 ZERO = Decimal(0)
 A = TradeActivities
+#: an opening leg not answered by then counts as failed (its venue is flattened on its own)
+OPEN_LEG_DEADLINE_S = 2.0
 
 
 def is_cancellation(exc: BaseException) -> bool:
@@ -136,6 +139,7 @@ class OrderDesk:
         #: a leg whose opening outcome is unknown counts as failed (its venue is then flattened
         #: on its own), instead of being placed again while the other leg waits unhedged
         self.never_resend_open = False
+        self.stop_requested: Callable[[], bool] = lambda: False
 
     @property
     def s(self):  # the trade's status (part of the carry)
@@ -164,6 +168,8 @@ class OrderDesk:
         arrive at their venues within milliseconds of each other). A leg whose outcome stayed
         unknown falls back to its own retried placement, which looks the id up first."""
         reqs = [self.request(leg, qty, "o", reduce_only=False) for leg in ("long", "short")]
+        if self.never_resend_open:  # one slow venue must not keep the other leg waiting unhedged
+            reqs = [r.model_copy(update={"deadline_s": OPEN_LEG_DEADLINE_S}) for r in reqs]
         try:
             outcomes = await workflow.execute_activity_method(
                 A.place_orders, reqs,
@@ -202,7 +208,7 @@ class OrderDesk:
             order = await workflow.execute_activity_method(
                 A.place_order, req,
                 summary=f"{req.side} {qty} {self.p.symbol} on {req.venue}{' reduce-only' if reduce_only else ''}",
-                **(ORDER_OPTS if reduce_only else OPEN_ORDER_OPTS),
+                **(ORDER_OPTS if reduce_only else TOPUP_ORDER_OPTS if self.never_resend_open else OPEN_ORDER_OPTS),
             )
         except ActivityError as exc:
             if is_cancellation(exc):
@@ -233,11 +239,13 @@ class OrderDesk:
         L, S = self.s.leg("long"), self.s.leg("short")
         for attempt in range(1, self.p.topup_attempts + 1):
             diff = round_down(abs(L.filled_qty - S.filled_qty), step)
-            if diff == 0 or diff < min_qty:
+            if diff == 0 or diff < min_qty or (self.never_resend_open and self.stop_requested()):
                 break
             lagging: LegName = "long" if L.filled_qty < S.filled_qty else "short"
             self.event(f"partial fill: topping up {lagging} by {diff} (attempt {attempt})")
-            await self.place_verified(lagging, diff, f"t{attempt}", reduce_only=False)
+            res = await self.place_verified(lagging, diff, f"t{attempt}", reduce_only=False)
+            if self.never_resend_open and isinstance(res, str):
+                break  # a top-up that failed is not retried while the gap stays open: trim instead
         diff = round_down(abs(L.filled_qty - S.filled_qty), step)
         if diff > 0:
             longer: LegName = "long" if L.filled_qty > S.filled_qty else "short"
