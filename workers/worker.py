@@ -58,6 +58,7 @@ MAX_CONCURRENT_ACTIVITIES = 64
 MAX_CONCURRENT_WORKFLOW_TASKS = 32
 MAX_CONCURRENT_LOCAL_ACTIVITIES = 32
 GRACEFUL_SHUTDOWN_S = 20.0
+STICKY_TIMEOUT_S = 2.0
 
 
 class WorkerError(RuntimeError):
@@ -187,6 +188,9 @@ async def run_worker(
             max_concurrent_local_activities=MAX_CONCURRENT_LOCAL_ACTIVITIES,
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_timeout),
             interceptors=worker_interceptors(),
+            # a worker that died holds its trades' next workflow task on its sticky queue: hand it
+            # to another worker after 2 s, not the default 10 (a lone leg waits on that task)
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=STICKY_TIMEOUT_S),
         )
         run_task = asyncio.create_task(worker.run(), name="temporal-worker")
         stop_task = asyncio.create_task(stop_event.wait(), name="worker-stop")
