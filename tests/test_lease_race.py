@@ -17,7 +17,7 @@ from workers.worker import run_worker
 from workflows.trade import TradeWorkflow
 from workflows.visibility import search_attributes_for
 
-SYM = "S031/USDT:USDT"
+SYM = "S033/USDT:USDT"
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import pytest
 from trade_harness import settings_for, start_sims, wait_for
 
 from control.trades import open_trade
-from messages.trade import TradeStatus
+from messages.trade import CloseRequest, TradeStatus
 from workers.worker import run_worker
 from workflows.trade import TradeWorkflow
 
-SYM = "S030/USDT:USDT"
+SYM = "S032/USDT:USDT"
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ async def test_reduce_near_liquidation_then_close(temporal_env, task_queue, sims
 
         # 8 % above the liquidation price: reduce
         sims["sim-a"].market(SYM, price=str((liq * Decimal("1.08")).quantize(Decimal("0.01"))))
-        st = await wait_for(lambda: _reduced(h), timeout=30, what="a reduction")
+        st = await wait_for(lambda: _reduced(h, qty), timeout=30, what="a reduction")
         assert st.state == "holding" and st.leg("long").filled_qty == st.leg("short").filled_qty < qty
         assert sims["sim-a"].position_qty(SYM) == -sims["sim-b"].position_qty(SYM)
 
@@ -73,10 +73,16 @@ async def test_reduce_near_liquidation_then_close(temporal_env, task_queue, sims
         assert all(s.position_qty(SYM) == 0 for s in sims.values())
         assert not sims["sim-a"].state().get("liquidations"), "closed before the venue liquidated"
     finally:
+        try:  # never leave a trade running on the shared dev server (the symbol would stay busy)
+            await client.get_workflow_handle(wf_id).signal(TradeWorkflow.emergency_close, CloseRequest(reason="test end"))
+        except Exception:  # noqa: BLE001 - already ended
+            pass
         stop.set()
         await asyncio.wait_for(worker, 30)
 
 
-async def _reduced(h):
+async def _reduced(h, qty):
+    """The reduction filled on both legs (not merely decided)."""
     st = await h.query(TradeWorkflow.status)
-    return st if st.reductions >= 1 and st.leg("long").filled_qty == st.leg("short").filled_qty else None
+    long, short = st.leg("long").filled_qty, st.leg("short").filled_qty
+    return st if st.reductions >= 1 and long == short < qty else None
