@@ -39,6 +39,7 @@ class Closer:
         self.p, self.c, self.desk, self.event, self.alert = p, c, desk, event, alert
         self.history_large = history_large
         self.interrupted = False  # set when the loops stopped for a continue-as-new
+        self.reachable: dict[str, bool] = {"long": True, "short": True}  # did its last position read answer
 
     @property
     def s(self):
@@ -51,6 +52,9 @@ class Closer:
     async def flatten_each(self) -> bool:
         """Flatten both legs independently. False when interrupted for a continue-as-new."""
         self.interrupted = False
+        if not self.s.emergency:  # a graceful close first learns whether both venues answer
+            got = await asyncio.gather(*(self.desk.position(leg.venue) for leg in self.s.legs), return_exceptions=True)
+            self.reachable = {name: not isinstance(r, BaseException) for name, r in zip(("long", "short"), got, strict=True)}
         await asyncio.gather(self._flatten("long"), self._flatten("short"))
         return not self.interrupted
 
@@ -66,11 +70,14 @@ class Closer:
             n = st.close_attempts
             try:
                 pos = await self.desk.position(st.venue)
+                self.reachable[leg] = True
                 if pos is None and await self._orders_final(leg):
                     st.filled_qty, st.position = ZERO, None
                     return  # this venue is flat and nothing it was sent can still land
-                filled = pos is not None and await self.desk.close_leg(leg, pos, f"c{n}")
+                filled = pos is not None and not self._wait_for_other(leg) and \
+                    await self.desk.close_leg(leg, pos, f"c{n}")
             except ActivityError as exc:
+                self.reachable[leg] = False
                 if not is_cancellation(exc):  # a cancel during a close changes nothing: keep closing
                     self.event(f"close {leg} #{n} on {st.venue} failed: {error_type(exc)}; retrying")
                     await self._stuck(exc)
@@ -80,6 +87,16 @@ class Closer:
                 continue
             await sleep_uncancellable(delay)
             delay = min(delay * 2, self.p.close_retry_max_s)
+
+    def _wait_for_other(self, leg: LegName) -> bool:
+        """A graceful close of a hedged pair closes a leg only while the other leg's venue
+        answers: flattening one side while the other venue is unreachable would leave the other
+        leg naked there. An emergency close, or a lone leg, closes at once."""
+        other = "short" if leg == "long" else "long"
+        wait = not self.s.emergency and not self.reachable[other] and self.s.leg(other).filled_qty > 0
+        if wait:
+            self.event(f"close {leg}: waiting for {self.s.leg(other).venue} to answer (the pair stays hedged)")
+        return wait
 
     async def _orders_final(self, leg: LegName) -> bool:
         """Look up every order of this leg whose outcome is not final yet; True when none can
