@@ -11,7 +11,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -21,39 +20,20 @@ from ledger import Ledger
 from messages.trade import LeaseRelease, LeaseRequest, LeaseResult, TradeRecord, TradeStatus
 from telemetry import metrics as m
 from venues.errors import VenueError
-from venues.models import OrderResult
+from venues.models import OrderResult, OrderStatus
 from venues.pool import GatewayPool
 
 log = logging.getLogger("hedgeflow.ledger")
 ZERO = Decimal(0)
 
 
-class IncidentRequest(BaseModel):
-    key: str
-    kind: str
-    detail: str
-    venue: str | None = None
-    symbol: str | None = None
-    qty: Decimal | None = None
-
-
-class DecisionRequest(BaseModel):
-    """One scanner decision; ``decision_key`` makes the write idempotent."""
-
-    decision_key: str
-    symbol: str
-    decision: str  # opened | skipped | ...
-    long_venue: str | None = None
-    short_venue: str | None = None
-    spread_bps: Decimal | None = None
-    reason: str | None = None
-    trade_id: str | None = None
-    at_ms: int | None = None
-
-
 def _ms(iso: str | None) -> int | None:
     return int(datetime.fromisoformat(iso).timestamp() * 1000) if iso else None
 
+
+#: an order in one of these states changes no more: once in the ledger it is not read again
+FINAL_ORDER = frozenset(str(s) for s in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED,
+                                         OrderStatus.REJECTED))
 
 
 async def _none() -> list:
@@ -95,8 +75,12 @@ class LedgerActivities:
         return self._ledger
 
     async def _venue_facts(
-        self, st: TradeStatus, *, with_funding: bool = True
+        self, st: TradeStatus, *, with_funding: bool = True, final: dict[tuple[str, str], str | None] | None = None,
     ) -> tuple[list[OrderResult], list[dict], list[dict], list[dict]]:
+        """The trade's orders, fills and funding from the venues' own records. ``final``:
+        (venue, client id) → venue order id of orders the ledger already holds in a final state;
+        those are not read again (a final order does not change), only their fills are matched."""
+        final = final or {}
         orders: list[OrderResult] = []
         order_rows: list[dict] = []
         fill_rows: list[dict] = []
@@ -107,11 +91,13 @@ class LedgerActivities:
             if not leg.client_order_ids:
                 continue  # nothing was sent to this venue (e.g. aborted before placing)
             gw = self.pool.get(leg.venue)
-            found = await asyncio.gather(*(gw.get_order(st.symbol, cid) for cid in leg.client_order_ids))
+            done = {cid: final[(leg.venue, cid)] for cid in leg.client_order_ids if (leg.venue, cid) in final}
+            found = await asyncio.gather(*(gw.get_order(st.symbol, cid) for cid in leg.client_order_ids
+                                           if cid not in done))
             mine = [o for o in found if o is not None]
             orders += mine
             order_rows += [order_row(o, st.trade_id, name) for o in mine]
-            ids = {o.venue_order_id for o in mine} | set(leg.venue_order_ids)
+            ids = {o.venue_order_id for o in mine} | {v for v in done.values() if v} | set(leg.venue_order_ids)
             fills, income = await asyncio.gather(
                 gw.fills(st.symbol, since, order_ids=sorted(ids)),
                 # income is the heaviest read (Binance weight 30): none has settled at the open
@@ -135,13 +121,15 @@ class LedgerActivities:
         """Upsert the trade, its orders, fills and funding payments (from the venues' own
         records) in one transaction; count the event metrics once."""
         st = rec.status
+        ledger = await self.ledger()
+        final = {(o.venue, o.client_order_id): o.venue_order_id
+                 for o in await asyncio.to_thread(ledger.orders, st.trade_id) if o.status in FINAL_ORDER}
         try:
             orders, order_rows, fill_rows, funding_rows = await self._venue_facts(
-                st, with_funding=rec.event != "opened"
+                st, with_funding=rec.event != "opened", final=final
             )
         except VenueError as exc:
             raise ApplicationError(f"{exc.type_name} on {exc.venue}: {exc}", type=exc.type_name) from None
-        ledger = await self.ledger()
         row = trade_row(st, rec.opened_by)
         if rec.event == "opened" and st.state == TradeState.HEDGE_CHECK:
             row["state"] = TradeState.HOLDING.value  # recorded as the hedge check passes, on the way into holding
@@ -178,24 +166,11 @@ class LedgerActivities:
             if st.emergency:
                 m.EMERGENCY_CLOSES.inc()
 
-    @activity.defn(name="record_incident")
-    async def record_incident(self, req: IncidentRequest) -> int:
-        ledger = await self.ledger()
-        inc_id, _new = await asyncio.to_thread(
-            ledger.record_incident, req.key, req.kind, req.detail, venue=req.venue, symbol=req.symbol, qty=req.qty
-        )
-        return inc_id
-
     @activity.defn(name="open_incidents")
     async def open_incidents(self) -> int:
         """Number of unresolved incidents: the scanner opens nothing while it is above zero."""
         ledger = await self.ledger()
         return await asyncio.to_thread(ledger.open_incident_count)
-
-    @activity.defn(name="record_decision")
-    async def record_decision(self, req: DecisionRequest) -> None:
-        ledger = await self.ledger()
-        await asyncio.to_thread(ledger.record_decision, req.model_dump(exclude_none=True))
 
     @activity.defn(name="acquire_leases")
     async def acquire_leases(self, req: LeaseRequest) -> LeaseResult:
@@ -217,5 +192,4 @@ class LedgerActivities:
         return await asyncio.to_thread(ledger.release_leases, req.trade_id)
 
     def all(self) -> list:
-        return [self.record_trade, self.record_incident, self.open_incidents, self.record_decision,
-                self.acquire_leases, self.release_leases]
+        return [self.record_trade, self.open_incidents, self.acquire_leases, self.release_leases]

@@ -30,9 +30,9 @@ class TradeDirectory(Protocol):
         """Signal a graceful close to every running trade; the ids signalled."""
 
     async def expected_positions(self, client: Any, task_queue: str, *, started_after_ms: int | None = None) -> tuple[
-            dict[tuple[str, str], Decimal], set[tuple[str, str]], int]:
+            dict[tuple[str, str], Decimal], set[tuple[str, str]], set[str]]:
         """(venue, symbol) → signed qty the running holding trades account for; pairs to skip;
-        number of running trades."""
+        the ids of the running trades."""
 
     async def trade_running(self, client: Any, trade_id: str) -> bool:
         """Whether the trade's workflow is still running (an unknown answer counts as running)."""

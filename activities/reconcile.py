@@ -65,11 +65,12 @@ MAX_FLATTEN_STEPS = 50  # flatten attempt ids per incident over all runs
 
 @dataclass
 class TradeView:
-    """One listing of the running trades: what they account for, pairs not to judge, how many."""
+    """One listing of the running trades: what they account for, pairs not to judge, and their
+    ids (which also answer which leases a running trade still holds)."""
 
     expected: dict[tuple[str, str], Decimal]
     busy: set[tuple[str, str]]
-    n: int
+    running: set[str]
 
 
 @dataclass
@@ -147,16 +148,24 @@ class Reconciler:
     async def read_trades(self, client: Any, positions_read_ms: int) -> TradeView:
         """What the running trades account for, listed *after* the positions were read at
         ``positions_read_ms``; trades started since then (less a clock margin) are busy."""
-        expected, busy, n = await self.trades.expected_positions(
-            client, self.settings.temporal.task_queue, started_after_ms=positions_read_ms - START_MARGIN_MS)
-        return TradeView(expected, busy, n)
+        return TradeView(*await self.trades.expected_positions(
+            client, self.settings.temporal.task_queue, started_after_ms=positions_read_ms - START_MARGIN_MS))
 
-    async def _release_stale_leases(self, client: Any, report: ReconcileReport) -> None:
+    async def _release_stale_leases(self, client: Any, report: ReconcileReport,
+                                    running: Collection[str] = ()) -> None:
         """A lease whose trade no longer runs (terminated, or its final release never landed)
-        would keep the symbol closed to trading: release it once it is older than a minute."""
+        would keep the symbol closed to trading: release it once it is older than a minute.
+        ``running``: trade ids this pass's trades list showed running (no question asked of
+        them); only a lease of a trade not listed (ended, or on another task queue) is asked
+        about, trade by trade."""
         now = int(time.time() * 1000)
+        asked: dict[str, bool] = {}
         for lease in await asyncio.to_thread(self.ledger.leases):
-            if now - lease.acquired_ms < 60_000 or await self.trades.trade_running(client, lease.trade_id):
+            if now - lease.acquired_ms < 60_000 or lease.trade_id in running:
+                continue
+            if lease.trade_id not in asked:  # one question per trade, however many pairs it holds
+                asked[lease.trade_id] = await self.trades.trade_running(client, lease.trade_id)
+            if asked[lease.trade_id]:
                 continue
             await asyncio.to_thread(self.ledger.release_leases, lease.trade_id)
             log.warning("reconcile: released the lease of %s on %s %s (trade not running)",
@@ -221,11 +230,11 @@ class Reconciler:
         then a settled second look at whatever disagrees (``confirm``)."""
         state = (state or ReconcileState()).model_copy(deep=True)
         report = ReconcileReport(at_ms=int(time.time() * 1000), state=state)
-        positions_read_ms = int(time.time() * 1000)
+        positions_read_ms = report.at_ms
         positions, balances = await self.read_positions(report)
         view = await self.read_trades(client, positions_read_ms)
-        report.trades_checked = view.n
-        await self._release_stale_leases(client, report)
+        report.trades_checked = len(view.running)
+        await self._release_stale_leases(client, report, view.running)
         confirmed_d, undecided = await self.confirm(client, self.compare(positions, view), positions_read_ms)
 
         found: list[tuple[Discrepancy, str]] = [(d, incident_key(d)) for d in confirmed_d]

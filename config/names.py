@@ -1,5 +1,5 @@
 """The public Temporal names of ``../shared/CONTRACT.md`` that every layer shares, defined once:
-search-attribute keys, the scanner's workflow id, the default task queue. (Workflow and activity
+search-attribute keys and the scanner's workflow id. (Workflow and activity
 *names* are on their definitions, referenced by function, never retyped.)"""
 
 from __future__ import annotations
@@ -14,5 +14,3 @@ SA_SHORT = SearchAttributeKey.for_keyword("ShortVenue")
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (SA_STATE, SA_SYMBOL, SA_LONG, SA_SHORT)
 
 SCANNER_ID = "scanner"
-TASK_QUEUE = "hedgeflow"
-TRADE_ID_PREFIX = "trade-"

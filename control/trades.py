@@ -49,6 +49,11 @@ def params_from_settings(
     )
 
 
+def running_query(task_queue: str) -> str:
+    """The visibility query of the running trades of ``task_queue``."""
+    return f"WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
+
+
 async def open_trades_touching(client: Client, symbol: str, venues: list[str]) -> list[str]:
     """Ids of running trades on ``symbol`` that use any of ``venues`` (one-way position mode
     nets positions, so only one trade per symbol and venue may be open)."""
@@ -198,29 +203,29 @@ def _ms(dt: datetime | None) -> int:
 async def read_risk_book(
     client: Client, req: RiskBookRequest, cache: dict[str, TradeStatus], task_queue: str
 ) -> RiskBookView:
-    """Open trades (visibility + each trade's ``status`` query for its notional) and today's
+    """Open trades (visibility; the notional from each trade's memo) and today's
     outcomes (results of trades closed since the day / cooldown window started)."""
     open_trades: list[OpenTrade] = []
     known: list[str] = []
     base = f"WorkflowType = 'TradeWorkflow' AND TaskQueue = '{task_queue}'"
-    q_open = f"{base} AND ExecutionStatus = 'Running'"
-    running = [w async for w in client.list_workflows(q_open)]
+    running = [w async for w in client.list_workflows(running_query(task_queue))]
 
     fallback = req.fallback_notional_usd if req.fallback_notional_usd is not None else ZERO
 
     async def notional(w: Any) -> Decimal:
-        """The status query's notional; else the memo's (written at start); else the scanner's."""
-        try:
-            st = await client.get_workflow_handle(w.id).query(TradeWorkflow.status, rpc_timeout=timedelta(seconds=5))
-            return st.notional_usd
-        except Exception as exc:  # noqa: BLE001 - unknown: never count it as $0
-            log.warning("risk book: cannot query %s (%s); counting its memo notional", w.id, type(exc).__name__)
+        """The memo's notional (written at start; a trade's notional never changes); else the
+        status query's (a trade started before memos); else the scanner's."""
         try:
             memo = await w.memo_value("notional_usd", None)
             if memo is not None:
                 return Decimal(str(memo))
-        except Exception:  # noqa: BLE001 - no or unreadable memo (a trade started before memos)
+        except Exception:  # noqa: BLE001 - unreadable memo: ask the trade
             pass
+        try:
+            st = await client.get_workflow_handle(w.id).query(TradeWorkflow.status, rpc_timeout=timedelta(seconds=5))
+            return st.notional_usd
+        except Exception as exc:  # noqa: BLE001 - unknown: never count it as $0
+            log.warning("risk book: cannot query %s (%s); counting the scanner's notional", w.id, type(exc).__name__)
         return fallback
 
     notionals = await asyncio.gather(*(notional(w) for w in running))
@@ -285,13 +290,10 @@ async def read_risk_book(
     )
 
 
-
-
 async def close_all_trades(client: Client, reason: str, task_queue: str, also: list[str] = ()) -> list[str]:
     """Signal ``close`` to every running TradeWorkflow of ``task_queue`` (and to ``also``);
     return the ids signalled."""
-    ids = [w.id async for w in client.list_workflows(
-        f"WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'")]
+    ids = [w.id async for w in client.list_workflows(running_query(task_queue))]
     for extra in also:
         if extra not in ids:
             ids.append(extra)
@@ -311,35 +313,38 @@ async def close_all_trades(client: Client, reason: str, task_queue: str, also: l
 
 async def expected_positions(
     client: Any, task_queue: str, *, started_after_ms: int | None = None
-) -> tuple[dict[tuple[str, str], Decimal], set[tuple[str, str]], int]:
+) -> tuple[dict[tuple[str, str], Decimal], set[tuple[str, str]], set[str]]:
     """(venue, symbol) → signed qty the running holding trades account for; pairs to skip
     (a trade in a transient state — opening, verifying, hedge_check, closing, emergency_closing —
     not answering, or started at/after ``started_after_ms``, i.e. after the positions it is
-    compared with were read); number of running trades."""
+    compared with were read); the ids of the running trades. The trades are queried
+    concurrently."""
     expected: dict[tuple[str, str], Decimal] = {}
     busy: set[tuple[str, str]] = set()
-    query = f"WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
-    n = 0
-    async for w in client.list_workflows(query):
-        n += 1
-        sa = w.typed_search_attributes
-        sym, lv, sv = sa.get(SA_SYMBOL), sa.get(SA_LONG), sa.get(SA_SHORT)
+    running = [w async for w in client.list_workflows(running_query(task_queue))]
+
+    async def status(w: Any) -> TradeStatus | None:
         if started_after_ms is not None and _ms(w.start_time) >= started_after_ms:
-            busy |= {(lv, sym), (sv, sym)}  # newer than the positions read: they may not show it yet
-            continue
+            return None  # newer than the positions read: they may not show it yet
         try:
-            st = await client.get_workflow_handle(w.id).query(TradeWorkflow.status, rpc_timeout=timedelta(seconds=5))
+            return await client.get_workflow_handle(w.id).query(TradeWorkflow.status, rpc_timeout=timedelta(seconds=5))
         except Exception as exc:  # noqa: BLE001 - any failure: do not judge this trade's venues
             log.warning("reconcile: cannot query %s (%s); skipping its venues", w.id, type(exc).__name__)
-            busy |= {(lv, sym), (sv, sym)}
-            continue
-        if st.state != "holding":
+            return None
+
+    for w, st in zip(running, await asyncio.gather(*(status(w) for w in running)), strict=True):
+        if st is None:
+            sa = w.typed_search_attributes
+            sym = sa.get(SA_SYMBOL)
+            busy |= {(sa.get(SA_LONG), sym), (sa.get(SA_SHORT), sym)}
+        elif st.state != "holding":
             busy |= {(st.long_venue, st.symbol), (st.short_venue, st.symbol)}
-            continue
-        long_leg, short_leg = st.legs
-        expected[(long_leg.venue, st.symbol)] = expected.get((long_leg.venue, st.symbol), ZERO) + long_leg.filled_qty
-        expected[(short_leg.venue, st.symbol)] = expected.get((short_leg.venue, st.symbol), ZERO) - short_leg.filled_qty
-    return expected, busy, n
+        else:
+            long_leg, short_leg = st.legs
+            expected[(long_leg.venue, st.symbol)] = expected.get((long_leg.venue, st.symbol), ZERO) + long_leg.filled_qty
+            expected[(short_leg.venue, st.symbol)] = (expected.get((short_leg.venue, st.symbol), ZERO)
+                                                      - short_leg.filled_qty)
+    return expected, busy, {w.id for w in running}
 
 
 async def trade_running(client: Client, trade_id: str) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from domain.funding import BPS, HOUR_MS, hourly_rate  # noqa: F401 - re-exported for callers
+from domain.funding import BPS, HOUR_MS
 from domain.funding import spread_bps_8h as funding_spread
 
 ZERO = Decimal(0)

@@ -56,7 +56,6 @@ TRANSITIONS: frozenset[tuple[TradeState, TradeState]] = frozenset(
 
 TERMINAL: frozenset[TradeState] = frozenset({S.CLOSED, S.ABORTED})
 CLOSING_STATES: frozenset[TradeState] = frozenset({S.CLOSING, S.EMERGENCY_CLOSING})
-OPENING_STATES: frozenset[TradeState] = frozenset({S.OPENING, S.VERIFYING, S.HEDGE_CHECK})
 
 
 class IllegalTransition(ValueError):

@@ -33,7 +33,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -84,18 +84,24 @@ class BenchConfig:
                    history_sample=2)
 
 
-def _progress(what: str, i: int, n: int, every: int, t0: float) -> None:
-    if i == n or i % every == 0:
-        log(f"  {what}: {i}/{n} ({time.monotonic() - t0:.0f}s)")
+async def _one_by_one(what: str, symbols: list[str], parts: int,
+                      one: Callable[[int, str], Awaitable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``await one(i, symbol)`` for each symbol in turn (i from 1), logging progress ``parts`` times."""
+    out = []
+    t0, n = time.monotonic(), len(symbols)
+    every = max(1, n // parts)
+    for i, sym in enumerate(symbols, 1):
+        out.append(await one(i, sym))
+        if i == n or i % every == 0:
+            log(f"  {what}: {i}/{n} ({time.monotonic() - t0:.0f}s)")
+    return out
 
 
 async def measure_opens(lab: Lab, symbols: list[str], cfg: BenchConfig) -> list[dict[str, Any]]:
     """Sequential hedgeflow opens: decision → hedged; each closed before the next starts."""
     lv, sv = lab.venue_names[:2]
-    out = []
-    t_start = time.monotonic()
-    every = max(1, len(symbols) // 10)
-    for i, sym in enumerate(symbols, 1):
+
+    async def one(i: int, sym: str) -> dict[str, Any]:
         t0 = time.time_ns()
         wf = await lab.open(sym, lv, sv, cfg.notional, stamp=f"bo{i}x{t0}")
         st = await lab.wait_state(wf, ("holding", "closed", "aborted"), timeout=60, poll=0.02)
@@ -105,20 +111,16 @@ async def measure_opens(lab: Lab, symbols: list[str], cfg: BenchConfig) -> list[
         final = await lab.result(wf, timeout=60)
         if final.state != "closed":
             raise RuntimeError(f"bench trade {wf} ended {final.state}")
-        out.append({
-            "id": wf, "t0_ns": t0, "hedged_ms": iso_ms(st.hedged_at), "open_ms": st.open_ms,
-            "long_cid": st.legs[0].client_order_ids[0], "short_cid": st.legs[1].client_order_ids[0],
-        })
-        _progress("hedgeflow opens", i, len(symbols), every, t_start)
-    return out
+        return {"id": wf, "t0_ns": t0, "hedged_ms": iso_ms(st.hedged_at), "open_ms": st.open_ms,
+                "long_cid": st.legs[0].client_order_ids[0], "short_cid": st.legs[1].client_order_ids[0]}
+
+    return await _one_by_one("hedgeflow opens", symbols, 10, one)
 
 
 async def measure_orphans(lab: Lab, symbols: list[str], cfg: BenchConfig) -> list[dict[str, Any]]:
     lv, sv = lab.venue_names[:2]
-    out = []
-    t_start = time.monotonic()
-    every = max(1, len(symbols) // 5)
-    for i, sym in enumerate(symbols, 1):
+
+    async def one(i: int, sym: str) -> dict[str, Any]:
         await lab.faults(sv, reject_orders=1)
         wf = await lab.open(sym, lv, sv, cfg.notional, stamp=f"bx{i}x{time.time_ns()}")
         final = await lab.result(wf, timeout=90)
@@ -126,22 +128,20 @@ async def measure_orphans(lab: Lab, symbols: list[str], cfg: BenchConfig) -> lis
         if final.state != "aborted":
             raise RuntimeError(f"orphan trade {wf} ended {final.state}, expected aborted")
         long_leg = final.legs[0]
-        out.append({"id": wf, "venue": lv, "open_cid": long_leg.client_order_ids[0],
-                    "close_cids": long_leg.client_order_ids[1:], "workflow_ms": final.orphan_exposure_ms})
-        _progress("hedgeflow orphans", i, len(symbols), every, t_start)
-    return out
+        return {"id": wf, "venue": lv, "open_cid": long_leg.client_order_ids[0],
+                "close_cids": long_leg.client_order_ids[1:], "workflow_ms": final.orphan_exposure_ms}
+
+    return await _one_by_one("hedgeflow orphans", symbols, 5, one)
 
 
 async def measure_baseline(lab: Lab, symbols: list[str], orphan_symbols: list[str],
                            cfg: BenchConfig) -> tuple[list[dict], list[dict]]:
     lv, sv = lab.venue_names[:2]
-    opens, orphans = [], []
-    t_start = time.monotonic()
+    orphans = []
     async with Baseline(lab, lv, sv, leverage=lab.settings.limits.leverage) as bl:
         run = f"{time.time_ns() % 10**8}"
-        for i, sym in enumerate(symbols, 1):
-            opens.append(await bl.open_close(sym, cfg.notional, f"bl{run}n{i}"))
-            _progress("baseline opens", i, len(symbols), max(1, len(symbols) // 5), t_start)
+        opens = await _one_by_one("baseline opens", symbols, 5,
+                                  lambda i, sym: bl.open_close(sym, cfg.notional, f"bl{run}n{i}"))
         for i, sym in enumerate(orphan_symbols, 1):
             r = await bl.orphan(sym, cfg.notional, f"bo{run}n{i}")
             r["venue"] = lv
@@ -176,9 +176,10 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
     c1, s1, w1 = proc_cpu_seconds(pid), proc_cpu_seconds(server_pid), time.monotonic()
     rss, hwm = proc_rss_mb(pid)
     h1 = await asyncio.gather(*(_history_len(lab, w) for w in sample))
-    runs = [(await lab.status(w)).runs for w in sample]
+    statuses = await asyncio.gather(*(lab.status(w) for w in ids))  # the sample's first
+    runs = [st.runs for st in statuses[: len(sample)]]
     elapsed = w1 - w0
-    still = sum(1 for st in await asyncio.gather(*(lab.status(w) for w in ids)) if st.state == "holding")
+    still = sum(1 for st in statuses if st.state == "holding")
     # close everything
     await asyncio.gather(*(lab.signal_close(w) for w in ids))
     finals = await asyncio.gather(*(lab.result(w, timeout=300) for w in ids), return_exceptions=True)

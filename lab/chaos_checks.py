@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain.lifecycle import TERMINAL
-from lab.sampler import Exposure
+from lab.sampler import Exposure, percentile
 
 OK_STATUSES = ("COMPLETED", "CANCELED", "FAILED")  # FAILED: flattened after an unexpected error
 EMERGENCY_REASONS = ("LEG_FAILED", "HEDGE_GAP", "LEG_CHANGED", "HEDGE_DRIFT", "LIQUIDATION_RISK", "error:")
@@ -272,7 +272,7 @@ def trade_rows(trades: Sequence[TradeOutcome], exposure: Mapping[str, Exposure],
     totals = {
         "trades": len(rows),
         "max_naked_s": max((r["max_naked_s"] for r in rows), default=0.0),
-        "p99_naked_s": round(_pct([iv["duration_s"] for r in rows for iv in r["intervals"]], 0.99), 3),
+        "p99_naked_s": round(percentile([iv["duration_s"] for r in rows for iv in r["intervals"]], 0.99), 3),
         "naked_s": round(sum(r["naked_s"] for r in rows), 3),
         "naked_intervals": sum(r["naked_intervals"] for r in rows),
         "notional_s": round(sum(r["notional_s"] for r in rows), 2),
@@ -280,12 +280,6 @@ def trade_rows(trades: Sequence[TradeOutcome], exposure: Mapping[str, Exposure],
         "duplicates": sum(r["duplicates"] for r in rows),
     }
     return rows, totals
-
-
-def _pct(xs: Sequence[float], q: float) -> float:
-    from lab.sampler import percentile
-
-    return percentile(xs, q)
 
 
 COLUMNS = (("trade", "trade_id"), ("state", "state"), ("max naked s", "max_naked_s"),

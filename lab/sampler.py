@@ -1,7 +1,8 @@
 """Unhedged exposure of chaos trades, sampled from the venues every 100 ms.
 
-:class:`PositionSampler` reads every venue's ``GET /_sim/state?orders_limit=0&income_limit=0``
-(positions and faults only) concurrently, every ``period_s``, for the whole run. Each chaos
+:class:`PositionSampler` reads ``GET /_sim/state?orders_limit=0&income_limit=0`` (positions and
+faults; no orders or income) of every venue a watched trade uses, concurrently, every ``period_s``,
+for the whole run. Each chaos
 trade has its own symbol, so per trade (symbol → trade id, long and short venue, qty step):
 unhedged qty = |long venue qty + short venue qty| (signed positions; hedged legs cancel),
 notional = that × mark (the positions' ``markPrice``). :class:`Exposure` integrates it (pure,
@@ -12,14 +13,13 @@ time of it during which both venues had ``outage`` set (``both_down_s``) and the
 
 Clock: ``/_sim/state`` does not report the venue's clock; the sims run on this host on its
 wall clock, so sample times are ``time.monotonic()`` at the middle of each round of reads
-(``clock = "monotonic"``); a state that carries ``server_time_ms`` is used instead.
+(``clock = "monotonic"`` in the summary).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,13 +28,12 @@ from typing import Any
 
 import aiohttp
 
+from lab import figures
+
 
 def percentile(xs: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (0 for no data)."""
-    if not xs:
-        return 0.0
-    s = sorted(xs)
-    return float(s[max(0, min(len(s) - 1, math.ceil(q * len(s)) - 1))])
+    """Nearest-rank percentile, ``q`` in 0..1 (lab/figures.py's, which takes 0..100); 0 for no data."""
+    return figures.percentile(xs, 100 * q) if xs else 0.0
 
 
 @dataclass
@@ -115,7 +114,7 @@ class PositionSampler:
         self.urls = dict(urls)
         self.period_s = period_s
         self.watched: dict[str, Watched] = {}  # unified symbol → trade
-        self.clock = "monotonic"
+        self._venues: set[str] = set()  # the venues of the watched trades: the only ones read
         self.rounds = 0
         self.errors = 0
         self.t0 = time.monotonic()
@@ -127,6 +126,7 @@ class PositionSampler:
 
     def watch(self, symbol: str, trade_id: str, long_venue: str, short_venue: str, step: Decimal) -> None:
         self.watched[symbol] = Watched(trade_id, long_venue, short_venue, Decimal(step) / 2)
+        self._venues |= {long_venue, short_venue}
 
     def exposure(self) -> dict[str, Exposure]:
         return {w.trade_id: w.exposure for w in self.watched.values()}
@@ -149,17 +149,15 @@ class PositionSampler:
         return round(1000 * self._t_last / self.rounds, 1) if self.rounds else 0.0
 
     async def sample_once(self) -> None:
+        venues = [v for v in self.urls if v in self._venues]
         a = time.monotonic()
-        got = await asyncio.gather(*(self._read(v) for v in self.urls), return_exceptions=True)
+        got = await asyncio.gather(*(self._read(v) for v in venues), return_exceptions=True)
         b = time.monotonic()
         t = (a + b) / 2 - self.t0
-        server_ts = []
-        for v, st in zip(self.urls, got, strict=True):
+        for v, st in zip(venues, got, strict=True):
             if isinstance(st, BaseException) or not isinstance(st, dict):
                 self.errors += 1  # keep the venue's last known positions
                 continue
-            if st.get("server_time_ms") is not None:
-                server_ts.append(int(st["server_time_ms"]) / 1000)
             self._down[v] = bool((st.get("faults") or {}).get("outage"))
             pos = {}
             for p in st.get("positions", []):
@@ -167,9 +165,6 @@ class PositionSampler:
                 if q:
                     pos[p["symbol"]] = (q, Decimal(str(p.get("markPrice") or 0)))
             self._pos[v] = pos
-        if server_ts:
-            self.clock = "venue"
-            t = sum(server_ts) / len(server_ts) - self._epoch(server_ts)
         self._t_last = t
         self.rounds += 1
         for sym, w in self.watched.items():
@@ -178,13 +173,6 @@ class PositionSampler:
             mark = lm or sm
             both_down = self._down.get(w.long_venue, False) and self._down.get(w.short_venue, False)
             w.exposure.add(t, abs(lq + sq), mark, w.threshold, both_down)
-
-    _epoch0: float | None = None
-
-    def _epoch(self, ts: list[float]) -> float:
-        if self._epoch0 is None:
-            self._epoch0 = min(ts)
-        return self._epoch0
 
     async def _read(self, venue: str) -> dict[str, Any]:
         assert self._http is not None
@@ -205,6 +193,6 @@ class PositionSampler:
             await asyncio.sleep(delay)
 
     def summary(self) -> dict[str, Any]:
-        return {"clock": self.clock, "rounds": self.rounds, "read_errors": self.errors,
+        return {"clock": "monotonic", "rounds": self.rounds, "read_errors": self.errors,
                 "target_period_ms": round(self.period_s * 1000), "achieved_period_ms": self.period_ms,
                 "venues": list(self.urls)}

@@ -15,7 +15,6 @@ from config.settings import HoldParams, TradeExecution
 from domain.lifecycle import TradeState
 from venues.models import FundingInfo, MarketInfo, OrderResult, Position, Side
 
-TradeStateName = TradeState  # the lifecycle's states (domain.lifecycle), serialised as their strings
 LegName = Literal["long", "short"]
 
 #: every field of HoldParams, optional: what ``update_hold`` takes (derived, not retyped)
@@ -175,7 +174,7 @@ class TradeEvent(BaseModel):
 
 class TradeStatus(BaseModel):
     trade_id: str
-    state: TradeStateName
+    state: TradeState  # domain.lifecycle; serialised as its string
     symbol: str
     long_venue: str
     short_venue: str
@@ -215,6 +214,14 @@ class TradeMarket(BaseModel):
     marks: dict[str, Decimal] = Field(default_factory=dict)
 
 
+class PendingAbort(BaseModel):
+    """Why an opening failed (a ``domain.risk`` refusal code and its detail), kept until both
+    venues are flat."""
+
+    code: str
+    detail: str = ""
+
+
 class TradeCarry(BaseModel):
     """Everything one run of a trade hands to the next on continue-as-new: the whole state of
     the workflow (its status and every counter and fact it decides with), in one model."""
@@ -229,11 +236,10 @@ class TradeCarry(BaseModel):
     next_funding_ms: int = 0
     monitor_failures: int = 0
     filled_ms: dict[str, int] = Field(default_factory=dict)
-    pending_abort: str | None = None  # the opening failed: abort with this once flat (survives a new run)
+    pending_abort: PendingAbort | None = None  # the opening failed: abort with this once flat (survives a new run)
     close_stuck_alerted: bool = False
     last_reduce_ms: int = 0  # liquidation reductions: when, and how far liquidation was then
     dist_at_reduce: Decimal | None = None
-    unreadable: dict[str, int] = Field(default_factory=dict)  # venue → monitor ticks in a row it failed
     lease: bool = False  # the (venue, symbol) leases are held by this trade
     funding_recheck_ms: int = 0  # read income once more then: a settlement may post late
 

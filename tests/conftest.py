@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from workers.devserver import DevServer, temporal_version
-from workers.proc import free_port, free_ports  # noqa: F401 - importable from here too
+from workers.proc import free_ports
 
 
 def pytest_report_header(config: pytest.Config) -> str:

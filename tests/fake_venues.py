@@ -8,8 +8,9 @@ Each :class:`FakeVenue` keeps positions, orders by client id (so a look-up finds
 answer was lost), rounds quantities down to its own step as a venue does, and has knobs for the
 faults a branch needs: ``refuse`` (every new opening order rejected), ``lose_answer`` (the next
 order executes but its answer is lost), ``partial`` (fill ratio of opening orders), ``down``
-(reads and orders fail), ``slow_s`` (placing takes this long), ``liq_price`` (reported
-liquidation price until a reduce-only order fills).
+(reads and orders fail), ``down_after_answer`` (down right after its next order), ``slow_s`` /
+``check_slow_s`` (placing / the pre-trade read take this long), ``liq_price`` (reported
+liquidation price until a reduce-only order fills, or always with ``liq_sticky``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class FakeVenue:
     down: bool = False
     slow_s: float = 0.0
     check_slow_s: float = 0.0  # the pre-trade read takes this long
+    down_after_answer: bool = False  # goes down right after answering its next order
     liq_price: Decimal | None = None
     liq_sticky: bool = False  # keep reporting liq_price after a reduction (isolated margin: it does not move)
     position: Decimal = D(0)
@@ -113,7 +115,11 @@ class FakeActivities:
         v.check()
         if req.lookup_first and req.client_order_id in v.orders:
             return v.orders[req.client_order_id]
-        order = v.execute(req)
+        try:
+            order = v.execute(req)
+        finally:
+            if v.down_after_answer:  # the venue goes down right after this answer
+                v.down, v.down_after_answer = True, False
         if v.lose_answer:
             v.lose_answer -= 1
             raise ApplicationError("answer lost", type="VenueTimeout")

@@ -2,8 +2,9 @@
 
 - :func:`make_ccxt_client` — the one way to point ``ccxt.async_support.binanceusdm`` at a sim.
 - :func:`in_process_sim` — async context manager around :func:`venues.sim.start_sim`.
-- :func:`spawn_sim` — re-exported from ``workers.simproc`` (the simulator as a child process;
-  ``SimProcess``, ``free_port`` etc. live in ``workers.simproc`` / ``workers.proc``).
+- :func:`admin` — the unsigned ``/_sim/`` admin API over HTTP; :func:`sim_client` — a ccxt
+  client that closes itself.
+(The simulator as a child process is ``workers.simproc``.)
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import ccxt.async_support as ccxt_async
 
 from venues.sim import DEFAULT_API_KEY, DEFAULT_API_SECRET
-from workers.simproc import spawn_sim  # noqa: F401 - re-exported for tests
 
 REPO = Path(__file__).resolve().parent.parent
 BINANCE_FAPI = "https://fapi.binance.com"
@@ -65,3 +66,28 @@ async def in_process_sim(tmp_path: Path | str, name: str = "sim-t", **kw) -> Asy
         yield handle
     finally:
         await handle.stop()
+
+
+async def admin(url: str, path: str, body: object | None = None, status: int = 200) -> object:
+    """GET ``path`` (no body) or POST ``body`` as JSON; a POST must answer ``status``."""
+    async with aiohttp.ClientSession() as s:
+        if body is None:
+            async with s.get(url + path) as r:
+                return await r.json()
+        async with s.post(url + path, json=body) as r:
+            data = await r.json()
+            if r.status != status:
+                raise AssertionError((r.status, data))
+            return data
+
+
+@contextlib.asynccontextmanager
+async def sim_client(url: str, *, load_markets: bool = False, **kw) -> AsyncIterator[ccxt_async.binanceusdm]:
+    """:func:`make_ccxt_client` without client-side rate limiting, closed on exit."""
+    client = make_ccxt_client(url, **{"enableRateLimit": False, **kw})
+    try:
+        if load_markets:
+            await client.load_markets()
+        yield client
+    finally:
+        await client.close()

@@ -44,13 +44,11 @@ def _order(cid: str, side: str, qty: str, status: str = "FILLED", sym: str = "")
 def _exposure(naked_s: float, both_down: bool = False, qty: str = "1") -> Exposure:
     """Samples every 100 ms: hedged, then naked ``qty`` for ``naked_s`` seconds, hedged again."""
     ex = Exposure()
-    t, n = 0.0, 0
+    t = 0.0
     ex.add(t, Decimal(0), 100, Decimal("0.005"))
-    steps = round(naked_s / 0.1)
-    for _ in range(steps):
+    for _ in range(round(naked_s / 0.1)):
         t += 0.1
         ex.add(t, Decimal(qty), 100, Decimal("0.005"), both_down)
-        n += 1
     ex.add(t + 0.1, Decimal(0), 100, Decimal("0.005"))
     return ex
 

@@ -80,3 +80,21 @@ def test_trade_workflow_id():
     )
     with pytest.raises(ValueError):
         trade_workflow_id("///", "a", "b", "x")
+
+
+def test_liquidation_action_with_hysteresis():
+    from domain.hedge import LiqAction, liquidation_action
+
+    kw = dict(close_below=D("0.05"), reduce_below=D("0.10"), now_ms=100_000, cooldown_ms=60_000)
+    assert liquidation_action(None, **kw) is LiqAction.NONE
+    assert liquidation_action(D("0.20"), **kw) is LiqAction.NONE
+    assert liquidation_action(D("0.04"), **kw) is LiqAction.CLOSE
+    assert liquidation_action(D("0.08"), **kw) is LiqAction.REDUCE
+    # reduced 30 s ago: cool down; 70 s ago and no further away: close; further away: reduce again
+    assert liquidation_action(D("0.08"), last_reduce_ms=70_000, dist_at_reduce=D("0.08"), **kw) is LiqAction.COOLING
+    assert liquidation_action(D("0.08"), last_reduce_ms=30_000, dist_at_reduce=D("0.08"), **kw) \
+        is LiqAction.NO_IMPROVEMENT
+    assert liquidation_action(D("0.09"), last_reduce_ms=30_000, dist_at_reduce=D("0.08"), **kw) is LiqAction.REDUCE
+    # earlier versions: no hysteresis, every reading in the zone reduces
+    assert liquidation_action(D("0.08"), last_reduce_ms=70_000, dist_at_reduce=D("0.08"), hysteresis=False,
+                              **kw) is LiqAction.REDUCE

@@ -19,13 +19,13 @@ from domain.edge import (
     Level,
     apply_books,
     evaluate_pair,
-    hourly_rate,
     interval_from_timestamps,
     rank_pairs,
     settlements_within,
     spread_bps_8h,
     walk_book,
 )
+from domain.funding import hourly_rate
 from domain.risk import (
     COOLDOWN,
     DAILY_LIMIT,

@@ -182,6 +182,9 @@ async def test_order_book_balance_leverage_mode(gw: Gateway) -> None:
     await gw.set_leverage(SYMBOL, 5)
     await gw.set_leverage(SYMBOL, 5)  # unchanged: still success
     assert await gw.is_one_way_mode() is True
+    seen = count_requests(gw)
+    assert await gw.margin_mode(SYMBOL) == "cross"
+    assert len(seen) == 1, seen  # one request per pre-trade check (margin type can change)
     with pytest.raises(BadSymbol):
         await gw.order_book("NOPE/USDT:USDT")
 

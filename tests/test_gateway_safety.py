@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.simproc import in_process_sim
+import tests.test_gateway as base
 from tests.test_gateway import SYMBOL, Admin, count_requests, flatten, new_cid, venue
 from venues import history, placing
 from venues.errors import InvalidOrder, OrderOutcomeUnknown, VenueError, VenueUnavailable
@@ -29,30 +27,12 @@ from venues.models import OrderResult, OrderStatus, Side
 DAY_MS = 24 * 3600 * 1000
 
 
-@pytest.fixture(scope="module")
-async def sim_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    async with in_process_sim(tmp_path_factory.mktemp("gws"), name="gw-safety") as handle:
-        yield handle.url
-
-
-@pytest.fixture(scope="module")
-async def admin(sim_url: str) -> AsyncIterator[Admin]:
-    async with aiohttp.ClientSession() as http:
-        yield Admin(sim_url, http)
-
-
-@pytest.fixture(scope="module")
-async def gw(sim_url: str) -> AsyncIterator[Gateway]:
-    g = Gateway(venue(sim_url))
-    yield g
-    await g.close()
-
-
-@pytest.fixture(autouse=True)
-async def _clear_faults(admin: Admin) -> AsyncIterator[None]:
-    await admin.faults()
-    yield
-    await admin.faults()
+# the simulator, admin client, shared gateway and fault reset of tests/test_gateway.py: bound
+# here so pytest gives this module its own (module-scoped) instances
+sim_url = base.sim_url
+admin = base.admin
+gw = base.gw
+_clear_faults = base._clear_faults
 
 
 def posts(seen: list[str]) -> int:
@@ -323,11 +303,13 @@ async def test_confirm_absent_never_trusts_a_failed_or_early_lookup(monkeypatch:
     assert len(lookups) == 2 and lookups[-1] >= deadline_at[0]
 
 
-async def test_clock_offset_is_measured(gw: Gateway) -> None:
-    clock = placing.Clock(gw.exchange, gw._call)
-    await clock.refresh()
+async def test_clock_offset_is_measured_once_per_ttl(gw: Gateway) -> None:
+    clock = placing.Clock(gw.exchange, gw._call, gw.name)
+    seen = count_requests(gw)
+    assert await clock.refresh()
     assert abs(clock.offset_ms) < 1000 and clock.uncertainty_ms >= 1
     assert clock.ahead_ms() == max(0, clock.offset_ms) + clock.uncertainty_ms
+    assert not await clock.refresh() and len(seen) == 1, seen  # trusted for CLOCK_TTL_S: no request
 
 
 async def test_history_windows_and_pages() -> None:
@@ -347,9 +329,9 @@ async def test_history_windows_and_pages() -> None:
 
 # --- clock skew: the fallback for -1021 -------------------------------------------------------
 async def test_clock_skew_refusal_resyncs_and_the_retry_goes_through(sim_url: str, admin: Admin) -> None:
-    """The venue's clock runs 3 s ahead (``clock_skew_ms``): a signed request is refused with
-    -1021 (ClockSkew, retryable, nothing accepted); the gateway re-syncs its clock, so the
-    retry, signed with the corrected time, succeeds."""
+    """The venue's clock runs 8 s behind (``clock_skew_ms``): a signed request is refused with
+    -1021 (ClockSkew, retryable, nothing accepted); the gateway re-syncs its one clock, so the
+    retry, signed with the measured offset, succeeds, and the in-flight deadline knows the offset."""
     from venues.errors import ClockSkew
 
     g = Gateway(venue(sim_url))
@@ -360,6 +342,8 @@ async def test_clock_skew_refusal_resyncs_and_the_retry_goes_through(sim_url: st
             await g.balance()
         bal = await g.balance()  # re-signed with the measured difference
         assert bal.total > 0
+        assert abs(g._clock.offset_ms - 8000) < 1000 and g.exchange.options["timeDifference"] == g._clock.offset_ms
+        assert g._clock.ahead_ms() >= 7000
     finally:
         await admin.faults()
         await g.close()

@@ -18,13 +18,14 @@ import pytest_asyncio
 from ops_helpers import WebhookReceiver, eventually, fresh_pg_database, pg_admin_url, sample, scrape
 from pydantic import SecretStr
 from temporalio.testing import ActivityEnvironment
-from trade_harness import ROOT, TEST_API_KEY, TEST_API_SECRET, _free_port, settings_for, start_sims, wait_for
+from trade_harness import ROOT, TEST_API_KEY, TEST_API_SECRET, settings_for, start_sims, wait_for
 
 from activities.ledger import LedgerActivities
 from control.trades import open_trade
 from ledger import Ledger
 from messages.trade import CloseRequest, ReconcileParams, TradeRecord, TradeStatus
 from venues.pool import GatewayPool
+from workers.proc import free_port
 from workers.worker import run_worker
 from workflows.reconcile import ReconcileWorkflow
 
@@ -92,7 +93,7 @@ async def ops(temporal_env, sims, ledger_url):
     settings = settings_for(sims)
     settings.temporal.address = temporal_env.address
     settings.temporal.task_queue = "ops-" + os.urandom(4).hex()
-    settings.metrics_port = _free_port()
+    settings.metrics_port = free_port()
     settings.ledger.url = SecretStr(ledger_url)
     hook = WebhookReceiver()
     await hook.start()

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simproc import spawn_sim
+from workers.simproc import spawn_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 

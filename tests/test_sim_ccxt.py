@@ -11,23 +11,11 @@ import aiohttp
 import ccxt.async_support as ccxt
 import pytest
 
-from tests.simproc import in_process_sim, make_ccxt_client
+from tests.simproc import admin, in_process_sim, sim_client
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
 DATA = "/work/shared/data/funding/binance_bybit_okx_2023-01_2024-06.csv"
-
-
-async def admin(url: str, path: str, body: object | None = None) -> object:
-    async with aiohttp.ClientSession() as s:
-        if body is None:
-            async with s.get(url + path) as r:
-                return await r.json()
-        async with s.post(url + path, json=body) as r:
-            data = await r.json()
-            if r.status != 200:
-                raise AssertionError((r.status, data))
-            return data
 
 
 @pytest.fixture
@@ -38,10 +26,8 @@ async def sim(tmp_path) -> AsyncIterator:
 
 @pytest.fixture
 async def ex(sim) -> AsyncIterator[ccxt.binanceusdm]:
-    client = make_ccxt_client(sim.url, enableRateLimit=False)
-    await client.load_markets()
-    yield client
-    await client.close()
+    async with sim_client(sim.url, load_markets=True) as client:
+        yield client
 
 
 async def test_load_markets_metadata(ex) -> None:
@@ -56,14 +42,11 @@ async def test_load_markets_metadata(ex) -> None:
 
 async def test_many_symbols(tmp_path) -> None:
     async with in_process_sim(tmp_path, "big", symbols=300) as h:
-        c = make_ccxt_client(h.url, enableRateLimit=False)
-        try:
+        async with sim_client(h.url) as c:
             await c.load_markets()
             assert len(c.symbols) == 300 and "S001/USDT:USDT" in c.symbols
             rates = await c.fetch_funding_rates()
             assert len(rates) == 300
-        finally:
-            await c.close()
 
 
 async def test_funding_rates_all_symbols_one_call(ex, sim) -> None:
@@ -78,15 +61,11 @@ async def test_funding_rates_all_symbols_one_call(ex, sim) -> None:
 
 async def test_venues_differ_in_funding(tmp_path) -> None:
     async with in_process_sim(tmp_path, "a", seed=1) as a, in_process_sim(tmp_path, "b", seed=2) as b:
-        ca, cb = make_ccxt_client(a.url, enableRateLimit=False), make_ccxt_client(b.url, enableRateLimit=False)
-        try:
+        async with sim_client(a.url) as ca, sim_client(b.url) as cb:
             ra, rb = await ca.fetch_funding_rates(), await cb.fetch_funding_rates()
             spread = max(abs(ra[s]["fundingRate"] - rb[s]["fundingRate"]) for s in ra)
             assert spread > 0.0001
             assert abs(ra[BTC]["markPrice"] / rb[BTC]["markPrice"] - 1) < 0.001
-        finally:
-            await ca.close()
-            await cb.close()
 
 
 async def test_order_book_slippage_and_partial(ex, sim) -> None:
@@ -158,13 +137,10 @@ async def test_order_errors(ex) -> None:
 
 async def test_min_notional(tmp_path) -> None:
     async with in_process_sim(tmp_path, "mn") as h:
-        c = make_ccxt_client(h.url, enableRateLimit=False)
-        try:
+        async with sim_client(h.url) as c:
             await admin(h.url, "/_sim/market", {"symbol": "SOLUSDT", "price": "2"})
             with pytest.raises(ccxt.InvalidOrder):
                 await c.fapiPrivatePostOrder({"symbol": "SOLUSDT", "side": "BUY", "type": "MARKET", "quantity": "2"})
-        finally:
-            await c.close()
 
 
 async def test_fetch_by_id_and_client_id_and_resend_places_again(ex, sim) -> None:
@@ -224,27 +200,20 @@ async def test_account_endpoints(ex) -> None:
 
 
 async def test_auth_errors(sim) -> None:
-    bad_secret = make_ccxt_client(sim.url, secret="wrong", enableRateLimit=False)
-    bad_key = make_ccxt_client(sim.url, api_key="wrong", enableRateLimit=False)
-    stale = make_ccxt_client(sim.url, enableRateLimit=False)
-    try:
+    async with (sim_client(sim.url, secret="wrong") as bad_secret, sim_client(sim.url, api_key="wrong") as bad_key,
+                sim_client(sim.url, load_markets=True) as stale):
         with pytest.raises(ccxt.AuthenticationError, match="-1022"):
             await bad_secret.fetch_balance()
         with pytest.raises(ccxt.AuthenticationError, match="-2015"):
             await bad_key.fetch_balance()
-        await stale.load_markets()
         stale.options["timeDifference"] = 70_000  # clock 70 s behind
         with pytest.raises(ccxt.InvalidNonce, match="-1021"):
             await stale.fetch_balance()
-    finally:
-        for c in (bad_secret, bad_key, stale):
-            await c.close()
 
 
 async def test_weight_header_and_429(tmp_path) -> None:
     async with in_process_sim(tmp_path, "w", weight_limit=12) as h:
-        c = make_ccxt_client(h.url, enableRateLimit=False)
-        try:
+        async with sim_client(h.url) as c:
             await c.fetch_time()
             assert c.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "1"
             await c.fetch_funding_rates()  # 1 (exchangeInfo) + 10
@@ -252,8 +221,6 @@ async def test_weight_header_and_429(tmp_path) -> None:
             with pytest.raises(ccxt.DDoSProtection):  # ccxt raises DDoSProtection for any HTTP 429
                 await c.fetch_time()
             assert c.last_response_headers.get("X-MBX-USED-WEIGHT-1M") == "13"
-        finally:
-            await c.close()
 
 
 async def test_fault_outage_error_rate_and_clear(ex, sim) -> None:
@@ -318,8 +285,7 @@ async def test_fault_latency_and_client_gone(ex, sim) -> None:
 
 async def test_funding_settlement_exact(tmp_path) -> None:
     async with in_process_sim(tmp_path, "fa") as a, in_process_sim(tmp_path, "fb") as b:
-        ca, cb = make_ccxt_client(a.url, enableRateLimit=False), make_ccxt_client(b.url, enableRateLimit=False)
-        try:
+        async with sim_client(a.url) as ca, sim_client(b.url) as cb:
             for h in (a, b):
                 await admin(h.url, "/_sim/market", {"symbol": BTC, "price": "50000", "funding_rate": "0.0003"})
             await ca.create_order(BTC, "market", "buy", 0.1)
@@ -335,15 +301,11 @@ async def test_funding_settlement_exact(tmp_path) -> None:
             assert [D(x["income"]) for x in fee] == [D("-1.5")]
             hist = await ca.fapiPublicGetFundingRate({"symbol": "BTCUSDT"})
             assert hist and hist[-1]["fundingRate"] == "0.0003"
-        finally:
-            await ca.close()
-            await cb.close()
 
 
 async def test_scheduled_settlement(tmp_path) -> None:
     async with in_process_sim(tmp_path, "fs", funding_interval=1) as h:
-        c = make_ccxt_client(h.url, enableRateLimit=False)
-        try:
+        async with sim_client(h.url) as c:
             await admin(h.url, "/_sim/market", {"symbol": ETH, "funding_rate": "0.001"})
             await c.create_order(ETH, "market", "sell", 0.5)
             r = (await c.fetch_funding_rates([ETH]))[ETH]
@@ -351,8 +313,6 @@ async def test_scheduled_settlement(tmp_path) -> None:
             await asyncio.sleep(2.2)
             got = await c.fetch_funding_history(ETH)
             assert len(got) >= 1 and all(x["amount"] > 0 for x in got)
-        finally:
-            await c.close()
 
 
 def csv_rows(venue: str) -> dict[str, list[tuple[float, float]]]:
@@ -370,8 +330,7 @@ async def test_replay_serves_csv(tmp_path) -> None:
     rows = csv_rows("binance")
     speed = 30 * 24 * 3600  # 30 days of data per wall second
     async with in_process_sim(tmp_path, "binance", replay=DATA, speed=speed) as h:
-        c = make_ccxt_client(h.url, enableRateLimit=False)
-        try:
+        async with sim_client(h.url) as c:
             await c.load_markets()
             assert set(c.symbols) == {BTC, ETH}
             await c.create_order(BTC, "market", "buy", 0.01)
@@ -387,5 +346,3 @@ async def test_replay_serves_csv(tmp_path) -> None:
             assert len(got) >= 10
             expected = {float((-D("0.01") * D(str(p)) * D(str(rt))).quantize(D("1e-8"))) for rt, p in rows[BTC]}
             assert all(x["amount"] in expected for x in got)
-        finally:
-            await c.close()

@@ -4,29 +4,17 @@ filter and funding-interval changes, liquidation. Real HTTP, unmodified ccxt bin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal as D
 
-import aiohttp
 import ccxt.async_support as ccxt
 import pytest
 
-from tests.simproc import in_process_sim, make_ccxt_client
-from venues.sim import SimOptions, start_sim
+from tests.simproc import admin, in_process_sim, sim_client
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
-
-
-async def admin(url: str, path: str, body: object | None = None, status: int = 200) -> object:
-    async with aiohttp.ClientSession() as s:
-        if body is None:
-            async with s.get(url + path) as r:
-                return await r.json()
-        async with s.post(url + path, json=body) as r:
-            data = await r.json()
-            assert r.status == status, (r.status, data)
-            return data
 
 
 @pytest.fixture
@@ -37,10 +25,8 @@ async def sim(tmp_path) -> AsyncIterator:
 
 @pytest.fixture
 async def ex(sim) -> AsyncIterator[ccxt.binanceusdm]:
-    client = make_ccxt_client(sim.url, enableRateLimit=False)
-    await client.load_markets()
-    yield client
-    await client.close()
+    async with sim_client(sim.url, load_markets=True) as client:
+        yield client
 
 
 def _orders(state: dict, cid: str) -> list[dict]:
@@ -61,6 +47,15 @@ async def test_execute_late_answers_new_then_fills(ex, sim) -> None:
     assert row["status"] == "FILLED" and row["arrived_ns"] > 0
     await admin(sim.url, "/_sim/faults", {})
     assert (await admin(sim.url, "/_sim/faults"))["execute_late_ms"] == 0
+
+
+async def test_execute_late_validates_on_arrival(ex, sim) -> None:
+    await admin(sim.url, "/_sim/faults", {"execute_late_ms": 600})
+    with pytest.raises(ccxt.InvalidOrder) as ei:  # above MARKET_LOT_SIZE maxQty: refused now, not NEW then EXPIRED
+        await ex.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "500",
+                                       "newClientOrderId": "too-big"})
+    assert "-1013" in str(ei.value)
+    assert not _orders(await admin(sim.url, "/_sim/state"), "too-big")
 
 
 async def test_execute_late_with_dropped_answer_is_invisible_until_processed(ex, sim) -> None:
@@ -166,24 +161,23 @@ async def test_funding_interval_change(ex, sim) -> None:
     assert (await ex.fetch_funding_interval(BTC))["interval"] == "8h"
 
 
-async def _open_near_liquidation(tmp_path, name: str, isolated: bool):
-    h = await start_sim(SimOptions(name=name, port=0, state=str(tmp_path / f"{name}.sqlite"), balance=D(200)))
-    c = make_ccxt_client(h.url, enableRateLimit=False)
-    await c.load_markets()
-    await admin(h.url, "/_sim/market", {"symbol": BTC, "price": "50000"})
-    await c.set_leverage(50, BTC)
-    if isolated:
-        await c.set_margin_mode("isolated", BTC)
-    o = await c.create_order(BTC, "market", "buy", 0.1)
-    assert o["filled"] == 0.1
-    [pos] = [p for p in await c.fetch_positions([BTC]) if p["contracts"]]
-    return h, c, pos, o
+@contextlib.asynccontextmanager
+async def near_liquidation(tmp_path, name: str, isolated: bool) -> AsyncIterator:
+    """A 200 USDT sim with 0.1 BTC long at 50x (isolated or cross): (sim, client, position, order)."""
+    async with in_process_sim(tmp_path, name, balance=D(200)) as h, sim_client(h.url, load_markets=True) as c:
+        await admin(h.url, "/_sim/market", {"symbol": BTC, "price": "50000"})
+        await c.set_leverage(50, BTC)
+        if isolated:
+            await c.set_margin_mode("isolated", BTC)
+        o = await c.create_order(BTC, "market", "buy", 0.1)
+        assert o["filled"] == 0.1
+        [pos] = [p for p in await c.fetch_positions([BTC]) if p["contracts"]]
+        yield h, c, pos, o
 
 
 async def test_liquidation_isolated_and_cross(tmp_path) -> None:
-    hi, ci, pi, oi = await _open_near_liquidation(tmp_path, "liq-iso", True)
-    hc, cc, pc, oc = await _open_near_liquidation(tmp_path, "liq-cross", False)
-    try:
+    async with (near_liquidation(tmp_path, "liq-iso", True) as (hi, ci, pi, oi),
+                near_liquidation(tmp_path, "liq-cross", False) as (hc, cc, pc, oc)):
         brackets = await cc.fapiPrivateGetLeverageBracket({"symbol": "BTCUSDT"})
         mmr = D(str(brackets[0]["brackets"][0]["maintMarginRatio"]))
         assert mmr == D("0.004")
@@ -215,25 +209,17 @@ async def test_liquidation_isolated_and_cross(tmp_path) -> None:
             else:  # cross: the whole wallet backed the position
                 assert after < D(1)
             assert sum(D(i["income"]) for i in state["income"]) == pytest.approx(after - 200, abs=D("0.00001"))
-    finally:
-        for c, h in ((ci, hi), (cc, hc)):
-            await c.close()
-            await h.stop()
 
 
 async def test_liquidation_on_price_path_tick(tmp_path) -> None:
-    h, c, pos, _ = await _open_near_liquidation(tmp_path, "liq-tick", False)
-    try:
+    async with near_liquidation(tmp_path, "liq-tick", False) as (h, c, pos, _):
         # move the mark behind the admin API's back: only the venue's own tick can see it
-        h.sim.market.pinned_price[h.sim.engine.specs["BTCUSDT"].id] = D(str(round(pos["liquidationPrice"] - 200, 1)))
+        h.sim.market.pinned_price["BTCUSDT"] = D(str(round(pos["liquidationPrice"] - 200, 1)))
         for _ in range(40):
             await asyncio.sleep(0.1)
             if (await admin(h.url, "/_sim/state"))["liquidations"]:
                 break
         assert not [p for p in await c.fetch_positions([BTC]) if p["contracts"]]
-    finally:
-        await c.close()
-        await h.stop()
 
 
 def test_cli_balance_option() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import ccxt.async_support as ccxt
 import pytest
 
-from tests.simproc import make_ccxt_client
+from tests.simproc import sim_client
 from workers.proc import free_port
 from workers.simproc import SimProcess, spawn_sim
 
@@ -25,16 +25,13 @@ async def test_restart_keeps_state(tmp_path) -> None:
     port = free_port()
     p = SimProcess("sim-r", port, state, "--funding-interval", "3600").start()
     try:
-        c = make_ccxt_client(p.url, enableRateLimit=False)
-        try:
+        async with sim_client(p.url) as c:
             await c.set_leverage(5, BTC)
             p.admin("/_sim/market", {"symbol": BTC, "price": "40000", "funding_rate": "0.0002"})
             o = await c.create_order(BTC, "market", "buy", 0.05, params={"newClientOrderId": "keep-1"})
             await c.create_order(BTC, "limit", "buy", 0.01, 30000, params={"newClientOrderId": "rest-1"})
             p.admin("/_sim/settle", {})
             before = p.admin("/_sim/state")
-        finally:
-            await c.close()
     finally:
         p.kill()  # SIGKILL: nothing gets flushed on the way out; write-through must have done it
     assert p.proc.returncode == -signal.SIGKILL
@@ -46,8 +43,7 @@ async def test_restart_keeps_state(tmp_path) -> None:
         assert [x["orderId"] for x in after["orders"]] == [x["orderId"] for x in before["orders"]]
         assert after["income"] == before["income"]
         assert any(i["incomeType"] == "FUNDING_FEE" and D(i["income"]) == D("-0.4") for i in after["income"])
-        c = make_ccxt_client(p2.url, enableRateLimit=False)
-        try:
+        async with sim_client(p2.url) as c:
             got = await c.fetch_order(None, BTC, params={"clientOrderId": "keep-1"})
             assert got["id"] == o["id"] and got["filled"] == 0.05
             assert [x["clientOrderId"] for x in await c.fetch_open_orders(BTC)] == ["rest-1"]
@@ -55,8 +51,6 @@ async def test_restart_keeps_state(tmp_path) -> None:
             assert pos["leverage"] == 5 and pos["contracts"] == 0.05 and pos["markPrice"] == 40000  # pin kept
             n = await c.create_order(BTC, "market", "sell", 0.05, params={"reduceOnly": True})
             assert int(n["id"]) > int(o["id"])
-        finally:
-            await c.close()
         assert p2.stop() == 0  # SIGTERM stops cleanly
     finally:
         p2.kill()
@@ -65,15 +59,10 @@ async def test_restart_keeps_state(tmp_path) -> None:
 async def test_cli_line_env_credentials(tmp_path) -> None:
     env = {"HEDGEFLOW_SIM_API_KEY": "k-env", "HEDGEFLOW_SIM_API_SECRET": "s-env"}
     with spawn_sim("sim-env", tmp_path / "e.sqlite", env=env) as p:
-        good = make_ccxt_client(p.url, "k-env", "s-env", enableRateLimit=False)
-        demo = make_ccxt_client(p.url, enableRateLimit=False)
-        try:
+        async with sim_client(p.url, api_key="k-env", secret="s-env") as good, sim_client(p.url) as demo:
             assert (await good.fetch_balance())["USDT"]["total"] == 100000
             with pytest.raises(ccxt.AuthenticationError):
                 await demo.fetch_balance()
-        finally:
-            await good.close()
-            await demo.close()
     out = p.log_file.read_text()
     assert out.splitlines()[0] == f"sim sim-env listening on {p.url}"
     assert p.proc.returncode == 0

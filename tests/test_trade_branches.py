@@ -205,30 +205,13 @@ async def test_close_retried_across_a_long_outage(bench):
     await record(h, "trade_close_retry")
 
 
-async def test_illegal_state_step_is_refused():
-    from domain.lifecycle import IllegalTransition, check_transition
-
-    with pytest.raises(IllegalTransition):
-        check_transition("holding", "opening")
-
-
 # ---------------------------------------------------------------------------- issue 10: faults
 async def test_lone_leg_flattened_while_the_other_venue_stays_down(bench):
     """The short leg is refused and its venue then goes down: the long leg on the healthy
     venue is flattened at once, not after the outage."""
     fb = bench.fakes.v["fb"]
     fb.refuse = True
-
-    real_place = bench.fakes._place
-
-    async def place_then_die(req):
-        try:
-            return await real_place(req)
-        finally:
-            if req.venue == "fb":
-                fb.down = True  # the refusing venue goes down right after answering
-
-    bench.fakes._place = place_then_die
+    fb.down_after_answer = True  # the refusing venue goes down right after answering
     h = await bench.start()
     t0 = time.monotonic()
     await bench.until(h, lambda s: s.state == "emergency_closing")
@@ -286,16 +269,7 @@ async def test_failed_opening_carried_across_continue_as_new_still_ends_aborted(
     close to continue-as-new: the next run finishes the close and ends ``aborted`` (LEG_FAILED)."""
     fb = bench.fakes.v["fb"]
     fb.refuse = True
-    real_place = bench.fakes._place
-
-    async def place_then_die(req):
-        try:
-            return await real_place(req)
-        finally:
-            if req.venue == "fb":
-                fb.down = True
-
-    bench.fakes._place = place_then_die
+    fb.down_after_answer = True
     h = await bench.start(history_limit=100)
     await bench.until(h, lambda s: s.runs >= 2 and s.state == "emergency_closing", timeout=60)
     fb.down = False

@@ -21,7 +21,6 @@ TEST_API_KEY = "hf-test-key-7Qx"
 TEST_API_SECRET = "hf-test-secret-Zr8w2LqT9vNc"
 
 
-_free_port = free_port  # the name other test modules import from here
 
 
 class SimVenue(SimProcess):

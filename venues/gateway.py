@@ -31,8 +31,6 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-import ccxt.async_support as ccxt_async
-
 from config.settings import VenueConfig, VenueKind
 from domain.ids import is_valid_client_order_id
 from domain.rounding import base_to_contracts, contracts_to_base, round_down
@@ -51,7 +49,7 @@ from venues.errors import (
     map_error,
     scrub,
 )
-from venues.exchange import BINANCE_FAPI, make_exchange
+from venues.exchange import make_exchange
 from venues.marketcache import UNKNOWN_SYMBOL_MIN_AGE_S, MarketCache
 from venues.models import (
     Balance,
@@ -64,11 +62,8 @@ from venues.models import (
     Position,
     Side,
 )
-from venues.parse import DEFAULT_INTERVAL_HOURS, D
-from venues.placing import CLOCK_MARGIN_MS, RECV_WINDOW_MS, VENUE_FUTURE_TOLERANCE_MS
-
-__all__ = ["BINANCE_FAPI", "CLOCK_MARGIN_MS", "D", "DEFAULT_INTERVAL_HOURS", "RECV_WINDOW_MS", "VENUE_FUTURE_TOLERANCE_MS",
-           "Gateway", "map_error"]
+from venues.parse import DEFAULT_INTERVAL_HOURS
+from venues.placing import RECV_WINDOW_MS, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +71,6 @@ log = logging.getLogger(__name__)
 INTERVALS_TTL_S = 3600.0
 #: Polls of a market order whose first answer is still open.
 MARKET_CLOSE_POLLS = 5
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Gateway:
@@ -92,23 +83,17 @@ class Gateway:
             s.get_secret_value() for s in (venue.api_key, venue.api_secret, venue.api_password) if s is not None
         ]
         self._binance_dialect = venue.kind is VenueKind.SIM or venue.exchange_id in ("binanceusdm", "binance")
-        self.exchange = self._make_exchange(venue)
+        self.exchange = make_exchange(venue)
         self._markets = MarketCache(self._call, lambda: self.exchange.precisionMode, self.name)
         self._sends = placing.SendLog(self.exchange)  # hooks ccxt's signing: records send times
-        self._clock = placing.Clock(self.exchange, self._call)
+        self._clock = placing.Clock(self.exchange, self._call, self.name)  # also re-syncs after -1021
         #: validity of an order request: Binance's recvWindow; other venues: the client timeout
         self._window_ms = RECV_WINDOW_MS if self._binance_dialect else max(RECV_WINDOW_MS, venue.timeout_ms)
         self._intervals: dict[str, Decimal] = {}
         self._intervals_at = float("-inf")  # never fetched: the first call fetches
         self._funding_cache: tuple[float, dict[str, FundingInfo]] | None = None
         self._funding_inflight: asyncio.Future[dict[str, FundingInfo]] | None = None
-        self._intervals_supported = True
         self._unresolved: set[str] = set()  # position symbols still unknown after a reload
-
-    # ------------------------------------------------------------------ construction
-    @staticmethod
-    def _make_exchange(venue: VenueConfig) -> ccxt_async.Exchange:
-        return make_exchange(venue)
 
     def __repr__(self) -> str:
         return f"Gateway(name={self.name!r}, kind={self.venue.kind.value!r}, exchange={self.exchange.id!r})"
@@ -127,8 +112,8 @@ class Gateway:
         except Exception as exc:  # noqa: BLE001 - every ccxt / transport error is mapped
             err = self._err(exc)
             log.debug("venue %s %s failed: %s", self.name, method, err)
-            if isinstance(err, ClockSkew):  # the fallback for -1021: re-sync, then a retry re-signs
-                await placing.resync_clock(self.exchange, self.name)
+            if isinstance(err, ClockSkew) and method != "fetch_time":  # -1021: re-sync; a retry re-signs
+                await self._clock.resync()
             raise err from None
 
     async def close(self) -> None:
@@ -189,7 +174,7 @@ class Gateway:
     async def _fetch_funding_rates(self) -> dict[str, FundingInfo]:
         markets = await self.markets()
         raw = await self._call("fetch_funding_rates")
-        now_ms = _now_ms()
+        now = now_ms()
         # markets the venue does not trade now are left out, as before (nothing opens there)
         markets = {s: m for s, m in markets.items() if m.active}
         need_intervals = any(
@@ -201,16 +186,14 @@ class Gateway:
         for symbol, fr in raw.items():
             if symbol not in markets:
                 continue
-            info = parse.funding_info(symbol, fr, known_interval=self._intervals.get(symbol), now_ms=now_ms)
+            info = parse.funding_info(symbol, fr, known_interval=self._intervals.get(symbol), now_ms=now)
             if info is not None:
                 out[symbol] = info
         return out
 
     async def _refresh_intervals(self) -> None:
-        if not self._intervals_supported or time.monotonic() - self._intervals_at < INTERVALS_TTL_S:
-            return
-        if not self.exchange.has.get("fetchFundingIntervals"):
-            self._intervals_supported = False
+        fresh = time.monotonic() - self._intervals_at < INTERVALS_TTL_S
+        if fresh or not self.exchange.has.get("fetchFundingIntervals"):
             return
         try:
             raw = await self._call("fetch_funding_intervals")
@@ -228,7 +211,7 @@ class Gateway:
     async def order_book(self, symbol: str, depth: int = 20) -> OrderBook:
         m = await self.market(symbol)
         raw = await self._call("fetch_order_book", symbol, depth)
-        return parse.order_book(raw, symbol, m.contract_size, depth, now_ms=_now_ms())
+        return parse.order_book(raw, symbol, m.contract_size, depth, now_ms=now_ms())
 
     # ------------------------------------------------------------------ account
     async def balance(self) -> Balance:
@@ -399,7 +382,7 @@ class Gateway:
     async def _confirm_absent(self, symbol: str, client_order_id: str) -> OrderResult | None:
         async def deadline() -> int:
             await self._clock.refresh()
-            return self._sends.deadline_ms(client_order_id, now=_now_ms(), window_ms=self._window_ms,
+            return self._sends.deadline_ms(client_order_id, now=now_ms(), window_ms=self._window_ms,
                                            ahead_ms=self._clock.ahead_ms())
 
         return await placing.confirm_absent(
@@ -472,7 +455,7 @@ class Gateway:
     ) -> OrderResult:
         return parse.order_result(
             o, m, venue=self.name, binance_dialect=self._binance_dialect, taker_fee=self.venue.taker_fee,
-            now_ms=_now_ms(), requested=requested, side=side, reduce_only=reduce_only,
+            now_ms=now_ms(), requested=requested, side=side, reduce_only=reduce_only,
             client_order_id=client_order_id,
         )
 
@@ -484,7 +467,7 @@ class Gateway:
         windows of at most 7 days up to ``until_ms`` (default now) and de-duplicated."""
         if symbol is not None:
             await self.market(symbol)
-        raw = await history.funding_rows(self._call, symbol, since_ms, until_ms, now_ms=_now_ms())
+        raw = await history.funding_rows(self._call, symbol, since_ms, until_ms, now_ms=now_ms())
         return parse.funding_payments(raw, symbol, binance_dialect=self._binance_dialect)
 
     async def fills(
@@ -495,6 +478,6 @@ class Gateway:
         venue allows it (Binance ``orderId``), else (or for an order that shows none) in
         windows of at most 7 days from ``since_ms`` to ``until_ms`` (default now)."""
         m = await self.market(symbol)
-        raw = await history.trade_rows(self._call, symbol, since_ms, until_ms, order_ids, now_ms=_now_ms(),
+        raw = await history.trade_rows(self._call, symbol, since_ms, until_ms, order_ids, now_ms=now_ms(),
                                        by_order_id=self._binance_dialect)
         return parse.fills(raw, m)

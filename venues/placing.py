@@ -9,7 +9,8 @@ signed request once its validity window has passed, so a look-up that answers "n
   per client order id, the timestamp ccxt put into the signed parameters (``timestamp``,
   ``recvWindow``) and the local clock right after signing, i.e. *after* ccxt's throttle, not
   when the gateway called ``create_order``.
-* :class:`Clock` measures the local clock's offset from the venue's (``fetch_time``).
+* :class:`Clock` measures the local clock's offset from the venue's (``fetch_time``); after a
+  refused timestamp (-1021) ccxt signs with it.
 * :func:`confirm_absent` looks the order up, waits out the window, and looks again.
 
 The deadline after which "not found" counts, in local milliseconds (:meth:`SendLog.deadline_ms`)::
@@ -161,40 +162,59 @@ class SendLog:
 
 
 class Clock:
-    """The local clock's offset from the venue's, measured with ``fetch_time``."""
+    """The local clock's offset from the venue's, measured with ``fetch_time``: it widens the
+    in-flight deadline, and once the venue has refused a timestamp (-1021, :meth:`resync`)
+    ccxt signs with it (``options['timeDifference']``). The one clock measurement."""
 
-    def __init__(self, exchange: Any, call: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, exchange: Any, call: Callable[..., Awaitable[Any]], venue: str) -> None:
         self._exchange = exchange
         self._call = call
+        self._venue = venue
         self.offset_ms = 0  # local − venue
         self.uncertainty_ms = 0
         self._measured_at = float("-inf")
+        self._signing = False  # ccxt signs with the measured offset (after a -1021)
 
     def ahead_ms(self) -> int:
         """How far the local clock may be ahead of the venue's, as far as we know."""
         return max(0, self.offset_ms) + self.uncertainty_ms
 
-    async def refresh(self) -> None:
-        if time.monotonic() - self._measured_at < CLOCK_TTL_S:
-            return
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Measure the offset unless a measurement younger than ``CLOCK_TTL_S`` exists (or
+        ``force``); True when it was measured now."""
+        if not force and time.monotonic() - self._measured_at < CLOCK_TTL_S:
+            return False
         if not self._exchange.has.get("fetchTime"):
             self._measured_at = time.monotonic()
-            return
+            return False
         try:
             before = now_ms()
             server = await self._call("fetch_time")
             after = now_ms()
         except VenueError as exc:
-            log.debug("clock offset not measured: %s", exc.type_name)
+            log.debug("venue %s: clock offset not measured: %s", self._venue, exc.type_name)
             self._measured_at = time.monotonic() - CLOCK_TTL_S + 30.0
-            return
+            return False
         if server is None:
-            return
+            return False
         self.offset_ms = (before + after) // 2 - int(server)
         self.uncertainty_ms = (after - before) // 2 + 1
         self._measured_at = time.monotonic()
+        if self._signing:
+            self._exchange.options["timeDifference"] = self.offset_ms
         if abs(self.offset_ms) > VENUE_FUTURE_TOLERANCE_MS:
-            log.warning("local clock is %d ms off the venue's", self.offset_ms)
+            log.warning("venue %s: local clock is %d ms off the venue's", self._venue, self.offset_ms)
+        return True
+
+    async def resync(self) -> None:
+        """The fallback for a refused timestamp (-1021): measure now, and from now on let ccxt
+        sign with the measured offset, so that a retry goes through."""
+        self._signing = True
+        if await self.refresh(force=True):
+            log.warning("venue %s refused our timestamp: clock re-synced (offset %d ms)", self._venue,
+                        self.offset_ms)
+        else:
+            log.warning("venue %s refused our timestamp: clock re-sync failed", self._venue)
 
 
 async def lookup_round(lookup: Callable[[], Awaitable[OrderResult | None]]) -> OrderResult | None:
@@ -249,14 +269,3 @@ async def confirm_absent(
             venue=exc.venue,
         ) from None
 
-
-async def resync_clock(exchange: Any, venue: str) -> None:
-    """The fallback for a refused timestamp (-1021): measure the venue's clock and let ccxt sign
-    with the difference from now on (``adjustForTimeDifference``)."""
-    try:
-        exchange.options["adjustForTimeDifference"] = True
-        await exchange.load_time_difference()
-        log.warning("venue %s refused our timestamp: clock re-synced (difference %s ms)", venue,
-                    exchange.options.get("timeDifference"))
-    except Exception as exc:  # noqa: BLE001 - the retry will tell
-        log.warning("venue %s: clock re-sync failed: %s", venue, type(exc).__name__)

@@ -23,7 +23,16 @@ from datetime import timedelta
 from pathlib import Path
 
 from config.names import SEARCH_ATTRIBUTES as _SA_KEYS
-from workers.proc import Child, ChildExited, ChildNotReady, port_is_free, tail, tcp_open, wait_port_free
+from workers.proc import (
+    Child,
+    ChildExited,
+    ChildNotReady,
+    ChildOwner,
+    port_is_free,
+    tail,
+    tcp_open,
+    wait_port_free,
+)
 
 #: registered on every start (``--search-attribute NAME=Keyword``); keys from ``config.names``
 SEARCH_ATTRIBUTES: dict[str, str] = {k.name: "Keyword" for k in _SA_KEYS}
@@ -71,7 +80,7 @@ def temporal_version(binary: Path | None = None) -> str:
         return f"temporal binary unavailable ({exc})"
 
 
-class DevServer:
+class DevServer(ChildOwner):
     """``temporal server start-dev`` as a child process."""
 
     def __init__(
@@ -118,16 +127,8 @@ class DevServer:
     def ui_url(self) -> str:
         return f"http://{self.ip}:{self.ui_port}"
 
-    @property
-    def proc(self) -> subprocess.Popen | None:
-        return self.child.proc
-
-    @property
-    def pid(self) -> int | None:
-        return self.child.pid
-
     def is_running(self) -> bool:
-        return self.child.alive
+        return self.alive
 
     def command(self) -> list[str]:
         binary = self.binary or find_temporal_binary()
@@ -162,7 +163,7 @@ class DevServer:
     def spawn(self) -> Child:
         """Start the process without waiting for readiness (see ``wait_ready``)."""
         with self._lock:
-            if self.is_running():
+            if self.alive:
                 raise DevServerError(f"dev server already running (pid {self.pid})")
             self.check_ports()
             cmd = self.command()

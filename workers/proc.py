@@ -16,8 +16,9 @@ lab (``hedgeflow bench`` / ``hedgeflow chaos``) and the tests — goes through :
   :class:`ChildNotReady` (a ``TimeoutError``) when time runs out; both carry the log tail.
 * ``stop(timeout)``: SIGTERM, SIGKILL after ``timeout`` s; ``kill()``: SIGKILL. Both reap the
   child and return its exit code.
-* ``log_tail(n)``, ``new_output()``, ``alive``, ``pid``, ``returncode``; ``poll``/``wait``/
-  ``send_signal`` as on ``subprocess.Popen``.
+* ``log_tail(n)``, ``new_output()``, ``alive``, ``pid``, ``returncode``; ``wait``/``send_signal``
+  as on ``subprocess.Popen``. :class:`ChildOwner` gives a wrapper that holds one (``self.child``)
+  its ``proc``, ``pid`` and ``alive``.
 
 Plus the port helpers every launcher needs: :func:`free_port`, :func:`free_ports`,
 :func:`port_is_free`, :func:`wait_port_free`, :func:`tcp_open`.
@@ -26,6 +27,7 @@ Plus the port helpers every launcher needs: :func:`free_port`, :func:`free_ports
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 import signal
@@ -34,7 +36,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,34 +133,6 @@ def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fo
         pass
 
 
-def child_preexec():
-    """``preexec_fn`` for children that must die with their parent (Linux only, else None).
-
-    Children must be spawned from the thread that outlives them (PDEATHSIG follows the
-    spawning thread): the main/event-loop thread.
-    """
-    return _set_pdeathsig if _PRCTL is not None else None
-
-
-def terminate(proc: subprocess.Popen, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
-    """Send ``sig`` (SIGTERM) to ``proc``; SIGKILL if it is still alive after ``timeout`` s.
-    Returns its exit code."""
-    if proc.poll() is not None:
-        return proc.returncode
-    try:
-        proc.send_signal(sig)
-    except ProcessLookupError:
-        pass
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-        return proc.wait()
-
-
 # --------------------------------------------------------------------------- the child
 class ChildError(RuntimeError):
     """A child could not be started or did not become ready."""
@@ -228,9 +202,6 @@ class Child:
     def returncode(self) -> int | None:
         return self.proc.poll() if self.proc is not None else None
 
-    def poll(self) -> int | None:
-        return self.returncode
-
     # ------------------------------------------------------------------ spawn
     def spawn(self) -> Child:
         """Start the process without waiting for it (see ``wait_ready``)."""
@@ -238,7 +209,9 @@ class Child:
             raise ChildError(f"{self.name} already running (pid {self.pid})")
         kw: dict[str, Any] = {"env": self.env, "cwd": self.cwd}
         if self.supervised:
-            kw.update(stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=child_preexec())
+            # PDEATHSIG follows the spawning thread: spawn from the thread that outlives the child
+            kw.update(stdin=subprocess.DEVNULL, start_new_session=True,
+                      preexec_fn=_set_pdeathsig if _PRCTL is not None else None)
         if self.pipe_output:
             self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
         elif self.log_file is None:
@@ -274,18 +247,7 @@ class Child:
                    timeout: float = 30.0, interval: float = 0.1, request_timeout: float = 2.0) -> Child:
         """Block until ready (see the module docstring); raise ChildExited / ChildNotReady."""
         probe = self._check(check, url, log_line, request_timeout)
-        deadline = time.monotonic() + timeout
-        last: BaseException | None = None
-        while time.monotonic() < deadline:
-            if not self.alive:
-                raise ChildExited(self)
-            try:
-                if probe():
-                    return self
-            except Exception as exc:  # noqa: BLE001 - not ready yet
-                last = exc
-            time.sleep(interval)
-        raise ChildNotReady(self, timeout, last)
+        return _run_unsuspended(self._poll_ready(probe, timeout, interval, _blocking_sleep))
 
     async def await_ready(self, check: Check | None = None, *, url: str | None = None,
                           log_line: str | None = None, timeout: float = 30.0, interval: float = 0.1,
@@ -293,20 +255,27 @@ class Child:
         """``wait_ready`` for code inside an event loop: ``check`` may be async; a URL is
         fetched in a thread."""
         probe = self._check(check, url, log_line, request_timeout)
+        if url is not None:
+            probe = functools.partial(asyncio.to_thread, probe)
+        return await self._poll_ready(probe, timeout, interval, asyncio.sleep)
+
+    async def _poll_ready(self, probe: Check, timeout: float, interval: float,
+                          sleep: Callable[[float], Awaitable[None]]) -> Child:
+        """The one readiness loop of ``wait_ready`` (blocking ``sleep``) and ``await_ready``."""
         deadline = time.monotonic() + timeout
         last: BaseException | None = None
         while time.monotonic() < deadline:
             if not self.alive:
                 raise ChildExited(self)
             try:
-                got = await asyncio.to_thread(probe) if url is not None else probe()
+                got = probe()
                 if inspect.isawaitable(got):
                     got = await got
                 if got:
                     return self
             except Exception as exc:  # noqa: BLE001 - not ready yet
                 last = exc
-            await asyncio.sleep(interval)
+            await sleep(interval)
         raise ChildNotReady(self, timeout, last)
 
     # ------------------------------------------------------------------ stop
@@ -330,7 +299,13 @@ class Child:
         """SIGTERM (or ``sig``), then SIGKILL after ``timeout`` s; the exit code (None if never run)."""
         if self.proc is None:
             return None
-        return terminate(self.proc, timeout, sig)
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        self.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return self.kill()
 
     def kill(self) -> int | None:
         """SIGKILL and reap; the exit code (None if never run)."""
@@ -357,3 +332,37 @@ class Child:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+
+async def _blocking_sleep(seconds: float) -> None:
+    time.sleep(seconds)  # noqa: ASYNC251 - only run without an event loop, by _run_unsuspended
+
+
+def _run_unsuspended(coro: Coroutine[Any, Any, Child]) -> Child:
+    """Run a coroutine that never suspends (every await in it is of plain blocking code, as in
+    ``wait_ready``) to its end, without an event loop; its exception propagates."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a blocking readiness check awaited something that suspends; use await_ready")
+
+
+class ChildOwner:
+    """For wrappers around one :class:`Child` (``self.child``): its ``proc``, ``pid`` and ``alive``."""
+
+    child: Child
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The ``subprocess.Popen`` of the last spawn (None before)."""
+        return self.child.proc
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.child.alive

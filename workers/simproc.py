@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from workers.proc import Child, ChildExited, ChildNotReady, free_port
+from workers.proc import Child, ChildExited, ChildNotReady, ChildOwner, free_port
 
 #: cheap readiness probe: the state without orders and income
 READY_PATH = "/_sim/state?orders_limit=0&income_limit=0"
@@ -36,7 +36,7 @@ def sim_command(name: str, port: int, state: str | os.PathLike, *extra: str) -> 
             *extra]
 
 
-class SimProcess:
+class SimProcess(ChildOwner):
     """One ``python -m venues.sim`` child on 127.0.0.1:``port`` with its state in ``state``.
 
     The child gets this process's environment without ``HEDGEFLOW*`` variables (so nothing
@@ -53,19 +53,6 @@ class SimProcess:
         self.log_file = Path(log_file) if log_file else Path(self.state_path).with_suffix(".log")
         self.child = Child(sim_command(name, port, self.state_path, *self.extra), name=f"sim {name}",
                            cwd=cwd, log_file=self.log_file)
-
-    @property
-    def proc(self):
-        """The ``subprocess.Popen`` of the last start (None before)."""
-        return self.child.proc
-
-    @property
-    def pid(self) -> int | None:
-        return self.child.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.child.alive
 
     def start(self, timeout: float = 30.0) -> SimProcess:
         env = {k: v for k, v in os.environ.items() if not (self.clean_env and k.startswith("HEDGEFLOW"))}

@@ -23,7 +23,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from config.names import SCANNER_ID
 from workers.devserver import DevServerError
@@ -85,30 +85,28 @@ async def ensure_reconcile(client: Client, settings: Settings) -> bool:
 
 
 # --------------------------------------------------------------------------- readiness
-def _sim_ready(url: str) -> Ready:
+def _ready(not_ready: Callable[[ChildNotReady, float], str], **how: Any) -> Ready:
+    """A readiness check of ``Child.await_ready(**how)`` whose failures are UpErrors with the log
+    tail; ``not_ready(exc, timeout_s)`` says what did not happen in time."""
     async def ready(rec: Supervised, timeout_s: float) -> None:
         try:
-            await rec.child.await_ready(url=url, timeout=timeout_s, interval=0.2, request_timeout=2)
+            await rec.child.await_ready(timeout=timeout_s, **how)
         except ChildExited as exc:
             raise UpError(f"{rec.what} exited with code {exc.code} during start-up; "
                           f"log {rec.log}:\n{tail(rec.log, 20)}") from None
         except ChildNotReady as exc:
-            raise UpError(f"{rec.what} did not answer {url} within {timeout_s:.0f} s ({exc.last_error}); "
+            raise UpError(f"{rec.what} {not_ready(exc, timeout_s)}; "
                           f"log {rec.log}:\n{tail(rec.log, 20)}") from None
     return ready
+
+
+def _sim_ready(url: str) -> Ready:
+    return _ready(lambda exc, t: f"did not answer {url} within {t:.0f} s ({exc.last_error})",
+                  url=url, interval=0.2, request_timeout=2)
 
 
 def _worker_ready(needle: str) -> Ready:
-    async def ready(rec: Supervised, timeout_s: float) -> None:
-        try:
-            await rec.child.await_ready(log_line=needle, timeout=timeout_s, interval=0.1)
-        except ChildExited as exc:
-            raise UpError(f"{rec.what} exited with code {exc.code} during start-up; "
-                          f"log {rec.log}:\n{tail(rec.log, 20)}") from None
-        except ChildNotReady:
-            raise UpError(f"{rec.what} did not report ready within {timeout_s:.0f} s; "
-                          f"log {rec.log}:\n{tail(rec.log, 20)}") from None
-    return ready
+    return _ready(lambda exc, t: f"did not report ready within {t:.0f} s", log_line=needle, interval=0.1)
 
 
 # --------------------------------------------------------------------------- supervisor
@@ -274,11 +272,11 @@ class Supervisor:
                         child.restart_at = None
                         child.restarting = asyncio.create_task(self._restart(child))
                     continue
-                if child.child.proc is not None and not child.alive:
+                if child.proc is not None and not child.alive:
                     code = child.child.returncode
                     self.say(f"{child.what} (pid {child.pid}) exited unexpectedly with code {code}; "
                              f"log {child.log}")
-                    if now - child.started_at >= STABLE_AFTER_S:
+                    if now - child.child.started_at >= STABLE_AFTER_S:
                         child.failures = 0
                     self._schedule_restart(child, now)
             try:

@@ -19,7 +19,7 @@ import yaml
 
 from domain.replay_data import ReplayDataError, venue_names
 from workers.devserver import DevServer, PortInUseError
-from workers.proc import Child, port_is_free
+from workers.proc import Child, ChildOwner, port_is_free
 from workers.simproc import sim_command
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ Ready = Callable[["Supervised", float], Awaitable[None]]  # (record, timeout) ->
 
 
 @dataclass
-class Supervised:
+class Supervised(ChildOwner):
     """One supervised child: its process (``child``), how to prove it serves (``ready``; the
     dev server has its own), and the supervisor's restart bookkeeping."""
 
@@ -122,18 +122,6 @@ class Supervised:
     def log(self) -> Path:
         assert self.child.log_file is not None
         return self.child.log_file
-
-    @property
-    def pid(self) -> int | None:
-        return self.child.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.child.alive
-
-    @property
-    def started_at(self) -> float:
-        return self.child.started_at
 
     def spawn(self) -> None:
         if self.devserver is not None:

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.trade import TradeActivities
     from domain import risk
     from domain.funding import interval_ms_from_hours, spread_bps_8h
-    from domain.hedge import hedge_gap, liquidation_distance
+    from domain.hedge import LiqAction, hedge_gap, liquidation_action, liquidation_distance
     from domain.lifecycle import CLOSING_STATES, TERMINAL, Exit, ExitReason, TradeState, check_transition
     from domain.rounding import common_step
     from messages.trade import (
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         HoldParams,
         HoldParamsPatch,
         LegState,
+        PendingAbort,
         TradeCarry,
         TradeEvent,
         TradeMarket,
@@ -72,7 +73,6 @@ class TradeWorkflow:
         self.c = carry  # the whole state of the trade, handed on by continue-as-new
         self.s = carry.status
         self.desk = OrderDesk(params, carry, self._event)
-        self.desk.stop_requested = lambda: bool(self.c.close_requested or self.c.emergency_requested)
         self.closer = Closer(params, carry, self.desk, self._event, self._alert, self._history_large)
         self.v2 = False
 
@@ -106,7 +106,7 @@ class TradeWorkflow:
     # ------------------------------------------------------------------ main
     @workflow.run
     async def run(self, params: TradeParams, carry: TradeCarry | None = None) -> TradeStatus:
-        self.v2 = self.desk.never_resend_open = workflow.patched(V2)
+        self.v2 = self.desk.v2 = workflow.patched(V2)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:
@@ -123,7 +123,7 @@ class TradeWorkflow:
                     return self.s
             else:
                 verdict = await self._hold()
-            await self._close(verdict.emergency, self.s.close_reason or verdict.text)
+            await self._close(verdict.emergency, self.s.close_reason or verdict.text, verdict.detail)
             await self._finish()
             return self.s
         except BaseException as exc:
@@ -189,7 +189,7 @@ class TradeWorkflow:
         if failed:
             detail = "; ".join(f"{n}: {why(results[n])}" for n in failed)
             self._event(f"leg failed ({detail}); flattening the other")
-            self.c.pending_abort = str(risk.Refusal(ExitReason.LEG_FAILED.value, detail))
+            self.c.pending_abort = PendingAbort(code=ExitReason.LEG_FAILED.value, detail=detail)
             await self._close(True, Exit(ExitReason.LEG_FAILED, True, detail).text)
             return await self._abort_after_close()
 
@@ -203,7 +203,7 @@ class TradeWorkflow:
         self.s.hedge_gap = gap
         if gap > self.s.hold.max_gap:
             self._event(f"hedge gap {gap:.4f} above {self.s.hold.max_gap}; closing both")
-            self.c.pending_abort = str(risk.Refusal(ExitReason.HEDGE_GAP.value, f"gap {gap:.4f} > max {self.s.hold.max_gap}"))
+            self.c.pending_abort = PendingAbort(code=ExitReason.HEDGE_GAP.value, detail=f"gap {gap:.4f} > max {self.s.hold.max_gap}")
             await self._close(True, ExitReason.HEDGE_GAP.value)
             return await self._abort_after_close()
         self.s.hedged_at = workflow.now().isoformat()
@@ -263,14 +263,20 @@ class TradeWorkflow:
             if abs(q - (leg.filled_qty if name == "long" else -leg.filled_qty)) > tol:
                 msg = f"positions changed outside hedgeflow: {name} {q} on {leg.venue} (expected {leg.filled_qty})"
                 self._event(msg)
-                await self._alert("emergency_close", f"{summary_line(self.p)}: {msg}", "critical")
+                if not self.v2:  # since v2 the close's own alert says it (one alert, after the orders)
+                    await self._alert("emergency_close", f"{summary_line(self.p)}: {msg}", "critical")
                 return Exit(ExitReason.LEG_CHANGED, True, msg)
             dist = liquidation_distance(snap.funding.mark_price, pos.liquidation_price if pos else None)
             dists += [dist] if dist is not None else []
-        nearest = min(dists) if dists else None
-        if nearest is not None and nearest < self.s.hold.close_liq_distance:
-            await self._alert("emergency_close", f"{summary_line(self.p)}: liquidation {nearest:.2%} away", "critical")
-            return Exit(ExitReason.LIQUIDATION_RISK, True)
+        nearest, h = (min(dists) if dists else None), self.s.hold
+        act = liquidation_action(nearest, close_below=h.close_liq_distance, reduce_below=h.reduce_liq_distance,
+                                 now_ms=self._now_ms(), last_reduce_ms=self.c.last_reduce_ms,
+                                 dist_at_reduce=self.c.dist_at_reduce, cooldown_ms=int(h.reduce_cooldown_s * 1000),
+                                 hysteresis=self.v2)
+        if act is LiqAction.CLOSE:
+            if not self.v2:
+                await self._alert("emergency_close", f"{summary_line(self.p)}: liquidation {nearest:.2%} away", "critical")
+            return Exit(ExitReason.LIQUIDATION_RISK, True, f"liquidation {nearest:.2%} away")
         if len(read) < 2:
             return None
         L, S = self.s.leg("long"), self.s.leg("short")
@@ -278,10 +284,14 @@ class TradeWorkflow:
         self.s.hedge_gap = hedge_gap(L.filled_qty, S.filled_qty, size or self.s.target_qty)
         if self.s.hedge_gap > self.s.hold.max_gap:
             return Exit(ExitReason.HEDGE_DRIFT, True)
-        if nearest is not None and nearest < self.s.hold.reduce_liq_distance:
-            if (verdict := await self._reduce(nearest)) is not None:
-                return verdict
-        elif self.v2:
+        if act is LiqAction.NO_IMPROVEMENT:
+            return Exit(ExitReason.LIQUIDATION_RISK, True, f"liquidation {nearest:.2%} away, no better after reducing")
+        if act is LiqAction.REDUCE:
+            self.c.last_reduce_ms, self.c.dist_at_reduce = self._now_ms(), nearest
+            why = f"liquidation {nearest:.2%} away"
+            if half := await d.reduce_both(*self._market(), why):
+                await self._alert("reduced", f"{summary_line(self.p)}: reduced both legs by {half} ({why})", "warning")
+        elif act is LiqAction.NONE and self.v2:
             self.c.last_reduce_ms, self.c.dist_at_reduce = 0, None  # out of the zone: re-armed
 
         lf, sf = read[0][2].funding, read[1][2].funding
@@ -302,31 +312,16 @@ class TradeWorkflow:
         self._details()
         return None
 
-    async def _reduce(self, nearest: Decimal) -> Exit | None:
-        """Halve both legs; then cool down, re-read and require improvement, else close."""
-        now, why = self._now_ms(), f"liquidation {nearest:.2%} away"
-        if self.v2 and self.c.last_reduce_ms:
-            if now - self.c.last_reduce_ms < self.s.hold.reduce_cooldown_s * 1000:
-                return None  # the last reduction is still taking effect
-            if self.c.dist_at_reduce is not None and nearest <= self.c.dist_at_reduce:
-                await self._alert("emergency_close", f"{summary_line(self.p)}: {why}, no better after reducing",
-                                  "critical")
-                return Exit(ExitReason.LIQUIDATION_RISK, True, "no improvement after a reduction")
-        self.c.last_reduce_ms, self.c.dist_at_reduce = now, nearest
-        half = await self.desk.reduce_both(*self._market(), why)
-        if half:
-            await self._alert("reduced", f"{summary_line(self.p)}: reduced both legs by {half} ({why})", "warning")
-        return None
-
     # ------------------------------------------------------------------ close
-    async def _close(self, emergency: bool, reason: str) -> None:
+    async def _close(self, emergency: bool, reason: str, detail: str = "") -> None:
         """Flatten both venues' positions in this symbol, each venue on its own
         (``workflows/trade_close.py``). Never gives up; continues-as-new when the history grows."""
         self.s.close_reason = self.s.close_reason or reason
         self.s.emergency = self.s.emergency or emergency
         self._set_state(St.EMERGENCY_CLOSING if self.s.emergency else St.CLOSING)
         if emergency:
-            await self._alert("emergency_close", f"{summary_line(self.p)}: emergency close ({reason})", "critical")
+            why = f"{reason}: {detail}" if self.v2 and detail and detail not in reason else reason
+            await self._alert("emergency_close", f"{summary_line(self.p)}: emergency close ({why})", "critical")
         if not self.v2:
             await self.closer.legacy_close_loop()
         elif not await self.closer.flatten_each():
@@ -361,10 +356,11 @@ class TradeWorkflow:
 
     async def _abort_after_close(self) -> Exit:
         """End an opening that failed once its venues are flat (``pending_abort`` says why)."""
-        code, _, detail = (self.c.pending_abort or "aborted").partition(": ")
-        if code == ExitReason.LEG_FAILED.value:  # from the lone leg's fill to both venues flat
+        why = self.c.pending_abort
+        assert why is not None
+        if why.code == ExitReason.LEG_FAILED.value:  # from the lone leg's fill to both venues flat
             self.s.orphan_exposure_ms = self._now_ms() - min(self.c.filled_ms.values()) if self.c.filled_ms else 0
-        return await self._abort(risk.Refusal(code, detail), Exit(ExitReason(code), True))
+        return await self._abort(risk.Refusal(why.code, why.detail), Exit(ExitReason(why.code), True))
 
     # ------------------------------------------------------------------ continue-as-new
     def _history_large(self) -> bool:

@@ -53,6 +53,7 @@ class Closer:
         """Flatten both legs independently. False when interrupted for a continue-as-new."""
         self.interrupted = False
         if not self.s.emergency:  # a graceful close first learns whether both venues answer
+            # (the loops then read again: saved lifecycle-v2 histories have these reads)
             got = await asyncio.gather(*(self.desk.position(leg.venue) for leg in self.s.legs), return_exceptions=True)
             self.reachable = {name: not isinstance(r, BaseException) for name, r in zip(("long", "short"), got, strict=True)}
         await asyncio.gather(self._flatten("long"), self._flatten("short"))
@@ -128,7 +129,6 @@ class Closer:
         return alerted or attempt >= 3
 
     async def legacy_close_loop(self) -> None:
-        stuck = self._legacy_stuck
         delay, alerted, pause = 0.5, False, False
         while True:
             if pause:  # back off after a round without progress, capped: a close never gives up
@@ -144,7 +144,7 @@ class Closer:
                 if is_cancellation(exc):
                     continue
                 self.event(f"close #{n}: positions unavailable ({error_type(exc)}); retrying")
-                alerted = await stuck(n, alerted, exc)
+                alerted = await self._legacy_stuck(n, alerted, exc)
                 continue
             open_legs = [(name, pos) for name, pos in (("long", lpos), ("short", spos)) if pos is not None]
             if not open_legs:
@@ -156,6 +156,6 @@ class Closer:
             bad = [r for r in results if isinstance(r, BaseException) and not is_cancellation(r)]
             if bad:
                 self.event(f"close #{n} failed: {error_type(bad[0])}; retrying")
-                alerted = await stuck(n, alerted, bad[0])
+                alerted = await self._legacy_stuck(n, alerted, bad[0])
             elif any(r is True for r in results):
                 pause, delay = False, 0.5

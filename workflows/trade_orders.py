@@ -11,8 +11,9 @@ except through activities.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         LeaseRelease,
         LeaseRequest,
         LegName,
+        LegState,
         MarketSnapshot,
         OrderLookup,
         PlaceOrderRequest,
@@ -57,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
 
 ZERO = Decimal(0)
 A = TradeActivities
+T = TypeVar("T")
 #: an opening leg not answered by then counts as failed (its venue is flattened on its own)
 OPEN_LEG_DEADLINE_S = 2.0
 
@@ -136,10 +139,10 @@ class OrderDesk:
         self.p = p
         self.c = c
         self.event = event
-        #: a leg whose opening outcome is unknown counts as failed (its venue is then flattened
-        #: on its own), instead of being placed again while the other leg waits unhedged
-        self.never_resend_open = False
-        self.stop_requested: Callable[[], bool] = lambda: False
+        #: trades on ``lifecycle-v2`` (set by the workflow): an opening leg not answered in time or
+        #: with an unknown outcome counts as failed instead of being placed again while the other
+        #: leg waits unhedged; top-ups are short and stop on a close request
+        self.v2 = False
 
     @property
     def s(self):  # the trade's status (part of the carry)
@@ -153,22 +156,27 @@ class OrderDesk:
                 lookup_first: bool = False) -> PlaceOrderRequest:
         state = self.s.leg(leg)
         side = state.side if not reduce_only else (Side.SELL if state.side == Side.BUY else Side.BUY)
+        marks = self.c.market.marks if self.c.market else {}
+        return PlaceOrderRequest(
+            venue=state.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=self._issue(leg, step),
+            reduce_only=reduce_only, ref_price=marks.get(state.venue), lookup_first=lookup_first,
+        )
+
+    def _issue(self, leg: LegName, step: str) -> str:
+        """The deterministic client id of this leg's step, recorded as issued and pending."""
+        state = self.s.leg(leg)
         cid = client_order_id(self.p.trade_id, leg, step)
         if cid not in state.client_order_ids:
             state.client_order_ids.append(cid)
         state.pending.setdefault(cid, self._now_ms())
-        marks = self.c.market.marks if self.c.market else {}
-        return PlaceOrderRequest(
-            venue=state.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=cid,
-            reduce_only=reduce_only, ref_price=marks.get(state.venue), lookup_first=lookup_first,
-        )
+        return cid
 
     async def open_both(self, qty: Decimal) -> tuple[OrderResult | str, OrderResult | str]:
         """Both opening orders go out together from ONE activity (one task pick-up, so the two
         arrive at their venues within milliseconds of each other). A leg whose outcome stayed
         unknown falls back to its own retried placement, which looks the id up first."""
         reqs = [self.request(leg, qty, "o", reduce_only=False) for leg in ("long", "short")]
-        if self.never_resend_open:  # one slow venue must not keep the other leg waiting unhedged
+        if self.v2:  # one slow venue must not keep the other leg waiting unhedged
             reqs = [r.model_copy(update={"deadline_s": OPEN_LEG_DEADLINE_S}) for r in reqs]
         try:
             outcomes = await workflow.execute_activity_method(
@@ -184,7 +192,7 @@ class OrderDesk:
         async def finish(leg: LegName, out: PlaceOutcome) -> OrderResult | str:
             if out.order is not None:
                 return await self.settle(leg, out.order, opening=True)
-            if out.retryable and not self.never_resend_open:
+            if out.retryable and not self.v2:
                 self.event(f"{leg} open: {out.error_type}; retrying on its own (looks the id up first)")
                 return await self.place_verified(leg, qty, "o", reduce_only=False, lookup_first=True)
             if out.retryable:  # outcome unknown: not sent again; the close looks it up and flattens it
@@ -204,23 +212,32 @@ class OrderDesk:
         """Place one market order and wait until the venue reports it done. Returns the final
         order, or the error type that prevented it. Updates the leg's fills."""
         req = self.request(leg, qty, step, reduce_only=reduce_only, lookup_first=lookup_first)
+        opts = ORDER_OPTS if reduce_only else TOPUP_ORDER_OPTS if self.v2 else OPEN_ORDER_OPTS
         try:
-            order = await workflow.execute_activity_method(
-                A.place_order, req,
-                summary=f"{req.side} {qty} {self.p.symbol} on {req.venue}{' reduce-only' if reduce_only else ''}",
-                **(ORDER_OPTS if reduce_only else TOPUP_ORDER_OPTS if self.never_resend_open else OPEN_ORDER_OPTS),
-            )
+            order = await self._send(leg, req, f"{req.side} {qty} {self.p.symbol} on {req.venue}"
+                                     f"{' reduce-only' if reduce_only else ''}", opts)
         except ActivityError as exc:
             if is_cancellation(exc):
                 raise
-            # the outcome may be unknown (timeouts): ask the venue what happened to this id
+            self.event(f"{leg} {step} not placed: {error_type(exc)}")
+            return error_type(exc)
+        return await self.settle(leg, order, opening=not reduce_only)
+
+    async def _send(self, leg: LegName, req: PlaceOrderRequest, summary: str, opts: dict) -> OrderResult:
+        """Place one order. On an error the outcome may be unknown (timeouts): ask the venue what
+        happened to this id; re-raise when it has no such order (a definitive refusal also
+        clears the id from the leg's pending orders)."""
+        try:
+            return await workflow.execute_activity_method(A.place_order, req, summary=summary, **opts)
+        except ActivityError as exc:
+            if is_cancellation(exc):
+                raise
             order = await self.lookup(req.venue, req.client_order_id)
             if order is None:
                 if refused(exc):
                     self.s.leg(leg).pending.pop(req.client_order_id, None)
-                self.event(f"{leg} {step} not placed: {error_type(exc)}")
-                return error_type(exc)
-        return await self.settle(leg, order, opening=not reduce_only)
+                raise
+            return order
 
     async def settle(self, leg: LegName, order: OrderResult, *, opening: bool) -> OrderResult:
         """Wait until ``order`` is done, then book its fill on the leg."""
@@ -239,12 +256,13 @@ class OrderDesk:
         L, S = self.s.leg("long"), self.s.leg("short")
         for attempt in range(1, self.p.topup_attempts + 1):
             diff = round_down(abs(L.filled_qty - S.filled_qty), step)
-            if diff == 0 or diff < min_qty or (self.never_resend_open and self.stop_requested()):
+            stop = self.c.close_requested or self.c.emergency_requested
+            if diff == 0 or diff < min_qty or (self.v2 and stop):
                 break
             lagging: LegName = "long" if L.filled_qty < S.filled_qty else "short"
             self.event(f"partial fill: topping up {lagging} by {diff} (attempt {attempt})")
             res = await self.place_verified(lagging, diff, f"t{attempt}", reduce_only=False)
-            if self.never_resend_open and isinstance(res, str):
+            if self.v2 and isinstance(res, str):
                 break  # a top-up that failed is not retried while the gap stays open: trim instead
         diff = round_down(abs(L.filled_qty - S.filled_qty), step)
         if diff > 0:
@@ -293,16 +311,20 @@ class OrderDesk:
                 summary="release leases", **LEDGER_FINAL_OPTS)
             self.c.lease = False
 
-    async def positions_both(self) -> tuple[Decimal, Decimal] | None:
-        """Both venues' signed positions in this symbol, or None when either cannot be read."""
+    async def _each_leg(self, call: Callable[[LegState], Awaitable[T]], failed: str) -> list[T] | None:
+        """One activity per leg, concurrently; None (and the event ``failed``) when either fails."""
         try:
-            got = await asyncio.gather(self.position(self.p.long_venue), self.position(self.p.short_venue))
+            return list(await asyncio.gather(*(call(leg) for leg in self.s.legs)))
         except ActivityError as exc:
             if is_cancellation(exc):
                 raise
-            self.event(f"positions unreadable ({error_type(exc)})")
+            self.event(f"{failed} ({error_type(exc)})")
             return None
-        return got[0].qty if got[0] else ZERO, got[1].qty if got[1] else ZERO
+
+    async def positions_both(self) -> tuple[Decimal, Decimal] | None:
+        """Both venues' signed positions in this symbol, or None when either cannot be read."""
+        got = await self._each_leg(lambda leg: self.position(leg.venue), "positions unreadable")
+        return None if got is None else (got[0].qty if got[0] else ZERO, got[1].qty if got[1] else ZERO)
 
     async def lookup(self, venue: str, cid: str) -> OrderResult | None:
         try:
@@ -338,27 +360,10 @@ class OrderDesk:
     async def close_leg(self, leg: LegName, pos: Position, step: str) -> bool:
         """One reduce-only market order for the whole position; True when something filled."""
         st = self.s.leg(leg)
-        cid = client_order_id(self.p.trade_id, leg, step)
-        if cid not in st.client_order_ids:
-            st.client_order_ids.append(cid)
-        st.pending.setdefault(cid, self._now_ms())
-        side = Side.SELL if pos.qty > 0 else Side.BUY
-        qty = abs(pos.qty)
-        req = PlaceOrderRequest(
-            venue=st.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=cid, reduce_only=True
-        )
-        try:
-            order = await workflow.execute_activity_method(
-                A.place_order, req, summary=f"close {leg}: {side} {qty} on {st.venue}", **ORDER_OPTS,
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
-            order = await self.lookup(st.venue, cid)
-            if order is None:
-                if refused(exc):
-                    st.pending.pop(cid, None)
-                raise
+        side, qty = (Side.SELL if pos.qty > 0 else Side.BUY), abs(pos.qty)  # what the venue holds
+        req = PlaceOrderRequest(venue=st.venue, symbol=self.p.symbol, side=side, qty=qty,
+                                client_order_id=self._issue(leg, step), reduce_only=True)
+        order = await self._send(leg, req, f"close {leg}: {side} {qty} on {st.venue}", ORDER_OPTS)
         order = await self.settle(leg, order, opening=False)
         return order.filled_qty > 0
 
@@ -378,22 +383,12 @@ class OrderDesk:
 
     async def refresh_funding(self) -> None:
         since = self.s.open_ms or 0
-        try:
-            lf, sf = await asyncio.gather(
-                *(
-                    workflow.execute_activity_method(
-                        A.funding_income, IncomeRequest(venue=leg.venue, symbol=self.p.symbol, since_ms=since),
-                        summary=f"funding income {leg.venue}", **READ_OPTS,
-                    )
-                    for leg in self.s.legs
-                )
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
-            self.event(f"funding income read failed: {error_type(exc)}")
+        got = await self._each_leg(lambda leg: workflow.execute_activity_method(
+            A.funding_income, IncomeRequest(venue=leg.venue, symbol=self.p.symbol, since_ms=since),
+            summary=f"funding income {leg.venue}", **READ_OPTS), "funding income read failed")
+        if got is None:
             return
-        for leg, pays in zip(self.s.legs, (lf, sf), strict=True):
+        for leg, pays in zip(self.s.legs, got, strict=True):
             leg.funding = sum((x.amount for x in pays), ZERO)
         self.s.funding_collected_usd = sum((leg.funding for leg in self.s.legs), ZERO)
 
@@ -407,22 +402,11 @@ class OrderDesk:
                     found = await self.lookup(leg.venue, cid)
                     if found and found.venue_order_id not in leg.venue_order_ids:
                         leg.venue_order_ids.append(found.venue_order_id)
-        try:
-            fills = await asyncio.gather(
-                *(
-                    workflow.execute_activity_method(
-                        A.order_fills,
-                        FillsRequest(venue=leg.venue, symbol=self.p.symbol, since_ms=since,
-                                     order_ids=leg.venue_order_ids),
-                        summary=f"fills {leg.venue}", **READ_OPTS,
-                    )
-                    for leg in self.s.legs
-                )
-            )
-        except ActivityError as exc:
-            if is_cancellation(exc):
-                raise
-            self.event(f"PnL not settled: fills unavailable ({error_type(exc)})")
+        fills = await self._each_leg(lambda leg: workflow.execute_activity_method(
+            A.order_fills, FillsRequest(venue=leg.venue, symbol=self.p.symbol, since_ms=since,
+                                        order_ids=leg.venue_order_ids),
+            summary=f"fills {leg.venue}", **READ_OPTS), "PnL not settled: fills unavailable")
+        if fills is None:
             return
         await self.refresh_funding()
         total = fees = ZERO

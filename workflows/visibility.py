@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from config.names import SA_LONG, SA_SHORT, SA_STATE, SA_SYMBOL, SEARCH_ATTRIBUTES  # noqa: F401
+from config.names import SA_LONG, SA_SHORT, SA_STATE, SA_SYMBOL
 from messages.trade import TradeParams, TradeStatus
 
 

@@ -152,7 +152,7 @@ async def post_market(sim: Sim, request: web.Request) -> web.Response:
     sim.store.save_pinned(spec.id, m.pinned_price.get(spec.id), m.pinned_rate.get(spec.id))
     if over:
         sim.apply_spec_override(spec.id, over)
-        sim._save_override(spec.id)
+        sim.save_spec_override(spec.id)
     sim.check_liquidations()
     return json_response(_market_view(sim, spec.id))
 

@@ -68,9 +68,10 @@ async def exchange_info(sim: Sim, request: web.Request, p: dict):
 
 def _premium(sim: Sim, s, t) -> dict:
     m = sim.market
+    mark = fmt(m.mark(s.id, t))
     return {
-        "symbol": s.id, "markPrice": fmt(m.mark(s.id, t)), "indexPrice": fmt(m.index(s.id, t)),
-        "estimatedSettlePrice": fmt(m.mark(s.id, t)), "lastFundingRate": fmt(m.rate(s.id, t)),
+        "symbol": s.id, "markPrice": mark, "indexPrice": fmt(m.index(s.id, t)),
+        "estimatedSettlePrice": mark, "lastFundingRate": fmt(m.rate(s.id, t)),
         "interestRate": "0.00010000", "nextFundingTime": m.next_funding_ms(s.id, t), "time": t,
     }
 

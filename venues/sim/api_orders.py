@@ -1,7 +1,7 @@
 """Signed order and history handlers of the Binance USD-M dialect: new/query/cancel orders,
 open and all orders, user trades, income. New orders honour the order faults
-(``execute_late_ms``: accepted now, matched later), look-ups the ``lookup_errors`` fault, and
-both the ``symbol_status`` fault."""
+(``execute_late_ms``: accepted now, matched later) and, when accepted and when matched, the
+``symbol_status`` fault; look-ups honour the ``lookup_errors`` fault."""
 
 from __future__ import annotations
 
@@ -68,8 +68,8 @@ async def new_order(sim: Sim, request: web.Request, p: dict):
         cid = p.get("newClientOrderId") or ("web_" + secrets.token_urlsafe(15).replace("-", "_"))[:22]
         if not CLIENT_ID_RE.match(cid):
             raise SimError(-4015, "Client order id is not valid.")
-        price = param_dec(p, "price", required=typ == "LIMIT") if typ == "LIMIT" else None
-        tif = str(p.get("timeInForce") or ("GTC" if typ == "LIMIT" else "GTC")).upper()
+        price = param_dec(p, "price") if typ == "LIMIT" else None
+        tif = str(p.get("timeInForce") or "GTC").upper()
         if typ == "LIMIT" and tif not in ("GTC", "IOC", "FOK"):
             raise SimError(-1115, "Invalid timeInForce.")
         req = OrderRequest(s.id, side, typ, qty, cid, param_bool(p.get("reduceOnly")), price, tif, arrived)
@@ -112,24 +112,11 @@ def _accept_late(sim: Sim, req: OrderRequest, s: SymbolSpec, p: dict, delay_ms: 
     is processed, and is discarded if ``timestamp + recvWindow`` has passed by then (the
     matching engine refuses a stale request, -1021 / -5028)."""
     e = sim.engine
-    if req.type not in ("MARKET", "LIMIT"):
-        raise SimError(-1116, "Invalid orderType.")
-    if req.qty <= 0:
-        raise SimError(-4003, "Quantity less than or equal to zero.")
-    if req.qty % s.step != 0:
-        raise SimError(-1111, "Precision is over the maximum defined for this asset.")
-    if req.qty < s.min_qty:
-        raise SimError(-1013, "Filter failure: LOT_SIZE")
-    for oid in e.orders_by_client.get((req.symbol, req.client_order_id), []):
-        if e.orders[oid].is_open:
-            raise SimError(-4116, "ClientOrderId is duplicated.")
+    e.validate(req)
     t = now_ms()
-    pending = Order(order_id=e.reserve_order_id(), client_order_id=req.client_order_id, symbol=s.id, side=req.side,
-                    type=req.type, orig_qty=req.qty, price=req.price or D(0),
-                    time_in_force=req.time_in_force if req.type == "LIMIT" else "GTC", reduce_only=req.reduce_only,
-                    time=t, update_time=t, arrived_ns=req.arrived_ns)
+    pending = req.order(e.reserve_order_id(), t)
     if visible:
-        e._index_order(pending)
+        e.index_order(pending)
         sim.persist(Mutation(orders=[pending]))
     deadline = int(p.get("timestamp") or t) + int(p.get("recvWindow") or 5000)
     task = asyncio.ensure_future(_run_late(sim, req, s, pending, delay_ms, visible, deadline))
@@ -155,7 +142,7 @@ async def _run_late(sim: Sim, req: OrderRequest, s: SymbolSpec, pending: Order, 
     except SimError:
         if visible:  # accepted but not executable any more
             pending.status, pending.update_time = "EXPIRED", now_ms()
-            sim.engine._index_order(pending)
+            sim.engine.index_order(pending)
             sim.persist(Mutation(orders=[pending]))
 
 

@@ -20,6 +20,8 @@ from .options import (
 )
 from .server import start_sim
 
+DEFAULTS = SimOptions()  # the CLI's defaults are SimOptions' own
+
 
 def _decimal(v: str) -> Decimal:
     try:
@@ -50,28 +52,30 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         )
     parser.add_argument("--name", required=True, help="venue name (also selects replay rows)")
     parser.add_argument("--port", type=int, required=True, help="TCP port (0 = any free port)")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default=DEFAULTS.host)
     parser.add_argument("--seed", type=int, default=None, help="seed of the synthetic market (default: from name)")
     parser.add_argument("--replay", metavar="FILE", help="replay CSV (time,venue,symbol,funding_rate,mark_price)")
-    parser.add_argument("--speed", type=float, default=1.0, help="replay speed: data seconds per wall second")
+    parser.add_argument("--speed", type=float, default=DEFAULTS.speed, help="replay speed: data seconds per wall second")
     parser.add_argument("--state", metavar="FILE", help="SQLite state file (default .hedgeflow/sim-NAME.sqlite)")
     parser.add_argument("--api-key", default=None, help=f"API key (env {ENV_API_KEY}, default {DEFAULT_API_KEY})")
     parser.add_argument("--api-secret", default=None,
                         help=f"API secret (env {ENV_API_SECRET}, default {DEFAULT_API_SECRET})")
     parser.add_argument("--funding-interval", type=_positive_int, default=DEFAULT_FUNDING_INTERVAL_S,
-                        metavar="SECONDS", help="funding settlement interval in wall seconds (default 28800)")
-    parser.add_argument("--initial-balance", type=_decimal, default=Decimal("100000"), metavar="USDT")
+                        metavar="SECONDS",
+                        help=f"funding settlement interval in wall seconds (default {DEFAULT_FUNDING_INTERVAL_S})")
+    parser.add_argument("--initial-balance", type=_decimal, default=DEFAULTS.initial_balance, metavar="USDT")
     parser.add_argument("--balance", type=_decimal, default=None, metavar="USD",
-                        help="starting USDT wallet of a new state file (default 100000; wins over --initial-balance)")
-    parser.add_argument("--taker-fee", type=_decimal, default=Decimal("0.0005"))
+                        help=f"starting USDT wallet of a new state file (default {DEFAULTS.initial_balance}; "
+                             "wins over --initial-balance)")
+    parser.add_argument("--taker-fee", type=_decimal, default=DEFAULTS.taker_fee)
     parser.add_argument("--symbols", type=_positive_int, default=None, metavar="N",
                         help="total number of symbols (synthetic S001USDT... beyond the 3 defaults)")
-    parser.add_argument("--weight-limit", type=_positive_int, default=2400, help="request weight per minute")
-    parser.add_argument("--leverage", type=_positive_int, default=20, help="default leverage")
-    parser.add_argument("--book-levels", type=_positive_int, default=20)
-    parser.add_argument("--book-half-spread-bps", type=_decimal, default=Decimal("1"))
-    parser.add_argument("--book-level-step-bps", type=_decimal, default=Decimal("1"))
-    parser.add_argument("--book-level-notional", type=_decimal, default=Decimal("50000"), metavar="USDT",
+    parser.add_argument("--weight-limit", type=_positive_int, default=DEFAULTS.weight_limit, help="request weight per minute")
+    parser.add_argument("--leverage", type=_positive_int, default=DEFAULTS.default_leverage, help="default leverage")
+    parser.add_argument("--book-levels", type=_positive_int, default=DEFAULTS.book_levels)
+    parser.add_argument("--book-half-spread-bps", type=_decimal, default=DEFAULTS.book_half_spread_bps)
+    parser.add_argument("--book-level-step-bps", type=_decimal, default=DEFAULTS.book_level_step_bps)
+    parser.add_argument("--book-level-notional", type=_decimal, default=DEFAULTS.book_level_notional, metavar="USDT",
                         help="depth per book level in USDT notional")
     return parser
 
@@ -97,15 +101,15 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         api_secret=args.api_secret or os.environ.get(ENV_API_SECRET) or DEFAULT_API_SECRET,
         funding_interval=args.funding_interval,
         initial_balance=args.initial_balance,
-        balance=getattr(args, "balance", None),
+        balance=args.balance,
         taker_fee=args.taker_fee,
         symbols=args.symbols,
         weight_limit=args.weight_limit,
-        default_leverage=getattr(args, "leverage", 20),
-        book_levels=getattr(args, "book_levels", 20),
-        book_half_spread_bps=getattr(args, "book_half_spread_bps", Decimal("1")),
-        book_level_step_bps=getattr(args, "book_level_step_bps", Decimal("1")),
-        book_level_notional=getattr(args, "book_level_notional", Decimal("50000")),
+        default_leverage=args.leverage,
+        book_levels=args.book_levels,
+        book_half_spread_bps=args.book_half_spread_bps,
+        book_level_step_bps=args.book_level_step_bps,
+        book_level_notional=args.book_level_notional,
     )
 
 

@@ -54,7 +54,8 @@ def _all_symbols(weight: int) -> Callable[[dict], int]:
 
 
 def _depth_weight(params: dict) -> int:
-    lim = int(params.get("limit", 500) or 500) if str(params.get("limit", "500")).isdigit() else 500
+    v = str(params.get("limit") or "500")
+    lim = int(v) if v.isdigit() else 500
     return 2 if lim <= 50 else 5 if lim <= 100 else 10 if lim <= 500 else 20
 
 

@@ -67,7 +67,7 @@ class Engine:
         for p in positions:
             self.positions[p.symbol] = p
         for o in orders:
-            self._index_order(o)
+            self.index_order(o)
             self.next_order_id = max(self.next_order_id, o.order_id + 1)
         for t in trades:
             self.trades.append(t)
@@ -78,7 +78,7 @@ class Engine:
         self.trades.sort(key=lambda t: t.id)
         self.income.sort(key=lambda i: i.tran_id)
 
-    def _index_order(self, o: Order) -> None:
+    def index_order(self, o: Order) -> None:
         self.orders[o.order_id] = o
         self.orders_by_client.setdefault((o.symbol, o.client_order_id), []).append(o.order_id)
 
@@ -214,6 +214,35 @@ class Engine:
         self.positions[sym] = p
         return realized
 
+    def validate(self, req: OrderRequest) -> SymbolSpec:
+        """The checks Binance makes when it accepts an order (symbol, side, type, filters,
+        duplicate open client id); raises SimError, returns the symbol's spec."""
+        spec = self.specs.get(req.symbol)
+        if spec is None:
+            raise err_invalid_symbol()
+        if req.side not in ("BUY", "SELL"):
+            raise SimError(-1117, "Invalid side.")
+        if req.type not in ("MARKET", "LIMIT"):
+            raise SimError(-1116, "Invalid orderType.")
+        if req.qty <= 0:
+            raise SimError(-4003, "Quantity less than or equal to zero.")
+        if req.qty % spec.step != 0:
+            raise SimError(-1111, "Precision is over the maximum defined for this asset.")
+        if req.qty < spec.min_qty:
+            raise SimError(-1013, "Filter failure: LOT_SIZE")
+        max_qty = spec.market_max_qty if req.type == "MARKET" else spec.max_qty
+        if req.qty > max_qty:
+            raise SimError(-1013, "Filter failure: LOT_SIZE" if req.type == "LIMIT" else "Filter failure: MARKET_LOT_SIZE")
+        if req.type == "LIMIT":
+            if req.price is None or req.price <= 0:
+                raise SimError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+            if req.price % spec.tick != 0:
+                raise SimError(-1111, "Precision is over the maximum defined for this asset.")
+        for oid in self.orders_by_client.get((req.symbol, req.client_order_id), []):
+            if self.orders[oid].is_open:
+                raise SimError(-4116, "ClientOrderId is duplicated.")
+        return spec
+
     def place(
         self,
         req: OrderRequest,
@@ -226,31 +255,8 @@ class Engine:
     ) -> tuple[Order, Mutation]:
         """Validate and execute one order against ``book_side`` (asks for BUY, bids for SELL,
         best first). Raises SimError on rejection (nothing changes then)."""
-        spec = self.specs.get(req.symbol)
-        if spec is None:
-            raise err_invalid_symbol()
-        if req.side not in ("BUY", "SELL"):
-            raise SimError(-1117, "Invalid side.")
-        if req.type not in ("MARKET", "LIMIT"):
-            raise SimError(-1116, "Invalid orderType.")
+        spec = self.validate(req)
         qty = req.qty
-        if qty <= 0:
-            raise SimError(-4003, "Quantity less than or equal to zero.")
-        if qty % spec.step != 0:
-            raise SimError(-1111, "Precision is over the maximum defined for this asset.")
-        if qty < spec.min_qty:
-            raise SimError(-1013, "Filter failure: LOT_SIZE")
-        max_qty = spec.market_max_qty if req.type == "MARKET" else spec.max_qty
-        if qty > max_qty:
-            raise SimError(-1013, "Filter failure: LOT_SIZE" if req.type == "LIMIT" else "Filter failure: MARKET_LOT_SIZE")
-        if req.type == "LIMIT":
-            if req.price is None or req.price <= 0:
-                raise SimError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
-            if req.price % spec.tick != 0:
-                raise SimError(-1111, "Precision is over the maximum defined for this asset.")
-        for oid in self.orders_by_client.get((req.symbol, req.client_order_id), []):
-            if self.orders[oid].is_open:
-                raise SimError(-4116, "ClientOrderId is duplicated.")
         sign = Decimal(1) if req.side == "BUY" else Decimal(-1)
         pos = self.position(req.symbol)
         if req.reduce_only:
@@ -289,20 +295,7 @@ class Engine:
         # execute
         mut = Mutation()
         oid = order_id if order_id is not None else self.reserve_order_id()
-        order = Order(
-            order_id=oid,
-            client_order_id=req.client_order_id,
-            symbol=req.symbol,
-            side=req.side,
-            type=req.type,
-            orig_qty=qty,
-            price=req.price or ZERO,
-            time_in_force=req.time_in_force if req.type == "LIMIT" else "GTC",
-            reduce_only=req.reduce_only,
-            time=now_ms,
-            update_time=now_ms,
-            arrived_ns=req.arrived_ns,
-        )
+        order = req.order(oid, now_ms, qty)
         for price, fq in fills:
             realized = self._apply_fill(req.symbol, sign * fq, price, now_ms)
             quote = price * fq
@@ -328,7 +321,7 @@ class Engine:
             order.status = "PARTIALLY_FILLED" if order.executed_qty else "NEW"
         else:
             order.status = "EXPIRED"
-        self._index_order(order)
+        self.index_order(order)
         mut.orders.append(order)
         return order, mut
 

@@ -33,7 +33,6 @@ def err_reduce_only() -> SimError:
     return SimError(-2022, "ReduceOnly Order is rejected.")
 
 
-
 def err_dropped() -> SimError:
     """The answer to an order whose response the ``drop_responses`` fault swallowed."""
     return SimError(-1007, "Timeout waiting for response from backend server. Send status unknown; "

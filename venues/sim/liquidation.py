@@ -89,7 +89,7 @@ def _liquidate(e: Engine, sym: str, marks: dict[str, Decimal], now_ms: int) -> M
         e.wallet -= left
         mut.income.append(e._income(sym, "INSURANCE_CLEAR", -left, now_ms, str(tid)))
     e.wallet_update_time = now_ms
-    e._index_order(order)
+    e.index_order(order)
     mut.orders.append(order)
     mut.trades.append(trade)
     mut.positions.append(p)

@@ -20,12 +20,12 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 
-from domain.replay_data import parse_time_ms, read_rows
+from domain.replay_data import read_rows
 
 from .records import SymbolSpec, floor_step
 
 __all__ = ["DEFAULT_SPECS", "BookConfig", "Market", "ReplayRow", "default_specs", "load_replay",
-           "parse_time_ms", "spec_for_unified", "synthetic_spec"]
+           "spec_for_unified", "synthetic_spec"]
 
 D = Decimal
 

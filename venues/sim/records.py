@@ -259,3 +259,10 @@ class OrderRequest:
     price: Decimal | None = None
     time_in_force: str = "GTC"
     arrived_ns: int = 0
+
+    def order(self, order_id: int, now_ms: int, qty: Decimal | None = None) -> Order:
+        """The NEW order this request becomes (``qty``: the accepted quantity, default as asked)."""
+        return Order(order_id=order_id, client_order_id=self.client_order_id, symbol=self.symbol, side=self.side,
+                     type=self.type, orig_qty=self.qty if qty is None else qty, price=self.price or ZERO,
+                     time_in_force=self.time_in_force if self.type == "LIMIT" else "GTC",
+                     reduce_only=self.reduce_only, time=now_ms, update_time=now_ms, arrived_ns=self.arrived_ns)

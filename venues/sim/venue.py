@@ -45,8 +45,9 @@ class Sim:
         wall0 = None
         if replay is not None:
             key = f"{os.path.abspath(opts.replay)}|{opts.speed}"
-            if self.store.get_meta("replay_key") == key and self.store.get_meta("replay_wall0"):
-                wall0 = int(self.store.get_meta("replay_wall0"))
+            saved_wall0 = self.store.get_meta("replay_wall0")
+            if self.store.get_meta("replay_key") == key and saved_wall0:
+                wall0 = int(saved_wall0)
             else:
                 wall0 = self.started_ms
                 self.store.set_meta(replay_key=key, replay_wall0=wall0)
@@ -132,18 +133,16 @@ class Sim:
                exclude: frozenset[str] | set[str] = frozenset()) -> Mutation:
         t = now_ms()
         ts = at_ms or t
+        m, prices, rates = self.market, prices or {}, rates or {}
         mut = Mutation()
-        for sym in symbols if symbols is not None else [s for s in self.market.specs if s not in exclude]:
-            mark = (prices or {}).get(sym) or self.market.mark(sym, t)
-            rate = (rates or {}).get(sym)
+        for sym in symbols if symbols is not None else [s for s in m.specs if s not in exclude]:
+            # pinned values win over given (replay) ones, which win over the market's own
+            mark = m.pinned_price.get(sym) or prices.get(sym) or m.mark(sym, t)
+            rate = m.pinned_rate.get(sym, rates.get(sym))
             if rate is None:
-                rate = self.market.rate(sym, t)
-            if sym in self.market.pinned_price:
-                mark = self.market.pinned_price[sym]
-            if sym in self.market.pinned_rate:
-                rate = self.market.pinned_rate[sym]
+                rate = m.rate(sym, t)
             mut.merge(self.engine.settle_funding(sym, mark, rate, ts))
-            if symbols is not None or self.engine.positions.get(sym) is not None or len(self.market.specs) <= 50:
+            if symbols is not None or self.engine.positions.get(sym) is not None or len(m.specs) <= 50:
                 self.store.save_funding_rate(sym, ts, rate, mark)
         self.persist(mut)
         return mut
@@ -153,12 +152,11 @@ class Sim:
             try:
                 if self.market.replay is not None:
                     self._replay_tick()
-                    self.check_liquidations()
-                    await asyncio.sleep(0.05)
-                    continue
-                nxt = self._funding_tick()
+                    delay = 0.05
+                else:
+                    delay = min(1.0, max(0.005, (self._funding_tick() - now_ms()) / 1000))
                 self.check_liquidations()
-                await asyncio.sleep(min(1.0, max(0.005, (nxt - now_ms()) / 1000)))
+                await asyncio.sleep(delay)
             except asyncio.CancelledError:
                 raise
             except Exception:  # pragma: no cover - keep the venue alive
@@ -184,11 +182,12 @@ class Sim:
             if b > self.last_funding_sym.get(sym, b):
                 self.last_funding_sym[sym] = b
                 self.settle([sym], at_ms=b)
-                self._save_override(sym)
+                self.save_spec_override(sym)
             nxt = min(nxt, b + iv)
         return nxt
 
-    def _save_override(self, sym: str) -> None:
+    def save_spec_override(self, sym: str) -> None:
+        """Persist what :meth:`apply_spec_override` set for ``sym`` (reloaded on restart)."""
         spec = self.market.specs[sym]
         iv = self.market.interval_override.get(sym)
         o = {"qty_step": str(spec.step), "min_qty": str(spec.min_qty),
