@@ -49,3 +49,23 @@ def liquidation_action(nearest: Decimal | None, *, close_below: Decimal, reduce_
         if dist_at_reduce is not None and nearest <= dist_at_reduce:
             return LiqAction.NO_IMPROVEMENT
     return LiqAction.REDUCE
+
+
+#: exits about one leg itself: that leg is the danger, so each venue closes at once
+LEG_SPECIFIC_EXITS = frozenset({"LEG_CHANGED", "LIQUIDATION_RISK"})
+
+
+def close_sequence(long_held: bool, short_held: bool, *, at_once: bool,
+                   long_failed_ms: int = 0, short_failed_ms: int = 0) -> str:
+    """Which leg of a pair closes first: ``"long"`` or ``"short"`` (the other follows once it
+    is flat), or ``"both"`` (each venue at once, on its own).
+
+    A pair that is still hedged closes one leg after the other, so that a venue that fails
+    mid-close leaves the pair hedged instead of one leg naked: the leg on the venue that
+    failed most recently goes first (if its close never goes through, nothing is unhedged),
+    ties to the long leg. Both at once when ``at_once`` (the close is about one leg itself:
+    liquidation, a leg changed outside hedgeflow, a failed opening) or when at most one leg
+    holds anything (a lone leg has nothing to stay hedged with)."""
+    if at_once or not (long_held and short_held):
+        return "both"
+    return "short" if short_failed_ms > long_failed_ms else "long"

@@ -1,5 +1,5 @@
 """``hedgeflow chaos --trades N --seed S``: trades under random venue faults, a partition, worker
-SIGKILLs, a dev-server restart and a dead webhook, with every position sampled all along; then
+SIGKILLs (of one of ``--workers`` workers), a dev-server restart and a dead webhook, with every position sampled all along; then
 the invariants.
 
 The run is self-contained (its own dev server with a db file, simulators and worker subprocess;
@@ -70,6 +70,7 @@ class ChaosConfig:
     partition_s: tuple[float, float] | None = (30.0, 120.0)  # None: no partition
     dead_webhook: bool = True
     sample_period_s: float = 0.1
+    workers: int = 2  # compose runs two replicas: the SIGKILL hits one, the other picks its trades up
 
 
 @dataclass
@@ -178,6 +179,7 @@ class Run:
                 if not lab.worker.alive:
                     self.note(b, t0, "worker exited while the server was down; restarting")
                     await lab.start_worker()
+                await lab.ensure_spares()
 
         async def faults_off() -> None:
             for v, dt in sorted(plan.short_outages.items(), key=lambda x: x[1]):
@@ -269,6 +271,7 @@ async def _wait_finished(lab: Lab, ids: list[str], timeout: float) -> None:
         if not lab.worker.alive:
             log("chaos: worker exited unexpectedly; restarting it")
             await lab.start_worker()
+        await lab.ensure_spares()
 
 
 async def _outcome(lab: Lab, d: Driven) -> TradeOutcome:
@@ -367,8 +370,10 @@ async def run_chaos(cfg: ChaosConfig) -> tuple[list[Check], dict[str, Any]]:
     started = time.monotonic()
     async with Lab(venues=cfg.venues, symbols=cfg.trades + 10, venue_rps=200,
                    venue_timeout_ms=cfg.venue_timeout_ms, persistent_server=True, worker_env_extra=dead,
+                   spare_workers=max(0, cfg.workers - 1),
                    sim_args=["--funding-interval", str(cfg.funding_interval_s)]) as lab:
-        log(f"chaos: lab up in {lab.workdir}; {cfg.trades} trades in {n_batches} batches, seed {cfg.seed}")
+        log(f"chaos: lab up in {lab.workdir}; {cfg.trades} trades in {n_batches} batches, seed {cfg.seed}, "
+            f"{cfg.workers} worker(s)")
         sampler = PositionSampler({n: s.url for n, s in lab.sims.items()}, cfg.sample_period_s)
         await sampler.start()
         run = Run(lab, cfg, rng, sampler, webhook_until_batch=(n_batches + 1) // 2)
@@ -392,7 +397,7 @@ async def run_chaos(cfg: ChaosConfig) -> tuple[list[Check], dict[str, Any]]:
         finally:
             await sampler.stop()
         ledger = await asyncio.to_thread(read_ledger, lab)
-        alert_lines = lab.worker_log.read_text(errors="replace").splitlines()
+        alert_lines = lab.worker_log_lines()
         logged = alerted_trades(alert_lines)
         runs = await emergency_alert_runs(lab, {o.trade_id for o in outcomes if o.emergency} - logged)
         histories = await history_lengths(lab)

@@ -1,6 +1,7 @@
 """The :class:`Lab`: a Temporal dev server on free ports, simulated venues (``python -m
-venues.sim`` children) and one worker child (``python -m hedgeflow worker``), all private to one
-run with a temporary state dir. Nothing touches a running ``hedgeflow up``. Shared by
+venues.sim`` children) and one worker child (``python -m hedgeflow worker``; with
+``spare_workers`` more beside it, as compose runs replicas), all private to one run with a
+temporary state dir. Nothing touches a running ``hedgeflow up``. Shared by
 ``hedgeflow bench`` (lab/bench.py) and ``hedgeflow chaos`` (lab/chaos.py).
 """
 
@@ -56,6 +57,7 @@ class Lab:
         workdir: Path | None = None,
         keep: bool = False,
         worker_env_extra: dict[str, str] | None = None,
+        spare_workers: int = 0,
     ) -> None:
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="hedgeflow-lab-"))
@@ -77,6 +79,11 @@ class Lab:
         self.worker_log = self.workdir / "worker.log"
         self.worker = Child([sys.executable, "-m", "hedgeflow", "worker", "--graceful-timeout", "2"],
                             name="worker", cwd=ROOT, log_file=self.worker_log)
+        #: more workers on the same task queue; :meth:`kill_worker` kills only the first, so these
+        #: pick up its trades (after the sticky queue timeout and the activity heartbeat timeout)
+        self.spares = [Child([sys.executable, "-m", "hedgeflow", "worker", "--graceful-timeout", "2"],
+                             name=f"worker-{i + 2}", cwd=ROOT, log_file=self.workdir / f"worker-{i + 2}.log")
+                       for i in range(spare_workers)]
         self.worker_starts = 0
         # extra environment of the worker (read at each start), e.g. HEDGEFLOW__ALERTS__WEBHOOK_URL
         self.worker_env_extra: dict[str, str] = dict(worker_env_extra or {})
@@ -101,9 +108,13 @@ class Lab:
         self.client = await connect(self.server.address, "default")
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         await self.start_worker()
+        await self.ensure_spares()
         return self
 
     async def close(self) -> None:
+        for c in self.spares:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(c.stop, 15)
         with contextlib.suppress(Exception):
             await self.stop_worker()
         if self._http is not None:
@@ -163,15 +174,30 @@ class Lab:
 
     # ------------------------------------------------------------------ worker
     async def start_worker(self, timeout: float = 90) -> Child:
-        self.worker.env = self.worker_env()
-        self.worker.spawn()
+        return await self._start(self.worker, timeout)
+
+    async def _start(self, child: Child, timeout: float = 90) -> Child:
+        child.env = self.worker_env()
+        child.spawn()
         self.worker_starts += 1
         try:
-            return await self.worker.await_ready(log_line="worker ready", timeout=timeout, interval=0.1)
+            return await child.await_ready(log_line="worker ready", timeout=timeout, interval=0.1)
         except ChildExited as exc:
-            raise RuntimeError(f"worker exited with {exc.code}:\n{self.worker_log_tail()}") from None
+            raise RuntimeError(f"{child.name} exited with {exc.code}:\n{child.log_tail(60)}") from None
         except ChildNotReady:
-            raise RuntimeError(f"worker not ready after {timeout:.0f}s:\n{self.worker_log_tail()}") from None
+            raise RuntimeError(f"{child.name} not ready after {timeout:.0f}s:\n{child.log_tail(60)}") from None
+
+    async def ensure_spares(self) -> None:
+        """Start every spare worker that is not running (e.g. one that exited while the server was down)."""
+        await asyncio.gather(*(self._start(c) for c in self.spares if not c.alive))
+
+    def worker_log_lines(self) -> list[str]:
+        """The lines of every worker's log (the first worker's, then the spares')."""
+        out: list[str] = []
+        for f in [self.worker_log, *(c.log_file for c in self.spares)]:
+            if f is not None and Path(f).exists():
+                out += Path(f).read_text(errors="replace").splitlines()
+        return out
 
     def worker_log_tail(self, lines: int = 60) -> str:
         return self.worker.log_tail(lines)

@@ -167,14 +167,17 @@ class Ledger:
         funding: Sequence[dict[str, Any]],
     ) -> str | None:
         """One transaction: the trade row, its orders, fills and funding payments. Returns the
-        trade's state before this write (None if it is new)."""
+        trade's state before this write (None if it is new). A finished trade's row is never
+        moved back to a running state by a write that lands late (an ``opened`` record still
+        in flight when the trade closed); its orders, fills and funding are still merged."""
         trade = {**trade, "updated_ms": trade.get("updated_ms") or now_ms()}
         with self._session.begin() as s:
             q = select(Trade.state).where(Trade.trade_id == trade["trade_id"])
             if self.dialect == "postgresql":
                 q = q.with_for_update()
             prev = s.execute(q).scalar_one_or_none()
-            self._upsert(s, Trade, [trade], ["trade_id"])
+            if not (prev in TERMINAL_STATES and trade.get("state") not in TERMINAL_STATES):
+                self._upsert(s, Trade, [trade], ["trade_id"])
             self._upsert(s, Order, orders, ["venue", "client_order_id"])
             self._upsert(s, Fill, fills, ["venue", "venue_trade_id", "trade_id"], update_cols=())
             self._upsert(s, FundingPayment, funding, ["venue", "income_id", "trade_id"], update_cols=())

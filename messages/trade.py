@@ -242,6 +242,9 @@ class TradeCarry(BaseModel):
     dist_at_reduce: Decimal | None = None
     lease: bool = False  # the (venue, symbol) leases are held by this trade
     funding_recheck_ms: int = 0  # read income once more then: a settlement may post late
+    # lifecycle-v3: the close sequence (domain.hedge.close_sequence) and when each venue last failed
+    close_first: str | None = None  # "long" / "short" (the other follows once it is flat) / "both"
+    venue_failed_ms: dict[str, int] = Field(default_factory=dict)
 
 
 # --- ledger, reconciliation (activities/ledger.py, activities/reconcile.py) ---------------

@@ -8,7 +8,7 @@ Each :class:`FakeVenue` keeps positions, orders by client id (so a look-up finds
 answer was lost), rounds quantities down to its own step as a venue does, and has knobs for the
 faults a branch needs: ``refuse`` (every new opening order rejected), ``lose_answer`` (the next
 order executes but its answer is lost), ``partial`` (fill ratio of opening orders), ``down``
-(reads and orders fail), ``down_after_answer`` (down right after its next order), ``slow_s`` /
+(reads and orders fail), ``orders_down`` (reads answer, orders fail), ``down_after_answer`` (down right after its next order), ``slow_s`` /
 ``check_slow_s`` (placing / the pre-trade read take this long), ``liq_price`` (reported
 liquidation price until a reduce-only order fills, or always with ``liq_sticky``).
 """
@@ -62,6 +62,7 @@ class FakeVenue:
     lose_answer: int = 0
     partial: Decimal = D("1")
     down: bool = False
+    orders_down: bool = False  # reads answer, every order fails (the order path is broken)
     slow_s: float = 0.0
     check_slow_s: float = 0.0  # the pre-trade read takes this long
     down_after_answer: bool = False  # goes down right after answering its next order
@@ -113,6 +114,8 @@ class FakeActivities:
         if v.slow_s:
             await asyncio.sleep(v.slow_s)
         v.check()
+        if v.orders_down:
+            raise ApplicationError(f"{v.name} order path down", type="VenueUnavailable", non_retryable=True)
         if req.lookup_first and req.client_order_id in v.orders:
             return v.orders[req.client_order_id]
         try:

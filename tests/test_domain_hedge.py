@@ -98,3 +98,16 @@ def test_liquidation_action_with_hysteresis():
     # earlier versions: no hysteresis, every reading in the zone reduces
     assert liquidation_action(D("0.08"), last_reduce_ms=70_000, dist_at_reduce=D("0.08"), hysteresis=False,
                               **kw) is LiqAction.REDUCE
+
+
+def test_close_sequence_keeps_a_hedged_pair_hedged():
+    from domain.hedge import close_sequence
+
+    # a hedged pair: the leg on the venue that failed last goes first, ties to long
+    assert close_sequence(True, True, at_once=False) == "long"
+    assert close_sequence(True, True, at_once=False, long_failed_ms=5, short_failed_ms=9) == "short"
+    assert close_sequence(True, True, at_once=False, long_failed_ms=9, short_failed_ms=5) == "long"
+    # the close is about one leg, or only one leg holds anything: each venue at once
+    assert close_sequence(True, True, at_once=True, short_failed_ms=9) == "both"
+    assert close_sequence(True, False, at_once=False, short_failed_ms=9) == "both"
+    assert close_sequence(False, True, at_once=False) == "both"

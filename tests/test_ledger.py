@@ -77,6 +77,19 @@ def test_upserts_are_idempotent_under_retries(ledger: Ledger):
     assert ledger.trades_by_state() == {"closed": 1}
 
 
+def test_a_late_running_write_never_reopens_a_finished_trade(ledger: Ledger):
+    """The `opened` record runs beside the hold; if it lands after the `closed` one (it was
+    retried, or its run continued-as-new), the trade stays closed and its facts still merge."""
+    closed, orders, fills, funding = bundle("closed")
+    assert ledger.record_trade_bundle(closed, orders, fills, funding) is None
+    late, late_orders, _, _ = bundle("holding")
+    late_orders.append({**late_orders[0], "client_order_id": "hfLcx2", "venue_order_id": "55"})
+    assert ledger.record_trade_bundle(late, late_orders, fills, funding) == "closed"
+    assert ledger.trade(closed["trade_id"]).state == "closed"
+    assert {o.client_order_id for o in ledger.orders(closed["trade_id"])} == {"hfLox1", "hfSox1", "hfLcx2"}
+    assert ledger.trades_by_state() == {"closed": 1}
+
+
 def test_incidents_open_once_and_resolve(ledger: Ledger):
     assert ledger.open_incident_count() == 0
     a, new_a = ledger.record_incident("orphan:sim-a:X", "orphan", "holds 1", venue="sim-a", symbol="X",

@@ -84,7 +84,8 @@ async def bench(temporal_env, task_queue, request):
 async def record(h: WorkflowHandle, name: str) -> None:
     if os.environ.get("HEDGEFLOW_RECORD_HISTORIES"):
         HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / f"{name}_v2.json").write_text((await h.fetch_history()).to_json())  # lifecycle-v2
+        # one file per lifecycle version (v2: lifecycle-v2, v3: lifecycle-v3): older ones stay to prove replay
+        (HISTORIES / f"{name}_v3.json").write_text((await h.fetch_history()).to_json())
 
 
 async def test_one_leg_refused_flattens_the_other(bench):
@@ -238,6 +239,39 @@ async def test_long_outage_close_keeps_each_run_small(bench):
     async for w in bench.client.list_workflows(f"WorkflowId = '{h.id}'"):
         n = len((await bench.client.get_workflow_handle(h.id, run_id=w.run_id).fetch_history()).events)
         assert n < 250, f"run {w.run_id} has {n} events"
+
+
+async def test_hedged_pair_closes_one_leg_after_the_other(bench):
+    """The first leg's venue answers reads but refuses every order: the other leg waits, so
+    the pair stays hedged (closing both at once would leave the short naked on fb)."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    fa.orders_down = True
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="orders down on fa"))
+    await bench.until(h, lambda s: s.close_attempts >= 4)
+    assert fa.position == -fb.position != 0, "one leg was closed while the other could not be"
+    fa.orders_down = False
+    st = await h.result()
+    assert st.state == "closed" and bench.flat()
+    assert any("long on fa first" in e.what for e in st.events)
+
+
+async def test_emergency_close_keeps_the_pair_hedged_while_one_venue_is_down(bench):
+    """An emergency close (not about one leg) while fb is unreachable: fb goes first, and fa
+    waits for it instead of being flattened into a naked short."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    fb.down = True
+    await bench.until(h, lambda s: any("monitor read failed" in e.what for e in s.events))
+    await h.signal(TradeWorkflow.emergency_close, CloseRequest(reason="operator"))
+    await bench.until(h, lambda s: s.close_attempts >= 4)
+    assert fa.position == -fb.position != 0
+    fb.down = False
+    st = await h.result()
+    assert st.state == "closed" and st.emergency and bench.flat()
+    assert any("short on fb first" in e.what for e in st.events)
 
 
 async def test_unreadable_venue_does_not_blind_the_other_legs_liquidation_check(bench):

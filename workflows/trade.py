@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.trade import TradeActivities
     from domain import risk
     from domain.funding import interval_ms_from_hours, spread_bps_8h
-    from domain.hedge import LiqAction, hedge_gap, liquidation_action, liquidation_distance
+    from domain.hedge import LEG_SPECIFIC_EXITS, LiqAction, hedge_gap, liquidation_action, liquidation_distance
     from domain.lifecycle import CLOSING_STATES, TERMINAL, Exit, ExitReason, TradeState, check_transition
     from domain.rounding import common_step
     from messages.trade import (
@@ -55,6 +55,8 @@ MAX_EVENTS = 50
 #: step assumed by runs carried from versions that did not carry the market (their behaviour)
 LEGACY_STEP = Decimal("0.001")
 V2 = "lifecycle-v2"  # per-venue close, alert path, leases, hysteresis, hedge check from the venues
+#: a hedged pair closes one leg after the other; the `opened` ledger record runs beside the hold
+V3 = "lifecycle-v3"
 
 
 @workflow.defn(name="TradeWorkflow")
@@ -74,7 +76,8 @@ class TradeWorkflow:
         self.s = carry.status
         self.desk = OrderDesk(params, carry, self._event)
         self.closer = Closer(params, carry, self.desk, self._event, self._alert, self._history_large)
-        self.v2 = False
+        self.v2 = self.v3 = False
+        self.opened_record: asyncio.Task[None] | None = None  # the `opened` ledger write, running beside the hold
 
     # ------------------------------------------------------------------ handlers
     @workflow.query(name="status")
@@ -107,6 +110,7 @@ class TradeWorkflow:
     @workflow.run
     async def run(self, params: TradeParams, carry: TradeCarry | None = None) -> TradeStatus:
         self.v2 = self.desk.v2 = workflow.patched(V2)
+        self.v3 = self.closer.v3 = self.v2 and workflow.patched(V3)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:
@@ -114,16 +118,21 @@ class TradeWorkflow:
                 if await self._open() is not None:  # refused, or failed and flattened: aborted
                     return self.s
                 await self._alert("trade_opened", f"{summary_line(self.p)} hedged, qty {self.s.target_qty}")
-                await orders.record(self.p, self.s, "opened", self._event)
+                if self.v3:  # bookkeeping never holds a trading step back
+                    self.opened_record = asyncio.ensure_future(
+                        orders.record(self.p, self.s.model_copy(deep=True), "opened", self._event))
+                else:
+                    await orders.record(self.p, self.s, "opened", self._event)
             if self.s.state in CLOSING_STATES:
                 verdict = Exit(ExitReason.RESUMED, self.s.state == St.EMERGENCY_CLOSING)
                 if self.c.pending_abort:  # an opening that failed, carried into this run mid-close
-                    await self._close(True, self.s.close_reason or verdict.text)
+                    await self._close(True, self.s.close_reason or verdict.text, at_once=True)
                     await self._abort_after_close()
                     return self.s
             else:
                 verdict = await self._hold()
-            await self._close(verdict.emergency, self.s.close_reason or verdict.text, verdict.detail)
+            await self._close(verdict.emergency, self.s.close_reason or verdict.text, verdict.detail,
+                              at_once=verdict.reason.value in LEG_SPECIFIC_EXITS)
             await self._finish()
             return self.s
         except BaseException as exc:
@@ -190,7 +199,7 @@ class TradeWorkflow:
             detail = "; ".join(f"{n}: {why(results[n])}" for n in failed)
             self._event(f"leg failed ({detail}); flattening the other")
             self.c.pending_abort = PendingAbort(code=ExitReason.LEG_FAILED.value, detail=detail)
-            await self._close(True, Exit(ExitReason.LEG_FAILED, True, detail).text)
+            await self._close(True, Exit(ExitReason.LEG_FAILED, True, detail).text, at_once=True)
             return await self._abort_after_close()
 
         await self.desk.equalise(*self._market())
@@ -204,7 +213,7 @@ class TradeWorkflow:
         if gap > self.s.hold.max_gap:
             self._event(f"hedge gap {gap:.4f} above {self.s.hold.max_gap}; closing both")
             self.c.pending_abort = PendingAbort(code=ExitReason.HEDGE_GAP.value, detail=f"gap {gap:.4f} > max {self.s.hold.max_gap}")
-            await self._close(True, ExitReason.HEDGE_GAP.value)
+            await self._close(True, ExitReason.HEDGE_GAP.value, at_once=True)
             return await self._abort_after_close()
         self.s.hedged_at = workflow.now().isoformat()
         return None
@@ -242,6 +251,9 @@ class TradeWorkflow:
         got = await asyncio.gather(d.position(p.long_venue), d.position(p.short_venue),
                                    d.snapshot(p.long_venue), d.snapshot(p.short_venue), return_exceptions=True)
         failed = [r for r in got if isinstance(r, BaseException)]
+        for i, r in enumerate(got):
+            if isinstance(r, BaseException):
+                self.closer.failed(p.long_venue if i % 2 == 0 else p.short_venue)
         if any(is_cancellation(r) or not isinstance(r, ActivityError) for r in failed):
             raise next(r for r in failed if is_cancellation(r) or not isinstance(r, ActivityError))
         if failed:
@@ -313,9 +325,10 @@ class TradeWorkflow:
         return None
 
     # ------------------------------------------------------------------ close
-    async def _close(self, emergency: bool, reason: str, detail: str = "") -> None:
+    async def _close(self, emergency: bool, reason: str, detail: str = "", *, at_once: bool = False) -> None:
         """Flatten both venues' positions in this symbol, each venue on its own
-        (``workflows/trade_close.py``). Never gives up; continues-as-new when the history grows."""
+        (``workflows/trade_close.py``): a hedged pair one leg after the other, unless the close
+        is about one leg itself (``at_once``). Never gives up; continues-as-new when the history grows."""
         self.s.close_reason = self.s.close_reason or reason
         self.s.emergency = self.s.emergency or emergency
         self._set_state(St.EMERGENCY_CLOSING if self.s.emergency else St.CLOSING)
@@ -324,7 +337,7 @@ class TradeWorkflow:
             await self._alert("emergency_close", f"{summary_line(self.p)}: emergency close ({why})", "critical")
         if not self.v2:
             await self.closer.legacy_close_loop()
-        elif not await self.closer.flatten_each():
+        elif not await self.closer.flatten_each(at_once):
             await self._continue_as_new()  # the next run resumes the close where this one stopped
         self.s.closed_at = workflow.now().isoformat()
         self._event("both venues flat")
@@ -346,6 +359,8 @@ class TradeWorkflow:
             await self.desk.release_leases()
             await self._alert("trade_closed",
                               f"{summary_line(self.p)} closed ({self.s.close_reason}); realised PnL {self.s.realized_pnl_usd}")
+            if self.opened_record is not None:  # the venues are flat: the `opened` write lands before the final one
+                await self.opened_record
             await orders.record(self.p, self.s, "closed", self._event)
 
     async def _alert(self, kind: str, message: str, severity: str = "info") -> None:

@@ -23,8 +23,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.hedge import close_sequence
     from messages.trade import LegName, TradeCarry, TradeParams
-    from workflows.trade_orders import OrderDesk, error_type, is_cancellation, sleep_uncancellable
+    from workflows.trade_orders import OrderDesk, error_type, is_cancellation, sleep_uncancellable, wait_uncancellable
     from workflows.visibility import summary_line
 
 ZERO = Decimal(0)
@@ -40,6 +41,10 @@ class Closer:
         self.history_large = history_large
         self.interrupted = False  # set when the loops stopped for a continue-as-new
         self.reachable: dict[str, bool] = {"long": True, "short": True}  # did its last position read answer
+        #: lifecycle-v3 (set by the workflow): a hedged pair closes one leg after the other
+        #: (``domain.hedge.close_sequence``), so a venue failing mid-close leaves it hedged
+        self.v3 = False
+        self._waiting: set[str] = set()
 
     @property
     def s(self):
@@ -49,15 +54,46 @@ class Closer:
         return int(workflow.now().timestamp() * 1000)
 
     # ------------------------------------------------------------------ current
-    async def flatten_each(self) -> bool:
-        """Flatten both legs independently. False when interrupted for a continue-as-new."""
+    async def flatten_each(self, at_once: bool = False) -> bool:
+        """Flatten both legs, each venue on its own loop. False when interrupted for a
+        continue-as-new. ``at_once``: the close is about one leg itself (both loops close at
+        once); otherwise, on v3, a hedged pair closes in the order of ``close_sequence``."""
         self.interrupted = False
-        if not self.s.emergency:  # a graceful close first learns whether both venues answer
+        if self.v3:
+            if self.c.close_first is None:  # decided once per close; carried across runs
+                await self._choose_sequence(at_once)
+        elif not self.s.emergency:  # a graceful close first learns whether both venues answer
             # (the loops then read again: saved lifecycle-v2 histories have these reads)
             got = await asyncio.gather(*(self.desk.position(leg.venue) for leg in self.s.legs), return_exceptions=True)
             self.reachable = {name: not isinstance(r, BaseException) for name, r in zip(("long", "short"), got, strict=True)}
         await asyncio.gather(self._flatten("long"), self._flatten("short"))
         return not self.interrupted
+
+    async def _choose_sequence(self, at_once: bool) -> None:
+        got = await asyncio.gather(*(self.desk.position(leg.venue) for leg in self.s.legs), return_exceptions=True)
+        held: dict[str, bool] = {}
+        for name, r in zip(("long", "short"), got, strict=True):
+            leg = self.s.leg(name)
+            if isinstance(r, BaseException):
+                self.failed(leg.venue)
+                held[name] = leg.filled_qty > 0
+            else:
+                held[name] = r is not None
+        failed = self.c.venue_failed_ms
+        self.c.close_first = close_sequence(
+            held["long"], held["short"], at_once=at_once,
+            long_failed_ms=failed.get(self.s.leg("long").venue, 0), short_failed_ms=failed.get(self.s.leg("short").venue, 0))
+        first = self.c.close_first
+        self.event("close: each venue at once" if first == "both" else
+                   f"close: {first} on {self.s.leg(first).venue} first, then the other (the pair stays hedged)")
+
+    def failed(self, venue: str) -> None:
+        self.c.venue_failed_ms[venue] = self._now_ms()
+
+    def _behind_first(self, leg: LegName) -> bool:
+        """v3: this leg waits until the leg that closes first is flat."""
+        other = "short" if leg == "long" else "long"
+        return self.c.close_first == other and self.s.leg(other).filled_qty > 0
 
     async def _flatten(self, leg: LegName) -> None:
         st = self.s.leg(leg)
@@ -66,6 +102,12 @@ class Closer:
             if self.interrupted or self.history_large():
                 self.interrupted = True
                 return
+            if self.v3 and self._behind_first(leg):
+                if leg not in self._waiting:
+                    self._waiting.add(leg)
+                    self.event(f"close {leg}: waiting until {self.c.close_first} is flat")
+                await wait_uncancellable(lambda: self.interrupted or not self._behind_first(leg))
+                continue
             st.close_attempts += 1
             self.s.close_attempts += 1
             n = st.close_attempts
@@ -79,6 +121,7 @@ class Closer:
                     await self.desk.close_leg(leg, pos, f"c{n}")
             except ActivityError as exc:
                 self.reachable[leg] = False
+                self.failed(st.venue)
                 if not is_cancellation(exc):  # a cancel during a close changes nothing: keep closing
                     self.event(f"close {leg} #{n} on {st.venue} failed: {error_type(exc)}; retrying")
                     await self._stuck(exc)
@@ -93,6 +136,8 @@ class Closer:
         """A graceful close of a hedged pair closes a leg only while the other leg's venue
         answers: flattening one side while the other venue is unreachable would leave the other
         leg naked there. An emergency close, or a lone leg, closes at once."""
+        if self.v3:
+            return False  # the close sequence decides (``_behind_first``)
         other = "short" if leg == "long" else "long"
         wait = not self.s.emergency and not self.reachable[other] and self.s.leg(other).filled_qty > 0
         if wait:

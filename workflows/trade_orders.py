@@ -96,6 +96,13 @@ async def sleep_uncancellable(seconds: float) -> None:
         pass  # a cancel while closing: the close goes on
 
 
+async def wait_uncancellable(condition: Callable[[], bool]) -> None:
+    try:
+        await workflow.wait_condition(condition)
+    except asyncio.CancelledError:
+        pass  # a cancel while closing: the close goes on
+
+
 async def record(p: TradeParams, s: TradeStatus, event: str, note: Callable[[str], None]) -> None:
     """Write the trade, its orders, fills and funding to the ledger (idempotent activity);
     a failed write is an event, never an obstacle."""

@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not point the worker's alerts.webhook_url at a closed port")
     p.add_argument("--timeout", type=float, default=180, metavar="SECONDS",
                    help="how long trades may take to finish once faults are cleared (default 180)")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="workers on the task queue (default 2, as compose runs); the SIGKILL hits the first")
     p.add_argument("--json", metavar="FILE", help="also write checks, per-trade figures and the event log as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print the fault plan and every trade")
 
@@ -39,15 +41,15 @@ def run(args: argparse.Namespace) -> int:
     from lab.chaos import ChaosConfig, format_checks, format_table, run_chaos
     from lab.chaos_faults import parse_range
 
-    if args.trades < 1 or args.batch < 1:
-        raise CliError("--trades and --batch must be >= 1", 2)
+    if args.trades < 1 or args.batch < 1 or args.workers < 1:
+        raise CliError("--trades, --batch and --workers must be >= 1", 2)
     try:
         partition = None if str(args.partition_s).strip() in ("0", "none", "") else parse_range(args.partition_s)
     except ValueError as exc:
         raise CliError(f"--partition-s: {exc}", 2) from None
     cfg = ChaosConfig(trades=args.trades, seed=args.seed, batch=args.batch,
                       server_restart=not args.no_server_restart, finish_timeout_s=args.timeout,
-                      partition_s=partition, dead_webhook=not args.no_dead_webhook)
+                      partition_s=partition, dead_webhook=not args.no_dead_webhook, workers=args.workers)
     try:
         checks, info = asyncio.run(run_chaos(cfg))
     except (RuntimeError, TimeoutError, OSError) as exc:
