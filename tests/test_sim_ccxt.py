@@ -169,7 +169,8 @@ async def test_limit_orders_open_cancel_and_duplicate_open_id(ex) -> None:
     assert c["status"] == "canceled"
     with pytest.raises(ccxt.OrderNotFound):
         await ex.cancel_order(o["id"], BTC)
-    ioc = await ex.create_order(BTC, "limit", "buy", 0.002, 200000, params={"timeInForce": "IOC"})
+    inside = round((await ex.fetch_funding_rate(BTC))["markPrice"] * 1.04, 1)  # a BUY above mark × 1.05: -4016
+    ioc = await ex.create_order(BTC, "limit", "buy", 0.002, inside, params={"timeInForce": "IOC"})
     assert ioc["status"] == "closed" and ioc["filled"] == 0.002
 
 

@@ -41,7 +41,7 @@ def test_flip_through_zero_and_weighted_entry() -> None:
     e = Engine(SPECS, taker_fee=D(0))
     marks = {"BTCUSDT": D(100)}
     e.place(order("BUY", "1", "a"), [(D(100), D(10))], marks, 1)
-    e.place(order("BUY", "1", "b"), [(D(110), D(10))], marks, 1)
+    e.place(order("BUY", "1", "b"), [(D(110), D(10))], {"BTCUSDT": D(110)}, 1)  # inside the price band
     assert e.position("BTCUSDT").entry == 105
     e.place(order("SELL", "3", "c"), [(D(120), D(10))], marks, 1)
     p = e.position("BTCUSDT")
@@ -120,3 +120,54 @@ def test_load_replay_filters_venue() -> None:
     assert btc[0].rate == D("0.0001") and btc[0].price == D("16519.6")
     assert all(r.price is not None for r in btc)
     assert btc[1].t_ms - btc[0].t_ms == 8 * 3600 * 1000
+
+
+# --- the price band (PERCENT_PRICE: 1.05 / 0.95 around the mark) ------------------------------
+def limit(side: str, qty: str, price: str, cid: str = "l", tif: str = "GTC", reduce_only: bool = False) -> OrderRequest:
+    return OrderRequest("BTCUSDT", side, "LIMIT", D(qty), cid, reduce_only, D(price), tif)
+
+
+def test_price_band_edges_are_on_the_tick_and_inside() -> None:
+    e = Engine(SPECS)
+    assert e.price_band("BTCUSDT", D(100)) == (D("95.0"), D("105.0"))
+    lo, hi = e.price_band("BTCUSDT", D("100.03"))  # 95.0285 / 105.0315: rounded inwards to the 0.1 tick
+    assert (lo, hi) == (D("95.1"), D("105.0"))
+
+
+def test_market_order_walking_past_the_band_is_refused_whole() -> None:
+    e = Engine(SPECS)
+    marks = {"BTCUSDT": D(100)}
+    asks = [(D(100), D(1)), (D("105.0"), D(1)), (D("105.1"), D(1))]
+    before = (e.wallet, e.next_order_id, e.next_trade_id)
+    with pytest.raises(SimError) as ei:
+        e.place(order("BUY", "3", "far"), asks, marks, 1)
+    assert ei.value.code == -4131
+    assert ei.value.msg == "The counterparty's best price does not meet the PERCENT_PRICE filter limit."
+    # nothing changed: no position, no order (its client id stays free), no trade, no order id used
+    assert e.position("BTCUSDT").qty == 0 and not e.orders and not e.trades and not e.income
+    assert not e.orders_by_client.get(("BTCUSDT", "far")) and (e.wallet, e.next_order_id, e.next_trade_id) == before
+    o, _ = e.place(order("BUY", "2", "far"), asks, marks, 1)  # the same id, up to the edge itself: fills
+    assert o.status == "FILLED" and e.position("BTCUSDT").qty == 2
+    bids = [(D(100), D(1)), (D("95.0"), D("0.5")), (D("94.9"), D(5))]
+    with pytest.raises(SimError) as ei:  # reduce-only closes are refused the same way
+        e.place(order("SELL", "2", "close", reduce_only=True), bids, marks, 2)
+    assert ei.value.code == -4131 and e.position("BTCUSDT").qty == 2
+    o, _ = e.place(order("SELL", "1.5", "close", reduce_only=True), bids, marks, 2)
+    assert o.status == "FILLED" and e.position("BTCUSDT").qty == D("0.5")
+
+
+def test_limit_outside_the_band_is_refused_and_ioc_fills_inside() -> None:
+    e = Engine(SPECS)
+    marks = {"BTCUSDT": D("100.03")}
+    asks = [(D(100), D(1)), (D("104.9"), D(1)), (D("105.1"), D(1))]
+    with pytest.raises(SimError) as ei:
+        e.place(limit("BUY", "1", "105.1"), asks, marks, 1)
+    assert (ei.value.code, ei.value.msg) == (-4016, "Limit price can't be higher than 105.0.")
+    with pytest.raises(SimError) as ei:
+        e.place(limit("SELL", "1", "95.0"), [(D(100), D(1))], marks, 1)
+    assert (ei.value.code, ei.value.msg) == (-4017, "Limit price can't be lower than 95.1.")
+    assert not e.orders
+    o, _ = e.place(limit("BUY", "3", "105.0", tif="IOC"), asks, marks, 1)  # at the edge: what the book has within
+    assert o.status == "EXPIRED" and o.executed_qty == 2 and e.position("BTCUSDT").qty == 2
+    o, _ = e.place(limit("SELL", "5", "95.1", "c", "IOC", True), [(D(99), D(1)), (D(96), D(3))], marks, 2)
+    assert o.orig_qty == 2 and o.status == "FILLED" and e.position("BTCUSDT").qty == 0  # clipped to the position

@@ -228,3 +228,65 @@ def test_cli_balance_option() -> None:
     opts = options_from_args(build_parser().parse_args(["--name", "x", "--port", "0", "--balance", "250"]))
     assert opts.balance == D(250) and opts.start_balance == D(250)
     assert options_from_args(build_parser().parse_args(["--name", "x", "--port", "0"])).start_balance == D(100000)
+
+
+async def test_thin_book_and_price_band(ex, sim, tmp_path) -> None:
+    """A thin book (POST /_sim/market book overrides) makes a normal-size market order walk past
+    the PERCENT_PRICE band: refused whole (-4131, nothing stored); a LIMIT beyond the band is
+    refused (-4016 / -4017); a LIMIT IOC at the edge fills what lies inside."""
+    await admin(sim.url, "/_sim/market", {"symbol": BTC, "price": "65000"})
+    view = await admin(sim.url, "/_sim/market", {"symbol": BTC, "book_level_notional": 650, "book_level_step_bps": "100"})
+    assert (view["book_level_notional"], view["book_level_step_bps"]) == ("650", "100")
+    [row] = [r for r in await admin(sim.url, "/_sim/market") if r["symbol"] == BTC]
+    assert row["book_level_notional"] == "650"
+    [eth] = [r for r in await admin(sim.url, "/_sim/market") if r["symbol"] == ETH]
+    assert (eth["book_level_notional"], eth["book_level_step_bps"]) == ("50000", "1")  # per symbol
+    for bad in ({"book_level_notional": 0}, {"book_level_notional": "x"}, {"book_level_step_bps": -1},
+                {"book_level_step_bps": True}):
+        err = await admin(sim.url, "/_sim/market", {"symbol": BTC, **bad}, status=400)
+        assert err["field"] == next(iter(bad)) and "positive number or null" in err["error"]
+    book = await ex.fetch_order_book(BTC, 10)
+    assert [a[1] for a in book["asks"][:6]] == [0.01] * 6
+    assert book["asks"][5][0] == 68256.5 > 65000 * 1.05 >= book["asks"][4][0]  # 5.01 % out: the sixth level
+
+    with pytest.raises(ccxt.ExchangeError) as ei:
+        await ex.create_order(BTC, "market", "buy", 0.06, params={"newClientOrderId": "band-1"})
+    assert "-4131" in str(ei.value) and "PERCENT_PRICE" in str(ei.value)
+    state = await admin(sim.url, "/_sim/state")
+    assert not _orders(state, "band-1") and not state["positions"]
+    o = await ex.create_order(BTC, "market", "buy", 0.05, params={"newClientOrderId": "band-1"})  # id still free
+    assert o["filled"] == 0.05
+
+    with pytest.raises(ccxt.ExchangeError) as ei:
+        await ex.create_order(BTC, "limit", "buy", 0.01, 68250.1)
+    assert "-4016" in str(ei.value) and "Limit price can't be higher than 68250.0." in str(ei.value)
+    with pytest.raises(ccxt.ExchangeError) as ei:
+        await ex.create_order(BTC, "limit", "sell", 0.01, 61749.9, params={"reduceOnly": True})
+    assert "-4017" in str(ei.value) and "Limit price can't be lower than 61750.0." in str(ei.value)
+    assert (await ex.create_order(BTC, "market", "buy", 0.05))["filled"] == 0.05  # long 0.1 now
+    ioc = await ex.create_order(BTC, "limit", "sell", 0.1, 61750.0,
+                                params={"reduceOnly": True, "timeInForce": "IOC", "newClientOrderId": "edge"})
+    done = await ex.fetch_order(ioc["id"], BTC)
+    assert done["status"] == "expired" and done["filled"] == 0.05  # the five bid levels inside the band
+    assert [p["contracts"] for p in await ex.fetch_positions([BTC]) if p["contracts"]] == [0.05]
+
+    # refused at matching time (execute_late_ms): the visible order expires unfilled
+    await admin(sim.url, "/_sim/faults", {"execute_late_ms": 300})
+    late = await ex.create_order(BTC, "market", "sell", 0.06, params={"newClientOrderId": "band-late"})
+    assert late["info"]["status"] == "NEW"
+    await asyncio.sleep(0.6)
+    [row] = _orders(await admin(sim.url, "/_sim/state"), "band-late")
+    assert row["status"] == "EXPIRED" and row["executedQty"] == "0"
+    await admin(sim.url, "/_sim/faults", {})
+
+    # the override persists across a restart of the venue; null restores the venue's book
+    state_file = str(tmp_path / "band.sqlite")
+    async with in_process_sim(tmp_path, "sim-band", state=state_file) as h:
+        await admin(h.url, "/_sim/market", {"symbol": BTC, "book_level_notional": "650", "book_level_step_bps": 100})
+    async with in_process_sim(tmp_path, "sim-band", state=state_file) as h:
+        [row] = [r for r in await admin(h.url, "/_sim/market") if r["symbol"] == BTC]
+        assert (row["book_level_notional"], row["book_level_step_bps"]) == ("650", "100")
+        view = await admin(h.url, "/_sim/market", {"symbol": BTC, "book_level_notional": None})
+        assert (view["book_level_notional"], view["book_level_step_bps"]) == ("50000", "100")
+    await admin(sim.url, "/_sim/market", {"symbol": BTC, "book_level_notional": None, "book_level_step_bps": None})
+    assert (await ex.create_order(BTC, "market", "sell", 0.06))["filled"] == 0.06  # a thick book again

@@ -17,7 +17,8 @@ ccxt → hedgeflow error mapping (:func:`map_error`; first matching row wins):
 | Binance code -2019, -4050, -4051 (margin insufficient)                | InsufficientMargin   | no        | no              |
 | Binance code -1022 (bad signature), -2014, -1002; -2015 via ccxt      | AuthenticationFailed | no        | no              |
 | Binance code -2013, -2011 (order does not exist / unknown order)      | OrderNotFound        | no        | no              |
-| Binance code -2010, -2022, -4164, -1111, -4003, -4131, -5021          | InvalidOrder         | no        | no              |
+| Binance code -2010, -2022, -4164, -1111, -4003, -5021                 | InvalidOrder         | no        | no              |
+| Binance code -4131 (market order would fill beyond the PERCENT_PRICE band), -4016 / -4017 (limit price beyond it) | PriceBandRejected (an InvalidOrder; fallback below) | no | no |
 | Binance code -1013, -4004, -4005, -4023, -4140, -4141 (filters/status) | InvalidOrder         | no        | no              |
 | Binance code -1121                                                    | BadSymbol            | no        | no              |
 | Binance code -1003, -1015; HTTP 418/429                               | RateLimited          | yes       | no              |
@@ -35,6 +36,17 @@ ccxt → hedgeflow error mapping (:func:`map_error`; first matching row wins):
 | other exceptions leaking through: ``TimeoutError`` / anything else    | VenueTimeout / VenueNetworkError | yes | yes    |
 | (checked before sending) below min qty / min notional                 | OrderBelowMinimum    | no        | no              |
 | (raised by the gateway) look-ups could not tell whether an order exists | OrderOutcomeUnknown | yes      | yes             |
+
+Fallbacks the gateway applies itself before raising:
+
+* ``ClockSkew``: re-syncs its clock (above).
+* Market-metadata refusals (:data:`MARKET_METADATA_CODES`): reloads the markets and, if they
+  changed, re-rounds and sends once more.
+* ``PriceBandRejected`` (-4131) of a *reduce-only* market order: sends at once, with the same
+  client order id (the refused order never existed), a reduce-only LIMIT IOC at the band edge
+  (BUY at mark × multiplierUp rounded down to the tick, SELL at mark × multiplierDown rounded
+  up, fresh mark); it fills what lies inside the band and the caller's close loop sends the
+  rest as a new order. An opening order's refusal is raised as it is.
 
 The rows are :data:`CODE_TABLE` (Binance codes read from the response body, checked first)
 and :data:`CLASS_TABLE` (ccxt classes, subclasses before their parents).
@@ -125,6 +137,11 @@ class OrderBelowMinimum(InvalidOrder):
     pass
 
 
+class PriceBandRejected(InvalidOrder):
+    """The venue's price band (Binance PERCENT_PRICE around the mark) refused the order: a
+    market order would fill beyond it (-4131), a limit price lies beyond it (-4016 / -4017)."""
+
+
 class BadSymbol(VenueError):
     pass
 
@@ -146,6 +163,7 @@ NON_RETRYABLE = (
     InsufficientMargin,
     InvalidOrder,
     OrderBelowMinimum,
+    PriceBandRejected,
     BadSymbol,
     AuthenticationFailed,
     OrderNotFound,
@@ -172,7 +190,9 @@ CODE_TABLE: dict[int, type[VenueError]] = {
     -4164: InvalidOrder,
     -1111: InvalidOrder,
     -4003: InvalidOrder,
-    -4131: InvalidOrder,
+    -4131: PriceBandRejected,
+    -4016: PriceBandRejected,
+    -4017: PriceBandRejected,
     -5021: InvalidOrder,
     -1013: InvalidOrder,
     -4004: InvalidOrder,

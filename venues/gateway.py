@@ -41,6 +41,7 @@ from venues.errors import (
     InvalidOrder,
     OrderBelowMinimum,
     OrderNotFound,
+    PriceBandRejected,
     VenueError,
     VenueRejected,
     VenueUnavailable,
@@ -288,6 +289,10 @@ class Gateway:
         * A refusal saying the venue's filters or market status changed (lot size, precision,
           min notional ...) reloads the markets; if the market changed, the quantity is
           re-rounded and the order sent once more (a refused request left nothing behind).
+        * A ``reduce_only`` order the price band refuses (``PriceBandRejected``: it would fill
+          beyond mark × the market's band) is sent again at once, same id, as a reduce-only limit
+          IOC at the band edge (:meth:`MarketInfo.band_edge`, fresh mark): it fills what the book
+          has inside the band, the caller sends the rest anew. An opening order's refusal is raised.
         """
         if not isinstance(client_order_id, str) or not is_valid_client_order_id(client_order_id):
             raise InvalidOrder(
@@ -308,7 +313,7 @@ class Gateway:
         await self._check_sendable(m, side, base_qty, reduce_only, ref_price)
         generation = self._markets.generation
         try:
-            return await self._send(m, side, contracts, base_qty, client_order_id, reduce_only)
+            return await self._send_market(m, side, contracts, base_qty, client_order_id, reduce_only)
         except VenueError as err:
             if err.outcome_unknown or not is_market_metadata_error(err):
                 raise
@@ -319,7 +324,7 @@ class Gateway:
                         self.name, symbol, err.code, client_order_id)
             contracts, base_qty = self._rounded(fresh, qty)
             await self._check_sendable(fresh, side, base_qty, reduce_only, ref_price)
-            return await self._send(fresh, side, contracts, base_qty, client_order_id, reduce_only)
+            return await self._send_market(fresh, side, contracts, base_qty, client_order_id, reduce_only)
 
     def _rounded(self, m: MarketInfo, qty: Decimal) -> tuple[Decimal, Decimal]:
         """(contracts, base units) of ``qty`` rounded down to the step; refused below min qty."""
@@ -327,11 +332,8 @@ class Gateway:
                                m.qty_step / m.contract_size)
         base_qty = contracts_to_base(contracts, m.contract_size)
         if base_qty <= 0 or base_qty < m.min_qty:
-            raise OrderBelowMinimum(
-                f"{self.name}: {m.symbol} quantity {qty} rounds down to {base_qty} (step {m.qty_step}), "
-                f"below the minimum quantity {m.min_qty}",
-                venue=self.name,
-            )
+            raise OrderBelowMinimum(f"{self.name}: {m.symbol} quantity {qty} rounds down to {base_qty} "
+                                    f"(step {m.qty_step}), below the minimum quantity {m.min_qty}", venue=self.name)
         return contracts, base_qty
 
     async def _check_sendable(
@@ -345,24 +347,42 @@ class Gateway:
         if m.min_notional > 0:
             price = ref_price if ref_price and ref_price > 0 else await self._reference_price(m.symbol, side)
             if price is not None and base_qty * price < m.min_notional:
-                raise OrderBelowMinimum(
-                    f"{self.name}: {m.symbol} notional {base_qty} x {price} = {base_qty * price} "
-                    f"is below the minimum notional {m.min_notional}",
-                    venue=self.name,
-                )
+                raise OrderBelowMinimum(f"{self.name}: {m.symbol} notional {base_qty} x {price} = "
+                                        f"{base_qty * price} is below the minimum notional {m.min_notional}",
+                                        venue=self.name)
+
+    async def _send_market(
+        self, m: MarketInfo, side: Side, contracts: Decimal, base_qty: Decimal, cid: str, reduce_only: bool
+    ) -> OrderResult:
+        """A market order, with the price-band fallback of a reduce-only one (see place_market_order)."""
+        try:
+            return await self._send(m, side, contracts, base_qty, cid, reduce_only)
+        except PriceBandRejected as err:
+            if not reduce_only or m.price_band_up is None:
+                raise
+            refusal = err
+        mark = parse.D((await self._call("fetch_funding_rate", m.symbol) or {}).get("markPrice"))
+        edge = m.band_edge(side, mark) if mark is not None and mark > 0 else None
+        if edge is None or edge <= 0:
+            raise refusal
+        log.warning("venue %s: close %s refused by the price band (%s); sending it as a limit IOC at %s "
+                    "(mark %s)", self.name, cid, refusal.code, edge, mark)
+        return await self._send(m, side, contracts, base_qty, cid, reduce_only, "limit", edge, {"timeInForce": "IOC"})
 
     async def _send(
         self, m: MarketInfo, side: Side, contracts: Decimal, base_qty: Decimal, client_order_id: str,
-        reduce_only: bool,
+        reduce_only: bool, order_type: str = "market", price: Decimal | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> OrderResult:
-        params: dict[str, Any] = {"newClientOrderId": client_order_id} if self._binance_dialect else {
-            "clientOrderId": client_order_id
-        }
+        """One order (``price``: a limit's; ``extra``: e.g. timeInForce) through the send log."""
+        params: dict[str, Any] = {"newClientOrderId" if self._binance_dialect else "clientOrderId": client_order_id}
         if reduce_only:
             params["reduceOnly"] = True
+        params.update(extra or {})
         try:
             order = await self._sends.send(client_order_id, lambda: self._call(
-                "create_order", m.symbol, "market", side.value, str(contracts), None, params))
+                "create_order", m.symbol, order_type, side.value, str(contracts),
+                None if price is None else str(price), params))
         except VenueError as err:
             if not err.outcome_unknown:
                 raise
@@ -439,19 +459,11 @@ class Gateway:
         return self._order_result(order, m, client_order_id=client_order_id)
 
     def _cid_params(self, client_order_id: str) -> dict[str, Any]:
-        if self._binance_dialect:
-            return {"origClientOrderId": client_order_id}
-        return {"clientOrderId": client_order_id}
+        return {"origClientOrderId" if self._binance_dialect else "clientOrderId": client_order_id}
 
     def _order_result(
-        self,
-        o: dict[str, Any],
-        m: MarketInfo,
-        *,
-        requested: Decimal | None = None,
-        side: Side | None = None,
-        reduce_only: bool | None = None,
-        client_order_id: str | None = None,
+        self, o: dict[str, Any], m: MarketInfo, *, requested: Decimal | None = None, side: Side | None = None,
+        reduce_only: bool | None = None, client_order_id: str | None = None,
     ) -> OrderResult:
         return parse.order_result(
             o, m, venue=self.name, binance_dialect=self._binance_dialect, taker_fee=self.venue.taker_fee,

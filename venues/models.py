@@ -6,7 +6,7 @@ market's ``contract_size`` on the way in and out.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +42,21 @@ class MarketInfo(_Model):
     #: PENDING_TRADING, CLOSE ...): positions in it still exist and are still reported
     active: bool = True
     status: str | None = None  # the venue's own market status when it says one
+    #: the venue's price band around the mark (Binance PERCENT_PRICE multiplierUp / multiplierDown):
+    #: orders may execute up to mark × up (BUY) and down to mark × down (SELL); None when not said
+    price_band_up: Decimal | None = None
+    price_band_down: Decimal | None = None
+
+    def band_edge(self, side: Side, mark: Decimal) -> Decimal | None:
+        """The furthest price on the tick the band lets ``side`` execute at around ``mark``:
+        BUY mark × up rounded down, SELL mark × down rounded up; None without a band."""
+        if self.price_band_up is None or self.price_band_down is None:
+            return None
+        if side is Side.BUY:
+            ticks = (mark * self.price_band_up / self.price_tick).to_integral_value(rounding=ROUND_FLOOR)
+        else:
+            ticks = (mark * self.price_band_down / self.price_tick).to_integral_value(rounding=ROUND_CEILING)
+        return (ticks * self.price_tick).quantize(self.price_tick)
 
 
 class FundingInfo(_Model):

@@ -121,7 +121,22 @@ def market_info(m: Mapping[str, Any], precision_mode: int) -> MarketInfo | None:
         price_tick=price_tick,
         active=m.get("active") is not False,
         status=str(status) if status is not None else None,
+        **price_band(info),
     )
+
+
+def price_band(info: Mapping[str, Any]) -> dict[str, Decimal]:
+    """``price_band_up`` / ``price_band_down`` from a Binance market's PERCENT_PRICE filter
+    (``multiplierUp`` / ``multiplierDown``, given to ``multiplierDecimal`` places); empty when
+    the market has none (other venues) or the values are unusable."""
+    filters = info.get("filters")
+    if not isinstance(filters, list):
+        return {}
+    f = next((f for f in filters if isinstance(f, Mapping) and f.get("filterType") == "PERCENT_PRICE"), None)
+    up, down = (D(f.get("multiplierUp")), D(f.get("multiplierDown"))) if f else (None, None)
+    if up is None or down is None or not (0 < down < 1 < up):
+        return {}
+    return {"price_band_up": up, "price_band_down": down}
 
 
 def markets(raw: Mapping[str, Mapping[str, Any]], precision_mode: int) -> dict[str, MarketInfo]:

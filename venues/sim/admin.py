@@ -15,6 +15,7 @@ from aiohttp import web
 from .api_account import account_numbers, position_json
 from .errors import SimError
 from .liquidation import liquidation_view
+from .market import BOOK_FIELDS
 from .records import fmt
 from .venue import Sim
 from .wire import json_response, now_ms, param_int
@@ -90,25 +91,32 @@ async def post_faults(sim: Sim, request: web.Request) -> web.Response:
 def _market_view(sim: Sim, sym: str) -> dict:
     t = now_ms()
     m = sim.market
+    book = m.book_for(sym)
     return {"symbol": m.specs[sym].symbol, "venue_symbol": sym, "mark_price": fmt(m.mark(sym, t)),
             "funding_rate": fmt(m.rate(sym, t)), "next_funding_time": m.next_funding_ms(sym, t),
             "pinned_price": fmt(m.pinned_price[sym]) if sym in m.pinned_price else None,
             "pinned_funding_rate": fmt(m.pinned_rate[sym]) if sym in m.pinned_rate else None,
             "qty_step": fmt(m.specs[sym].step), "min_qty": fmt(m.specs[sym].min_qty),
-            "funding_interval_hours": m.interval_hours(sym, t)}
+            "funding_interval_hours": m.interval_hours(sym, t),
+            "book_level_notional": fmt(book.level_notional), "book_level_step_bps": fmt(book.level_step_bps)}
 
 
 async def get_market(sim: Sim, request: web.Request) -> web.Response:
     return json_response([_market_view(sim, s) for s in sim.market.specs])
 
 
-SPEC_FIELDS = ("qty_step", "min_qty", "funding_interval_hours")
+SPEC_FIELDS = ("qty_step", "min_qty", "funding_interval_hours", *BOOK_FIELDS)
+#: fields that accept null (restore the venue's own value)
+NULLABLE = ("funding_interval_hours", *BOOK_FIELDS)
 
 
 async def post_market(sim: Sim, request: web.Request) -> web.Response:
     """Pin ``price`` / ``funding_rate`` (null unpins); set ``qty_step`` (stepSize of LOT_SIZE and
     MARKET_LOT_SIZE), ``min_qty`` and ``funding_interval_hours`` (fundingInfo and the settlement
-    schedule; null restores the venue interval). A price change liquidates what it must."""
+    schedule; null restores the venue interval); thin or thicken the symbol's book with
+    ``book_level_notional`` (USDT per level) and ``book_level_step_bps`` (distance between
+    levels; null restores the venue's book). All persist across restarts. A price change
+    liquidates what it must."""
     body = await _json_body(request)
     if not isinstance(body, dict):
         return json_response({"error": "body: expected a JSON object", "field": "body"}, 400)
@@ -139,7 +147,7 @@ async def post_market(sim: Sim, request: web.Request) -> web.Response:
         if k not in body:
             continue
         v = body[k]
-        if v is None and k == "funding_interval_hours":
+        if v is None and k in NULLABLE:
             over[k] = None
             continue
         try:
@@ -147,7 +155,8 @@ async def post_market(sim: Sim, request: web.Request) -> web.Response:
             if isinstance(v, bool) or not d.is_finite() or d <= 0:
                 raise InvalidOperation
         except InvalidOperation:
-            return json_response({"error": f"{k}: expected a positive number", "field": k}, 400)
+            expected = "a positive number or null" if k in NULLABLE else "a positive number"
+            return json_response({"error": f"{k}: expected {expected}", "field": k}, 400)
         over[k] = str(d)
     sim.store.save_pinned(spec.id, m.pinned_price.get(spec.id), m.pinned_rate.get(spec.id))
     if over:

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from aiohttp import web
 
+from .engine import PERCENT_PRICE_DOWN, PERCENT_PRICE_UP
 from .records import fmt
 from .venue import Sim
 from .wire import now_ms, param_int
@@ -46,8 +47,8 @@ async def exchange_info(sim: Sim, request: web.Request, p: dict):
                 {"filterType": "MAX_NUM_ORDERS", "limit": 200},
                 {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
                 {"filterType": "MIN_NOTIONAL", "notional": fmt(s.min_notional)},
-                {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
-                 "multiplierDecimal": "4"},
+                {"filterType": "PERCENT_PRICE", "multiplierUp": f"{PERCENT_PRICE_UP:.4f}",
+                 "multiplierDown": f"{PERCENT_PRICE_DOWN:.4f}", "multiplierDecimal": "4"},  # enforced by the engine
             ],
             "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK"],
             "permissionSet": ["GRID", "COPY"],

@@ -110,10 +110,12 @@ def _accept_late(sim: Sim, req: OrderRequest, s: SymbolSpec, p: dict, delay_ms: 
     """Answer NEW now, match ``delay_ms`` later. A visible order (its answer reached the
     client) is listed as NEW meanwhile; an invisible one (answer dropped) is unknown until it
     is processed, and is discarded if ``timestamp + recvWindow`` has passed by then (the
-    matching engine refuses a stale request, -1021 / -5028)."""
+    matching engine refuses a stale request, -1021 / -5028). The acceptance checks run now
+    (a LIMIT price outside the band: -4016 / -4017 at once); a refusal at matching time (the
+    price band, -4131; margin; status) expires a visible order and drops an invisible one."""
     e = sim.engine
-    e.validate(req)
     t = now_ms()
+    e.validate(req, sim.market.mark(s.id, t))
     pending = req.order(e.reserve_order_id(), t)
     if visible:
         e.index_order(pending)

@@ -5,11 +5,18 @@ isolated for symbols set to ISOLATED (margin allocated to the position, ``Positi
 ``wallet`` is the total wallet balance, the cross wallet is ``wallet`` minus isolated margins). Every public
 method that mutates state returns a :class:`Mutation` listing what changed so the caller
 can persist it (write-through) before answering the client.
+
+Price band (the PERCENT_PRICE filter of exchangeInfo, as Binance USD-M applies it around the
+mark price): a MARKET order whose fills would reach beyond ``mark × PERCENT_PRICE_UP`` (BUY) or
+``mark × PERCENT_PRICE_DOWN`` (SELL) is refused whole with -4131 before anything fills (it never
+existed: its client id stays free); a LIMIT order priced beyond the band is refused with -4016
+(BUY) / -4017 (SELL), naming the limit on the tick. A LIMIT IOC fills what the book has within its
+price and expires the rest.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from .errors import SimError, err_invalid_symbol, err_margin, err_order_not_found, err_reduce_only
 from .records import (
@@ -26,9 +33,13 @@ from .records import (
     q8,
 )
 
-__all__ = ["MMR", "Engine", "Mutation", "Order", "OrderRequest", "SimError", "SymbolSpec", "fmt"]
+__all__ = ["MMR", "PERCENT_PRICE_DOWN", "PERCENT_PRICE_UP", "Engine", "Mutation", "Order", "OrderRequest", "SimError",
+           "SymbolSpec", "fmt"]
 
 MMR = Decimal("0.004")  # maintenance margin rate of symbols without a spec
+#: PERCENT_PRICE filter of every symbol (exchangeInfo advertises these, multiplierDecimal 4)
+PERCENT_PRICE_UP = Decimal("1.0500")
+PERCENT_PRICE_DOWN = Decimal("0.9500")
 
 
 class Engine:
@@ -183,6 +194,14 @@ class Engine:
             return ZERO
         return lp
 
+    def price_band(self, sym: str, mark: Decimal) -> tuple[Decimal, Decimal]:
+        """(lowest SELL, highest BUY) price the PERCENT_PRICE filter lets execute around
+        ``mark``, on the tick (the band's edges rounded inwards)."""
+        tick = self.specs[sym].tick
+        lo = (mark * PERCENT_PRICE_DOWN / tick).to_integral_value(rounding=ROUND_CEILING) * tick
+        hi = (mark * PERCENT_PRICE_UP / tick).to_integral_value(rounding=ROUND_FLOOR) * tick
+        return lo, hi
+
     # ---- trading ------------------------------------------------------------------------
     def _apply_fill(self, sym: str, signed_qty: Decimal, price: Decimal, now_ms: int) -> Decimal:
         """Update the position; return realized PnL of the reducing part."""
@@ -214,9 +233,10 @@ class Engine:
         self.positions[sym] = p
         return realized
 
-    def validate(self, req: OrderRequest) -> SymbolSpec:
+    def validate(self, req: OrderRequest, mark: Decimal | None = None) -> SymbolSpec:
         """The checks Binance makes when it accepts an order (symbol, side, type, filters,
-        duplicate open client id); raises SimError, returns the symbol's spec."""
+        duplicate open client id; with ``mark``, a LIMIT price inside the price band);
+        raises SimError, returns the symbol's spec."""
         spec = self.specs.get(req.symbol)
         if spec is None:
             raise err_invalid_symbol()
@@ -238,6 +258,12 @@ class Engine:
                 raise SimError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
             if req.price % spec.tick != 0:
                 raise SimError(-1111, "Precision is over the maximum defined for this asset.")
+            if mark is not None:
+                lo, hi = self.price_band(req.symbol, mark)
+                if req.side == "BUY" and req.price > hi:
+                    raise SimError(-4016, f"Limit price can't be higher than {hi:.{spec.price_precision}f}.")
+                if req.side == "SELL" and req.price < lo:
+                    raise SimError(-4017, f"Limit price can't be lower than {lo:.{spec.price_precision}f}.")
         for oid in self.orders_by_client.get((req.symbol, req.client_order_id), []):
             if self.orders[oid].is_open:
                 raise SimError(-4116, "ClientOrderId is duplicated.")
@@ -255,7 +281,7 @@ class Engine:
     ) -> tuple[Order, Mutation]:
         """Validate and execute one order against ``book_side`` (asks for BUY, bids for SELL,
         best first). Raises SimError on rejection (nothing changes then)."""
-        spec = self.validate(req)
+        spec = self.validate(req, marks.get(req.symbol))
         qty = req.qty
         sign = Decimal(1) if req.side == "BUY" else Decimal(-1)
         pos = self.position(req.symbol)
@@ -281,6 +307,10 @@ class Engine:
             if take > 0:
                 fills.append((price, take))
                 left -= take
+        if req.type == "MARKET" and fills:
+            lo, hi = self.price_band(req.symbol, marks[req.symbol])
+            if (sign > 0 and max(p for p, _ in fills) > hi) or (sign < 0 and min(p for p, _ in fills) < lo):
+                raise SimError(-4131, "The counterparty's best price does not meet the PERCENT_PRICE filter limit.")
         filled_qty = sum((f[1] for f in fills), ZERO)
         notional = sum((p * q for p, q in fills), ZERO)
         # margin check: only the part that increases exposure needs margin

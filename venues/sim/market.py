@@ -14,6 +14,7 @@ data time to wall time as ``data_t = t0 + (wall - wall0) * speed``.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import math
 import random
@@ -24,7 +25,7 @@ from domain.replay_data import read_rows
 
 from .records import SymbolSpec, floor_step
 
-__all__ = ["DEFAULT_SPECS", "BookConfig", "Market", "ReplayRow", "default_specs", "load_replay",
+__all__ = ["BOOK_FIELDS", "DEFAULT_SPECS", "BookConfig", "Market", "ReplayRow", "default_specs", "load_replay",
            "spec_for_unified", "synthetic_spec"]
 
 D = Decimal
@@ -82,8 +83,12 @@ def spec_for_unified(symbol: str, i: int) -> SymbolSpec:
 class BookConfig:
     levels: int = 20
     half_spread_bps: Decimal = D("1")
-    level_step_bps: Decimal = D("1")
+    level_step_bps: Decimal = D("1")  # distance between levels
     level_notional: Decimal = D("50000")  # USDT per level
+
+
+#: Per-symbol book overrides of ``POST /_sim/market`` → the :class:`BookConfig` field each sets.
+BOOK_FIELDS = {"book_level_notional": "level_notional", "book_level_step_bps": "level_step_bps"}
 
 
 @dataclass
@@ -137,6 +142,7 @@ class Market:
         self.interval_ms = int(funding_interval_s * 1000)
         self.interval_override: dict[str, int] = {}  # per-symbol interval (ms), POST /_sim/market
         self.book = book or BookConfig()
+        self.book_override: dict[str, dict[str, Decimal]] = {}  # per-symbol BookConfig fields
         self.pinned_price: dict[str, Decimal] = {}
         self.pinned_rate: dict[str, Decimal] = {}
         self.replay = None
@@ -242,16 +248,37 @@ class Market:
         return (wall_ms // iv + 1) * iv
 
     # ---- books ----------------------------------------------------------------------------
+    def book_for(self, sym: str) -> BookConfig:
+        """The venue's book shape with ``sym``'s overrides (:data:`BOOK_FIELDS`) applied."""
+        over = self.book_override.get(sym)
+        return dataclasses.replace(self.book, **over) if over else self.book
+
+    def set_book_override(self, sym: str, key: str, value: Decimal | str | None) -> None:
+        """Set one :data:`BOOK_FIELDS` key for ``sym``; None restores the venue default."""
+        over = self.book_override.setdefault(sym, {})
+        if value is None:
+            over.pop(BOOK_FIELDS[key], None)
+        else:
+            over[BOOK_FIELDS[key]] = D(str(value))
+        if not over:
+            del self.book_override[sym]
+
+    def book_overrides(self, sym: str) -> dict[str, str | None]:
+        """``sym``'s overrides by :data:`BOOK_FIELDS` key (None = venue default), to persist."""
+        over = self.book_override.get(sym, {})
+        return {k: (str(over[f]) if f in over else None) for k, f in BOOK_FIELDS.items()}
+
     def depth(self, sym: str, wall_ms: int, limit: int | None = None) -> tuple[list, list]:
         spec = self.specs[sym]
         mark = self.mark(sym, wall_ms)
-        n = self.book.levels if limit is None else min(limit, self.book.levels)
-        qty = floor_step(self.book.level_notional / mark, spec.step)
+        book = self.book_for(sym)
+        n = book.levels if limit is None else min(limit, book.levels)
+        qty = floor_step(book.level_notional / mark, spec.step)
         if qty < spec.min_qty:
             qty = spec.min_qty
         bids, asks = [], []
         for i in range(n):
-            off = (self.book.half_spread_bps + self.book.level_step_bps * i) / D(10000)
+            off = (book.half_spread_bps + book.level_step_bps * i) / D(10000)
             bid = (mark * (1 - off) / spec.tick).to_integral_value(rounding="ROUND_FLOOR") * spec.tick
             ask = (mark * (1 + off) / spec.tick).to_integral_value(rounding="ROUND_CEILING") * spec.tick
             if bids and bid >= bids[-1][0]:

@@ -16,7 +16,7 @@ from .engine import Engine
 from .errors import SimError, err_invalid_symbol
 from .faults import Faults
 from .liquidation import liquidate_due
-from .market import BookConfig, Market, default_specs, load_replay, spec_for_unified
+from .market import BOOK_FIELDS, BookConfig, Market, default_specs, load_replay, spec_for_unified
 from .options import SimOptions
 from .ratelimit import WeightLimiter
 from .records import Mutation, SymbolSpec
@@ -104,8 +104,12 @@ class Sim:
         self.store.save(self.engine, mut)
 
     def apply_spec_override(self, sym: str, o: dict) -> None:
-        """qty_step / min_qty / funding_interval_hours set through ``POST /_sim/market``."""
+        """qty_step / min_qty / funding_interval_hours / book overrides (:data:`BOOK_FIELDS`;
+        None restores the venue default) set through ``POST /_sim/market``."""
         spec = self.market.specs[sym]
+        for k in BOOK_FIELDS:
+            if k in o:
+                self.market.set_book_override(sym, k, o[k])
         if o.get("qty_step") is not None:
             spec.step = D(o["qty_step"])
         if o.get("min_qty") is not None:
@@ -192,7 +196,7 @@ class Sim:
         iv = self.market.interval_override.get(sym)
         o = {"qty_step": str(spec.step), "min_qty": str(spec.min_qty),
              "funding_interval_hours": iv / 3_600_000 if iv else None,
-             "last_funding_ms": self.last_funding_sym.get(sym)}
+             "last_funding_ms": self.last_funding_sym.get(sym), **self.market.book_overrides(sym)}
         self.persist(Mutation(meta={f"spec:{sym}": json.dumps(o)}))
 
     def _replay_tick(self) -> None:
