@@ -128,15 +128,17 @@ async def test_both_legs_refused_leaves_nothing(bench):
     assert bench.flat() and all(not v.executions for v in bench.fakes.v.values())
 
 
-async def test_partial_fill_tops_up_then_trims(bench):
+async def test_partial_fill_is_trimmed_at_once(bench):
+    """lifecycle-v3: the venue that filled short is not asked again while the gap is open; the
+    longer leg is trimmed at once (hedged first; v2 topped up first: its saved history replays)."""
     bench.fakes.v["fa"].partial = D("0.5")  # every opening order on the long venue half fills
     bench.fakes.v["fa"].step = bench.fakes.v["fb"].step = D("0.1")
     h = await bench.start(topup_attempts=1)
     st = await bench.until(h, lambda s: s.state == "holding")
     L, S = st.leg("long"), st.leg("short")
-    assert st.target_qty == D("10") and L.filled_qty == S.filled_qty == D("7.5")
-    assert any("t1" in c for c in L.client_order_ids) and any("m1" in c for c in S.client_order_ids)
-    assert bench.fakes.v["fa"].position == D("7.5") and bench.fakes.v["fb"].position == D("-7.5")
+    assert st.target_qty == D("10") and L.filled_qty == S.filled_qty == D("5")
+    assert not any("t1" in c for c in L.client_order_ids) and any("m1" in c for c in S.client_order_ids)
+    assert bench.fakes.v["fa"].position == D("5") and bench.fakes.v["fb"].position == D("-5")
     await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
     assert (await h.result()).state == "closed" and bench.flat()
     await record(h, "trade_topup_trim")

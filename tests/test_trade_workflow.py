@@ -136,7 +136,7 @@ async def test_one_leg_rejected_flattens_the_other(env):
     assert env.flat(sym)
 
 
-async def test_partial_fill_is_topped_up(env):
+async def test_partial_fill_is_trimmed_to_a_hedge(env):
     sym = next_symbol()
     env.sims["sim-b"].faults(partial_fill_ratio=0.5)
     h = await env.open(sym)
@@ -146,7 +146,8 @@ async def test_partial_fill_is_topped_up(env):
     assert abs(env.sims["sim-a"].position_qty(sym) + env.sims["sim-b"].position_qty(sym)) <= (
         st.target_qty * Decimal("0.05")
     )
-    assert any("topping up" in e.what for e in st.events)
+    # lifecycle-v3: the longer leg is trimmed at once, the short-filling venue not asked again
+    assert any("trimming" in e.what for e in st.events) and not any("topping up" in e.what for e in st.events)
     await h.signal("close", CloseRequest(reason="done"))
     assert (await h.result()).state == "closed"
     assert env.flat(sym)

@@ -34,6 +34,13 @@ ZERO = Decimal(0)
 UNSEEN_FINAL_MS = 30_000
 
 
+NAKED_RETRY_S = 0.5
+
+
+def _other(leg: LegName) -> LegName:
+    return "short" if leg == "long" else "long"
+
+
 class Closer:
     def __init__(self, p: TradeParams, c: TradeCarry, desk: OrderDesk, event: Callable[[str], None],
                  alert: Callable[[str, str, str], Awaitable[None]], history_large: Callable[[], bool]) -> None:
@@ -130,7 +137,9 @@ class Closer:
                 delay = 0.5  # something filled: verify flat at once
                 continue
             await sleep_uncancellable(delay)
-            delay = min(delay * 2, self.p.close_retry_max_s)
+            # a leg whose partner is already flat is naked: it retries fast, never slower than 0.5 s
+            naked = self.v3 and self.s.leg(_other(leg)).filled_qty == 0
+            delay = min(delay * 2, NAKED_RETRY_S if naked else self.p.close_retry_max_s)
 
     def _wait_for_other(self, leg: LegName) -> bool:
         """A graceful close of a hedged pair closes a leg only while the other leg's venue

@@ -150,6 +150,7 @@ class OrderDesk:
         #: with an unknown outcome counts as failed instead of being placed again while the other
         #: leg waits unhedged; top-ups are short and stop on a close request
         self.v2 = False
+        self.v3 = False  # lifecycle-v3: no top-ups (trim at once); partial fills mark the venue as troubled
 
     @property
     def s(self):  # the trade's status (part of the carry)
@@ -256,12 +257,16 @@ class OrderDesk:
                        f"({order.client_order_id}, {order.status})")
         if opening and order.filled_qty > 0:
             self.c.filled_ms.setdefault(leg, self._now_ms())
+        if self.v3 and order.is_closed and order.filled_qty < order.requested_qty:
+            self.c.venue_failed_ms[order.venue] = self._now_ms()  # filled short: it closes first
         return order
 
     async def equalise(self, step: Decimal, min_qty: Decimal) -> None:
-        """Top up the lagging leg, then trim the longer one, until both hold the same qty."""
+        """Top up the lagging leg, then trim the longer one, until both hold the same qty. On v3
+        the longer leg is trimmed at once (its venue just filled; the lagging venue, which just
+        filled short, is the one likely to fill short again): hedged first, full size second."""
         L, S = self.s.leg("long"), self.s.leg("short")
-        for attempt in range(1, self.p.topup_attempts + 1):
+        for attempt in range(1, 0 if self.v3 else self.p.topup_attempts + 1):
             diff = round_down(abs(L.filled_qty - S.filled_qty), step)
             stop = self.c.close_requested or self.c.emergency_requested
             if diff == 0 or diff < min_qty or (self.v2 and stop):
