@@ -61,6 +61,7 @@ class FakeVenue:
     refuse: bool = False
     lose_answer: int = 0
     partial: Decimal = D("1")
+    close_partial: Decimal = D("1")  # fill ratio of reduce-only orders
     down: bool = False
     orders_down: bool = False  # reads answer, every order fails (the order path is broken)
     slow_s: float = 0.0
@@ -85,6 +86,7 @@ class FakeVenue:
             qty = min(qty, abs(self.position))
             if self.position * signed >= 0:
                 qty = D(0)
+            qty = max(min(qty, self.step), (qty * self.close_partial / self.step).to_integral_value(ROUND_DOWN) * self.step)
         elif self.refuse:
             raise ApplicationError(f"{self.name} rejects the order", type="OrderRejected", non_retryable=True)
         else:
@@ -107,6 +109,7 @@ class FakeActivities:
         self.v = {x.name: x for x in venues}
         self.alerts: list[Alert] = []
         self.records: list[str] = []
+        self.imbalance: list[tuple[str, Decimal]] = []  # (venue, long + short) after every execution
         self.leases: dict[tuple[str, str], str] = {}
 
     async def _place(self, req: PlaceOrderRequest) -> OrderResult:
@@ -120,6 +123,7 @@ class FakeActivities:
             return v.orders[req.client_order_id]
         try:
             order = v.execute(req)
+            self.imbalance.append((v.name, sum((x.position for x in self.v.values()), D(0))))
         finally:
             if v.down_after_answer:  # the venue goes down right after this answer
                 v.down, v.down_after_answer = True, False

@@ -259,6 +259,23 @@ async def test_hedged_pair_closes_one_leg_after_the_other(bench):
     assert any("long on fa first" in e.what for e in st.events)
 
 
+async def test_follower_matches_what_the_leader_has_closed(bench):
+    """The leg that closes first fills half of each order: the other leg closes exactly what it
+    closed, round by round, so after every one of its orders the pair is hedged again."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    fa.step = fb.step = D("0.1")
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    fa.close_partial = D("0.5")
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="thin book on fa"))
+    st = await h.result()
+    assert st.state == "closed" and bench.flat()
+    closes = [(v, gap) for v, gap in bench.fakes.imbalance[2:]]  # after the two opening orders
+    follower = [gap for v, gap in closes if v == "fb"]
+    assert len(follower) >= 3, closes  # fb matched in several steps, not all at the end
+    assert all(gap == 0 for gap in follower), closes
+
+
 async def test_emergency_close_keeps_the_pair_hedged_while_one_venue_is_down(bench):
     """An emergency close (not about one leg) while fb is unreachable: fb goes first, and fa
     waits for it instead of being flattened into a naked short."""

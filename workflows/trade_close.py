@@ -97,10 +97,30 @@ class Closer:
     def failed(self, venue: str) -> None:
         self.c.venue_failed_ms[venue] = self._now_ms()
 
-    def _behind_first(self, leg: LegName) -> bool:
-        """v3: this leg waits until the leg that closes first is flat."""
-        other = "short" if leg == "long" else "long"
-        return self.c.close_first == other and self.s.leg(other).filled_qty > 0
+    def _leader_holds(self, leg: LegName) -> Decimal | None:
+        """v3: what the leg that closes first still holds while ``leg`` follows it (None: ``leg``
+        leads, both close at once, or the leader is flat). The follower closes down to it."""
+        other = _other(leg)
+        if self.c.close_first != other:
+            return None
+        q = self.s.leg(other).filled_qty
+        return q if q > 0 else None
+
+    def _nothing_to_match(self, leg: LegName) -> bool:
+        """v3 lockstep: a follower waits while it holds no more than the leader; the leader
+        waits while the follower has not matched its last fill yet."""
+        mine, theirs, unit = self.s.leg(leg).filled_qty, self.s.leg(_other(leg)).filled_qty, self._unit()
+        if self.c.close_first == leg:
+            return theirs > 0 and theirs - mine >= unit
+        lead = self._leader_holds(leg)
+        return lead is not None and mine - lead < unit
+
+    def _step(self) -> Decimal:
+        return self.c.market.step if self.c.market else Decimal("0.001")
+
+    def _unit(self) -> Decimal:
+        """The smallest difference a follower can close (step and minimum quantity)."""
+        return max(self._step(), self.c.market.min_qty if self.c.market else ZERO)
 
     async def _flatten(self, leg: LegName) -> None:
         st = self.s.leg(leg)
@@ -109,11 +129,11 @@ class Closer:
             if self.interrupted or self.history_large():
                 self.interrupted = True
                 return
-            if self.v3 and self._behind_first(leg):
+            if self.v3 and self._nothing_to_match(leg):
                 if leg not in self._waiting:
                     self._waiting.add(leg)
-                    self.event(f"close {leg}: waiting until {self.c.close_first} is flat")
-                await wait_uncancellable(lambda: self.interrupted or not self._behind_first(leg))
+                    self.event(f"close {leg}: in step with {_other(leg)} (one leg after the other)")
+                await wait_uncancellable(lambda: self.interrupted or not self._nothing_to_match(leg))
                 continue
             st.close_attempts += 1
             self.s.close_attempts += 1
@@ -121,11 +141,14 @@ class Closer:
             try:
                 pos = await self.desk.position(st.venue)
                 self.reachable[leg] = True
+                if self.v3:  # the venue's answer is what this leg holds (a follower matches it)
+                    st.filled_qty = abs(pos.qty) if pos is not None else ZERO
                 if pos is None and await self._orders_final(leg):
                     st.filled_qty, st.position = ZERO, None
                     return  # this venue is flat and nothing it was sent can still land
-                filled = pos is not None and not self._wait_for_other(leg) and \
-                    await self.desk.close_leg(leg, pos, f"c{n}")
+                qty = self._match_qty(leg, pos) if self.v3 and pos is not None else None
+                filled = pos is not None and not self._wait_for_other(leg) and qty != ZERO and \
+                    await self.desk.close_leg(leg, pos, f"c{n}", qty)
             except ActivityError as exc:
                 self.reachable[leg] = False
                 self.failed(st.venue)
@@ -140,6 +163,17 @@ class Closer:
             # a leg whose partner is already flat is naked: it retries fast, never slower than 0.5 s
             naked = self.v3 and self.s.leg(_other(leg)).filled_qty == 0
             delay = min(delay * 2, NAKED_RETRY_S if naked else self.p.close_retry_max_s)
+
+    def _match_qty(self, leg: LegName, pos) -> Decimal | None:
+        """How much a follower closes now: down to what the leader still holds, on the step
+        (ZERO: nothing to match yet); None (everything) when ``leg`` is not following."""
+        lead = self._leader_holds(leg)
+        if lead is None:
+            return None
+        step = self._step()
+        q = ((abs(pos.qty) - lead) / step).to_integral_value(rounding="ROUND_DOWN") * step
+        min_qty = self.c.market.min_qty if self.c.market else ZERO
+        return q if q > 0 and q >= min_qty else ZERO
 
     def _wait_for_other(self, leg: LegName) -> bool:
         """A graceful close of a hedged pair closes a leg only while the other leg's venue

@@ -369,10 +369,12 @@ class OrderDesk:
                     raise
         return order
 
-    async def close_leg(self, leg: LegName, pos: Position, step: str) -> bool:
-        """One reduce-only market order for the whole position; True when something filled."""
+    async def close_leg(self, leg: LegName, pos: Position, step: str, qty: Decimal | None = None) -> bool:
+        """One reduce-only market order for the whole position (or ``qty`` of it); True when
+        something filled."""
         st = self.s.leg(leg)
-        side, qty = (Side.SELL if pos.qty > 0 else Side.BUY), abs(pos.qty)  # what the venue holds
+        side = Side.SELL if pos.qty > 0 else Side.BUY
+        qty = min(qty, abs(pos.qty)) if qty is not None else abs(pos.qty)  # what the venue holds
         req = PlaceOrderRequest(venue=st.venue, symbol=self.p.symbol, side=side, qty=qty,
                                 client_order_id=self._issue(leg, step), reduce_only=True)
         order = await self._send(leg, req, f"close {leg}: {side} {qty} on {st.venue}", ORDER_OPTS)
