@@ -2,16 +2,21 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# every install comes from the locks (exact versions, hashes checked): requirements-test.lock is
+# the full set (dependencies + [test]), requirements.lock its runtime part (the Dockerfile's);
+# `make upgrade` is the one way to change them
+LOCK   := requirements-test.lock
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 
-.PHONY: up test lint bench clean
+.PHONY: up test lint bench upgrade clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[test]'
+$(STAMP): pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -26,6 +31,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/hedgeflow bench --quick
+
+# re-resolve the locks within pyproject's ranges; accepted only if the gateway contract suite and
+# the saved-history replay pass on them in a throw-away venv (tools/upgrade.py).
+# DRY_RUN=1: report and test, never replace the locks
+upgrade:
+	$(PYTHON) tools/upgrade.py $(if $(filter-out 0,$(DRY_RUN)),--dry-run)
 
 clean:
 	rm -rf $(VENV) .hedgeflow .pytest_cache

@@ -103,16 +103,22 @@ class LedgerActivities:
                 # income is the heaviest read (Binance weight 30): none has settled at the open
                 gw.funding_income(st.open_ms or 0, st.symbol) if with_funding else _none(),
             )
+            fills = [f for f in fills if f.venue_order_id in ids]
             fill_rows += [
                 dict(venue=leg.venue, venue_trade_id=f.trade_id, venue_order_id=f.venue_order_id, trade_id=st.trade_id,
                      symbol=f.symbol, side=str(f.side), qty=f.qty, price=f.price, fee=f.fee,
                      realized_pnl=f.realized_pnl, timestamp_ms=f.timestamp_ms)
-                for f in fills if f.venue_order_id in ids
+                for f in fills
             ]
+            # funding up to the close: income carries the venue's clock, closed_at ours (a venue's
+            # clock may run ahead), so the bound is also the leg's last fill on the venue's clock
+            end = until
+            if until is not None and fills:
+                end = max(until, max(f.timestamp_ms for f in fills) + 1000)
             funding_rows += [
                 dict(venue=leg.venue, income_id=p.income_id, trade_id=st.trade_id, symbol=p.symbol,
                      amount=p.amount, timestamp_ms=p.timestamp_ms)
-                for p in income if until is None or p.timestamp_ms <= until
+                for p in income if end is None or p.timestamp_ms <= end
             ]
         return orders, order_rows, fill_rows, funding_rows
 

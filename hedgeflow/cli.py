@@ -83,11 +83,29 @@ def _add_live_switch(p: argparse.ArgumentParser, env_ok: bool) -> None:
                 _add_live_switch(child, env_ok)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: hedgeflow's, ccxt's, temporalio's and the Temporal CLI's versions on one line
+    (``telemetry.versions``), worked out only when asked (the CLI's costs a subprocess)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: object = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from telemetry.versions import component_versions, versions_line
+        from workers.devserver import temporal_version
+
+        print(versions_line(component_versions(temporal_version)), flush=True)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hedgeflow",
         description="Durable cross-exchange funding-rate arbitrage on Temporal.",
     )
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print hedgeflow's, ccxt's, temporalio's and the Temporal CLI's versions and exit")
     parser.add_argument(
         "--config",
         metavar="FILE",

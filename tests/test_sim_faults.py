@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal as D
 
@@ -290,3 +291,122 @@ async def test_thin_book_and_price_band(ex, sim, tmp_path) -> None:
         assert (view["book_level_notional"], view["book_level_step_bps"]) == ("50000", "100")
     await admin(sim.url, "/_sim/market", {"symbol": BTC, "book_level_notional": None, "book_level_step_bps": None})
     assert (await ex.create_order(BTC, "market", "sell", 0.06))["filled"] == 0.06  # a thick book again
+
+
+# --- clock_skew_ms: the venue's whole clock ---------------------------------------------------
+HOUR = 3600 * 1000
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def _income(url: str, kind: str, symbol: str | None = None) -> list[dict]:
+    return [i for i in (await admin(url, "/_sim/state"))["income"]
+            if i["incomeType"] == kind and (symbol is None or i["symbol"] == symbol)]
+
+
+async def test_clock_skew_moves_every_venue_timestamp(tmp_path) -> None:
+    """``clock_skew_ms`` = N: serverTime, new orders, trades, income, the position's update time,
+    the mark's time and the funding schedule all run N ahead of our wall clock."""
+    skew = 5 * 24 * HOUR + 123_456
+    async with in_process_sim(tmp_path, "sim-clock", seed=3) as h, sim_client(h.url, load_markets=True) as c:
+        await admin(h.url, "/_sim/faults", {"clock_skew_ms": skew})
+        assert (await admin(h.url, "/_sim/faults"))["clock_skew_ms"] == skew
+        c.options["timeDifference"] = -skew  # ccxt signs with local − timeDifference: the venue's time
+        lo = _wall_ms() + skew
+        server = await c.fetch_time()
+        o = await c.create_order(BTC, "market", "buy", 0.01, params={"newClientOrderId": "skewed-1"})
+        [trade] = await c.fetch_my_trades(BTC, params={"orderId": o["id"]})
+        [pos] = [p for p in await c.fetch_positions([BTC]) if p["contracts"]]
+        fr = await c.fetch_funding_rate(BTC)
+        commission = await _income(h.url, "COMMISSION")
+        hi = _wall_ms() + skew
+        assert lo <= server <= hi
+        assert lo <= o["timestamp"] <= hi and lo <= int(o["info"]["updateTime"]) <= hi
+        assert lo <= trade["timestamp"] <= hi
+        assert [lo <= i["time"] <= hi for i in commission] == [True]
+        assert lo <= int(pos["info"]["updateTime"]) <= hi
+        assert lo <= int(fr["info"]["time"]) <= hi
+        nxt = int(fr["info"]["nextFundingTime"])
+        assert hi < nxt <= hi + 8 * HOUR and nxt % (8 * HOUR) == 0  # the schedule of the venue's clock
+        # the venue's own look-ups by time see the order where its clock put it
+        assert [x["id"] for x in await c.fetch_orders(BTC, since=lo - 1000)] == [o["id"]]
+        assert await c.fetch_orders(BTC, since=lo - skew - 60_000, params={"endTime": hi - skew + 60_000}) == []
+
+
+async def test_clock_skew_timestamp_check(tmp_path) -> None:
+    """A request signed with our wall clock: accepted while the skew stays inside the
+    recvWindow ccxt sends (10 s; the skew counted once, not twice), refused -1021 beyond it, and
+    when the venue is behind by more than the 1 s Binance tolerates ahead."""
+    async with in_process_sim(tmp_path, "sim-rw", seed=3) as h, sim_client(h.url, load_markets=True) as c:
+        rw = int(c.options["recvWindow"])
+        for skew, ok in ((rw * 7 // 10, True), (-500, True), (rw + 1500, False), (-2500, False)):
+            await admin(h.url, "/_sim/faults", {"clock_skew_ms": skew})
+            if ok:
+                await c.fetch_balance()
+            else:
+                with pytest.raises(ccxt.InvalidNonce, match="-1021"):
+                    await c.fetch_balance()
+        await admin(h.url, "/_sim/faults", {})
+        await c.fetch_balance()
+
+
+async def test_clock_jump_settles_every_missed_boundary(tmp_path) -> None:
+    """The venue's clock jumps 3¾ intervals (1 h) with positions open: BTC (the venue's
+    interval) settles at each of the 3 hour boundaries passed, ETH (its own 30 min interval) at
+    each of its half hours passed; each at that boundary's own mark, in time order."""
+    async with (in_process_sim(tmp_path, "sim-jump", seed=3, funding_interval=3600) as h,
+                sim_client(h.url, load_markets=True) as c):
+        await admin(h.url, "/_sim/market", {"symbol": ETH, "funding_interval_hours": 0.5})
+        await c.create_order(BTC, "market", "buy", 0.01)
+        await c.create_order(ETH, "market", "sell", 0.1)
+        views = {r["symbol"]: r for r in await admin(h.url, "/_sim/market")}
+        server = await c.fetch_time()
+        b0 = server // HOUR * HOUR
+        assert views[BTC]["next_funding_time"] == b0 + HOUR
+        eth_next = views[ETH]["next_funding_time"]
+        await admin(h.url, "/_sim/faults", {"clock_skew_ms": b0 + 3 * HOUR + 3 * HOUR // 4 - server})
+        want_btc = [b0 + k * HOUR for k in (1, 2, 3)]
+        want_eth = list(range(eth_next, b0 + 3 * HOUR + HOUR // 2 + 1, HOUR // 2))
+        for _ in range(50):
+            if len(await _income(h.url, "FUNDING_FEE")) >= len(want_btc) + len(want_eth):
+                break
+            await asyncio.sleep(0.1)
+        fees = await _income(h.url, "FUNDING_FEE")
+        assert [i["time"] for i in fees if i["symbol"] == "BTCUSDT"] == want_btc
+        assert [i["time"] for i in fees if i["symbol"] == "ETHUSDT"] == want_eth and len(want_eth) in (6, 7)
+        assert [i["time"] for i in fees] == sorted(i["time"] for i in fees)  # settled in time order
+        c.options["timeDifference"] = -(b0 + 3 * HOUR + 3 * HOUR // 4 - server)
+        for sym, qty, fee_rows in ((BTC, D("0.01"), [i for i in fees if i["symbol"] == "BTCUSDT"]),
+                                   (ETH, D("-0.1"), [i for i in fees if i["symbol"] == "ETHUSDT"])):
+            hist = {r["timestamp"]: r for r in await c.fetch_funding_rate_history(sym, since=b0, limit=100)}
+            marks = set()
+            for i in fee_rows:  # each settled with the mark and rate the venue published for that time
+                r = hist[i["time"]]
+                mark, rate = D(r["info"]["markPrice"]), D(r["info"]["fundingRate"])
+                assert D(i["income"]) == (-qty * mark * rate).quantize(D("0.00000001"))
+                marks.add(mark)
+            assert len(marks) > 1, "each boundary at its own mark"
+
+
+async def test_clock_jump_catch_up_is_capped(tmp_path) -> None:
+    """A 1.8 s interval and a one-hour jump: 2000 boundaries passed, the latest 1000 settled."""
+    from venues.sim.venue import MAX_CATCH_UP
+
+    async with (in_process_sim(tmp_path, "sim-cap", seed=3) as h, sim_client(h.url, load_markets=True) as c):
+        await c.create_order(BTC, "market", "buy", 0.01)
+        await admin(h.url, "/_sim/market", {"symbol": BTC, "funding_interval_hours": 0.0005})
+        await asyncio.sleep(0.2)
+        before = len(await _income(h.url, "FUNDING_FEE"))
+        await admin(h.url, "/_sim/faults", {"clock_skew_ms": HOUR})
+        fees: list = []
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            fees = await _income(h.url, "FUNDING_FEE")
+            if len(fees) >= before + MAX_CATCH_UP:
+                break
+        times = [i["time"] for i in fees[before:]]
+        assert len(times) in (MAX_CATCH_UP, MAX_CATCH_UP + 1)  # plus, perhaps, one the clock reached since
+        assert all(b - a == 1800 for a, b in zip(times, times[1:], strict=False))
+        assert times[-1] >= _wall_ms() + HOUR - 5000

@@ -332,9 +332,9 @@ async def test_histories_replay_and_hold_no_secret(env, tmp_path):
     await replayer.replay_workflow(history)
     assert json.loads(text)["events"]
     if os.environ.get("HEDGEFLOW_RECORD_HISTORIES"):
-        # refresh the determinism guard: HEDGEFLOW_RECORD_HISTORIES=1 make test
+        # add to the determinism guard (the file of the current lifecycle version; earlier ones stay)
         HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / "trade_open_hold_close.json").write_text(text)
+        (HISTORIES / "trade_open_hold_close_v3.json").write_text(text)
 
 
 HISTORIES = Path(__file__).parent / "histories"

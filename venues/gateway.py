@@ -476,10 +476,11 @@ class Gateway:
         self, since_ms: int, symbol: str | None = None, until_ms: int | None = None
     ) -> list[FundingPayment]:
         """Funding payments since ``since_ms`` (signed: > 0 received), oldest first, read in
-        windows of at most 7 days up to ``until_ms`` (default now) and de-duplicated."""
+        windows of at most 7 days up to ``until_ms`` (default now, on the venue's clock when it
+        runs ahead of ours) and de-duplicated."""
         if symbol is not None:
             await self.market(symbol)
-        raw = await history.funding_rows(self._call, symbol, since_ms, until_ms, now_ms=now_ms())
+        raw = await history.funding_rows(self._call, symbol, since_ms, until_ms, now_ms=self._clock.history_now_ms())
         return parse.funding_payments(raw, symbol, binance_dialect=self._binance_dialect)
 
     async def fills(
@@ -488,8 +489,9 @@ class Gateway:
         """Our trades (executions) in ``symbol`` since ``since_ms``, oldest first, whatever
         the span. With ``order_ids`` only those orders' trades: read by order id where the
         venue allows it (Binance ``orderId``), else (or for an order that shows none) in
-        windows of at most 7 days from ``since_ms`` to ``until_ms`` (default now)."""
+        windows of at most 7 days from ``since_ms`` to ``until_ms`` (default now, as for
+        :meth:`funding_income`)."""
         m = await self.market(symbol)
-        raw = await history.trade_rows(self._call, symbol, since_ms, until_ms, order_ids, now_ms=now_ms(),
-                                       by_order_id=self._binance_dialect)
+        raw = await history.trade_rows(self._call, symbol, since_ms, until_ms, order_ids,
+                                       now_ms=self._clock.history_now_ms(), by_order_id=self._binance_dialect)
         return parse.fills(raw, m)

@@ -179,6 +179,12 @@ class Clock:
         """How far the local clock may be ahead of the venue's, as far as we know."""
         return max(0, self.offset_ms) + self.uncertainty_ms
 
+    def history_now_ms(self) -> int:
+        """"Now" for reading the venue's history, whose rows carry the venue's times: the later
+        of our clock and the venue's as last measured. (A venue ahead by more than the
+        recvWindow refuses our timestamps, -1021, so its offset is then re-measured.)"""
+        return now_ms() - min(0, self.offset_ms)
+
     async def refresh(self, *, force: bool = False) -> bool:
         """Measure the offset unless a measurement younger than ``CLOCK_TTL_S`` exists (or
         ``force``); True when it was measured now."""

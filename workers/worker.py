@@ -27,7 +27,9 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from telemetry.metrics import worker_interceptors
+from telemetry.versions import component_versions, versions_line
 from workers.client import connect, temporal_target
+from workers.devserver import temporal_version
 from workers.proc import port_is_free
 
 if TYPE_CHECKING:
@@ -236,6 +238,8 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 async def serve(settings: Settings, *, graceful_shutdown_timeout: float = GRACEFUL_SHUTDOWN_S) -> int:
     """``hedgeflow worker``: run until SIGINT/SIGTERM; a second signal forces exit."""
+    # once per worker process, for incident reports: the versions this worker runs
+    print(versions_line(await asyncio.to_thread(component_versions, temporal_version)), flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0

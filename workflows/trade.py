@@ -27,7 +27,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.trade import TradeActivities
     from domain import risk
     from domain.funding import interval_ms_from_hours, spread_bps_8h
-    from domain.hedge import LEG_SPECIFIC_EXITS, LiqAction, hedge_gap, liquidation_action, liquidation_distance
+    from domain.hedge import (
+        LEG_SPECIFIC_EXITS,
+        LiqAction,
+        hedge_gap,
+        liquidation_action,
+        liquidation_distance,
+    )
     from domain.lifecycle import CLOSING_STATES, TERMINAL, Exit, ExitReason, TradeState, check_transition
     from domain.rounding import common_step
     from messages.trade import (
@@ -35,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         HoldParams,
         HoldParamsPatch,
         LegState,
+        MarketSnapshot,
         PendingAbort,
         TradeCarry,
         TradeEvent,
@@ -317,12 +324,24 @@ class TradeWorkflow:
         # funding: fetch income only once a settlement time has passed
         nxt, now = min(lf.next_funding_ms, sf.next_funding_ms), self._now_ms()
         due = self.c.next_funding_ms and now >= self.c.next_funding_ms
+        if self.v3:  # each venue's settlement time against that venue's own clock (its answer's time)
+            due = self._funding_due(read[0][2]) | self._funding_due(read[1][2])
         if due or (self.c.funding_recheck_ms and now >= self.c.funding_recheck_ms):
             await d.refresh_funding()
             self.c.funding_recheck_ms = now + 60_000 if due and self.v2 else 0
         self.c.next_funding_ms = nxt if nxt > now else now + 60_000
         self._details()
         return None
+
+    def _funding_due(self, snap: MarketSnapshot) -> bool:
+        """v3: a settlement of ``snap``'s venue has passed, on that venue's own clock (the time
+        of its answer), since the last look; remembers its next settlement."""
+        f, seen = snap.funding, self.c.venue_next_funding_ms
+        due = bool(seen.get(snap.venue)) and f.timestamp_ms >= seen[snap.venue]
+        if due:
+            self._event(f"funding settled on {snap.venue} (its clock): reading income")
+        seen[snap.venue] = f.next_funding_ms
+        return due
 
     # ------------------------------------------------------------------ close
     async def _close(self, emergency: bool, reason: str, detail: str = "", *, at_once: bool = False) -> None:

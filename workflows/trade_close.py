@@ -25,7 +25,13 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from domain.hedge import close_sequence
     from messages.trade import LegName, TradeCarry, TradeParams
-    from workflows.trade_orders import OrderDesk, error_type, is_cancellation, sleep_uncancellable, wait_uncancellable
+    from workflows.trade_orders import (
+        OrderDesk,
+        error_type,
+        is_cancellation,
+        sleep_uncancellable,
+        wait_uncancellable,
+    )
     from workflows.visibility import summary_line
 
 ZERO = Decimal(0)

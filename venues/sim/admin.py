@@ -18,7 +18,7 @@ from .liquidation import liquidation_view
 from .market import BOOK_FIELDS
 from .records import fmt
 from .venue import Sim
-from .wire import json_response, now_ms, param_int
+from .wire import json_response, param_int
 
 D = Decimal
 
@@ -89,7 +89,7 @@ async def post_faults(sim: Sim, request: web.Request) -> web.Response:
 
 
 def _market_view(sim: Sim, sym: str) -> dict:
-    t = now_ms()
+    t = sim.now_ms()
     m = sim.market
     book = m.book_for(sym)
     return {"symbol": m.specs[sym].symbol, "venue_symbol": sym, "mark_price": fmt(m.mark(sym, t)),

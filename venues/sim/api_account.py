@@ -13,7 +13,7 @@ from aiohttp import web
 from .errors import SimError
 from .records import Mutation, fmt
 from .venue import Sim
-from .wire import now_ms, param_int
+from .wire import param_int
 
 D = Decimal
 
@@ -35,7 +35,7 @@ def position_json(sim: Sim, sym: str, marks: dict, v2: bool) -> dict:
     e = sim.engine
     pos = e.position(sym)
     spec = sim.market.specs[sym]
-    mark = marks.get(sym) or sim.market.mark(sym, now_ms())
+    mark = marks.get(sym) or sim.market.mark(sym, sim.now_ms())
     lev = e.get_leverage(sym)
     notional = pos.qty * mark
     upnl = pos.qty * (mark - pos.entry) if pos.qty else D(0)

@@ -13,7 +13,7 @@ from aiohttp import web
 from .engine import PERCENT_PRICE_DOWN, PERCENT_PRICE_UP
 from .records import fmt
 from .venue import Sim
-from .wire import now_ms, param_int
+from .wire import param_int
 
 D = Decimal
 
@@ -23,11 +23,11 @@ async def ping(sim: Sim, request: web.Request, p: dict):
 
 
 async def server_time(sim: Sim, request: web.Request, p: dict):
-    return {"serverTime": now_ms() + sim.faults.clock_skew_ms}
+    return {"serverTime": sim.now_ms()}
 
 
 async def exchange_info(sim: Sim, request: web.Request, p: dict):
-    t = now_ms()
+    t = sim.now_ms()
     symbols = []
     for s in sim.market.specs.values():
         symbols.append({
@@ -78,14 +78,14 @@ def _premium(sim: Sim, s, t) -> dict:
 
 
 async def premium_index(sim: Sim, request: web.Request, p: dict):
-    t = now_ms()
+    t = sim.now_ms()
     if p.get("symbol"):
         return _premium(sim, sim.spec(p["symbol"]), t)
     return [_premium(sim, s, t) for s in sim.market.specs.values()]
 
 
 async def funding_info(sim: Sim, request: web.Request, p: dict):
-    t = now_ms()
+    t = sim.now_ms()
     return [{"symbol": s.id, "adjustedFundingRateCap": "0.02000000", "adjustedFundingRateFloor": "-0.02000000",
              "fundingIntervalHours": sim.market.interval_hours(s.id, t), "disclaimer": False}
             for s in sim.market.specs.values()]
@@ -103,14 +103,14 @@ async def funding_rate(sim: Sim, request: web.Request, p: dict):
 async def depth(sim: Sim, request: web.Request, p: dict):
     s = sim.spec(p.get("symbol"))
     limit = param_int(p, "limit", 500)
-    t = now_ms()
+    t = sim.now_ms()
     bids, asks = sim.market.depth(s.id, t, limit)
     return {"lastUpdateId": t, "E": t, "T": t,
             "bids": [[fmt(px), fmt(q)] for px, q in bids], "asks": [[fmt(px), fmt(q)] for px, q in asks]}
 
 
 async def book_ticker(sim: Sim, request: web.Request, p: dict):
-    t = now_ms()
+    t = sim.now_ms()
 
     def one(s):
         bids, asks = sim.market.depth(s.id, t, 1)
@@ -123,7 +123,7 @@ async def book_ticker(sim: Sim, request: web.Request, p: dict):
 
 
 async def ticker_price(sim: Sim, request: web.Request, p: dict):
-    t = now_ms()
+    t = sim.now_ms()
     if p.get("symbol"):
         s = sim.spec(p["symbol"])
         return {"symbol": s.id, "price": fmt(sim.market.mark(s.id, t)), "time": t}

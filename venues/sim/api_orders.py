@@ -15,7 +15,7 @@ from aiohttp import web
 from .errors import SimError, err_dropped
 from .records import Mutation, Order, OrderRequest, SymbolSpec
 from .venue import Sim
-from .wire import ARRIVED_NS, now_ms, param_bool, param_dec, param_int
+from .wire import ARRIVED_NS, param_bool, param_dec, param_int
 
 D = Decimal
 
@@ -91,7 +91,7 @@ async def new_order(sim: Sim, request: web.Request, p: dict):
 
 
 def _execute(sim: Sim, req: OrderRequest, s: SymbolSpec, order_id: int | None = None) -> Order:
-    t = now_ms()
+    t = sim.now_ms()
     bids, asks = sim.market.depth(s.id, t)
     if req.type == "LIMIT" and req.time_in_force == "FOK":
         book = asks if req.side == "BUY" else bids
@@ -114,7 +114,7 @@ def _accept_late(sim: Sim, req: OrderRequest, s: SymbolSpec, p: dict, delay_ms: 
     (a LIMIT price outside the band: -4016 / -4017 at once); a refusal at matching time (the
     price band, -4131; margin; status) expires a visible order and drops an invisible one."""
     e = sim.engine
-    t = now_ms()
+    t = sim.now_ms()
     e.validate(req, sim.market.mark(s.id, t))
     pending = req.order(e.reserve_order_id(), t)
     if visible:
@@ -130,7 +130,7 @@ def _accept_late(sim: Sim, req: OrderRequest, s: SymbolSpec, p: dict, delay_ms: 
 async def _run_late(sim: Sim, req: OrderRequest, s: SymbolSpec, pending: Order, delay_ms: int, visible: bool,
                     deadline: int) -> None:
     await asyncio.sleep(delay_ms / 1000)
-    if not visible and now_ms() > deadline:
+    if not visible and sim.now_ms() > deadline:
         return  # outside its recvWindow: never executed, never seen
     if visible:
         if not pending.is_open:
@@ -143,7 +143,7 @@ async def _run_late(sim: Sim, req: OrderRequest, s: SymbolSpec, pending: Order, 
         sim.persist(Mutation(orders=[order]))
     except SimError:
         if visible:  # accepted but not executable any more
-            pending.status, pending.update_time = "EXPIRED", now_ms()
+            pending.status, pending.update_time = "EXPIRED", sim.now_ms()
             sim.engine.index_order(pending)
             sim.persist(Mutation(orders=[pending]))
 
@@ -170,7 +170,7 @@ async def cancel_order(sim: Sim, request: web.Request, p: dict):
         if e.code == -2013:
             raise SimError(-2011, "Unknown order sent.") from None
         raise
-    mut = sim.engine.cancel(o, now_ms())
+    mut = sim.engine.cancel(o, sim.now_ms())
     sim.persist(mut)
     return o.to_binance(sim.market.specs.get(o.symbol))
 
@@ -179,7 +179,7 @@ async def cancel_all(sim: Sim, request: web.Request, p: dict):
     s = sim.spec(p.get("symbol"))
     mut = Mutation()
     for o in sim.engine.open_orders(s.id):
-        mut.merge(sim.engine.cancel(o, now_ms()))
+        mut.merge(sim.engine.cancel(o, sim.now_ms()))
     sim.persist(mut)
     return {"code": 200, "msg": "The operation of cancel all open order is done."}
 

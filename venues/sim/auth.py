@@ -8,12 +8,12 @@ import hmac
 from collections.abc import Mapping
 
 from .errors import SimError
-from .wire import now_ms
 
 
 def authenticate(headers: Mapping[str, str], raw_query: str, body: str, params: dict, *,
-                 api_key: str, secret: bytes, skew_ms: int = 0) -> None:
-    """Raise the :class:`SimError` Binance would answer with unless the request is signed."""
+                 api_key: str, secret: bytes, server_ms: int) -> None:
+    """Raise the :class:`SimError` Binance would answer with unless the request is signed;
+    ``timestamp`` / ``recvWindow`` are checked against ``server_ms``, the venue's clock."""
     key = headers.get("X-MBX-APIKEY")
     if not key or not hmac.compare_digest(key, api_key):
         raise SimError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
@@ -36,8 +36,7 @@ def authenticate(headers: Mapping[str, str], raw_query: str, body: str, params: 
     if rw > 60000 or rw <= 0:
         raise SimError(-1131, "recvWindow must be less than 60000")
     ts = int(ts_s)
-    server = now_ms() + skew_ms
-    if ts > server + 1000:
+    if ts > server_ms + 1000:
         raise SimError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
-    if server - ts > rw:
+    if server_ms - ts > rw:
         raise SimError(-1021, "Timestamp for this request is outside of the recvWindow.")

@@ -8,9 +8,14 @@ act on new orders (see :mod:`venues.sim.api_orders`).
 much later; combined with ``drop_responses`` the order stays invisible until then and is
 discarded if its ``timestamp + recvWindow`` has passed by then. ``lookup_errors`` answers the
 next n order look-ups (order, openOrder, openOrders, allOrders) with HTTP 500 / -1001.
-``clock_skew_ms`` moves the venue's clock (serverTime and the signed-request timestamp check, so
-a client that does not re-sync gets -1021). ``symbol_status`` maps unified symbols to a Binance contract status (exchangeInfo shows it;
-new orders are refused unless TRADING, see :func:`venues.sim.api_orders.check_symbol_status`).
+``clock_skew_ms`` moves the venue's whole clock (:meth:`venues.sim.venue.Sim.now_ms` = wall +
+skew): serverTime, the signed-request timestamp check (a client that does not re-sync gets
+-1021), the times of orders, trades, income, positions, marks and the funding schedule; a jump
+ahead settles every funding boundary it passes (see ``Sim._funding_tick``), a jump back settles
+nothing until the clock passes the last settlement again. Only a request's ``arrived_ns`` stays
+wall time. ``symbol_status`` maps unified symbols to a Binance contract status (exchangeInfo
+shows it; new orders are refused unless TRADING, see
+:func:`venues.sim.api_orders.check_symbol_status`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from .wire import now_ms
-
 
 class WeightLimiter:
     def __init__(self, limit: int) -> None:
@@ -12,9 +10,10 @@ class WeightLimiter:
         self.minute = 0
         self.used = 0
 
-    def charge(self, cost: int) -> bool:
-        """Add ``cost`` to this minute's weight; False once the minute's limit is exceeded."""
-        minute = now_ms() // 60000
+    def charge(self, cost: int, now_ms: int) -> bool:
+        """Add ``cost`` to the weight of the minute of ``now_ms`` (the venue's clock); False
+        once the minute's limit is exceeded."""
+        minute = now_ms // 60000
         if minute != self.minute:
             self.minute, self.used = minute, 0
         self.used += cost

@@ -24,7 +24,7 @@ from .endpoints import ADMIN_ENDPOINTS, ENDPOINTS, AdminEndpoint, Endpoint
 from .errors import SimError
 from .options import SimOptions
 from .venue import Sim
-from .wire import ARRIVED_NS, json_response, now_ms
+from .wire import ARRIVED_NS, json_response
 
 log = logging.getLogger("hedgeflow.sim")
 
@@ -52,13 +52,13 @@ class Server:
             params = dict(parse_qsl(raw_query, keep_blank_values=True))
             if body and request.content_type != "application/json":
                 params.update(parse_qsl(body, keep_blank_values=True))
-            if not sim.limiter.charge(ep.cost(params)):
+            if not sim.limiter.charge(ep.cost(params), sim.now_ms()):
                 raise SimError(-1003, f"Too many requests; current limit of IP(127.0.0.1) request weight per minute "
                                       f"is {sim.opts.weight_limit}. Please use WebSocket Streams for live "
                                       "updates to avoid bans.", 429)
             if ep.signed:
                 authenticate(request.headers, raw_query, body, params, api_key=sim.opts.api_key, secret=sim.secret,
-                             skew_ms=sim.faults.clock_skew_ms)
+                             server_ms=sim.now_ms())
             return json_response(await ep.handler(sim, request, params))
 
         return handler
@@ -78,7 +78,7 @@ class Server:
                 return await handler(request)
             except SimError as e:
                 return json_response(e.body(), e.status)
-        request[ARRIVED_NS] = time.time_ns()
+        request[ARRIVED_NS] = time.time_ns()  # wall time, as the contract's arrived_ns
         await request.read()
         task = asyncio.ensure_future(self._process(request, handler))
         self.sim._tasks.add(task)
@@ -103,7 +103,7 @@ class Server:
                     except SimError as e:
                         resp = json_response(e.body(), e.status)
                         if e.status == 429:
-                            resp.headers["Retry-After"] = str(60 - (now_ms() // 1000) % 60)
+                            resp.headers["Retry-After"] = str(60 - (self.sim.now_ms() // 1000) % 60)
                     except web.HTTPException as e:
                         resp = web.Response(text=e.text or e.reason, status=e.status, content_type="text/plain")
         except asyncio.CancelledError:

@@ -1,6 +1,13 @@
 """One simulated venue's live state: market, engine, SQLite store, faults, request-weight
 limiter, funding settlement (on interval boundaries, per-symbol intervals, or the replay
-file's rows), liquidation checks on every tick of the price path."""
+file's rows), liquidation checks on every tick of the price path.
+
+The venue's clock is :meth:`Sim.now_ms`: the wall clock plus the ``clock_skew_ms`` fault. Every
+timestamp the venue makes (orders, trades, income, positions, marks, the funding schedule and
+its settlements, serverTime, the signed-request check) comes from it, so a skew moves the
+venue's whole clock. When the clock passes several funding boundaries at once (a jump ahead),
+each is settled in order at its own time, rate and mark, at most :data:`MAX_CATCH_UP` of them
+(the latest) per interval schedule."""
 
 from __future__ import annotations
 
@@ -21,17 +28,21 @@ from .options import SimOptions
 from .ratelimit import WeightLimiter
 from .records import Mutation, SymbolSpec
 from .store import Store
-from .wire import now_ms
+from .wire import wall_ms
 
 log = logging.getLogger("hedgeflow.sim")
 
 D = Decimal
 
+#: Funding boundaries settled at most when the clock jumps past many (the latest ones; logged).
+MAX_CATCH_UP = 1000
+
 
 class Sim:
     def __init__(self, opts: SimOptions) -> None:
         self.opts = opts
-        self.started_ms = now_ms()
+        self.faults = Faults()  # first: the clock reads clock_skew_ms
+        self.started_ms = self.now_ms()
         replay = None
         if opts.replay:
             replay = load_replay(opts.replay, opts.name)
@@ -68,7 +79,6 @@ class Sim:
             if sym in self.market.specs:
                 self.apply_spec_override(sym, json.loads(raw))
         self.late: set[asyncio.Task] = set()  # orders waiting for execute_late_ms
-        self.faults = Faults()
         self.limiter = WeightLimiter(opts.weight_limit)
         self.secret = opts.api_secret.encode()
         self._tasks: set[asyncio.Task] = set()
@@ -76,7 +86,7 @@ class Sim:
         self.last_funding_ms = int(self.store.get_meta("last_funding_ms") or 0)
         self.replay_settled: dict[str, int] = {}
         if self.market.replay is not None:
-            wall = now_ms()
+            wall = self.now_ms()
             for sym, times in self.market.replay_times.items():
                 saved = self.store.get_meta(f"replay_settled:{sym}")
                 if saved is not None:
@@ -85,6 +95,10 @@ class Sim:
                     self.replay_settled[sym] = bisect.bisect_right(times, self.market.data_time(wall)) - 1
 
     # ---- helpers --------------------------------------------------------------------------
+    def now_ms(self) -> int:
+        """The venue's clock (ms): our wall clock plus the ``clock_skew_ms`` fault."""
+        return wall_ms() + self.faults.clock_skew_ms
+
     def spec(self, symbol: str | None) -> SymbolSpec:
         if not symbol:
             raise SimError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
@@ -94,7 +108,7 @@ class Sim:
         return s
 
     def marks(self, extra: str | None = None) -> dict[str, Decimal]:
-        t = now_ms()
+        t = self.now_ms()
         syms = {p.symbol for p in self.engine.positions.values() if p.qty and p.symbol in self.market.specs}
         if extra:
             syms.add(extra)
@@ -116,7 +130,7 @@ class Sim:
             spec.min_qty = D(o["min_qty"])
         if o.get("funding_interval_hours") is not None:
             self.market.interval_override[sym] = iv = round(float(o["funding_interval_hours"]) * 3_600_000)
-            self.last_funding_sym[sym] = int(o.get("last_funding_ms") or (now_ms() // iv) * iv)
+            self.last_funding_sym[sym] = int(o.get("last_funding_ms") or (self.now_ms() // iv) * iv)
         elif "funding_interval_hours" in o:
             self.market.interval_override.pop(sym, None)
             self.last_funding_sym.pop(sym, None)
@@ -125,7 +139,7 @@ class Sim:
         """Liquidate positions whose mark crossed their liquidation price (persisted)."""
         if not any(p.qty for p in self.engine.positions.values()):
             return Mutation()
-        mut = liquidate_due(self.engine, self.marks(), now_ms())
+        mut = liquidate_due(self.engine, self.marks(), self.now_ms())
         if mut.orders:
             self.persist(mut)
             log.warning("liquidated %s", ", ".join(o.symbol for o in mut.orders if o.client_order_id.startswith("autoclose-")))
@@ -134,9 +148,11 @@ class Sim:
     # ---- funding --------------------------------------------------------------------------
     def settle(self, symbols: list[str] | None = None, *, at_ms: int | None = None,
                rates: dict[str, Decimal] | None = None, prices: dict[str, Decimal] | None = None,
-               exclude: frozenset[str] | set[str] = frozenset()) -> Mutation:
-        t = now_ms()
-        ts = at_ms or t
+               exclude: frozenset[str] | set[str] = frozenset(),
+               meta: dict[str, object] | None = None) -> Mutation:
+        """Settle funding at ``at_ms`` (default now), with the market's mark and rate at that
+        time unless pinned or given; ``meta`` is persisted with it (one transaction)."""
+        t = self.now_ms() if at_ms is None else at_ms
         m, prices, rates = self.market, prices or {}, rates or {}
         mut = Mutation()
         for sym in symbols if symbols is not None else [s for s in m.specs if s not in exclude]:
@@ -145,9 +161,10 @@ class Sim:
             rate = m.pinned_rate.get(sym, rates.get(sym))
             if rate is None:
                 rate = m.rate(sym, t)
-            mut.merge(self.engine.settle_funding(sym, mark, rate, ts))
+            mut.merge(self.engine.settle_funding(sym, mark, rate, t))
             if symbols is not None or self.engine.positions.get(sym) is not None or len(m.specs) <= 50:
-                self.store.save_funding_rate(sym, ts, rate, mark)
+                self.store.save_funding_rate(sym, t, rate, mark)
+        mut.meta.update(meta or {})
         self.persist(mut)
         return mut
 
@@ -158,7 +175,7 @@ class Sim:
                     self._replay_tick()
                     delay = 0.05
                 else:
-                    delay = min(1.0, max(0.005, (self._funding_tick() - now_ms()) / 1000))
+                    delay = min(1.0, max(0.005, (self._funding_tick() - self.now_ms()) / 1000))
                 self.check_liquidations()
                 await asyncio.sleep(delay)
             except asyncio.CancelledError:
@@ -168,39 +185,47 @@ class Sim:
                 await asyncio.sleep(1)
 
     def _funding_tick(self) -> int:
-        """Settle the symbols whose interval boundary passed; return the next boundary."""
+        """Settle every interval boundary passed since the last settlement (the venue's
+        interval for most symbols, per-symbol intervals on their own schedule) in time order,
+        each at its own time; return the next boundary. Each settlement is persisted with its
+        schedule's progress, so a restart neither repeats nor skips one."""
         interval = self.market.interval_ms
         over = self.market.interval_override
-        t = now_ms()
+        t = self.now_ms()
         boundary = (t // interval) * interval
         if self.last_funding_ms == 0:
             self.last_funding_ms = boundary
             self.store.set_meta(last_funding_ms=boundary)
-        if boundary > self.last_funding_ms:
-            self.last_funding_ms = boundary
-            self.settle(at_ms=boundary, exclude=set(over))
-            self.persist(Mutation(meta={"last_funding_ms": boundary}))
-        nxt = (t // interval + 1) * interval
+        due: list[tuple[int, str | None]] = [
+            (b, None) for b in missed_boundaries(self.last_funding_ms, boundary, interval, "venue interval")]
+        nxt = boundary + interval
         for sym, iv in list(over.items()):
             b = (t // iv) * iv
-            if b > self.last_funding_sym.get(sym, b):
-                self.last_funding_sym[sym] = b
-                self.settle([sym], at_ms=b)
-                self.save_spec_override(sym)
+            due += [(at, sym) for at in missed_boundaries(self.last_funding_sym.get(sym, b), b, iv, sym)]
             nxt = min(nxt, b + iv)
+        for at, sym in sorted(due, key=lambda d: d[0]):  # stable: the venue's schedule first on a tie
+            if sym is None:
+                self.last_funding_ms = at
+                self.settle(at_ms=at, exclude=set(over), meta={"last_funding_ms": at})
+            else:
+                self.last_funding_sym[sym] = at
+                self.settle([sym], at_ms=at, meta=self._spec_meta(sym))
         return nxt
 
-    def save_spec_override(self, sym: str) -> None:
-        """Persist what :meth:`apply_spec_override` set for ``sym`` (reloaded on restart)."""
+    def _spec_meta(self, sym: str) -> dict[str, object]:
         spec = self.market.specs[sym]
         iv = self.market.interval_override.get(sym)
         o = {"qty_step": str(spec.step), "min_qty": str(spec.min_qty),
              "funding_interval_hours": iv / 3_600_000 if iv else None,
              "last_funding_ms": self.last_funding_sym.get(sym), **self.market.book_overrides(sym)}
-        self.persist(Mutation(meta={f"spec:{sym}": json.dumps(o)}))
+        return {f"spec:{sym}": json.dumps(o)}
+
+    def save_spec_override(self, sym: str) -> None:
+        """Persist what :meth:`apply_spec_override` set for ``sym`` (reloaded on restart)."""
+        self.persist(Mutation(meta=self._spec_meta(sym)))
 
     def _replay_tick(self) -> None:
-        wall = now_ms()
+        wall = self.now_ms()
         dt = self.market.data_time(wall)
         meta = {}
         for sym, rows in (self.market.replay or {}).items():
@@ -215,3 +240,18 @@ class Sim:
                 meta[f"replay_settled:{sym}"] = i
         if meta:
             self.persist(Mutation(meta=meta))
+
+
+def missed_boundaries(last_ms: int, boundary_ms: int, interval_ms: int, what: str) -> list[int]:
+    """The interval boundaries after ``last_ms`` up to ``boundary_ms``, oldest first: at most
+    :data:`MAX_CATCH_UP` (the latest; the skipped ones are logged)."""
+    first = (last_ms // interval_ms + 1) * interval_ms
+    if boundary_ms < first:
+        return []
+    n = (boundary_ms - first) // interval_ms + 1
+    if n > MAX_CATCH_UP:
+        log.warning("funding (%s): the clock passed %d settlement boundaries at once; settling the last %d only",
+                    what, n, MAX_CATCH_UP)
+        first += (n - MAX_CATCH_UP) * interval_ms
+        n = MAX_CATCH_UP
+    return [first + k * interval_ms for k in range(n)]

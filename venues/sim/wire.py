@@ -1,5 +1,9 @@
-"""Helpers shared by the HTTP handlers: the server clock, Binance-style parameter parsing
-(with Binance's error answers) and compact JSON responses."""
+"""Helpers shared by the HTTP handlers: the wall clock, Binance-style parameter parsing
+(with Binance's error answers) and compact JSON responses.
+
+The venue's own clock is :meth:`venues.sim.venue.Sim.now_ms` (this wall clock plus the
+``clock_skew_ms`` fault); every timestamp the venue makes comes from it. Only the
+``arrived_ns`` of a request (the contract's ``time.time_ns()``) is wall time."""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ D = Decimal
 ARRIVED_NS = web.RequestKey("arrived_ns", int)  # when the request arrived (time.time_ns)
 
 
-def now_ms() -> int:
+def wall_ms() -> int:
+    """Our wall clock (ms); the venue's clock is ``Sim.now_ms()``."""
     return time.time_ns() // 1_000_000
 
 
