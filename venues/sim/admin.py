@@ -49,6 +49,7 @@ async def state(sim: Sim, request: web.Request) -> web.Response:
     income = e.income if income_limit is None else (e.income[-income_limit:] if income_limit else [])
     return json_response({
         "name": sim.opts.name,
+        "dialect": sim.opts.dialect,
         "balances": {"USDT": {"wallet": fmt(n["wallet"]), "walletBalance": fmt(n["wallet"]), "available": fmt(n["avail"]),
                               "unrealized": fmt(n["upnl"]), "margin_balance": fmt(n["margin_balance"])}},
         "positions": positions,

@@ -18,6 +18,7 @@ from .options import (
     ENV_API_SECRET,
     SimOptions,
 )
+from .dialects import DIALECTS
 from .server import start_sim
 
 DEFAULTS = SimOptions()  # the CLI's defaults are SimOptions' own
@@ -52,6 +53,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         )
     parser.add_argument("--name", required=True, help="venue name (also selects replay rows)")
     parser.add_argument("--port", type=int, required=True, help="TCP port (0 = any free port)")
+    parser.add_argument("--dialect", default="binance", choices=sorted(DIALECTS),
+                        help="wire format the venue speaks (default binance)")
+    parser.add_argument("--api-passphrase", default=None, metavar="P",
+                        help="API passphrase (okx dialect: required; env HEDGEFLOW_SIM_API_PASSPHRASE)")
     parser.add_argument("--host", default=DEFAULTS.host)
     parser.add_argument("--seed", type=int, default=None, help="seed of the synthetic market (default: from name)")
     parser.add_argument("--replay", metavar="FILE", help="replay CSV (time,venue,symbol,funding_rate,mark_price)")
@@ -110,6 +115,8 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         book_half_spread_bps=args.book_half_spread_bps,
         book_level_step_bps=args.book_level_step_bps,
         book_level_notional=args.book_level_notional,
+        dialect=args.dialect,
+        api_passphrase=args.api_passphrase or os.environ.get("HEDGEFLOW_SIM_API_PASSPHRASE"),
     )
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from . import admin
 from . import api_account as account
+from .auth import authenticate
 from . import api_market as market
 from . import api_orders as orders
 
@@ -109,3 +110,16 @@ ADMIN_ENDPOINTS: tuple[AdminEndpoint, ...] = (
     AdminEndpoint("GET", "/_sim/market", admin.get_market),
     AdminEndpoint("POST", "/_sim/settle", admin.post_settle),
 )
+
+
+def _binance_headers(sim: Any) -> dict[str, str]:
+    return {"X-MBX-USED-WEIGHT-1M": str(sim.limiter.used)}
+
+
+def _dialect():
+    from .dialects import Dialect
+
+    return Dialect("binance", ENDPOINTS, authenticate, headers=_binance_headers)
+
+
+DIALECT = _dialect()

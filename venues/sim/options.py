@@ -42,6 +42,8 @@ class SimOptions:
     book_half_spread_bps: Decimal = D("1")
     book_level_step_bps: Decimal = D("1")
     book_level_notional: Decimal = D("50000")
+    dialect: str = "binance"  # wire format (venues.sim.dialects.DIALECTS)
+    api_passphrase: str | None = None  # OKX's third credential (required by the okx dialect)
 
     @property
     def start_balance(self) -> Decimal:

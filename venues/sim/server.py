@@ -1,5 +1,5 @@
-"""aiohttp server of the simulated venue, speaking the Binance USD-M futures REST dialect
-(the parts ccxt uses), and :func:`start_sim` / :class:`SimHandle` to run one in this loop.
+"""aiohttp server of the simulated venue, speaking one wire dialect (:mod:`venues.sim.dialects`;
+Binance USD-M futures by default, the parts ccxt uses), and :func:`start_sim` / :class:`SimHandle` to run one in this loop.
 
 Routes come from the tables in :mod:`venues.sim.endpoints`. Non-admin requests go through:
 shield (execution survives a client disconnect) → faults (outage, latency, error rate) →
@@ -19,8 +19,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from .auth import authenticate
-from .endpoints import ADMIN_ENDPOINTS, ENDPOINTS, AdminEndpoint, Endpoint
+from . import dialects
+from .endpoints import ADMIN_ENDPOINTS, AdminEndpoint, Endpoint
 from .errors import SimError
 from .options import SimOptions
 from .venue import Sim
@@ -32,8 +32,9 @@ log = logging.getLogger("hedgeflow.sim")
 class Server:
     def __init__(self, sim: Sim) -> None:
         self.sim = sim
+        self.dialect = dialects.get(sim.opts.dialect)
         self.app = web.Application(middlewares=[self.middleware], client_max_size=1 << 20)
-        for ep in ENDPOINTS:
+        for ep in self.dialect.endpoints:
             self.app.router.add_route(ep.method, ep.path, self._endpoint_handler(ep))
         for adm in ADMIN_ENDPOINTS:
             h = self._admin_handler(adm)
@@ -57,7 +58,7 @@ class Server:
                                       f"is {sim.opts.weight_limit}. Please use WebSocket Streams for live "
                                       "updates to avoid bans.", 429)
             if ep.signed:
-                authenticate(request.headers, raw_query, body, params, api_key=sim.opts.api_key, secret=sim.secret,
+                self.dialect.authenticate(request.headers, raw_query, body, params, api_key=sim.opts.api_key, secret=sim.secret,
                              server_ms=sim.now_ms())
             return json_response(await ep.handler(sim, request, params))
 
@@ -101,7 +102,8 @@ class Server:
                     try:
                         resp = await handler(request)
                     except SimError as e:
-                        resp = json_response(e.body(), e.status)
+                        body, status = self.dialect.render_error(e, self.sim.now_ms())
+                        resp = json_response(body, status)
                         if e.status == 429:
                             resp.headers["Retry-After"] = str(60 - (self.sim.now_ms() // 1000) % 60)
                     except web.HTTPException as e:
@@ -111,7 +113,8 @@ class Server:
         except Exception as e:  # pragma: no cover
             log.exception("handler error")
             resp = json_response({"code": -1000, "msg": f"An unknown error occured while processing the request. {e}"}, 500)
-        resp.headers["X-MBX-USED-WEIGHT-1M"] = str(self.sim.limiter.used)
+        if self.dialect.headers is not None:
+            resp.headers.update(self.dialect.headers(self.sim))
         return resp
 
 
