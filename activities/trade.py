@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 
 from temporalio import activity
@@ -112,13 +113,16 @@ class TradeActivities:
         reported separately, so one leg's refusal never hides the other's fill."""
 
         async def one(req: PlaceOrderRequest) -> PlaceOutcome:
+            t0 = time.monotonic()
             try:
-                return PlaceOutcome(order=await asyncio.wait_for(self._place(req), req.deadline_s))
+                out = PlaceOutcome(order=await asyncio.wait_for(self._place(req), req.deadline_s))
             except VenueError as exc:
-                return PlaceOutcome(error_type=exc.type_name, error=str(exc), retryable=exc.retryable)
+                out = PlaceOutcome(error_type=exc.type_name, error=str(exc), retryable=exc.retryable)
             except TimeoutError:  # no answer in time: it may still land; the workflow looks it up
-                return PlaceOutcome(error_type="VenueTimeout", error=f"no answer within {req.deadline_s} s",
-                                    retryable=True)
+                out = PlaceOutcome(error_type="VenueTimeout", error=f"no answer within {req.deadline_s} s",
+                                   retryable=True)
+            out.elapsed_ms = int((time.monotonic() - t0) * 1000)
+            return out
 
         async with heartbeating():
             return list(await asyncio.gather(*(one(r) for r in reqs)))

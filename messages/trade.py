@@ -86,6 +86,7 @@ class PlaceOutcome(BaseModel):
     error_type: str | None = None
     error: str | None = None
     retryable: bool = False  # outcome unknown or transient: place it again (id looked up first)
+    elapsed_ms: int | None = None  # how long the venue took to answer (a slow venue closes first)
 
 
 class OrderLookup(BaseModel):

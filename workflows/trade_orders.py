@@ -62,6 +62,8 @@ A = TradeActivities
 T = TypeVar("T")
 #: an opening leg not answered by then counts as failed (its venue is flattened on its own)
 OPEN_LEG_DEADLINE_S = 2.0
+#: an opening order answered slower than this marks its venue as troubled (v3: it closes first)
+SLOW_VENUE_MS = 1000
 
 
 def is_cancellation(exc: BaseException) -> bool:
@@ -198,6 +200,8 @@ class OrderDesk:
             outcomes = [PlaceOutcome(error_type=error_type(exc), retryable=True) for _ in reqs]
 
         async def finish(leg: LegName, out: PlaceOutcome) -> OrderResult | str:
+            if self.v3 and (out.order is None or (out.elapsed_ms or 0) > SLOW_VENUE_MS):
+                self.c.venue_failed_ms[self.s.leg(leg).venue] = self._now_ms()  # troubled: it closes first
             if out.order is not None:
                 return await self.settle(leg, out.order, opening=True)
             if out.retryable and not self.v2:
