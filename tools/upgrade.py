@@ -47,8 +47,9 @@ FIRST = ("ccxt", "temporalio")
 
 #: The gateway contract suite against the simulator (unmodified ccxt over real HTTP): every file
 #: these match, so a new simulator dialect's contract tests, named ``tests/test_gateway_<x>.py``
-#: or ``tests/test_sim_ccxt_<x>.py``, are covered without a change here.
-CONTRACT_PATTERNS = ("tests/test_gateway*.py", "tests/test_sim_ccxt*.py")
+#: or ``tests/test_sim_<dialect>.py``, are covered without a change here.
+CONTRACT_PATTERNS = ("tests/test_gateway*.py", "tests/test_sim_ccxt*.py", "tests/test_sim_bybit*.py",
+                     "tests/test_sim_okx*.py", "tests/test_sim_hyperliquid*.py", "tests/test_adapters*.py")
 #: the saved TradeWorkflow histories (tests/histories/) must keep replaying on the new SDK
 REPLAY_TESTS = ["tests/test_trade_workflow.py::test_saved_histories_still_replay"]
 
