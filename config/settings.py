@@ -15,7 +15,7 @@ import re
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -32,6 +32,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 ENV_PREFIX = "HEDGEFLOW__"
 DEMO_API_KEY = "hedgeflow-demo-key"
 DEMO_API_SECRET = "hedgeflow-demo-secret"  # a paper venue's secret: not a credential
+#: The simulated Hyperliquid venue's demo account: a well-known TEST private key (published in the
+#: web3/eth-account documentation), holding no funds on any chain; never use it for real money.
+#: The wallet is the address it derives (``--api-key`` of ``hedgeflow sim --dialect hyperliquid``).
+DEMO_HL_PRIVATE_KEY = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"  # demo key, no funds
+DEMO_HL_WALLET = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
 
@@ -53,9 +58,19 @@ class VenueKind(StrEnum):
 
 
 class VenueConfig(_Section):
+    #: ccxt ids whose API keys carry a third credential (the passphrase, ``api_password``)
+    PASSPHRASE_EXCHANGES: ClassVar[frozenset[str]] = frozenset({"okx", "bitget", "kucoinfutures"})
+    #: ccxt ids signed by a wallet: ``wallet_address`` (or ``api_key``) + the private key in ``api_secret``
+    WALLET_EXCHANGES: ClassVar[frozenset[str]] = frozenset({"hyperliquid", "paradex"})
+
     name: str = Field(description="venue name used everywhere (sim-a, binance, ...)")
     kind: VenueKind = VenueKind.SIM
     exchange_id: str = Field("binanceusdm", description="ccxt exchange id (kind ccxt)")
+    dialect: Literal["binance", "bybit", "okx", "hyperliquid"] = Field(
+        "binance", description="wire dialect of a simulator (kind sim): reached with that venue's ccxt class")
+    environment: Literal["live", "demo", "testnet"] = Field(
+        "live", description="kind ccxt: live, the venue's demo trading, or its testnet (sandbox)")
+    wallet_address: str | None = Field(None, description="public wallet address (Hyperliquid, Paradex)")
     base_url: str | None = Field(None, description="simulator base URL (kind sim)")
     port: int | None = Field(None, ge=1, le=65535, description="port a simulator is started on by `up`")
     seed: int | None = None
@@ -113,6 +128,8 @@ class VenueConfig(_Section):
             self.api_secret = SecretStr(env[self.env_key("API_SECRET")])
         if env.get(self.env_key("API_PASSWORD")):
             self.api_password = SecretStr(env[self.env_key("API_PASSWORD")])
+        if env.get(self.env_key("WALLET_ADDRESS")):
+            self.wallet_address = env[self.env_key("WALLET_ADDRESS")]
         problems = []
         if self.api_secret is None and self.api_secret_file is not None:
             try:
@@ -121,7 +138,17 @@ class VenueConfig(_Section):
                 problems.append(
                     f"venues.{self.name}.api_secret_file: cannot read {self.api_secret_file} ({exc.strerror})"
                 )
-        if self.kind is VenueKind.CCXT:
+        if self.kind is VenueKind.CCXT and self.exchange_id in self.WALLET_EXCHANGES:
+            if self.wallet_address is None and self.api_key is None:
+                problems.append(f"venues.{self.name}.wallet_address: missing for venue {self.name!r}; "
+                                f"set {self.env_key('WALLET_ADDRESS')}")
+            if self.api_secret is None and not any("api_secret_file" in p for p in problems):
+                problems.append(f"venues.{self.name}.api_secret: the wallet's private key is missing for venue "
+                                f"{self.name!r}; set {self.env_key('API_SECRET')} or api_secret_file")
+        elif self.kind is VenueKind.CCXT:
+            if self.exchange_id in self.PASSPHRASE_EXCHANGES and self.api_password is None:
+                problems.append(f"venues.{self.name}.api_password: the API passphrase is missing for venue "
+                                f"{self.name!r}; set {self.env_key('API_PASSWORD')}")
             if self.api_key is None:
                 problems.append(
                     f"venues.{self.name}.api_key: missing for live venue {self.name!r}; "

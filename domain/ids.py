@@ -49,6 +49,21 @@ def is_valid_client_order_id(value: str) -> bool:
     return bool(_ID_RE.match(value))
 
 
+_HEX_ID_RE = re.compile(r"\A0x[0-9a-f]{32}\Z")
+
+
+def hex_client_order_id(cid: str) -> str:
+    """The 128-bit hex form (``0x`` + 32 lowercase hex digits) of a client order id, for venues
+    whose client ids are hex (Hyperliquid ``cloid``): a hash of ``cid``, so as deterministic as it."""
+    if is_valid_hex_client_order_id(cid):
+        return cid  # already in that form
+    return "0x" + hashlib.sha256(f"cloid\x1f{cid}".encode()).hexdigest()[:32]
+
+
+def is_valid_hex_client_order_id(value: str) -> bool:
+    return bool(_HEX_ID_RE.match(value))
+
+
 def trade_workflow_id(symbol: str, long_venue: str, short_venue: str, stamp: str) -> str:
     """Workflow id of a trade: ``trade-BTCUSDT-sim-a-sim-b-<stamp>``. ``stamp`` makes it unique
     per opening decision (a UTC time for a manual open, the settlement epoch the scanner

@@ -87,5 +87,9 @@ def test_build_parser_reuses_given_parser() -> None:
     build_parser(sub.add_parser("sim"))
     args = parent.parse_args(["sim", "--name", "sim-a", "--port", "8701"])
     opts = options_from_args(args)
-    assert opts.funding_interval == 28800 and opts.api_key == DEFAULT_API_KEY
+    # no --funding-interval: the dialect's own (Binance 8 h), resolved when the venue starts
+    assert opts.funding_interval is None and opts.dialect == "binance" and opts.api_key == DEFAULT_API_KEY
     assert opts.state_path.endswith(".hedgeflow/sim-sim-a.sqlite")
+    from venues.sim.dialects import get
+
+    assert get("binance").funding_interval_s == 28800 and get("hyperliquid").funding_interval_s == 3600

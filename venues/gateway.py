@@ -1,8 +1,9 @@
 """The venue port: one small async API over ``ccxt.async_support`` that activities call.
 
-One implementation for every venue. A simulated venue (kind ``sim``) is an unmodified
-``ccxt.async_support.binanceusdm`` whose ``urls['api']`` entries point at the simulator; a
-live venue (kind ``ccxt``) is the ccxt class named by ``exchange_id``.
+One implementation for every venue: a simulator (kind ``sim``) is the unmodified ccxt class of
+its dialect pointed at it, a live venue (kind ``ccxt``) the class named by ``exchange_id``
+(:mod:`venues.exchange`); whatever differs between venue families is its adapter's
+(:mod:`venues.adapters`), never a branch here.
 
 This module is the behaviour (ccxt set-up, shared funding snapshot, idempotent placing, rate
 limiting); ccxt answers → models is :mod:`venues.parse`, the error table :mod:`venues.errors`.
@@ -31,10 +32,10 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from config.settings import VenueConfig, VenueKind
+from config.settings import VenueConfig
 from domain.ids import is_valid_client_order_id
-from domain.rounding import base_to_contracts, contracts_to_base, round_down
 from venues import history, parse, placing
+from venues.adapters import adapter_for
 from venues.errors import (
     BadSymbol,
     ClockSkew,
@@ -64,7 +65,7 @@ from venues.models import (
     Side,
 )
 from venues.parse import DEFAULT_INTERVAL_HOURS
-from venues.placing import RECV_WINDOW_MS, now_ms
+from venues.placing import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,13 @@ class Gateway:
         self._secrets = [
             s.get_secret_value() for s in (venue.api_key, venue.api_secret, venue.api_password) if s is not None
         ]
-        self._binance_dialect = venue.kind is VenueKind.SIM or venue.exchange_id in ("binanceusdm", "binance")
-        self.exchange = make_exchange(venue)
+        self.adapter = adapter_for(venue)
+        self.exchange = make_exchange(venue, self.adapter)
         self._markets = MarketCache(self._call, lambda: self.exchange.precisionMode, self.name)
         self._sends = placing.SendLog(self.exchange)  # hooks ccxt's signing: records send times
         self._clock = placing.Clock(self.exchange, self._call, self.name)  # also re-syncs after -1021
-        #: validity of an order request: Binance's recvWindow; other venues: the client timeout
-        self._window_ms = RECV_WINDOW_MS if self._binance_dialect else max(RECV_WINDOW_MS, venue.timeout_ms)
+        #: validity of an order request: the venue's bound (Binance's recvWindow), else the client timeout
+        self._window_ms = self.adapter.validity_window_ms(venue.timeout_ms)
         self._intervals: dict[str, Decimal] = {}
         self._intervals_at = float("-inf")  # never fetched: the first call fetches
         self._funding_cache: tuple[float, dict[str, FundingInfo]] | None = None
@@ -102,6 +103,9 @@ class Gateway:
     # ------------------------------------------------------------------ plumbing
     def _err(self, exc: BaseException) -> VenueError:
         return map_error(exc, self.name, secrets=self._secrets)
+
+    def _vcid(self, client_order_id: str) -> str:  # the venue's form of our client id (adapter)
+        return self.adapter.venue_client_id(client_order_id)
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -193,8 +197,11 @@ class Gateway:
         return out
 
     async def _refresh_intervals(self) -> None:
-        fresh = time.monotonic() - self._intervals_at < INTERVALS_TTL_S
-        if fresh or not self.exchange.has.get("fetchFundingIntervals"):
+        if time.monotonic() - self._intervals_at < INTERVALS_TTL_S:
+            return
+        if not self.exchange.has.get("fetchFundingIntervals"):  # the adapter reads the loaded markets
+            self._intervals = self.adapter.market_intervals(self.exchange.markets or {})
+            self._intervals_at = time.monotonic()
             return
         try:
             raw = await self._call("fetch_funding_intervals")
@@ -226,25 +233,24 @@ class Gateway:
         markets = await self.markets()
         generation = self._markets.generation
         raw = await self._call("fetch_positions", symbols)
-        unknown = parse.unknown_position_symbols(raw, markets, binance_dialect=self._binance_dialect)
+        binance = self.adapter.binance_fields
+        unknown = parse.unknown_position_symbols(raw, markets, binance_dialect=binance)
         if unknown - self._unresolved:  # once per symbol: what a reload did not resolve stays so
             markets = await self._markets.refresh(generation=generation)
-            self._unresolved = parse.unknown_position_symbols(raw, markets, binance_dialect=self._binance_dialect)
+            self._unresolved = parse.unknown_position_symbols(raw, markets, binance_dialect=binance)
         try:
-            return parse.positions(raw, markets, symbols, binance_dialect=self._binance_dialect)
+            return parse.positions(raw, markets, symbols, binance_dialect=binance)
         except BadSymbol as exc:
             raise BadSymbol(f"{self.name}: {exc}", venue=self.name) from None
 
     async def is_one_way_mode(self) -> bool:
-        """True when the account nets long and short per symbol (no hedge mode)."""
-        return parse.one_way_mode(await self._call("fetch_position_mode"))
+        """True when the account nets long and short per symbol (no hedge mode); True without a
+        check where the venue has no hedge mode or ccxt no read of it (the adapter says which)."""
+        return await self.adapter.one_way_mode(self._call, self.exchange.has)
 
     async def margin_mode(self, symbol: str) -> str:
         """``cross`` or ``isolated`` for ``symbol``; ``unknown`` where ccxt cannot ask the venue."""
-        if not self.exchange.has.get("fetchMarginMode"):
-            return "unknown"
-        raw = await self._call("fetch_margin_mode", symbol)
-        return str((raw or {}).get("marginMode") or "unknown").lower()
+        return await self.adapter.margin_mode(self._call, self.exchange.has, symbol)
 
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         """Set leverage; "not modified / already set" answers count as success."""
@@ -303,8 +309,8 @@ class Gateway:
         if not isinstance(qty, Decimal):
             raise TypeError(f"qty must be Decimal, got {type(qty).__name__}")
         m = await self.market(symbol)
-        contracts, base_qty = self._rounded(m, qty)
-        if lookup_first or self._sends.knows(client_order_id):
+        contracts, base_qty = placing.rounded(m, qty, self.name)
+        if lookup_first or self._sends.knows(self._vcid(client_order_id)):
             # before the notional check: a retry must find its order even if the price moved
             existing = await self._confirm_absent(symbol, client_order_id)
             if existing is not None:
@@ -313,7 +319,7 @@ class Gateway:
         await self._check_sendable(m, side, base_qty, reduce_only, ref_price)
         generation = self._markets.generation
         try:
-            return await self._send_market(m, side, contracts, base_qty, client_order_id, reduce_only)
+            return await self._send_market(m, side, contracts, base_qty, client_order_id, reduce_only, ref_price)
         except VenueError as err:
             if err.outcome_unknown or not is_market_metadata_error(err):
                 raise
@@ -322,19 +328,9 @@ class Gateway:
                 raise
             log.warning("venue %s: %s market metadata changed (%s); re-rounding and sending %s again",
                         self.name, symbol, err.code, client_order_id)
-            contracts, base_qty = self._rounded(fresh, qty)
+            contracts, base_qty = placing.rounded(fresh, qty, self.name)
             await self._check_sendable(fresh, side, base_qty, reduce_only, ref_price)
-            return await self._send_market(fresh, side, contracts, base_qty, client_order_id, reduce_only)
-
-    def _rounded(self, m: MarketInfo, qty: Decimal) -> tuple[Decimal, Decimal]:
-        """(contracts, base units) of ``qty`` rounded down to the step; refused below min qty."""
-        contracts = round_down(base_to_contracts(max(qty, Decimal(0)), m.contract_size),
-                               m.qty_step / m.contract_size)
-        base_qty = contracts_to_base(contracts, m.contract_size)
-        if base_qty <= 0 or base_qty < m.min_qty:
-            raise OrderBelowMinimum(f"{self.name}: {m.symbol} quantity {qty} rounds down to {base_qty} "
-                                    f"(step {m.qty_step}), below the minimum quantity {m.min_qty}", venue=self.name)
-        return contracts, base_qty
+            return await self._send_market(fresh, side, contracts, base_qty, client_order_id, reduce_only, ref_price)
 
     async def _check_sendable(
         self, m: MarketInfo, side: Side, base_qty: Decimal, reduce_only: bool, ref_price: Decimal | None
@@ -352,11 +348,16 @@ class Gateway:
                                         venue=self.name)
 
     async def _send_market(
-        self, m: MarketInfo, side: Side, contracts: Decimal, base_qty: Decimal, cid: str, reduce_only: bool
+        self, m: MarketInfo, side: Side, contracts: Decimal, base_qty: Decimal, cid: str, reduce_only: bool,
+        ref_price: Decimal | None = None,
     ) -> OrderResult:
-        """A market order, with the price-band fallback of a reduce-only one (see place_market_order)."""
+        """A market order (bounded by ``ref_price`` or the book where the adapter says), with the
+        price-band fallback of a reduce-only one (see place_market_order)."""
+        ref = None
+        if self.adapter.market_needs_price:
+            ref = ref_price if ref_price and ref_price > 0 else await self._reference_price(m.symbol, side)
         try:
-            return await self._send(m, side, contracts, base_qty, cid, reduce_only)
+            return await self._send(m, side, contracts, base_qty, cid, reduce_only, price=ref)
         except PriceBandRejected as err:
             if not reduce_only or m.price_band_up is None:
                 raise
@@ -374,13 +375,15 @@ class Gateway:
         reduce_only: bool, order_type: str = "market", price: Decimal | None = None,
         extra: dict[str, Any] | None = None,
     ) -> OrderResult:
-        """One order (``price``: a limit's; ``extra``: e.g. timeInForce) through the send log."""
-        params: dict[str, Any] = {"newClientOrderId" if self._binance_dialect else "clientOrderId": client_order_id}
-        if reduce_only:
-            params["reduceOnly"] = True
+        """One order (``price``: a limit's or a market's bound; ``extra``: e.g. timeInForce), logged."""
+        vcid = self._vcid(client_order_id)
+        params = self.adapter.order_params(vcid, reduce_only)
+        if order_type == "market":
+            order_type, price, more = self.adapter.market_order(side.value, price)
+            params.update(more)
         params.update(extra or {})
         try:
-            order = await self._sends.send(client_order_id, lambda: self._call(
+            order = await self._sends.send(vcid, lambda: self._call(
                 "create_order", m.symbol, order_type, side.value, str(contracts),
                 None if price is None else str(price), params))
         except VenueError as err:
@@ -402,7 +405,7 @@ class Gateway:
     async def _confirm_absent(self, symbol: str, client_order_id: str) -> OrderResult | None:
         async def deadline() -> int:
             await self._clock.refresh()
-            return self._sends.deadline_ms(client_order_id, now=now_ms(), window_ms=self._window_ms,
+            return self._sends.deadline_ms(self._vcid(client_order_id), now=now_ms(), window_ms=self._window_ms,
                                            ahead_ms=self._clock.ahead_ms())
 
         return await placing.confirm_absent(
@@ -442,7 +445,7 @@ class Gateway:
         """The order with this client id, or None when the venue says it does not exist."""
         m = await self.market(symbol)
         try:
-            order = await self._call("fetch_order", None, symbol, self._cid_params(client_order_id))
+            order = await self.adapter.fetch_by_client_id(self._call, symbol, self._vcid(client_order_id))
         except OrderNotFound:
             return None
         return self._order_result(order, m, client_order_id=client_order_id)
@@ -452,23 +455,20 @@ class Gateway:
         already closed is returned as it is (its state is looked up)."""
         m = await self.market(symbol)
         try:
-            order = await self._call("cancel_order", None, symbol, self._cid_params(client_order_id))
+            order = await self._call("cancel_order", None, symbol, self.adapter.lookup_params(self._vcid(client_order_id)))
         except OrderNotFound:
             # Binance answers -2011 "Unknown order" also for orders that already filled
             return await self.get_order(symbol, client_order_id)
         return self._order_result(order, m, client_order_id=client_order_id)
-
-    def _cid_params(self, client_order_id: str) -> dict[str, Any]:
-        return {"origClientOrderId" if self._binance_dialect else "clientOrderId": client_order_id}
 
     def _order_result(
         self, o: dict[str, Any], m: MarketInfo, *, requested: Decimal | None = None, side: Side | None = None,
         reduce_only: bool | None = None, client_order_id: str | None = None,
     ) -> OrderResult:
         return parse.order_result(
-            o, m, venue=self.name, binance_dialect=self._binance_dialect, taker_fee=self.venue.taker_fee,
+            o, m, venue=self.name, binance_dialect=self.adapter.binance_fields, taker_fee=self.venue.taker_fee,
             now_ms=now_ms(), requested=requested, side=side, reduce_only=reduce_only,
-            client_order_id=client_order_id,
+            client_order_id=client_order_id, own_client_id=self.adapter.renames_client_id,
         )
 
     # ------------------------------------------------------------------ history
@@ -480,8 +480,9 @@ class Gateway:
         runs ahead of ours) and de-duplicated."""
         if symbol is not None:
             await self.market(symbol)
-        raw = await history.funding_rows(self._call, symbol, since_ms, until_ms, now_ms=self._clock.history_now_ms())
-        return parse.funding_payments(raw, symbol, binance_dialect=self._binance_dialect)
+        raw = await history.funding_rows(self._call, symbol, since_ms, until_ms, now_ms=self._clock.history_now_ms(),
+                                         page_limit=self.adapter.page_size)
+        return parse.funding_payments(raw, symbol, binance_dialect=self.adapter.binance_fields)
 
     async def fills(
         self, symbol: str, since_ms: int, order_ids: Iterable[str] | None = None, until_ms: int | None = None
@@ -493,5 +494,6 @@ class Gateway:
         :meth:`funding_income`)."""
         m = await self.market(symbol)
         raw = await history.trade_rows(self._call, symbol, since_ms, until_ms, order_ids,
-                                       now_ms=self._clock.history_now_ms(), by_order_id=self._binance_dialect)
+                                       now_ms=self._clock.history_now_ms(), by_order_id=self.adapter.fills_by_order_id,
+                                       page_limit=self.adapter.page_size)
         return parse.fills(raw, m)

@@ -14,7 +14,8 @@ from typing import Any
 
 #: One query spans at most this (Binance: endTime − startTime ≤ 7 days).
 WINDOW_MS = 7 * 24 * 3600 * 1000 - 1
-#: Rows asked for per query (Binance's maximum for userTrades and income).
+#: Rows asked for per query by default (Binance's maximum for userTrades and income); the
+#: venue's adapter gives its own (``page_size``: Bybit, OKX, Bitget allow 100).
 PAGE_LIMIT = 1000
 #: History older than this is not kept by the venues (Binance: 6 months); ``since`` is clamped.
 MAX_LOOKBACK_MS = 183 * 24 * 3600 * 1000
@@ -98,6 +99,7 @@ async def trade_rows(
     *,
     now_ms: int,
     by_order_id: bool,
+    page_limit: int = PAGE_LIMIT,
 ) -> list[Row]:
     """ccxt trades of ``symbol`` in ``[since, until]`` (of ``order_ids`` only, when given).
 
@@ -111,7 +113,7 @@ async def trade_rows(
     missing = wanted
     if wanted is not None and by_order_id:
         for oid in wanted:
-            for t in await call("fetch_my_trades", symbol, None, PAGE_LIMIT, {"orderId": oid}):
+            for t in await call("fetch_my_trades", symbol, None, page_limit, {"orderId": oid}):
                 if str(t.get("order")) == oid:
                     found[trade_key(t)] = t
         missing = [oid for oid in wanted if not any(str(t.get("order")) == oid for t in found.values())]
@@ -119,22 +121,23 @@ async def trade_rows(
             return sorted(found.values(), key=lambda r: int(r.get("timestamp") or 0))
 
     async def fetch(start: int, end: int) -> list[Row]:
-        return await call("fetch_my_trades", symbol, start, PAGE_LIMIT, {"until": end})
+        return await call("fetch_my_trades", symbol, start, page_limit, {"until": end})
 
     until = until_ms if until_ms is not None else now_ms + CLOCK_SLACK_MS
-    for t in await collect(fetch, clamp_since(since_ms, now_ms), until, trade_key):
+    for t in await collect(fetch, clamp_since(since_ms, now_ms), until, trade_key, page_limit=page_limit):
         if missing is None or str(t.get("order")) in missing:
             found.setdefault(trade_key(t), t)
     return sorted(found.values(), key=lambda r: int(r.get("timestamp") or 0))
 
 
 async def funding_rows(
-    call: Call, symbol: str | None, since_ms: int, until_ms: int | None, *, now_ms: int
+    call: Call, symbol: str | None, since_ms: int, until_ms: int | None, *, now_ms: int,
+    page_limit: int = PAGE_LIMIT,
 ) -> list[Row]:
     """ccxt funding history (of ``symbol`` when given) in ``[since, until]``."""
 
     async def fetch(start: int, end: int) -> list[Row]:
-        return await call("fetch_funding_history", symbol, start, PAGE_LIMIT, {"until": end})
+        return await call("fetch_funding_history", symbol, start, page_limit, {"until": end})
 
     until = until_ms if until_ms is not None else now_ms + CLOCK_SLACK_MS
-    return await collect(fetch, clamp_since(since_ms, now_ms), until, income_key)
+    return await collect(fetch, clamp_since(since_ms, now_ms), until, income_key, page_limit=page_limit)

@@ -302,11 +302,13 @@ def order_result(
     side: Side | None = None,
     reduce_only: bool | None = None,
     client_order_id: str | None = None,
+    own_client_id: bool = False,
 ) -> OrderResult:
     """A ccxt order (``create_order`` / ``fetch_order`` / ``cancel_order``) → OrderResult.
 
     ``requested`` / ``side`` / ``reduce_only`` / ``client_order_id`` are what the caller sent,
-    used where the answer does not say. Without a fee in the answer (Binance order answers
+    used where the answer does not say; with ``own_client_id`` (the venue knows the order under
+    another form of the id, e.g. Hyperliquid's hex cloid) ``client_order_id`` is reported. Without a fee in the answer (Binance order answers
     carry none) the fee is estimated with ``taker_fee``."""
     info = o.get("info") or {}
     cs = m.contract_size
@@ -336,7 +338,8 @@ def order_result(
     return OrderResult(
         venue=venue,
         symbol=m.symbol,
-        client_order_id=str(o.get("clientOrderId") or client_order_id or ""),
+        client_order_id=str((client_order_id if own_client_id else None) or o.get("clientOrderId")
+                            or client_order_id or ""),
         venue_order_id=str(o.get("id") or ""),
         side=Side(o.get("side") or (side.value if side else "buy")),
         reduce_only=bool(reduce_only if ro is None else ro in (True, "true", "True")),

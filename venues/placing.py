@@ -33,11 +33,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from venues.errors import OrderOutcomeUnknown, VenueError
-from venues.models import OrderResult
+from domain.rounding import base_to_contracts, contracts_to_base, round_down
+from venues.errors import OrderBelowMinimum, OrderOutcomeUnknown, VenueError
+from venues.models import MarketInfo, OrderResult
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,17 @@ _PLACING: contextvars.ContextVar[str | None] = contextvars.ContextVar("hedgeflow
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def rounded(m: MarketInfo, qty: Decimal, venue: str) -> tuple[Decimal, Decimal]:
+    """(contracts, base units) of ``qty`` base units rounded down to the step, converted with the
+    market's contract size (1 where the venue trades base units); refused below min qty."""
+    contracts = round_down(base_to_contracts(max(qty, Decimal(0)), m.contract_size), m.qty_step / m.contract_size)
+    base_qty = contracts_to_base(contracts, m.contract_size)
+    if base_qty <= 0 or base_qty < m.min_qty:
+        raise OrderBelowMinimum(f"{venue}: {m.symbol} quantity {qty} rounds down to {base_qty} "
+                                f"(step {m.qty_step}), below the minimum quantity {m.min_qty}", venue=venue)
+    return contracts, base_qty
 
 
 @dataclass

@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 
 from aiohttp import web
 
+from . import dialects
 from .api_account import account_numbers, position_json
 from .errors import SimError
 from .liquidation import liquidation_view
@@ -36,7 +37,7 @@ async def state(sim: Sim, request: web.Request) -> web.Response:
     for sym, pos in e.positions.items():
         if pos.qty and sym in sim.market.specs:
             pj = position_json(sim, sym, n["marks"], True)
-            positions.append({"symbol": sim.market.specs[sym].symbol, "venue_symbol": sym,
+            positions.append({"symbol": _unified(sim, sym), "venue_symbol": sym,
                               "positionAmt": pj["positionAmt"], "entryPrice": pj["entryPrice"],
                               "markPrice": pj["markPrice"], "unRealizedProfit": pj["unRealizedProfit"],
                               "notional": pj["notional"], "leverage": pj["leverage"],
@@ -62,8 +63,12 @@ async def state(sim: Sim, request: web.Request) -> web.Response:
 
 
 def _unified(sim: Sim, sym: str) -> str:
+    """``sym``'s ccxt unified symbol in this venue's dialect (the spec's own unless the dialect maps it)."""
     s = sim.market.specs.get(sym)
-    return s.symbol if s else sym
+    if s is None:
+        return sym
+    hook = dialects.get(sim.opts.dialect).unified
+    return hook(s) if hook is not None else s.symbol
 
 
 async def _json_body(request: web.Request) -> object:

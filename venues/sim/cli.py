@@ -10,6 +10,7 @@ import signal
 import sys
 from decimal import Decimal, InvalidOperation
 
+from .dialects import DIALECTS
 from .options import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
@@ -18,7 +19,6 @@ from .options import (
     ENV_API_SECRET,
     SimOptions,
 )
-from .dialects import DIALECTS
 from .server import start_sim
 
 DEFAULTS = SimOptions()  # the CLI's defaults are SimOptions' own
@@ -65,9 +65,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--api-key", default=None, help=f"API key (env {ENV_API_KEY}, default {DEFAULT_API_KEY})")
     parser.add_argument("--api-secret", default=None,
                         help=f"API secret (env {ENV_API_SECRET}, default {DEFAULT_API_SECRET})")
-    parser.add_argument("--funding-interval", type=_positive_int, default=DEFAULT_FUNDING_INTERVAL_S,
+    parser.add_argument("--funding-interval", type=_positive_int, default=None,
                         metavar="SECONDS",
-                        help=f"funding settlement interval in wall seconds (default {DEFAULT_FUNDING_INTERVAL_S})")
+                        help=f"funding settlement interval in wall seconds (default: the dialect's own, "
+                             f"{DEFAULT_FUNDING_INTERVAL_S} s; hyperliquid 3600 s)")
     parser.add_argument("--initial-balance", type=_decimal, default=DEFAULTS.initial_balance, metavar="USDT")
     parser.add_argument("--balance", type=_decimal, default=None, metavar="USD",
                         help=f"starting USDT wallet of a new state file (default {DEFAULTS.initial_balance}; "
@@ -94,6 +95,8 @@ def _seed_from_name(name: str) -> int:
 def options_from_args(args: argparse.Namespace) -> SimOptions:
     if args.replay and args.speed <= 0:
         raise ValueError("--speed must be positive")
+    if getattr(args, "dialect", None) == "okx" and not (args.api_passphrase or os.environ.get("HEDGEFLOW_SIM_API_PASSPHRASE")):
+        raise ValueError("--api-passphrase is required for --dialect okx")
     return SimOptions(
         name=args.name,
         host=args.host,

@@ -35,11 +35,19 @@ class Dialect:
     render_error: RenderError = binance_error
     #: response headers every answer carries (e.g. Binance's used-weight header): (sim) → headers
     headers: Callable[[Any], Mapping[str, str]] | None = None
+    #: the ccxt unified symbol this venue's clients see for a core spec (``/_sim/state``);
+    #: None: the spec's own (``BTC/USDT:USDT``)
+    unified: Callable[[Any], str] | None = None
+    #: the venue's own settlement interval, used unless ``--funding-interval`` says otherwise
+    funding_interval_s: int = 8 * 3600
 
 
 #: dialect name → module that defines ``DIALECT`` (imported on first use)
 DIALECTS: dict[str, str] = {
     "binance": "venues.sim.endpoints",
+    "bybit": "venues.sim.bybit.endpoints",
+    "okx": "venues.sim.okx.endpoints",
+    "hyperliquid": "venues.sim.hyperliquid.endpoints",
 }
 
 

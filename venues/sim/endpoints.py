@@ -16,9 +16,9 @@ from aiohttp import web
 
 from . import admin
 from . import api_account as account
-from .auth import authenticate
 from . import api_market as market
 from . import api_orders as orders
+from .auth import authenticate
 
 Handler = Callable[[Any, web.Request, dict], Awaitable[object]]  # (sim, request, params) -> JSON-able
 AdminHandler = Callable[[Any, web.Request], Awaitable[web.Response]]  # (sim, request) -> response

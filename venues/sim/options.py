@@ -31,7 +31,7 @@ class SimOptions:
     state: str | None = None  # None → .hedgeflow/sim-NAME.sqlite; ":memory:" allowed
     api_key: str = DEFAULT_API_KEY
     api_secret: str = DEFAULT_API_SECRET
-    funding_interval: int = DEFAULT_FUNDING_INTERVAL_S
+    funding_interval: int | None = None  # None: the dialect's own (8 h; Hyperliquid 1 h)
     initial_balance: Decimal = D("100000")
     balance: Decimal | None = None  # starting USDT wallet (--balance); overrides initial_balance
     taker_fee: Decimal = D("0.0005")

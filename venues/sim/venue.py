@@ -64,7 +64,10 @@ class Sim:
                 self.store.set_meta(replay_key=key, replay_wall0=wall0)
         book = BookConfig(opts.book_levels, D(opts.book_half_spread_bps), D(opts.book_level_step_bps),
                           D(opts.book_level_notional))
-        self.market = Market(specs, seed=opts.seed, funding_interval_s=opts.funding_interval, book=book,
+        from .dialects import get as dialect
+
+        interval = opts.funding_interval or dialect(opts.dialect).funding_interval_s
+        self.market = Market(specs, seed=opts.seed, funding_interval_s=interval, book=book,
                              replay=replay, speed=opts.speed, replay_wall0_ms=wall0)
         self.engine = Engine({s.id: s for s in specs}, wallet=opts.start_balance, taker_fee=D(opts.taker_fee),
                              default_leverage=opts.default_leverage)

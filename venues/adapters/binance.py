@@ -1,0 +1,32 @@
+"""Binance USD-M (``binanceusdm``, ``binance``) and the simulator's default dialect."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from venues.adapters.base import Adapter
+from venues.placing import RECV_WINDOW_MS
+
+
+class BinanceAdapter(Adapter):
+    family = "binance"
+    exchange_ids = ("binanceusdm", "binance")
+    sim_class = "binanceusdm"
+    cid_param = "newClientOrderId"
+    lookup_param = "origClientOrderId"
+    cid_field = "newClientOrderId"
+    cid_max_len = 36
+    cid_format = "32 of [A-Za-z0-9] (venue: ≤ 36)"
+    page_size = 1000  # userTrades and income: limit ≤ 1000
+    binance_fields = True
+    fills_by_order_id = True
+    contract_sized = False  # USD-M: contractSize 1, quantities in base units
+    recv_window_ms = RECV_WINDOW_MS  # sent as recvWindow with every signed request
+    funding_interval_source = "fetchFundingIntervals (fundingInfo; unlisted: 8 h)"
+    environments: ClassVar[dict[str, str]] = {"live": "", "demo": "demo", "testnet": "sandbox"}
+
+    def ccxt_options(self) -> dict[str, Any]:
+        return {"defaultType": "swap", "recvWindow": RECV_WINDOW_MS}
+
+    def margin_text(self) -> str:
+        return "fetchMarginMode"
