@@ -62,6 +62,9 @@ class VenueConfig(_Section):
     PASSPHRASE_EXCHANGES: ClassVar[frozenset[str]] = frozenset({"okx", "bitget", "kucoinfutures"})
     #: ccxt ids signed by a wallet: ``wallet_address`` (or ``api_key``) + the private key in ``api_secret``
     WALLET_EXCHANGES: ClassVar[frozenset[str]] = frozenset({"hyperliquid", "paradex"})
+    #: a paper OKX venue's API passphrase (dialect ``okx``): the simulator the project starts for it is
+    #: given the same (``--api-passphrase``, as ``HEDGEFLOW_SIM_API_PASSPHRASE``); not a credential
+    DEMO_OKX_PASSPHRASE: ClassVar[str] = "hedgeflow-demo-passphrase"
 
     name: str = Field(description="venue name used everywhere (sim-a, binance, ...)")
     kind: VenueKind = VenueKind.SIM
@@ -109,11 +112,33 @@ class VenueConfig(_Section):
                 if self.port is None:
                     raise ValueError("a sim venue needs base_url or port")
                 self.base_url = f"http://127.0.0.1:{self.port}"
-            if self.api_key is None:
-                self.api_key = SecretStr(DEMO_API_KEY)
-            if self.api_secret is None and self.api_secret_file is None:
-                self.api_secret = SecretStr(DEMO_API_SECRET)
+            self._sim_demo_credentials()
         return self
+
+    def _sim_demo_credentials(self) -> None:
+        """A paper venue's demo credentials where none are configured, as its dialect signs:
+        Hyperliquid with the demo wallet (its address is the simulator's API key) and its test
+        private key; OKX keys with the demo passphrase as well."""
+        if self.dialect == "hyperliquid":
+            if self.wallet_address is None and self.api_key is None:
+                self.wallet_address = DEMO_HL_WALLET
+            if self.api_key is None:
+                self.api_key = SecretStr(self.wallet_address or DEMO_HL_WALLET)
+            if self.api_secret is None and self.api_secret_file is None:
+                self.api_secret = SecretStr(DEMO_HL_PRIVATE_KEY)
+            return
+        if self.api_key is None:
+            self.api_key = SecretStr(DEMO_API_KEY)
+        if self.api_secret is None and self.api_secret_file is None:
+            self.api_secret = SecretStr(DEMO_API_SECRET)
+        if self.dialect == "okx" and self.api_password is None:
+            self.api_password = SecretStr(self.DEMO_OKX_PASSPHRASE)
+
+    def sim_wallet(self) -> str | None:
+        """The wallet a Hyperliquid-dialect venue signs for (the simulator's API key), else None."""
+        if self.dialect != "hyperliquid":
+            return None
+        return self.wallet_address or (self.api_key.get_secret_value() if self.api_key else None)
 
     def env_key(self, what: str) -> str:
         return f"HEDGEFLOW_VENUE_{self.name.upper().replace('-', '_')}_{what}"
@@ -361,18 +386,21 @@ class Settings(BaseSettings):
         return self
 
     def live_venues(self) -> list[str]:
-        """Names of the venues that trade real money (``kind: ccxt``)."""
-        return [v.name for v in self.venues if v.kind is VenueKind.CCXT]
+        """Names of the venues that trade real money: ``kind: ccxt`` in ``environment: live`` (the
+        default). A ccxt venue's ``demo`` or ``testnet`` account trades play money (no switch, no
+        ``mode: live``); simulators never count."""
+        return [v.name for v in self.venues if is_live_venue(v)]
 
     def live_refusal(self, *, switch: bool, env_ok: bool = False) -> str | None:
         """The live interlock: why an entry point that can send orders may not run with these
-        settings, or None. Paper (no ``kind: ccxt`` venue, profile not ``live``) needs nothing;
+        settings, or None. Paper (no live venue, see :meth:`live_venues`, and profile not ``live``
+        unless every venue is a ccxt demo/testnet account) needs nothing;
         otherwise both ``mode: live`` and the explicit switch (``switch``: the
         ``--i-understand-this-is-live`` flag was given, or — ``env_ok``, non-interactive
         workers — ``HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE=1``) are required."""
         live = self.live_venues()
-        if not live and self.profile != "live":
-            return None
+        if not live and (self.profile != "live" or _all_paper_accounts(self.venues)):
+            return None  # paper: simulators, or (also in the live profile) only demo/testnet accounts
         missing = []
         if not switch:
             missing.append(LIVE_SWITCH_FLAG + (f" (or {LIVE_SWITCH_ENV}=1)" if env_ok else ""))
@@ -380,7 +408,7 @@ class Settings(BaseSettings):
             missing.append("mode: live in the config file")
         if not missing:
             return None
-        what = (f"venues {', '.join(live)} are live (kind ccxt) and trade real money" if live
+        what = (f"venues {', '.join(live)} are live (kind ccxt, environment live) and trade real money" if live
                 else "the live profile trades real money on real venues")
         return f"refusing to trade: {what}; it needs {' and '.join(missing)}"
 
@@ -400,6 +428,16 @@ class Settings(BaseSettings):
 #: for non-interactive workers (``hedgeflow worker``, the worker ``hedgeflow up`` starts) the env var
 LIVE_SWITCH_FLAG = "--i-understand-this-is-live"
 LIVE_SWITCH_ENV = "HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE"
+
+
+def is_live_venue(v: VenueConfig) -> bool:
+    """True for a venue that trades real money: ``kind: ccxt`` in ``environment: live``."""
+    return v.kind is VenueKind.CCXT and v.environment == "live"
+
+
+def _all_paper_accounts(venues: list[VenueConfig]) -> bool:
+    """The live profile without real money: at least one venue, each a ccxt demo/testnet account."""
+    return bool(venues) and all(v.kind is VenueKind.CCXT and v.environment != "live" for v in venues)
 
 
 def live_switch_env(environ: dict[str, str] | None = None) -> bool:

@@ -31,6 +31,7 @@ COMMANDS = [
     "chaos",
     "config",
     "bootstrap",
+    "venues",
 ]
 
 
@@ -45,7 +46,8 @@ class CliError(Exception):
 def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
     """Load the settings; for a command that can send orders (its module's ``trades_live(args)``)
     apply the live interlock (``Settings.live_refusal``) *before* anything connects: a config
-    with a ``kind: ccxt`` venue (or profile live) needs ``mode: live`` and
+    with a live venue (``kind: ccxt``, ``environment: live``; demo and testnet accounts are not
+    live) or profile live needs ``mode: live`` and
     ``--i-understand-this-is-live`` (``hedgeflow worker`` also accepts
     ``HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE=1``); else ``CliError`` exit 2 naming what is missing."""
     settings = load_settings(getattr(args, "config", None), profile=getattr(args, "profile", None) or None)
@@ -56,7 +58,7 @@ def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
         refusal = settings.live_refusal(switch=switch, env_ok=env_ok)
         if refusal:
             raise CliError(refusal, 2)
-        if settings.live_venues() or settings.profile == "live":
+        if switch and (settings.live_venues() or settings.profile == "live"):
             os.environ[LIVE_SWITCH_ENV] = "1"  # confirmed: the worker this process runs or starts sees it
     return settings
 

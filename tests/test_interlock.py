@@ -160,3 +160,81 @@ def test_paper_needs_nothing_and_run_worker_checks_too(monkeypatch):
         asyncio.run(run_worker(live, connect_timeout=0.1))
     monkeypatch.setenv(ENV_SWITCH, "1")
     assert live.live_refusal(switch=True, env_ok=True) is None
+
+
+# --- demo and testnet accounts (issue 11): play money, no switch ------------------------------------
+def _venue_config(tmp_path: Path, environment: str | None, mode: str = "paper") -> Path:
+    cfg = tmp_path / f"{environment or 'default'}-{mode}.yaml"
+    env_line = f"    environment: {environment}\n" if environment else ""
+    cfg.write_text(f"mode: {mode}\n{CCXT_VENUE}{env_line}")
+    return cfg
+
+
+def _ccxt_settings(environment: str | None, **env: str):
+    venue = {"name": "binance", "kind": "ccxt", "exchange_id": "binanceusdm"}
+    if environment:
+        venue["environment"] = environment
+    import json
+
+    return load_settings(environ={"HEDGEFLOW__VENUES": json.dumps([venue]), "HEDGEFLOW_VENUE_BINANCE_API_KEY": "k",
+                                  "HEDGEFLOW_VENUE_BINANCE_API_SECRET": "s", **env})
+
+
+@pytest.mark.parametrize("environment", ["demo", "testnet"])
+def test_demo_and_testnet_ccxt_venues_are_not_live(environment):
+    s = _ccxt_settings(environment)  # mode paper: accepted, a demo account is no real money
+    assert s.mode == "paper" and s.live_venues() == []
+    assert s.live_refusal(switch=False) is None and s.live_refusal(switch=False, env_ok=True) is None
+    live_profile = _ccxt_settings(environment, HEDGEFLOW__PROFILE="live")  # every venue a demo account
+    assert live_profile.live_refusal(switch=False) is None
+
+
+@pytest.mark.parametrize("environment", [None, "live"], ids=["default", "live"])
+def test_a_live_ccxt_venue_still_needs_the_switch(environment):
+    from config import ConfigError
+
+    with pytest.raises(ConfigError, match="mode is 'paper'"):
+        _ccxt_settings(environment)
+    s = _ccxt_settings(environment, HEDGEFLOW__MODE="live")
+    assert s.live_venues() == ["binance"]
+    refusal = s.live_refusal(switch=False)
+    assert refusal and FLAG in refusal and "binance" in refusal
+    assert s.live_refusal(switch=True) is None
+    # a live venue beside a demo one: still refused
+    import json
+
+    mixed = load_settings(environ={
+        "HEDGEFLOW__MODE": "live", "HEDGEFLOW_VENUE_BINANCE_API_KEY": "k", "HEDGEFLOW_VENUE_BINANCE_API_SECRET": "s",
+        "HEDGEFLOW_VENUE_DEMO_API_KEY": "k", "HEDGEFLOW_VENUE_DEMO_API_SECRET": "s",
+        "HEDGEFLOW__VENUES": json.dumps([{"name": "binance", "kind": "ccxt"},
+                                         {"name": "demo", "kind": "ccxt", "environment": "demo"}])})
+    assert mixed.live_venues() == ["binance"] and FLAG in (mixed.live_refusal(switch=False) or "")
+
+
+def test_the_live_profile_with_simulators_still_needs_the_switch():
+    s = load_settings(environ={"HEDGEFLOW__PROFILE": "live", "HEDGEFLOW__VENUES": '[{"name": "s", "port": 9}]'})
+    assert s.live_venues() == [] and FLAG in (s.live_refusal(switch=False) or "")
+
+
+@pytest.mark.parametrize("args", [ENTRY_POINTS[0], ENTRY_POINTS[3]], ids=lambda a: a[0])
+def test_a_demo_ccxt_venue_starts_without_the_switch(args, listener, tmp_path):
+    """mode paper, no flag, no env switch: the command gets past the interlock and connects (to this
+    test's listener, which never answers: no real exchange is contacted before Temporal)."""
+    cmd = [sys.executable, "-m", "hedgeflow", "--config", str(_venue_config(tmp_path, "demo")), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(listener, tmp_path), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert listener.connected(wait=30), "a demo venue was refused by the interlock"
+    finally:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+    assert "refusing" not in err, err
+
+
+@pytest.mark.parametrize("args", [ENTRY_POINTS[0], ENTRY_POINTS[3]], ids=lambda a: a[0])
+def test_an_explicitly_live_ccxt_venue_is_refused_without_the_switch(args, listener, tmp_path):
+    res = _cli(_venue_config(tmp_path, "live", mode="live"), args, _env(listener, tmp_path))
+    assert res.returncode == 2, res.stdout + res.stderr
+    line = _stderr_line(res)
+    assert FLAG in line and "binance" in line, line
+    assert not listener.connected()

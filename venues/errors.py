@@ -22,6 +22,8 @@ ccxt → hedgeflow error mapping (:func:`map_error`; first matching row wins):
 | Binance code -1013, -4004, -4005, -4023, -4140, -4141 (filters/status) | InvalidOrder         | no        | no              |
 | Binance code -1121                                                    | BadSymbol            | no        | no              |
 | Binance code -1003, -1015; HTTP 418/429                               | RateLimited          | yes       | no              |
+| OKX ``sCode`` 51169 (reduce-only, no position; ccxt: ``ExchangeError``) | InvalidOrder       | no        | no              |
+| Hyperliquid "User or API Wallet 0x… does not exist" (signer unknown; ccxt: ``InvalidOrder``) | AuthenticationFailed | no | no |
 | ``RequestTimeout`` (incl. HTTP 408/504)                               | VenueTimeout         | yes       | yes             |
 | ``DDoSProtection``, ``RateLimitExceeded``                             | RateLimited          | yes       | no              |
 | ``ExchangeNotAvailable``, ``OnMaintenance`` (incl. HTTP 5xx)          | VenueUnavailable     | yes       | yes             |
@@ -48,8 +50,14 @@ Fallbacks the gateway applies itself before raising:
   up, fresh mark); it fills what lies inside the band and the caller's close loop sends the
   rest as a new order. An opening order's refusal is raised as it is.
 
-The rows are :data:`CODE_TABLE` (Binance codes read from the response body, checked first)
-and :data:`CLASS_TABLE` (ccxt classes, subclasses before their parents).
+The rows are :data:`CODE_TABLE` (Binance codes read from the response body, checked first),
+:data:`VENUE_CODE_TABLE` (other dialects' codes: OKX ``sCode``, Bybit ``retCode``),
+:data:`MESSAGE_TABLE` (venues without codes: Hyperliquid) and :data:`CLASS_TABLE` (ccxt classes,
+subclasses before their parents). The other dialects' errors mostly classify by ccxt's own
+tables (their hosts do not matter to ccxt): Bybit 10003/10004 and OKX 50105/50113 →
+AuthenticationFailed, Bybit 110007 / OKX 51008 / Hyperliquid "Insufficient margin" →
+InsufficientMargin, Bybit 110017 and Hyperliquid "Reduce only order would increase position" →
+InvalidOrder, Bybit 10016 / OKX 50004 (HTTP 503) → VenueTimeout; the venue tables fill the gaps.
 
 The Binance-code rows exist because ccxt picks its per-market error table from the request
 URL's host: against a simulator (or any non-``binance.com`` host) only the common table
@@ -231,6 +239,18 @@ CLASS_TABLE: list[tuple[str, type[VenueError]]] = [
     ("ExchangeError", VenueRejected),
 ]
 
+#: Other dialects' codes (OKX ``sCode``, Bybit ``retCode``, read from the body) where ccxt's
+#: class is too coarse. (Bybit 110043 "leverage not modified" is :data:`LEVERAGE_UNCHANGED`.)
+VENUE_CODE_TABLE: dict[int, type[VenueError]] = {
+    51169: InvalidOrder,  # OKX: reduce-only order, no position to reduce (ccxt's okx table lacks it)
+}
+#: (fragment of the message, hedgeflow class) for venues whose errors carry no code.
+MESSAGE_TABLE: tuple[tuple[str, type[VenueError]], ...] = (
+    ("User or API Wallet", AuthenticationFailed),  # Hyperliquid: the signer is no user or agent wallet
+)
+#: Bybit codes of a ``set_leverage`` refusal that says the leverage is already that.
+LEVERAGE_UNCHANGED_CODES = frozenset({110043})
+
 #: Lower-case fragments of a ``set_leverage`` refusal that means "already at that leverage".
 LEVERAGE_UNCHANGED = (
     "not modified",
@@ -241,6 +261,7 @@ LEVERAGE_UNCHANGED = (
 )
 
 _BINANCE_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
+_VENUE_CODE_RE = re.compile(r'"(?:sCode|retCode)"\s*:\s*"?(\d+)"?')
 
 
 @functools.cache
@@ -264,6 +285,14 @@ def binance_code(message: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def venue_code(message: str) -> int | None:
+    """The first non-zero OKX ``sCode`` / Bybit ``retCode`` of an error body quoted in ``message``."""
+    for m in _VENUE_CODE_RE.finditer(message):
+        if int(m.group(1)) != 0:
+            return int(m.group(1))
+    return None
+
+
 def map_error(exc: BaseException, venue_name: str, *, secrets: Iterable[str] = ()) -> VenueError:
     """Map any exception raised by ccxt to a :class:`VenueError` (table in the module doc).
 
@@ -278,6 +307,10 @@ def map_error(exc: BaseException, venue_name: str, *, secrets: Iterable[str] = (
     code = binance_code(raw) if isinstance(exc, base_error) else None
     if code is not None:
         target = CODE_TABLE.get(code)
+    elif isinstance(exc, base_error):
+        code = venue_code(raw)
+        target = VENUE_CODE_TABLE.get(code) if code is not None else None
+        target = target or next((cls for text, cls in MESSAGE_TABLE if text in raw), None)
     if target is None:
         for ccxt_cls, venue_cls in class_table:
             if isinstance(exc, ccxt_cls):
@@ -298,6 +331,6 @@ def is_market_metadata_error(exc: VenueError) -> bool:
 
 def is_leverage_unchanged(exc: VenueError) -> bool:
     """True when a ``set_leverage`` refusal only says the leverage is already set."""
-    return isinstance(exc, (VenueRejected, InvalidOrder)) and any(
-        s in str(exc).lower() for s in LEVERAGE_UNCHANGED
+    return isinstance(exc, (VenueRejected, InvalidOrder)) and (
+        exc.code in LEVERAGE_UNCHANGED_CODES or any(s in str(exc).lower() for s in LEVERAGE_UNCHANGED)
     )

@@ -178,7 +178,7 @@ class Gateway:
 
     async def _fetch_funding_rates(self) -> dict[str, FundingInfo]:
         markets = await self.markets()
-        raw = await self._call("fetch_funding_rates")
+        raw = await self.adapter.funding_rates(self._call)  # with marks (OKX: a second bulk request)
         now = now_ms()
         # markets the venue does not trade now are left out, as before (nothing opens there)
         markets = {s: m for s, m in markets.items() if m.active}
@@ -223,7 +223,7 @@ class Gateway:
 
     # ------------------------------------------------------------------ account
     async def balance(self) -> Balance:
-        return parse.balance(await self._call("fetch_balance"))
+        return parse.balance(await self._call("fetch_balance"), self.adapter.settle_currency)
 
     async def positions(self, symbols: list[str] | None = None) -> list[Position]:
         """Open (non-zero) positions, signed quantity in base units. None is dropped for its
@@ -434,12 +434,7 @@ class Gateway:
         return result
 
     async def _reference_price(self, symbol: str, side: Side) -> Decimal | None:
-        book = await self.order_book(symbol, 5)
-        levels = book.asks if side is Side.BUY else book.bids
-        if levels:
-            return levels[0].price
-        other = book.bids if side is Side.BUY else book.asks
-        return other[0].price if other else None
+        return placing.book_price(await self.order_book(symbol, 5), side)
 
     async def get_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
         """The order with this client id, or None when the venue says it does not exist."""
@@ -456,10 +451,10 @@ class Gateway:
         m = await self.market(symbol)
         try:
             order = await self._call("cancel_order", None, symbol, self.adapter.lookup_params(self._vcid(client_order_id)))
-        except OrderNotFound:
-            # Binance answers -2011 "Unknown order" also for orders that already filled
+        except OrderNotFound:  # Binance answers -2011 "Unknown order" also for orders that already filled
             return await self.get_order(symbol, client_order_id)
-        return self._order_result(order, m, client_order_id=client_order_id)
+        found = None if order.get("status") else await self.get_order(symbol, client_order_id)
+        return found or self._order_result(order, m, client_order_id=client_order_id)  # (an ack only: read back)
 
     def _order_result(
         self, o: dict[str, Any], m: MarketInfo, *, requested: Decimal | None = None, side: Side | None = None,
@@ -480,9 +475,11 @@ class Gateway:
         runs ahead of ours) and de-duplicated."""
         if symbol is not None:
             await self.market(symbol)
+        a = self.adapter
         raw = await history.funding_rows(self._call, symbol, since_ms, until_ms, now_ms=self._clock.history_now_ms(),
-                                         page_limit=self.adapter.page_size)
-        return parse.funding_payments(raw, symbol, binance_dialect=self.adapter.binance_fields)
+                                         page_limit=a.page_size, params=lambda s, e: a.funding_params(a.page_size, s, e),
+                                         newest_first=a.history_newest_first)
+        return parse.funding_payments(raw, symbol, binance_dialect=a.binance_fields, sign=a.funding_sign)
 
     async def fills(
         self, symbol: str, since_ms: int, order_ids: Iterable[str] | None = None, until_ms: int | None = None
@@ -495,5 +492,5 @@ class Gateway:
         m = await self.market(symbol)
         raw = await history.trade_rows(self._call, symbol, since_ms, until_ms, order_ids,
                                        now_ms=self._clock.history_now_ms(), by_order_id=self.adapter.fills_by_order_id,
-                                       page_limit=self.adapter.page_size)
+                                       page_limit=self.adapter.page_size, newest_first=self.adapter.history_newest_first)
         return parse.fills(raw, m)

@@ -5,6 +5,8 @@ Venues cap one history query: Binance USD-M ``userTrades`` accepts at most 7 day
 ``endTime = since + 7 days``, so one query silently misses everything later; ``income``
 returns at most 1000 rows. :func:`collect` therefore walks ``[since, until]`` in windows of
 :data:`WINDOW_MS`, pages inside a window while a page comes back full, and de-duplicates.
+Binance and Hyperliquid answer the *oldest* rows of a range first (a full page: read on from its
+newest row); Bybit and OKX the *newest* (``newest_first``: read on below its oldest row).
 """
 
 from __future__ import annotations
@@ -51,13 +53,15 @@ async def collect(
     *,
     width_ms: int = WINDOW_MS,
     page_limit: int = PAGE_LIMIT,
+    newest_first: bool = False,
 ) -> list[Row]:
-    """Every row ``fetch(start, end)`` yields for ``[since_ms, until_ms]``, each once (by ``key``)."""
+    """Every row ``fetch(start, end)`` yields for ``[since_ms, until_ms]``, each once (by ``key``);
+    ``newest_first``: a full page holds the newest rows of the range (module doc)."""
     seen: dict[Hashable, Row] = {}
     for start, end in windows(since_ms, until_ms, width_ms):
-        cursor = start
+        lo, hi = start, end
         for _ in range(MAX_PAGES):
-            rows = await fetch(cursor, end)
+            rows = await fetch(lo, hi)
             new = 0
             for r in rows:
                 k = key(r)
@@ -66,11 +70,17 @@ async def collect(
                     new += 1
             if len(rows) < page_limit:
                 break
-            last = max(int(r.get("timestamp") or 0) for r in rows)
-            # a full page: go on from its last timestamp (inclusive: rows sharing it are
-            # de-duplicated); a page of nothing new means that millisecond is exhausted
-            cursor = last if new and last > cursor else max(last, cursor) + 1
-            if cursor > end:
+            stamps = [int(r.get("timestamp") or 0) for r in rows]
+            # a full page: go on from its oldest (newest_first) or newest timestamp, inclusive
+            # (rows sharing it are de-duplicated); a page of nothing new means that millisecond
+            # is exhausted
+            if newest_first:
+                first = min(stamps)
+                hi = first if new and first < hi else min(first, hi) - 1
+            else:
+                last = max(stamps)
+                lo = last if new and last > lo else max(last, lo) + 1
+            if lo > hi:
                 break
     return sorted(seen.values(), key=lambda r: int(r.get("timestamp") or 0))
 
@@ -79,9 +89,17 @@ def trade_key(t: Row) -> Hashable:
     return ("id", str(t["id"])) if t.get("id") is not None else (t.get("order"), t.get("timestamp"), t.get("amount"))
 
 
+def income_id(r: Row) -> str | None:
+    """The venue's id of a funding-history row; None where it has none or a placeholder
+    (Hyperliquid's funding rows all carry the zero hash)."""
+    rid = r.get("id") or (r.get("info") or {}).get("tranId")
+    if rid is None or not str(rid).removeprefix("0x").strip("0"):
+        return None
+    return str(rid)
+
+
 def income_key(r: Row) -> Hashable:
-    info = r.get("info") or {}
-    rid = r.get("id") or info.get("tranId")
+    rid = income_id(r)
     if rid:
         return ("id", str(rid), str(r.get("symbol")))
     return (r.get("symbol"), r.get("timestamp"), r.get("amount"))
@@ -100,6 +118,7 @@ async def trade_rows(
     now_ms: int,
     by_order_id: bool,
     page_limit: int = PAGE_LIMIT,
+    newest_first: bool = False,
 ) -> list[Row]:
     """ccxt trades of ``symbol`` in ``[since, until]`` (of ``order_ids`` only, when given).
 
@@ -124,7 +143,8 @@ async def trade_rows(
         return await call("fetch_my_trades", symbol, start, page_limit, {"until": end})
 
     until = until_ms if until_ms is not None else now_ms + CLOCK_SLACK_MS
-    for t in await collect(fetch, clamp_since(since_ms, now_ms), until, trade_key, page_limit=page_limit):
+    for t in await collect(fetch, clamp_since(since_ms, now_ms), until, trade_key, page_limit=page_limit,
+                           newest_first=newest_first):
         if missing is None or str(t.get("order")) in missing:
             found.setdefault(trade_key(t), t)
     return sorted(found.values(), key=lambda r: int(r.get("timestamp") or 0))
@@ -132,12 +152,16 @@ async def trade_rows(
 
 async def funding_rows(
     call: Call, symbol: str | None, since_ms: int, until_ms: int | None, *, now_ms: int,
-    page_limit: int = PAGE_LIMIT,
+    page_limit: int = PAGE_LIMIT, params: Callable[[int, int], Mapping[str, Any]] | None = None,
+    newest_first: bool = False,
 ) -> list[Row]:
-    """ccxt funding history (of ``symbol`` when given) in ``[since, until]``."""
+    """ccxt funding history (of ``symbol`` when given) in ``[since, until]`` (``params(start, end)``:
+    the venue's extra query parameters of one query)."""
 
     async def fetch(start: int, end: int) -> list[Row]:
-        return await call("fetch_funding_history", symbol, start, page_limit, {"until": end})
+        extra = params(start, end) if params is not None else {}
+        return await call("fetch_funding_history", symbol, start, page_limit, {**extra, "until": end})
 
     until = until_ms if until_ms is not None else now_ms + CLOCK_SLACK_MS
-    return await collect(fetch, clamp_since(since_ms, now_ms), until, income_key, page_limit=page_limit)
+    return await collect(fetch, clamp_since(since_ms, now_ms), until, income_key, page_limit=page_limit,
+                         newest_first=newest_first)

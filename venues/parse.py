@@ -20,6 +20,7 @@ import ccxt
 
 from domain.rounding import contracts_to_base
 from venues.errors import BadSymbol
+from venues.history import income_id
 from venues.models import (
     Balance,
     BookLevel,
@@ -184,9 +185,10 @@ def order_book(raw: Mapping[str, Any], symbol: str, contract_size: Decimal, dept
 
 
 # --- account ------------------------------------------------------------------------------
-def balance(raw: Mapping[str, Any]) -> Balance:
-    """``fetch_balance`` → the USDT balance; a missing one of free/used/total is derived."""
-    usdt = raw.get("USDT") or {}
+def balance(raw: Mapping[str, Any], currency: str = "USDT") -> Balance:
+    """``fetch_balance`` → the balance of ``currency`` (the venue's settlement currency: USDT,
+    Hyperliquid USDC); a missing one of free/used/total is derived."""
+    usdt = raw.get(currency) or {}
     free, used, total = D(usdt.get("free")), D(usdt.get("used")), D(usdt.get("total"))
     if total is None:
         total = (free or Decimal(0)) + (used or Decimal(0))
@@ -194,7 +196,7 @@ def balance(raw: Mapping[str, Any]) -> Balance:
         free = total - (used or Decimal(0))
     if used is None:
         used = total - free
-    return Balance(currency="USDT", total=total, free=free, used=used)
+    return Balance(currency=currency, total=total, free=free, used=used)
 
 
 def signed_contracts(p: Mapping[str, Any], *, binance_dialect: bool) -> Decimal:
@@ -354,16 +356,17 @@ def order_result(
 
 # --- history ------------------------------------------------------------------------------
 def funding_payments(
-    raw: Iterable[Mapping[str, Any]], symbol: str | None = None, *, binance_dialect: bool
+    raw: Iterable[Mapping[str, Any]], symbol: str | None = None, *, binance_dialect: bool, sign: int = 1
 ) -> list[FundingPayment]:
     """``fetch_funding_history`` → signed payments (> 0 received), of ``symbol`` when given,
-    oldest first."""
+    oldest first. ``sign`` -1: the venue reports a payment made as positive (Bybit's execFee)."""
     out = [
         FundingPayment(
             symbol=str(r.get("symbol")),
-            amount=d0((r.get("info") or {}).get("income") if binance_dialect else None) or d0(r.get("amount")),
+            amount=sign * (d0((r.get("info") or {}).get("income") if binance_dialect else None)
+                           or d0(r.get("amount"))),
             timestamp_ms=int(r.get("timestamp") or 0),
-            income_id=str(r.get("id") or (r.get("info") or {}).get("tranId") or ""),
+            income_id=income_id(r) or f"{r.get('symbol')}@{int(r.get('timestamp') or 0)}",
         )
         for r in raw
         if (symbol is None or r.get("symbol") == symbol)
@@ -386,7 +389,8 @@ def fills(raw: Iterable[Mapping[str, Any]], m: MarketInfo) -> list[Fill]:
                 qty=contracts_to_base(d0(t.get("amount")), m.contract_size),
                 price=d0(t.get("price")),
                 fee=d0(fee.get("cost") if isinstance(fee, dict) else None),
-                realized_pnl=d0(info.get("realizedPnl")),
+                # Binance realizedPnl, OKX fillPnl, Hyperliquid closedPnl (fees apart); Bybit: none
+                realized_pnl=d0(info.get("realizedPnl") or info.get("fillPnl") or info.get("closedPnl")),
                 timestamp_ms=int(t.get("timestamp") or 0),
             )
         )

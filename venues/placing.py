@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from domain.rounding import base_to_contracts, contracts_to_base, round_down
 from venues.errors import OrderBelowMinimum, OrderOutcomeUnknown, VenueError
-from venues.models import MarketInfo, OrderResult
+from venues.models import MarketInfo, OrderBook, OrderResult, Side
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,12 @@ def rounded(m: MarketInfo, qty: Decimal, venue: str) -> tuple[Decimal, Decimal]:
         raise OrderBelowMinimum(f"{venue}: {m.symbol} quantity {qty} rounds down to {base_qty} "
                                 f"(step {m.qty_step}), below the minimum quantity {m.min_qty}", venue=venue)
     return contracts, base_qty
+
+
+def book_price(book: OrderBook, side: Side) -> Decimal | None:
+    """The best price on ``side``'s side of ``book`` (a buy's ask), else the other side's."""
+    levels, other = (book.asks, book.bids) if side is Side.BUY else (book.bids, book.asks)
+    return levels[0].price if levels else (other[0].price if other else None)
 
 
 @dataclass

@@ -14,9 +14,12 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers.proc import Child, ChildExited, ChildNotReady, ChildOwner, free_port
+
+if TYPE_CHECKING:
+    from config.settings import VenueConfig
 
 #: cheap readiness probe: the state without orders and income
 READY_PATH = "/_sim/state?orders_limit=0&income_limit=0"
@@ -34,6 +37,29 @@ def sim_command(name: str, port: int, state: str | os.PathLike, *extra: str) -> 
     """``python -m venues.sim --name NAME --port PORT --state STATE [extra...]``."""
     return [sys.executable, "-m", "venues.sim", "--name", name, "--port", str(port), "--state", str(state),
             *extra]
+
+
+def sim_venue_args(v: VenueConfig) -> tuple[list[str], dict[str, str]]:
+    """The simulator arguments and environment of sim venue ``v``, so that the gateway's
+    credentials for it (its configured ones, else the demo defaults of its dialect) sign in:
+    ``--dialect``; the API key and secret, and OKX's passphrase (what ``--api-passphrase`` sets),
+    in the environment only (the command line is written to the logs); for Hyperliquid the
+    wallet address, public, as ``--api-key``."""
+    args: list[str] = []
+    env: dict[str, str] = {}
+    if v.dialect != "binance":
+        args += ["--dialect", v.dialect]
+    wallet = v.sim_wallet()
+    if wallet is not None:
+        args += ["--api-key", wallet]  # the simulator checks signatures recover to this wallet
+    else:
+        if v.api_key is not None:
+            env["HEDGEFLOW_SIM_API_KEY"] = v.api_key.get_secret_value()
+        if v.api_secret is not None:
+            env["HEDGEFLOW_SIM_API_SECRET"] = v.api_secret.get_secret_value()
+    if v.dialect == "okx" and v.api_password is not None:
+        env["HEDGEFLOW_SIM_API_PASSPHRASE"] = v.api_password.get_secret_value()
+    return args, env
 
 
 class SimProcess(ChildOwner):

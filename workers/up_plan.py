@@ -20,7 +20,7 @@ import yaml
 from domain.replay_data import ReplayDataError, venue_names
 from workers.devserver import DevServer, PortInUseError
 from workers.proc import Child, ChildOwner, port_is_free
-from workers.simproc import sim_command
+from workers.simproc import sim_command, sim_venue_args
 
 if TYPE_CHECKING:
     from config import Settings, VenueConfig
@@ -172,11 +172,9 @@ def plan(settings: Settings, *, host: str, port: int, state_dir: Path, config_pa
             extra += ["--replay", str(Path(replay_data).resolve())]
             if replay_speed is not None:
                 extra += ["--speed", f"{replay_speed:g}"]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        if v.api_key is not None:
-            env["HEDGEFLOW_SIM_API_KEY"] = v.api_key.get_secret_value()
-        if v.api_secret is not None:
-            env["HEDGEFLOW_SIM_API_SECRET"] = v.api_secret.get_secret_value()
+        dialect_args, sim_env = sim_venue_args(v)  # dialect and credentials (secrets in env only)
+        extra += dialect_args
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **sim_env)
         cmd = sim_command(v.name, v.port, state_dir / f"sim-{v.name}.sqlite", *extra)
         child = Child(cmd, name=f"simulator {v.name}", env=env, log_file=logs / f"{v.name}.log",
                       banner=True, supervised=True)

@@ -45,6 +45,9 @@ READ_OPTS: dict[str, Any] = dict(
         non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
     ),
 )
+# A probe: one attempt of at most 2 s (a close deciding its sequence must not wait on a slow venue).
+QUICK_READ_OPTS: dict[str, Any] = dict(start_to_close_timeout=timedelta(seconds=2),
+                                       retry_policy=RetryPolicy(maximum_attempts=1))
 ALERT_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=20),

@@ -83,19 +83,19 @@ class Closer:
         return not self.interrupted
 
     async def _choose_sequence(self, at_once: bool) -> None:
-        got = await asyncio.gather(*(self.desk.position(leg.venue) for leg in self.s.legs), return_exceptions=True)
-        held: dict[str, bool] = {}
-        for name, r in zip(("long", "short"), got, strict=True):
-            leg = self.s.leg(name)
-            if isinstance(r, BaseException):
-                self.failed(leg.venue)
-                held[name] = leg.filled_qty > 0
-            else:
-                held[name] = r is not None
-        failed = self.c.venue_failed_ms
+        """Which leg goes first. A close about one leg, or a lone leg: both at once, no reads. A
+        hedged pair: one quick probe of each venue (one attempt, at most 2 s, so a slow venue
+        never holds the close long) adds to what the trade knows of each venue's failures."""
+        failed, L, S = self.c.venue_failed_ms, self.s.leg("long"), self.s.leg("short")
+        if not at_once and L.filled_qty > 0 and S.filled_qty > 0:
+            got = await asyncio.gather(*(self.desk.position(leg.venue, quick=True) for leg in (L, S)),
+                                       return_exceptions=True)
+            for leg, r in zip((L, S), got, strict=True):
+                if isinstance(r, BaseException):
+                    self.failed(leg.venue)
         self.c.close_first = close_sequence(
-            held["long"], held["short"], at_once=at_once,
-            long_failed_ms=failed.get(self.s.leg("long").venue, 0), short_failed_ms=failed.get(self.s.leg("short").venue, 0))
+            L.filled_qty > 0, S.filled_qty > 0, at_once=at_once,
+            long_failed_ms=failed.get(L.venue, 0), short_failed_ms=failed.get(S.venue, 0))
         first = self.c.close_first
         self.event("close: each venue at once" if first == "both" else
                    f"close: {first} on {self.s.leg(first).venue} first, then the other (the pair stays hedged)")

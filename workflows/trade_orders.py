@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         LEDGER_OPTS,
         OPEN_ORDER_OPTS,
         ORDER_OPTS,
+        QUICK_READ_OPTS,
         READ_OPTS,
         TOPUP_ORDER_OPTS,
     )
@@ -386,10 +387,11 @@ class OrderDesk:
         return order.filled_qty > 0
 
     # ------------------------------------------------------------------ reads
-    async def position(self, venue: str) -> Position | None:
+    async def position(self, venue: str, *, quick: bool = False) -> Position | None:
+        """This venue's position in the symbol; ``quick``: one attempt of at most 2 s (a probe)."""
         got = await workflow.execute_activity_method(
             A.get_positions, PositionsRequest(venue=venue, symbols=[self.p.symbol]),
-            summary=f"positions {venue}", **READ_OPTS,
+            summary=f"positions {venue}", **(QUICK_READ_OPTS if quick else READ_OPTS),
         )
         return next((x for x in got if x.symbol == self.p.symbol and x.qty != 0), None)
 

@@ -80,6 +80,13 @@ class Adapter:
     #: position mode: how one-way mode is verified ("" where ccxt has no read: skipped)
     position_mode_read: ClassVar[str] = "fetchPositionMode"
     funding_interval_source: ClassVar[str] = "funding rates' interval, else fetchFundingIntervals, else 8 h"
+    #: a full history page holds the newest rows of the range asked (Bybit, OKX), not the oldest
+    history_newest_first: ClassVar[bool] = False
+    #: the currency margin and PnL settle in (the balance the gateway reports)
+    settle_currency: ClassVar[str] = "USDT"
+    #: ccxt's funding history amount × this = income (> 0 received); -1 where the venue reports
+    #: what was paid as positive (Bybit's execFee)
+    funding_sign: ClassVar[int] = 1
     environments: ClassVar[dict[str, str]] = {"live": "", "testnet": "sandbox"}
 
     def __init__(self, exchange_id: str) -> None:
@@ -133,8 +140,17 @@ class Adapter:
         return str((raw or {}).get("marginMode") or "unknown").lower()
 
     # ------------------------------------------------------------------ funding
+    async def funding_rates(self, call: Call) -> Mapping[str, Mapping[str, Any]]:
+        """ccxt funding rates of every market, with their mark price (one bulk request here)."""
+        return await call("fetch_funding_rates")
+
     def market_intervals(self, markets: Mapping[str, Mapping[str, Any]]) -> dict[str, Decimal]:
         """Funding intervals (hours) read from the loaded ccxt markets, where they carry them."""
+        return {}
+
+    def funding_params(self, limit: int, start_ms: int, end_ms: int) -> dict[str, Any]:
+        """Extra params of one funding-history query of ``[start_ms, end_ms]``, where ccxt does not
+        send the page size or the range itself (besides ``since`` and ``until``)."""
         return {}
 
     # ------------------------------------------------------------------ set-up

@@ -26,7 +26,7 @@ class BinanceAdapter(Adapter):
     environments: ClassVar[dict[str, str]] = {"live": "", "demo": "demo", "testnet": "sandbox"}
 
     def ccxt_options(self) -> dict[str, Any]:
-        return {"defaultType": "swap", "recvWindow": RECV_WINDOW_MS}
+        return {"defaultType": "swap", "recvWindow": RECV_WINDOW_MS, "fetchMarkets": {"types": ["linear"]}}
 
     def margin_text(self) -> str:
         return "fetchMarginMode"

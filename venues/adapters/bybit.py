@@ -39,9 +39,16 @@ class BybitAdapter(Adapter):
     position_mode_read = "positions' positionIdx"
     funding_interval_source = "instruments fundingInterval (minutes, via the loaded markets)"
     environments: ClassVar[dict[str, str]] = {"live": "", "demo": "demo", "testnet": "sandbox"}
+    funding_sign = -1  # execType Funding: execFee > 0 when paid
+    history_newest_first = True  # /v5/execution/list: newest first
 
     def ccxt_options(self) -> dict[str, Any]:
-        return {"defaultType": "swap", "defaultSubType": "linear", "recvWindow": RECV_WINDOW_MS}
+        # linear markets only: no spot / inverse / option instrument queries
+        return {"defaultType": "swap", "defaultSubType": "linear", "recvWindow": RECV_WINDOW_MS,
+                "fetchMarkets": {"types": ["linear"]}}
+
+    def funding_params(self, limit: int, start_ms: int, end_ms: int) -> dict[str, Any]:
+        return {"limit": limit}  # ccxt 4.5.90 sends ``size``, which /v5/execution/list ignores (default 50)
 
     async def fetch_by_client_id(self, call: Call, symbol: str, vcid: str) -> Mapping[str, Any]:
         params = self.lookup_params(vcid)

@@ -9,6 +9,8 @@
   (ccxt's ``setLeverage`` sets it with the leverage); ccxt cannot read it back.
 * Funding settles every hour. A signed action's nonce stays valid for days: no validity window
   shorter than the gateway's own.
+* ``orderStatus`` carries no average price and no fee: a filled order looked up by cloid gets
+  both from its fills.
 * Signed with a wallet: ``walletAddress`` (``wallet_address`` or ``api_key``) and its private key
   (``api_secret``); an API wallet's key works as well.
 """
@@ -23,6 +25,7 @@ from config.settings import VenueConfig
 from domain.ids import hex_client_order_id, is_valid_hex_client_order_id
 from venues.adapters.base import Adapter, Call
 from venues.errors import OrderNotFound
+from venues.parse import d0
 
 #: ccxt's default bound of an IOC "market" order (options['defaultSlippage'])
 SLIPPAGE = Decimal("0.05")
@@ -45,6 +48,11 @@ class HyperliquidAdapter(Adapter):
     funding_interval_source = "1 h (fixed)"
     environments: ClassVar[dict[str, str]] = {"live": "", "testnet": "sandbox"}
 
+    settle_currency = "USDC"
+
+    def ccxt_options(self) -> dict[str, Any]:
+        return {"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}}  # perpetuals only (no spot, hip3)
+
     def venue_client_id(self, cid: str) -> str:
         return hex_client_order_id(cid)
 
@@ -60,7 +68,22 @@ class HyperliquidAdapter(Adapter):
         order = await call("fetch_order", None, symbol, self.lookup_params(vcid))
         if not order or not order.get("id"):  # {"status": "unknownOid"} parses to an empty order
             raise OrderNotFound(f"hyperliquid: no order with cloid {vcid}")
+        if d0(order.get("filled")) > 0 and not order.get("average"):
+            order = await self._with_fills(call, symbol, order)
         return order
+
+    async def _with_fills(self, call: Call, symbol: str, order: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``orderStatus`` says how much filled but neither at what price nor the fee: both from
+        the order's fills (``userFillsByTime`` from the order's time)."""
+        ts = order.get("timestamp")
+        trades = await call("fetch_my_trades", symbol, int(ts) - 1 if ts else None, None, {})
+        mine = [t for t in trades or [] if str(t.get("order")) == str(order.get("id"))]
+        qty = sum((d0(t.get("amount")) for t in mine), Decimal(0))
+        if qty <= 0:
+            return order
+        notional = sum((d0(t.get("amount")) * d0(t.get("price")) for t in mine), Decimal(0))
+        fee = sum((d0((t.get("fee") or {}).get("cost")) for t in mine), Decimal(0))
+        return {**order, "average": str(notional / qty), "fee": {"cost": str(fee), "currency": self.settle_currency}}
 
     async def one_way_mode(self, call: Call, has: Mapping[str, Any]) -> bool:
         return True  # one position per asset: the venue has no hedge mode
