@@ -334,3 +334,17 @@ async def test_gateway_uses_the_adapter_for_hyperliquid() -> None:
         assert fake.created[-1][4] == "98000"  # the caller's mark
     finally:
         await gw.close()
+
+
+def test_readme_capability_table_is_the_adapters_own() -> None:
+    """The README's table is produced from the adapters: regenerate it with
+    ``python -c "from venues.adapters import capability_table; print(capability_table())"``."""
+    import re
+    from pathlib import Path
+
+    from venues.adapters import capability_table
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"<!-- capability-table -->\n(.*?)\n<!-- /capability-table -->", text, re.S)
+    assert m, "README lost its capability table"
+    assert m.group(1).strip() == capability_table().strip(), "README capability table is stale: regenerate it"
