@@ -387,30 +387,22 @@ class Settings(BaseSettings):
 
     def live_venues(self) -> list[str]:
         """Names of the venues that trade real money: ``kind: ccxt`` in ``environment: live`` (the
-        default). A ccxt venue's ``demo`` or ``testnet`` account trades play money (no switch, no
-        ``mode: live``); simulators never count."""
-        return [v.name for v in self.venues if is_live_venue(v)]
+        default); a ccxt ``demo`` or ``testnet`` account is paper, as simulators are."""
+        return [v.name for v in self.venues if v.kind is VenueKind.CCXT and v.environment == "live"]
 
     def live_refusal(self, *, switch: bool, env_ok: bool = False) -> str | None:
         """The live interlock: why an entry point that can send orders may not run with these
-        settings, or None. Paper (no live venue, see :meth:`live_venues`, and profile not ``live``
-        unless every venue is a ccxt demo/testnet account) needs nothing;
-        otherwise both ``mode: live`` and the explicit switch (``switch``: the
-        ``--i-understand-this-is-live`` flag was given, or — ``env_ok``, non-interactive
-        workers — ``HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE=1``) are required."""
+        settings, or None. Paper (no live venue, and profile not ``live`` unless every venue is a ccxt
+        demo/testnet account) needs nothing; else ``mode: live`` and the switch (``switch``: the flag;
+        ``env_ok``: non-interactive workers, also ``HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE=1``) are required."""
         live = self.live_venues()
-        if not live and (self.profile != "live" or _all_paper_accounts(self.venues)):
-            return None  # paper: simulators, or (also in the live profile) only demo/testnet accounts
-        missing = []
-        if not switch:
-            missing.append(LIVE_SWITCH_FLAG + (f" (or {LIVE_SWITCH_ENV}=1)" if env_ok else ""))
-        if self.mode != "live":
-            missing.append("mode: live in the config file")
-        if not missing:
-            return None
+        if not live and (self.profile != "live" or self.venues and all(v.kind is VenueKind.CCXT for v in self.venues)):
+            return None  # no real money: simulators, demo and testnet accounts (the latter also in profile live)
+        missing = [m for m, ok in ((LIVE_SWITCH_FLAG + (f" (or {LIVE_SWITCH_ENV}=1)" if env_ok else ""), switch),
+                                   ("mode: live in the config file", self.mode == "live")) if not ok]
         what = (f"venues {', '.join(live)} are live (kind ccxt, environment live) and trade real money" if live
                 else "the live profile trades real money on real venues")
-        return f"refusing to trade: {what}; it needs {' and '.join(missing)}"
+        return f"refusing to trade: {what}; it needs {' and '.join(missing)}" if missing else None
 
     def ledger_url(self) -> str:
         if self.ledger.url is not None:
@@ -428,16 +420,6 @@ class Settings(BaseSettings):
 #: for non-interactive workers (``hedgeflow worker``, the worker ``hedgeflow up`` starts) the env var
 LIVE_SWITCH_FLAG = "--i-understand-this-is-live"
 LIVE_SWITCH_ENV = "HEDGEFLOW_I_UNDERSTAND_THIS_IS_LIVE"
-
-
-def is_live_venue(v: VenueConfig) -> bool:
-    """True for a venue that trades real money: ``kind: ccxt`` in ``environment: live``."""
-    return v.kind is VenueKind.CCXT and v.environment == "live"
-
-
-def _all_paper_accounts(venues: list[VenueConfig]) -> bool:
-    """The live profile without real money: at least one venue, each a ccxt demo/testnet account."""
-    return bool(venues) and all(v.kind is VenueKind.CCXT and v.environment != "live" for v in venues)
 
 
 def live_switch_env(environ: dict[str, str] | None = None) -> bool:
