@@ -337,3 +337,4 @@ async def test_unknown_symbol_is_bad_symbol(gw: Gateway) -> None:
         await gw.place_market_order("NOPE/USDT:USDT", Side.BUY, Decimal("1"), new_cid())
     with pytest.raises(BadSymbol):
         await gw.order_book("NOPE/USDT:USDT")
+

@@ -63,10 +63,15 @@ class SimVenue(SimProcess):
         return [o for o in orders if o["clientOrderId"] in wanted]
 
 
-def start_sims(tmp: Path, names: Iterable[str], extra_args: list[str] | None = None) -> dict[str, SimVenue]:
+def start_sims(tmp: Path, names: Iterable[str], extra_args: list[str] | None = None,
+               dialects: dict[str, str] | None = None) -> dict[str, SimVenue]:
+    """One simulator process per name; ``dialects``: name → wire dialect (default binance)."""
     sims = {}
     for name in names:
-        sim = SimVenue(name, free_port(), tmp / f"{name}.sqlite", tmp / f"{name}.log", extra_args or [])
+        d = (dialects or {}).get(name, "binance")
+        sim = SimVenue(name, free_port(), tmp / f"{name}.sqlite", tmp / f"{name}.log",
+                       [*(extra_args or []), *(["--dialect", d] if d != "binance" else [])])
+        sim.dialect = d
         sim.start()
         sims[name] = sim
     return sims
@@ -74,7 +79,8 @@ def start_sims(tmp: Path, names: Iterable[str], extra_args: list[str] | None = N
 
 def settings_for(sims: dict[str, SimVenue], **trade: Any) -> Settings:
     venues = [
-        {"name": s.name, "kind": "sim", "base_url": s.url, "api_key": TEST_API_KEY, "api_secret": TEST_API_SECRET}
+        {"name": s.name, "kind": "sim", "base_url": s.url, "api_key": TEST_API_KEY, "api_secret": TEST_API_SECRET,
+         **({"dialect": s.dialect} if getattr(s, "dialect", "binance") != "binance" else {})}
         for s in sims.values()
     ]
     # hold until told otherwise: synthetic spreads can be negative, which would end a test trade early

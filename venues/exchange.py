@@ -24,6 +24,9 @@ def make_exchange(venue: VenueConfig, adapter: Adapter | None = None) -> ccxt_as
         "rateLimit": 1000.0 / venue.requests_per_second,
         "timeout": venue.timeout_ms,
         **adapter.credentials(venue),
+        # no currency list: nothing here uses it, and Bybit's / OKX's is a signed call (Hyperliquid's
+        # would also sign the client's set-up actions) on every markets load
+        "has": {"fetchCurrencies": False},
     }
     if venue.kind is VenueKind.SIM:
         if not venue.base_url:
