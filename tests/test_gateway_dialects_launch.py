@@ -41,3 +41,18 @@ async def test_sim_started_as_the_project_does_accepts_the_venue_defaults(
             await g.set_leverage(unified(which), 3)  # signed (Hyperliquid: by the demo wallet's key)
     finally:
         await handle.stop()
+
+
+async def test_okx_wrong_passphrase_is_authentication_failed(tmp_path) -> None:
+    """Only OKX keys carry a passphrase: a wrong one is refused as bad credentials, never echoed."""
+    from pydantic import SecretStr
+
+    from tests.simproc import in_process_sim
+    from tests.test_gateway_dialects import sim_options, venue
+    from venues.errors import AuthenticationFailed
+
+    async with in_process_sim(tmp_path, name="gwd-okx-pass", seed=5, **sim_options("okx")) as h:
+        async with Gateway(venue("okx", h.url, api_password=SecretStr("not-the-passphrase"))) as bad:
+            with pytest.raises(AuthenticationFailed) as ei:
+                await bad.balance()
+            assert "not-the-passphrase" not in str(ei.value)
