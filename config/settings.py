@@ -427,11 +427,9 @@ def live_switch_env(environ: dict[str, str] | None = None) -> bool:
     return (os.environ if environ is None else environ).get(LIVE_SWITCH_ENV, "").strip() == "1"
 
 
-def demo_venues() -> list[dict[str, Any]]:
-    return [
-        {"name": f"sim-{c}", "kind": "sim", "port": 8701 + i, "seed": i + 1, "funding_interval_s": 60}
-        for i, c in enumerate("abc")
-    ]
+def demo_venues() -> list[dict[str, Any]]:  # one simulated venue per dialect (ports 8701-8704)
+    return [{"name": f"sim-{c}", "kind": "sim", "port": 8701 + i, "seed": i + 1, "funding_interval_s": 60, "dialect": d}
+            for i, (c, d) in enumerate(zip("abcd", ("binance", "bybit", "okx", "hyperliquid"), strict=True))]
 
 
 def _format_error(err: dict[str, Any], data: dict[str, Any]) -> str:

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_defaults():
     s = load_settings(environ={})
-    assert [v.name for v in s.venues] == ["sim-a", "sim-b", "sim-c"]
-    assert [v.base_url for v in s.venues] == [f"http://127.0.0.1:{p}" for p in (8701, 8702, 8703)]
+    assert [v.name for v in s.venues] == ["sim-a", "sim-b", "sim-c", "sim-d"]
+    assert [v.dialect for v in s.venues] == ["binance", "bybit", "okx", "hyperliquid"]
+    assert [v.base_url for v in s.venues] == [f"http://127.0.0.1:{p}" for p in (8701, 8702, 8703, 8704)]
     assert s.mode == "paper"
     assert s.temporal.task_queue == "hedgeflow"
     assert s.venues[0].taker_fee == Decimal("0.0005")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -53,11 +54,13 @@ class Up:
         self.child.stop(15)
 
 
-def _env(tmp_path: Path, alloc_ports, names: list[str], extra: str = "") -> tuple[dict[str, str], Path, str]:
+def _env(tmp_path: Path, alloc_ports, names: list[str], extra: str = "",
+         dialects: dict[str, str] | None = None) -> tuple[dict[str, str], Path, str]:
     port, ui_port, metrics, *vports = alloc_ports(3 + len(names))
     cfg = tmp_path / "hedgeflow.yaml"
     cfg.write_text(extra + "venues:\n" + "".join(
-        f"  - {{name: {n}, kind: sim, port: {p}, seed: {i + 1}, funding_interval_s: 60}}\n"
+        f"  - {{name: {n}, kind: sim, port: {p}, seed: {i + 1}, funding_interval_s: 60, "
+        f"dialect: {(dialects or {}).get(n, 'binance')}}}\n"
         for i, (n, p) in enumerate(zip(names, vports, strict=True))))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEDGEFLOW", "TEMPORAL_"))}
     env.update(HEDGEFLOW__TEMPORAL__ADDRESS=f"127.0.0.1:{port}", HEDGEFLOW__TEMPORAL__UI_PORT=str(ui_port),
@@ -71,7 +74,12 @@ async def _trades(address: str) -> list[str]:
 
 
 async def test_demo_up_starts_trades_by_itself_within_a_minute(tmp_path, alloc_ports):
-    env, cfg, address = _env(tmp_path, alloc_ports, ["sim-a", "sim-b", "sim-c"])
+    """The demo profile's four venues, one per dialect (config.settings.demo_venues, on free
+    ports): the scanner opens trades by itself, across dialects, within a minute."""
+    from config.settings import demo_venues
+
+    dialects = {v["name"]: v["dialect"] for v in demo_venues()}
+    env, cfg, address = _env(tmp_path, alloc_ports, list(dialects), dialects=dialects)
     up = Up(["--config", str(cfg), "up", "--state-dir", str(tmp_path / "state")], env)
     try:
         up.wait_for("scanner: workflow 'scanner' running", 90)
@@ -84,6 +92,8 @@ async def test_demo_up_starts_trades_by_itself_within_a_minute(tmp_path, alloc_p
         assert trades, "the demo scanner started no trade within a minute; worker log:\n" + (
             (tmp_path / "state/logs/worker.log").read_text()[-3000:])
         assert all(t.startswith("trade-") for t in trades)
+        cross = [t for t in trades if len({dialects[v] for v in re.findall(r"sim-[a-d]", t)}) == 2]
+        assert cross, f"no trade across two dialects: {trades}"
     finally:
         up.stop()
     assert up.proc.returncode == 0
