@@ -134,7 +134,7 @@ def _why(exc: BaseException, venue: VenueConfig) -> str:
 async def _raw(gw: Gateway, method: str, *args: Any) -> Any:
     """A ccxt call outside the gateway's port (permission and fee reads), errors mapped and scrubbed."""
     try:
-        return await getattr(gw.exchange, method)(*args)
+        return gw.adapter.from_venue(await getattr(gw.exchange, method)(*gw.adapter.to_venue(args)))
     except VenueError:
         raise
     except asyncio.CancelledError:

@@ -320,17 +320,18 @@ async def test_gateway_uses_the_adapter_for_hyperliquid() -> None:
     try:
         assert await gw.is_one_way_mode() is True
         cid = client_order_id("trade-1", "long", "o")
-        assert await gw.get_order("BTC/USDC:USDC", cid) is None  # unknownOid → not found
-        res = await gw.place_market_order("BTC/USDC:USDC", "buy", Decimal("0.0105"), cid)
+        assert await gw.get_order("BTC/USDT:USDT", cid) is None  # unknownOid → not found
+        res = await gw.place_market_order("BTC/USDT:USDT", "buy", Decimal("0.0105"), cid)
         ((symbol, otype, side, amount, price, params),) = fake.created
+        assert symbol == "BTC/USDC:USDC" and list(await gw.markets()) == ["BTC/USDT:USDT"]  # the alias
         assert (otype, side, amount, price) == ("market", "buy", "0.010", "99010")  # bounded by the best ask
         assert params == {"clientOrderId": hex_client_order_id(cid), "slippage": "0.05"}
-        assert res.client_order_id == cid and res.status is OrderStatus.FILLED and res.filled_qty == Decimal("0.010")
-        again = await gw.place_market_order("BTC/USDC:USDC", "buy", Decimal("0.0105"), cid, lookup_first=True,
+        assert res.symbol == "BTC/USDT:USDT" and res.client_order_id == cid and res.status is OrderStatus.FILLED and res.filled_qty == Decimal("0.010")
+        again = await gw.place_market_order("BTC/USDT:USDT", "buy", Decimal("0.0105"), cid, lookup_first=True,
                                             ref_price=Decimal("99000"))
         assert again.duplicate_prevented and again.client_order_id == cid and len(fake.created) == 1
         other = client_order_id("trade-1", "long", "t1")
-        await gw.place_market_order("BTC/USDC:USDC", "buy", Decimal("0.01"), other, ref_price=Decimal("98000"))
+        await gw.place_market_order("BTC/USDT:USDT", "buy", Decimal("0.01"), other, ref_price=Decimal("98000"))
         assert fake.created[-1][4] == "98000"  # the caller's mark
     finally:
         await gw.close()
@@ -348,3 +349,20 @@ def test_readme_capability_table_is_the_adapters_own() -> None:
     m = re.search(r"<!-- capability-table -->\n(.*?)\n<!-- /capability-table -->", text, re.S)
     assert m, "README lost its capability table"
     assert m.group(1).strip() == capability_table().strip(), "README capability table is stale: regenerate it"
+
+
+def test_hyperliquid_usdc_markets_answer_to_our_usdt_names() -> None:
+    """One name per market above the gateway (issue 11): Hyperliquid's X/USDC:USDC is our X/USDT:USDT,
+    both ways; every other family's names are its own, and ccxt's answers are never mutated."""
+    hl, bn = HyperliquidAdapter("hyperliquid"), BinanceAdapter("binanceusdm")
+    assert hl.venue_symbol("BTC/USDT:USDT") == "BTC/USDC:USDC" and hl.our_symbol("BTC/USDC:USDC") == "BTC/USDT:USDT"
+    assert hl.to_venue(("BTC/USDT:USDT", "market", ["ETH/USDT:USDT"], None)) == (
+        "BTC/USDC:USDC", "market", ["ETH/USDC:USDC"], None)
+    markets = {"BTC/USDC:USDC": {"symbol": "BTC/USDC:USDC", "id": "0"}}
+    assert hl.from_venue(markets) == {"BTC/USDT:USDT": {"symbol": "BTC/USDT:USDT", "id": "0"}}
+    assert markets == {"BTC/USDC:USDC": {"symbol": "BTC/USDC:USDC", "id": "0"}}  # ccxt's own table untouched
+    assert hl.from_venue([{"symbol": "BTC/USDC:USDC", "amount": 1}]) == [{"symbol": "BTC/USDT:USDT", "amount": 1}]
+    balance = {"USDC": {"total": 5}, "info": {}}
+    assert hl.from_venue(balance) == balance and hl.from_venue(7) == 7
+    assert bn.venue_symbol("BTC/USDT:USDT") == "BTC/USDT:USDT" and bn.from_venue(markets) is markets
+    assert hl.market_intervals({"BTC/USDC:USDC": {"swap": True}}) == {"BTC/USDT:USDT": Decimal(1)}

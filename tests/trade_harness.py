@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings, load_settings
+from config.settings import DEMO_HL_WALLET, VenueConfig
 from workers.proc import free_port
 from workers.simproc import SimProcess
 
@@ -19,6 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # a distinctive secret: the leak test greps histories and logs for it
 TEST_API_KEY = "hf-test-key-7Qx"
 TEST_API_SECRET = "hf-test-secret-Zr8w2LqT9vNc"
+#: what a dialect's simulator needs besides the harness's key and secret, as the project starts it
+#: (workers.simproc.sim_venue_args): Hyperliquid signs with the demo wallet, whose address is the
+#: simulator's API key; OKX keys carry the demo passphrase
+DIALECT_ARGS: dict[str, list[str]] = {
+    "okx": ["--api-passphrase", VenueConfig.DEMO_OKX_PASSPHRASE],
+    "hyperliquid": ["--api-key", DEMO_HL_WALLET],
+}
 
 
 
@@ -42,7 +50,7 @@ class SimVenue(SimProcess):
         venue_symbol = symbol.split(":")[0].replace("/", "")
         total = Decimal(0)
         for p in self.state()["positions"]:
-            if p.get("symbol") in (symbol, venue_symbol):
+            if p.get("symbol") in (symbol, venue_symbol) or p.get("venue_symbol") == venue_symbol:  # (HL: X/USDC:USDC)
                 total += Decimal(str(p.get("positionAmt", p.get("qty", "0"))))
         return total
 
@@ -69,8 +77,8 @@ def start_sims(tmp: Path, names: Iterable[str], extra_args: list[str] | None = N
     sims = {}
     for name in names:
         d = (dialects or {}).get(name, "binance")
-        sim = SimVenue(name, free_port(), tmp / f"{name}.sqlite", tmp / f"{name}.log",
-                       [*(extra_args or []), *(["--dialect", d] if d != "binance" else [])])
+        args = [*(extra_args or []), *(["--dialect", d] if d != "binance" else []), *DIALECT_ARGS.get(d, [])]
+        sim = SimVenue(name, free_port(), tmp / f"{name}.sqlite", tmp / f"{name}.log", args)
         sim.dialect = d
         sim.start()
         sims[name] = sim
@@ -78,8 +86,11 @@ def start_sims(tmp: Path, names: Iterable[str], extra_args: list[str] | None = N
 
 
 def settings_for(sims: dict[str, SimVenue], **trade: Any) -> Settings:
+    # Hyperliquid: no key or secret given, so the venue signs with the demo wallet (VenueConfig's default)
     venues = [
-        {"name": s.name, "kind": "sim", "base_url": s.url, "api_key": TEST_API_KEY, "api_secret": TEST_API_SECRET,
+        {"name": s.name, "kind": "sim", "base_url": s.url,
+         **({} if getattr(s, "dialect", "binance") == "hyperliquid" else
+            {"api_key": TEST_API_KEY, "api_secret": TEST_API_SECRET}),
          **({"dialect": s.dialect} if getattr(s, "dialect", "binance") != "binance" else {})}
         for s in sims.values()
     ]

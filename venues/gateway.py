@@ -109,7 +109,8 @@ class Gateway:
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await getattr(self.exchange, method)(*args, **kwargs)
+            args = self.adapter.to_venue(args)  # our symbols ⇄ the venue's (Hyperliquid: X/USDC:USDC)
+            return self.adapter.from_venue(await getattr(self.exchange, method)(*args, **kwargs))
         except VenueError:
             raise
         except asyncio.CancelledError:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from config.settings import VenueConfig
 from domain.ids import client_order_id as derive_client_order_id
 from domain.ids import is_valid_client_order_id
-from venues import parse
+from venues import parse, symbols
 from venues.placing import RECV_WINDOW_MS
 
 Call = Callable[..., Awaitable[Any]]
@@ -84,6 +84,9 @@ class Adapter:
     history_newest_first: ClassVar[bool] = False
     #: the currency margin and PnL settle in (the balance the gateway reports)
     settle_currency: ClassVar[str] = "USDT"
+    #: the settlement currency the venue names our ``X/USDT:USDT`` markets with (Hyperliquid
+    #: ``X/USDC:USDC``); None: the venue's names are ours (:mod:`venues.symbols`)
+    settle_alias: ClassVar[str | None] = None
     #: ccxt's funding history amount × this = income (> 0 received); -1 where the venue reports
     #: what was paid as positive (Bybit's execFee)
     funding_sign: ClassVar[int] = 1
@@ -94,6 +97,23 @@ class Adapter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.exchange_id!r})"
+
+    # ------------------------------------------------------------------ market names
+    def venue_symbol(self, symbol: str) -> str:
+        """The venue's name of our market ``symbol`` (the identity unless ``settle_alias``)."""
+        return symbols.to_venue_symbol(symbol, self.settle_alias)
+
+    def our_symbol(self, venue_symbol: str) -> str:
+        """Our name of the venue's market ``venue_symbol``."""
+        return symbols.to_our_symbol(venue_symbol, self.settle_alias)
+
+    def to_venue(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """ccxt call arguments with our symbols in the venue's names."""
+        return symbols.to_venue(args, self.settle_alias)
+
+    def from_venue(self, result: Any) -> Any:
+        """A ccxt answer with the venue's symbols in our names."""
+        return symbols.from_venue(result, self.settle_alias)
 
     # ------------------------------------------------------------------ client ids
     def venue_client_id(self, cid: str) -> str:

@@ -12,6 +12,9 @@
 * ``orderStatus`` carries no average price and no fee: a filled order looked up by cloid gets
   both from its fills.
 * ccxt's client set-up: no builder fee is charged (``builderFee`` False) and no referrer is set.
+* Perpetuals settle in USDC (``BTC/USDC:USDC``): the gateway names them as the USDT-margined
+  ``BTC/USDT:USDT`` of every other venue (``settle_alias``, :mod:`venues.symbols`), so a pair is
+  formed by underlying. Prices and PnL are in USDC, taken 1:1 as USD.
 * Signed with a wallet: ``walletAddress`` (``wallet_address`` or ``api_key``) and its private key
   (``api_secret``); an API wallet's key works as well.
 """
@@ -50,6 +53,7 @@ class HyperliquidAdapter(Adapter):
     environments: ClassVar[dict[str, str]] = {"live": "", "testnet": "sandbox"}
 
     settle_currency = "USDC"
+    settle_alias = "USDC"  # BTC/USDC:USDC answers to our BTC/USDT:USDT
 
     def ccxt_options(self) -> dict[str, Any]:
         # perpetuals only (no spot, hip3); no ccxt builder fee on our orders (0 %, ccxt's default is
@@ -92,7 +96,7 @@ class HyperliquidAdapter(Adapter):
         return True  # one position per asset: the venue has no hedge mode
 
     def market_intervals(self, markets: Mapping[str, Mapping[str, Any]]) -> dict[str, Decimal]:
-        return {s: Decimal(1) for s, m in markets.items() if m.get("swap")}
+        return {self.our_symbol(s): Decimal(1) for s, m in markets.items() if m.get("swap")}
 
     def credentials(self, venue: VenueConfig) -> dict[str, str]:
         out: dict[str, str] = {}
