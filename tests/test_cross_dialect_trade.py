@@ -1,13 +1,19 @@
-"""A trade across two wire dialects (issue 11): long on a Binance-dialect simulator, short on a
-Bybit-dialect one, same symbol, each reached by its own unmodified ccxt class over HTTP. Real dev
-server, two simulator processes, the real worker. Open → hold → a funding settlement on both
-venues → cancel → flat; the realised PnL equals the two simulators' wallet change to the cent,
-with the funding each venue paid or credited counted once (Bybit reports a settlement as a
-positive fee when paid, Binance as negative income)."""
+"""Trades across two wire dialects (issue 11), each venue reached by its own unmodified ccxt class
+over HTTP: real dev server, two simulator processes per pair, the real worker. Open → hold → a
+funding settlement on both venues → cancel → flat; the realised PnL equals the two simulators'
+wallet change to the cent, every settlement counted once.
+
+* Binance long / Bybit short, same symbol (Bybit reports a settlement as a positive fee when
+  paid, Binance as negative income).
+* OKX long (sizes in contracts of ctVal) / Hyperliquid short (coins to its szDecimals, a
+  USDC-margined perpetual): one symbol above the gateway, the USDT-margined ``S039/USDT:USDT``,
+  which Hyperliquid's ``S039/USDC:USDC`` answers to (:mod:`venues.symbols`; USDC taken 1:1 as USD).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import pytest
@@ -15,36 +21,49 @@ from temporalio.client import WorkflowExecutionStatus
 from trade_harness import settings_for, start_sims, wait_for
 
 from control.trades import open_trade
-from messages.trade import CloseRequest
+from messages.trade import CloseRequest, TradeStatus
+from venues.gateway import Gateway
 from workers.worker import run_worker
 from workflows.trade import TradeWorkflow
 
-SYM = "S038/USDT:USDT"
 CENT = Decimal("0.01")
 
 
-@pytest.fixture(scope="module")
-def sims(tmp_path_factory):
-    venues = start_sims(tmp_path_factory.mktemp("xdialect"), ["sim-a", "sim-b"], ["--symbols", "45"],
-                        dialects={"sim-b": "bybit"})
+def _pair(tmp_path_factory, tag: str, dialects: dict[str, str]):
+    venues = start_sims(tmp_path_factory.mktemp(tag), list(dialects), ["--symbols", "45"], dialects=dialects)
     yield venues
     for s in venues.values():
         s.stop()
 
 
-async def test_binance_long_bybit_short_open_hold_cancel_flat(temporal_env, task_queue, sims):
+@pytest.fixture(scope="module")
+def binance_bybit(tmp_path_factory):
+    yield from _pair(tmp_path_factory, "xdialect", {"sim-a": "binance", "sim-b": "bybit"})
+
+
+@pytest.fixture(scope="module")
+def okx_hyperliquid(tmp_path_factory):
+    yield from _pair(tmp_path_factory, "xdialect-okx-hl", {"sim-c": "okx", "sim-d": "hyperliquid"})
+
+
+async def trade_open_hold_cancel(temporal_env, task_queue, sims, sym: str,
+                                 while_holding: Callable[[object, TradeStatus], Awaitable[None]] | None = None
+                                 ) -> TradeStatus:
+    """Long on the first venue of ``sims``, short on the second; returns the final status after
+    the checks every pair shares (flat, Canceled, PnL = wallets to the cent, funding counted)."""
     client = await temporal_env.client()
     settings = settings_for(sims)
     settings.temporal.task_queue = task_queue
-    a, b = sims["sim-a"], sims["sim-b"]
-    assert b.state()["dialect"] == "bybit"
+    (ln, long_sim), (sn, short_sim) = sims.items()
+    for s in sims.values():
+        assert s.state()["dialect"] == s.dialect
     wallets = {n: s.wallet() for n, s in sims.items()}
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(settings, client=client, task_queue=task_queue, stop_event=stop,
                                             quiet=True, graceful_shutdown_timeout=2))
     wf_id = None
     try:
-        wf_id = await open_trade(client, settings, SYM, "sim-a", "sim-b", Decimal("1000"))
+        wf_id = await open_trade(client, settings, sym, ln, sn, Decimal("1000"))
         h = client.get_workflow_handle(wf_id)
 
         async def holding():
@@ -53,31 +72,61 @@ async def test_binance_long_bybit_short_open_hold_cancel_flat(temporal_env, task
             return st if st.state == "holding" else None
 
         st = await wait_for(holding, timeout=60, what="holding")
-        assert a.position_qty(SYM) == st.target_qty == -b.position_qty(SYM) > 0
+        assert long_sim.position_qty(sym) == st.target_qty == -short_sim.position_qty(sym) > 0
+        if while_holding is not None:
+            await while_holding(settings, st)
         for s in sims.values():  # one funding settlement on each venue while the pair is held
             s.admin("/_sim/settle", {})
         await h.cancel()
 
         async def ended():
-            d = await h.describe()
-            return d if d.status != WorkflowExecutionStatus.RUNNING else None
+            desc = await h.describe()
+            return desc if desc.status != WorkflowExecutionStatus.RUNNING else None
 
-        d = await wait_for(ended, timeout=60, what="the trade to end")
-        assert d.status == WorkflowExecutionStatus.CANCELED
+        desc = await wait_for(ended, timeout=60, what="the trade to end")
+        assert desc.status == WorkflowExecutionStatus.CANCELED
         final = await h.query(TradeWorkflow.status)
-        assert final.state == "closed" and a.position_qty(SYM) == 0 == b.position_qty(SYM), final.events[-6:]
+        assert final.state == "closed" and long_sim.position_qty(sym) == 0 == short_sim.position_qty(sym), \
+            final.events[-6:]
         change = sum((s.wallet() - wallets[n] for n, s in sims.items()), Decimal(0))
         assert final.realized_pnl_usd is not None
         assert final.realized_pnl_usd.quantize(CENT) == change.quantize(CENT), (final.realized_pnl_usd, change)
         assert final.funding_collected_usd != 0  # both settlements were counted
-        print(f"binance long / bybit short: PnL {final.realized_pnl_usd} = wallets {change}, "
+        print(f"{long_sim.dialect} long / {short_sim.dialect} short: PnL {final.realized_pnl_usd} = wallets {change}, "
               f"funding {final.funding_collected_usd}")
+        return final
     finally:
         if wf_id is not None:
-            try:
+            try:  # never leave a trade running on the shared dev server
                 await client.get_workflow_handle(wf_id).signal(TradeWorkflow.emergency_close,
                                                                CloseRequest(reason="test end"))
             except Exception:  # noqa: BLE001 - already ended
                 pass
         stop.set()
         await asyncio.wait_for(worker, 30)
+
+
+async def test_binance_long_bybit_short_open_hold_cancel_flat(temporal_env, task_queue, binance_bybit):
+    await trade_open_hold_cancel(temporal_env, task_queue, binance_bybit, "S038/USDT:USDT")
+
+
+async def test_okx_long_hyperliquid_short_open_hold_cancel_flat(temporal_env, task_queue, okx_hyperliquid):
+    sym = "S039/USDT:USDT"
+
+    async def equal_in_base_units(settings, st: TradeStatus) -> None:
+        """OKX contracts × ctVal = the Hyperliquid size = target, as each venue's ccxt reads them,
+        and both gateways report the position, the market and its funding under our one name."""
+        okx, hl = Gateway(settings.venue("sim-c")), Gateway(settings.venue("sim-d"))
+        try:
+            (o,) = await okx.exchange.fetch_positions([sym])
+            (h,) = await hl.exchange.fetch_positions(["S039/USDC:USDC"])  # the venue's own name
+            assert [p.symbol for p in await hl.positions()] == [sym] == [p.symbol for p in await okx.positions()]
+            assert sym in await hl.markets() and sym in await hl.funding_rates()
+        finally:
+            await okx.close()
+            await hl.close()
+        contracts, ct_val = Decimal(str(o["contracts"])), Decimal(str(o["contractSize"]))
+        hl_size = Decimal(str(h["contracts"])) * (1 if h["side"] == "long" else -1)
+        assert contracts * ct_val == st.target_qty == -hl_size, (contracts, ct_val, hl_size)
+
+    await trade_open_hold_cancel(temporal_env, task_queue, okx_hyperliquid, sym, equal_in_base_units)

@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from domain.hedge import close_sequence
+    from domain.rounding import round_down
     from messages.trade import LegName, TradeCarry, TradeParams
     from workflows.trade_orders import (
         OrderDesk,
@@ -172,14 +173,13 @@ class Closer:
 
     def _match_qty(self, leg: LegName, pos) -> Decimal | None:
         """How much a follower closes now: down to what the leader still holds, on the step
-        (ZERO: nothing to match yet); None (everything) when ``leg`` is not following."""
+        (ZERO: less than one closable unit to match yet); None (everything) when ``leg`` is not
+        following."""
         lead = self._leader_holds(leg)
         if lead is None:
             return None
-        step = self._step()
-        q = ((abs(pos.qty) - lead) / step).to_integral_value(rounding="ROUND_DOWN") * step
-        min_qty = self.c.market.min_qty if self.c.market else ZERO
-        return q if q > 0 and q >= min_qty else ZERO
+        q = round_down(max(ZERO, abs(pos.qty) - lead), self._step())
+        return q if q >= self._unit() else ZERO
 
     def _wait_for_other(self, leg: LegName) -> bool:
         """A graceful close of a hedged pair closes a leg only while the other leg's venue
