@@ -39,6 +39,8 @@ from venues.pool import GatewayPool
 
 log = logging.getLogger("hedgeflow.activities")
 SNAPSHOT_MAX_AGE_S = 1.0
+#: once one opening leg has filled, the others get at most this long to answer (the trade is naked)
+OPEN_COMPANION_GRACE_S = 0.7
 
 
 class TradeActivities:
@@ -110,17 +112,42 @@ class TradeActivities:
     @activity.defn(name="place_orders")
     async def place_orders(self, reqs: list[PlaceOrderRequest]) -> list[PlaceOutcome]:
         """Several orders sent concurrently (both legs of an open). Each leg's outcome is
-        reported separately, so one leg's refusal never hides the other's fill."""
+        reported separately, so one leg's refusal never hides the other's fill.
+
+        A leg with a ``deadline_s`` not answered by then is reported ``VenueTimeout``; once
+        another leg has filled, it gets at most ``OPEN_COMPANION_GRACE_S`` more, because
+        from that fill on the trade is naked and the filled leg must be flattened soon."""
+        loop = asyncio.get_running_loop()
+        filled = asyncio.Event()
+
+        async def bounded(req: PlaceOrderRequest) -> OrderResult:
+            task = asyncio.ensure_future(self._place(req))
+            if req.deadline_s is None:
+                return await task
+            deadline = loop.time() + req.deadline_s
+            while not task.done():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    task.cancel()
+                    raise TimeoutError
+                waiter = asyncio.ensure_future(filled.wait())
+                await asyncio.wait({task, waiter}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if filled.is_set() and not task.done():
+                    deadline = min(deadline, loop.time() + OPEN_COMPANION_GRACE_S)
+            return task.result()
 
         async def one(req: PlaceOrderRequest) -> PlaceOutcome:
             t0 = time.monotonic()
             try:
-                out = PlaceOutcome(order=await asyncio.wait_for(self._place(req), req.deadline_s))
+                out = PlaceOutcome(order=await bounded(req))
+                if out.order.filled_qty > 0:
+                    filled.set()
             except VenueError as exc:
                 out = PlaceOutcome(error_type=exc.type_name, error=str(exc), retryable=exc.retryable)
             except TimeoutError:  # no answer in time: it may still land; the workflow looks it up
-                out = PlaceOutcome(error_type="VenueTimeout", error=f"no answer within {req.deadline_s} s",
-                                   retryable=True)
+                out = PlaceOutcome(error_type="VenueTimeout", error=f"no answer within {req.deadline_s} s"
+                                   " (or the companion grace after the other leg filled)", retryable=True)
             out.elapsed_ms = int((time.monotonic() - t0) * 1000)
             return out
 

@@ -136,6 +136,25 @@ async def test_one_leg_rejected_flattens_the_other(env):
     assert env.flat(sym)
 
 
+async def test_lone_leg_is_flattened_within_two_seconds_of_its_fill(env):
+    """sim-b answers every request 2.5 s late: the long fills on sim-a at once and waits at most
+    the companion grace for the short, so it is flat again well inside 2 s (with only the 2 s
+    opening deadline it stayed naked for 2.4 s and more)."""
+    sym = next_symbol()
+    env.sims["sim-b"].faults(latency_ms=2500)
+    h = await env.open(sym)
+    await env.wait_state(h, "emergency_closing", "aborted")
+    env.sims["sim-b"].faults()  # the rest (the short's unknown outcome, the books) at full speed
+    final = await h.result()
+    assert final.state == "aborted" and final.abort_reason.startswith("LEG_FAILED"), final.abort_reason
+    long = final.legs[0]
+    opened, closed = (next(o for o in env.sims["sim-a"].orders(long.client_order_ids) if o["side"] == side)
+                      for side in ("BUY", "SELL"))
+    naked_s = (closed["arrived_ns"] - opened["arrived_ns"]) / 1e9
+    assert naked_s < 2.0, f"the long stayed naked {naked_s:.2f} s: {[e.what for e in final.events]}"
+    assert env.flat(sym)
+
+
 async def test_partial_fill_is_trimmed_to_a_hedge(env):
     sym = next_symbol()
     env.sims["sim-b"].faults(partial_fill_ratio=0.5)
