@@ -52,9 +52,10 @@ def worker_env(sims, address: str, task_queue: str, state_dir, **extra: str) -> 
     import json
     import os
 
-    from trade_harness import TEST_API_KEY, TEST_API_SECRET
+    from trade_harness import TEST_API_KEY, TEST_API_SECRET, TEST_VENUE_RPS
 
-    venues = [{"name": s.name, "kind": "sim", "base_url": s.url} for s in sims.values()]
+    venues = [{"name": s.name, "kind": "sim", "base_url": s.url, "requests_per_second": TEST_VENUE_RPS}
+              for s in sims.values()]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEFLOW")}
     env.update(
         TEMPORAL_ADDRESS=address,

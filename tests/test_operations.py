@@ -18,7 +18,15 @@ import pytest_asyncio
 from ops_helpers import WebhookReceiver, eventually, fresh_pg_database, pg_admin_url, sample, scrape
 from pydantic import SecretStr
 from temporalio.testing import ActivityEnvironment
-from trade_harness import ROOT, TEST_API_KEY, TEST_API_SECRET, settings_for, start_sims, wait_for
+from trade_harness import (
+    ROOT,
+    TEST_API_KEY,
+    TEST_API_SECRET,
+    TEST_VENUE_RPS,
+    settings_for,
+    start_sims,
+    wait_for,
+)
 
 from activities.ledger import LedgerActivities
 from control.trades import open_trade
@@ -72,7 +80,7 @@ class Ops:
         return await wait_for(check, timeout=40, what="holding")
 
     def cli_env(self) -> dict[str, str]:
-        venues = [{"name": s.name, "kind": "sim", "base_url": s.url, "api_key": TEST_API_KEY,
+        venues = [{"name": s.name, "kind": "sim", "base_url": s.url, "requests_per_second": TEST_VENUE_RPS, "api_key": TEST_API_KEY,
                    "api_secret": TEST_API_SECRET} for s in self.sims.values()]
         return {**os.environ, "HEDGEFLOW__VENUES": json.dumps(venues), "HEDGEFLOW__METRICS_PORT": "0",
                 "TEMPORAL_ADDRESS": self.settings.temporal.address,

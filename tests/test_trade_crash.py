@@ -13,7 +13,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from trade_harness import ROOT, TEST_API_KEY, TEST_API_SECRET, settings_for, start_sims, wait_for
+from trade_harness import (
+    ROOT,
+    TEST_API_KEY,
+    TEST_API_SECRET,
+    TEST_VENUE_RPS,
+    settings_for,
+    start_sims,
+    wait_for,
+)
 
 from control.trades import open_trade
 from messages.trade import CloseRequest, TradeStatus
@@ -33,7 +41,8 @@ def sims(tmp_path_factory):
 
 
 def _worker_env(sims, address: str, task_queue: str) -> dict[str, str]:
-    venues = [{"name": s.name, "kind": "sim", "base_url": s.url} for s in sims.values()]
+    venues = [{"name": s.name, "kind": "sim", "base_url": s.url, "requests_per_second": TEST_VENUE_RPS}
+              for s in sims.values()]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEFLOW")}
     env.update(
         TEMPORAL_ADDRESS=address,

@@ -85,10 +85,16 @@ def start_sims(tmp: Path, names: Iterable[str], extra_args: list[str] | None = N
     return sims
 
 
+#: the client limiter of test venues, at 10× a venue's default (40 weight/s = Binance's 2400/min):
+#: a test trade's few reads (income weighs 30) then never queue behind one another; the limiter
+#: itself is tested in test_gateway_safety, and the simulators still enforce their weight limit
+TEST_VENUE_RPS = 400
+
+
 def settings_for(sims: dict[str, SimVenue], **trade: Any) -> Settings:
     # Hyperliquid: no key or secret given, so the venue signs with the demo wallet (VenueConfig's default)
     venues = [
-        {"name": s.name, "kind": "sim", "base_url": s.url,
+        {"name": s.name, "kind": "sim", "base_url": s.url, "requests_per_second": TEST_VENUE_RPS,
          **({} if getattr(s, "dialect", "binance") == "hyperliquid" else
             {"api_key": TEST_API_KEY, "api_secret": TEST_API_SECRET}),
          **({"dialect": s.dialect} if getattr(s, "dialect", "binance") != "binance" else {})}
