@@ -46,6 +46,8 @@ def params_from_settings(
         trade_id=trade_id, symbol=symbol, long_venue=long_venue, short_venue=short_venue, notional_usd=notional,
         leverage=lim.leverage, margin_buffer=lim.margin_buffer, max_order_notional_usd=lim.max_order_notional_usd,
         hold=settings.trade.hold(), **settings.trade.execution(),
+        usd_rates={v.name: v.settle_usd_rate for v in settings.venues
+                   if v.name in (long_venue, short_venue) and v.settle_usd_rate != 1},
     )
 
 

@@ -14,7 +14,7 @@ portfolio check and by the trade workflow:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -22,6 +22,7 @@ from typing import Protocol
 from domain.rounding import below_minimum, common_step, round_down
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 
 # --- request
 UNKNOWN_VENUE = "UNKNOWN_VENUE"
@@ -101,7 +102,7 @@ class VenueFacts(Protocol):
 
 def check_venues(
     symbol: str, notional_usd: Decimal, *, leverage: int, margin_buffer: Decimal,
-    max_order_notional_usd: Decimal, checks: Sequence[VenueFacts],
+    max_order_notional_usd: Decimal, checks: Sequence[VenueFacts], usd_rates: Mapping[str, Decimal] | None = None,
 ) -> Refusal | None:
     """Both venues, read right before the first order. First that applies: NOTIONAL_LIMIT,
     then per venue BAD_SYMBOL, NOT_ONE_WAY_MODE, ISOLATED_MARGIN, POSITION_EXISTS, INSUFFICIENT_MARGIN, NO_PRICE."""
@@ -121,8 +122,9 @@ def check_venues(
                 f"{chk.venue} already holds {chk.position_qty} {symbol}; one trade per symbol and venue",
             )
         need = notional_usd / leverage * margin_buffer
-        if chk.free_margin < need:
-            return Refusal(INSUFFICIENT_MARGIN, f"{chk.venue} free {chk.free_margin} < needed {need:.2f}")
+        rate = (usd_rates or {}).get(chk.venue, ONE)  # free margin is in the venue's settlement currency
+        if chk.free_margin * rate < need:
+            return Refusal(INSUFFICIENT_MARGIN, f"{chk.venue} free {chk.free_margin} < needed {need / rate:.2f}")
         if not chk.mark_price:
             return Refusal(NO_PRICE, f"{chk.venue} has no mark price for {symbol}")
     return None
@@ -137,6 +139,7 @@ class LegMarket:
     min_qty: Decimal
     min_notional: Decimal
     price: Decimal  # reference price for sizing (mark, or the side of the book we hit)
+    usd_rate: Decimal = Decimal(1)  # USD per unit of the venue's quote (settlement) currency
 
 
 @dataclass(frozen=True)
@@ -152,12 +155,14 @@ class Sizing:
 
 
 def size_pair(notional_usd: Decimal, long: LegMarket, short: LegMarket) -> Sizing:
-    """Quantity for both legs: notional / the higher price, rounded down to the coarser of the
-    two venues' steps, refused when below either venue's minimum quantity or notional."""
+    """Quantity for both legs: notional / the higher price in USD (each venue's price × its
+    ``usd_rate``), rounded down to the coarser of the two venues' steps, refused when below
+    either venue's minimum quantity or notional (those in the venue's own currency)."""
     if notional_usd <= 0:
         return Sizing(ZERO, ZERO, NOTIONAL_INVALID, f"notional {notional_usd} must be > 0")
     step = common_step(long.qty_step, short.qty_step)
-    price = max(long.price, short.price)
+    price = max(long.price if long.usd_rate == 1 else long.price * long.usd_rate,
+                short.price if short.usd_rate == 1 else short.price * short.usd_rate)
     if price <= 0:
         return Sizing(ZERO, step, NO_PRICE, "no positive price on one of the venues")
     qty = round_down(notional_usd / price, step)

@@ -25,6 +25,8 @@ HoldParamsPatch = create_model(
 )
 
 
+ONE = Decimal(1)
+
 class TradeParams(TradeExecution):
     """A trade's input: what to trade, the limits it was opened under, how it works its orders
     (``TradeExecution``) and how it holds (``HoldParams``), all from the settings."""
@@ -41,6 +43,11 @@ class TradeParams(TradeExecution):
     history_limit: int = Field(2000, ge=100, description="continue-as-new past this many events")
     hold: HoldParams = Field(default_factory=HoldParams)
     opened_by: str = "manual"
+    #: venue → USD per unit of its settlement currency (``venues[].settle_usd_rate``); absent = 1
+    usd_rates: dict[str, Decimal] = Field(default_factory=dict)
+
+    def usd_rate(self, venue: str) -> Decimal:
+        return self.usd_rates.get(venue, ONE)
 
 
 class CloseRequest(BaseModel):

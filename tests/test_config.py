@@ -37,6 +37,8 @@ def test_yaml_then_env_override(tmp_path):
     [
         ({"HEDGEFLOW__LIMITS__LEVERAGE": "0"}, "limits.leverage", "greater than or equal to 1"),
         ({"HEDGEFLOW__LIMITS__MAX_ORDER_NOTIONAL_USD": "-5"}, "limits.max_order_notional_usd", "greater than 0"),
+        ({"HEDGEFLOW__VENUES": '[{"name": "x", "port": 1, "settle_usd_rate": "2"}]'}, "settle_usd_rate",
+         "less than 1.5"),
         ({"HEDGEFLOW__VENUES": '[{"name": "x", "kind": "foo", "port": 1}]'}, "kind", "'sim' or 'ccxt'"),
         (
             {"HEDGEFLOW__MODE": "live", "HEDGEFLOW__VENUES": '[{"name": "binance", "kind": "ccxt"}]'},

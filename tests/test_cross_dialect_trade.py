@@ -7,7 +7,8 @@ wallet change to the cent, every settlement counted once.
   paid, Binance as negative income).
 * OKX long (sizes in contracts of ctVal) / Hyperliquid short (coins to its szDecimals, a
   USDC-margined perpetual): one symbol above the gateway, the USDT-margined ``S039/USDT:USDT``,
-  which Hyperliquid's ``S039/USDC:USDC`` answers to (:mod:`venues.symbols`; USDC taken 1:1 as USD).
+  which Hyperliquid's ``S039/USDC:USDC`` answers to (:mod:`venues.symbols`), with USDC configured
+  at 0.9990 USD (``settle_usd_rate``): the PnL in USD is the wallets' change at each venue's rate.
 """
 
 from __future__ import annotations
@@ -47,13 +48,17 @@ def okx_hyperliquid(tmp_path_factory):
 
 
 async def trade_open_hold_cancel(temporal_env, task_queue, sims, sym: str,
-                                 while_holding: Callable[[object, TradeStatus], Awaitable[None]] | None = None
-                                 ) -> TradeStatus:
+                                 while_holding: Callable[[object, TradeStatus], Awaitable[None]] | None = None,
+                                 usd_rates: dict[str, Decimal] | None = None) -> TradeStatus:
     """Long on the first venue of ``sims``, short on the second; returns the final status after
-    the checks every pair shares (flat, Canceled, PnL = wallets to the cent, funding counted)."""
+    the checks every pair shares (flat, Canceled, PnL = wallets to the cent at each venue's
+    ``settle_usd_rate``, funding counted)."""
     client = await temporal_env.client()
     settings = settings_for(sims)
     settings.temporal.task_queue = task_queue
+    rates = {n: Decimal(1) for n in sims} | (usd_rates or {})
+    for n, rate in rates.items():
+        settings.venue(n).settle_usd_rate = rate
     (ln, long_sim), (sn, short_sim) = sims.items()
     for s in sims.values():
         assert s.state()["dialect"] == s.dialect
@@ -88,7 +93,7 @@ async def trade_open_hold_cancel(temporal_env, task_queue, sims, sym: str,
         final = await h.query(TradeWorkflow.status)
         assert final.state == "closed" and long_sim.position_qty(sym) == 0 == short_sim.position_qty(sym), \
             final.events[-6:]
-        change = sum((s.wallet() - wallets[n] for n, s in sims.items()), Decimal(0))
+        change = sum(((s.wallet() - wallets[n]) * rates[n] for n, s in sims.items()), Decimal(0))
         assert final.realized_pnl_usd is not None
         assert final.realized_pnl_usd.quantize(CENT) == change.quantize(CENT), (final.realized_pnl_usd, change)
         assert final.funding_collected_usd != 0  # both settlements were counted
@@ -129,4 +134,8 @@ async def test_okx_long_hyperliquid_short_open_hold_cancel_flat(temporal_env, ta
         hl_size = Decimal(str(h["contracts"])) * (1 if h["side"] == "long" else -1)
         assert contracts * ct_val == st.target_qty == -hl_size, (contracts, ct_val, hl_size)
 
-    await trade_open_hold_cancel(temporal_env, task_queue, okx_hyperliquid, sym, equal_in_base_units)
+    # USDC at 0.9990 USD: the Hyperliquid leg's fees, funding and PnL are converted at that rate
+    final = await trade_open_hold_cancel(temporal_env, task_queue, okx_hyperliquid, sym, equal_in_base_units,
+                                         usd_rates={"sim-d": Decimal("0.9990")})
+    hl_leg = next(leg for leg in final.legs if leg.venue == "sim-d")
+    assert hl_leg.realized_pnl != 0 and final.realized_pnl_usd != sum(leg.realized_pnl for leg in final.legs)

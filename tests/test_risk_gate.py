@@ -85,6 +85,21 @@ def test_sizing_refusals():
     assert ok.refusal is None and ok.qty == D("0.02")
 
 
+def test_sizing_and_margin_in_usd_at_each_venues_settlement_rate():
+    """A USDC venue (Hyperliquid) priced 50,000 USDC beside a USDT venue at 49,990 USDT: with
+    USDC at 1.01 USD the USDC price is the higher in USD (50,500), so the notional buys less."""
+    usdt = risk.LegMarket(D("0.0001"), D("0.0001"), D("5"), D("49990"))
+    usdc = risk.LegMarket(D("0.0001"), D("0.0001"), D("5"), D("50000"), usd_rate=D("1.01"))
+    assert risk.size_pair(D("1000"), usdt, usdc).qty == D("0.0198")  # 1000 / 50,500, rounded down
+    assert risk.size_pair(D("1000"), usdt, risk.LegMarket(D("0.0001"), D("0.0001"), D("5"), D("50000"))).qty \
+        == D("0.0200")
+    # 350 USDC at 1.05 USD = 367.5 USD free >= 366.67 needed; at 1 it is short
+    assert venues(Facts(), Facts(venue="sim-d", free_margin=D(350))).code == risk.INSUFFICIENT_MARGIN
+    ok = risk.check_venues("BTC/USDT:USDT", D(1000), leverage=3, margin_buffer=D("1.1"), max_order_notional_usd=D(10_000),
+                           checks=[Facts(), Facts(venue="sim-d", free_margin=D(350))], usd_rates={"sim-d": D("1.05")})
+    assert ok is None
+
+
 def test_every_state_is_reachable_and_terminal_states_are_dead_ends():
     reached = {TradeState.OPENING} | {b for _, b in TRANSITIONS}
     assert reached == set(TradeState)

@@ -174,7 +174,7 @@ class TradeWorkflow:
             return await self._abort(risk.Refusal(risk.VENUE_UNREACHABLE, f"{error_type(exc)}: {exc.cause or exc}"))
         refusal = risk.check_venues(
             p.symbol, p.notional_usd, leverage=p.leverage, margin_buffer=p.margin_buffer,
-            max_order_notional_usd=p.max_order_notional_usd, checks=checks)
+            max_order_notional_usd=p.max_order_notional_usd, checks=checks, usd_rates=p.usd_rates)
         if refusal is None and self.v2:
             refusal = await self.desk.acquire_leases()
         if refusal is not None:
@@ -185,8 +185,10 @@ class TradeWorkflow:
         assert lm is not None and sm is not None
         self.c.market = TradeMarket(step=common_step(lm.qty_step, sm.qty_step), min_qty=max(lm.min_qty, sm.min_qty),
                                     marks={c.venue: c.mark_price for c in checks if c.mark_price})
-        sizing = risk.size_pair(p.notional_usd, risk.LegMarket(lm.qty_step, lm.min_qty, lm.min_notional, lc.mark_price or ZERO),
-                                risk.LegMarket(sm.qty_step, sm.min_qty, sm.min_notional, sc.mark_price or ZERO))
+        sizing = risk.size_pair(
+            p.notional_usd,
+            risk.LegMarket(lm.qty_step, lm.min_qty, lm.min_notional, lc.mark_price or ZERO, p.usd_rate(p.long_venue)),
+            risk.LegMarket(sm.qty_step, sm.min_qty, sm.min_notional, sc.mark_price or ZERO, p.usd_rate(p.short_venue)))
         if sizing.refusal is not None:
             return await self._abort(sizing.refusal)
         self.s.target_qty = sizing.qty

@@ -410,7 +410,12 @@ class OrderDesk:
             return
         for leg, pays in zip(self.s.legs, got, strict=True):
             leg.funding = sum((x.amount for x in pays), ZERO)
-        self.s.funding_collected_usd = sum((leg.funding for leg in self.s.legs), ZERO)
+        self.s.funding_collected_usd = sum((self._usd(leg.venue, leg.funding) for leg in self.s.legs), ZERO)
+
+    def _usd(self, venue: str, amount: Decimal) -> Decimal:
+        """A venue's amount (its settlement currency) in USD; legs keep the venue's own figures."""
+        rate = self.p.usd_rate(venue)
+        return amount if rate == 1 else amount * rate
 
     async def settle_pnl(self) -> None:
         """Realised PnL per leg from the venue's own fills and funding income."""
@@ -433,7 +438,7 @@ class OrderDesk:
         for leg, leg_fills in zip(self.s.legs, fills, strict=True):
             pnl = leg_pnl([FillLike(str(f.side), f.qty, f.price, f.fee) for f in leg_fills], [leg.funding])
             leg.fees, leg.price_pnl, leg.realized_pnl = pnl.fees, pnl.price_pnl, pnl.total
-            total += pnl.total
-            fees += pnl.fees
+            total += self._usd(leg.venue, pnl.total)
+            fees += self._usd(leg.venue, pnl.fees)
         self.s.fees_usd = fees
         self.s.realized_pnl_usd = total
