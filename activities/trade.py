@@ -125,16 +125,18 @@ class TradeActivities:
             if req.deadline_s is None:
                 return await task
             deadline = loop.time() + req.deadline_s
-            while not task.done():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    task.cancel()
-                    raise TimeoutError
+            if not filled.is_set():  # until another leg fills, or the deadline
                 waiter = asyncio.ensure_future(filled.wait())
-                await asyncio.wait({task, waiter}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({task, waiter}, timeout=req.deadline_s, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-                if filled.is_set() and not task.done():
-                    deadline = min(deadline, loop.time() + OPEN_COMPANION_GRACE_S)
+            if not task.done() and filled.is_set():
+                deadline = min(deadline, loop.time() + OPEN_COMPANION_GRACE_S)
+            remaining = deadline - loop.time()
+            if not task.done() and remaining > 0:
+                await asyncio.wait({task}, timeout=remaining)
+            if not task.done():
+                task.cancel()
+                raise TimeoutError
             return task.result()
 
         async def one(req: PlaceOrderRequest) -> PlaceOutcome:

@@ -404,6 +404,9 @@ async def run_chaos(cfg: ChaosConfig) -> tuple[list[Check], dict[str, Any]]:
         exposure = sampler.exposure()
         checks = check_invariants(outcomes, states, ledger, alert_lines, alert_runs=runs,
                                   histories=histories, exposure=exposure)
+        if not all(c.ok for c in checks):  # the logs, histories and simulator states stay for diagnosis
+            lab.keep = True
+            log(f"chaos: invariants violated; the lab stays in {lab.workdir} (worker logs, dev-server db, sim states)")
         rows, totals = trade_rows(outcomes, exposure, orders_per_symbol(states))
         longest = max(histories.items(), key=lambda kv: kv[1], default=("-", 0))
         info = {

@@ -136,23 +136,41 @@ async def test_one_leg_rejected_flattens_the_other(env):
     assert env.flat(sym)
 
 
-async def test_lone_leg_is_flattened_within_two_seconds_of_its_fill(env):
-    """sim-b answers every request 2.5 s late: the long fills on sim-a at once and waits at most
-    the companion grace for the short, so it is flat again well inside 2 s (with only the 2 s
-    opening deadline it stayed naked for 2.4 s and more)."""
+async def test_lone_leg_and_a_late_opening_are_each_flat_within_two_seconds(env):
+    """sim-b answers every request 2.5 s late (and executes it then): the long fills on sim-a at
+    once and waits at most the companion grace for the short, so it is flat again well inside 2 s
+    (with only the 2 s opening deadline it stayed naked 2.4 s). The short's opening then executes
+    late, after the long is gone: the reduce-only close sent right behind it (lifecycle-v4, no
+    read of the slow venue first) executes right after it (a read first left it naked 3.5 s)."""
     sym = next_symbol()
-    env.sims["sim-b"].faults(latency_ms=2500)
+    b = env.sims["sim-b"]
+    b.faults(latency_ms=2500)
     h = await env.open(sym)
     await env.wait_state(h, "emergency_closing", "aborted")
-    env.sims["sim-b"].faults()  # the rest (the short's unknown outcome, the books) at full speed
+    st = await env.status(h)
+    long, short = st.legs
+
+    def done_on_b():
+        orders = b.orders(short.client_order_ids)
+        return orders if len([o for o in orders if o["status"] in ("FILLED", "EXPIRED")]) >= 2 else None
+
+    orders_b = await wait_for(done_on_b, timeout=20, what="the short's opening and its chase on sim-b")
+    b.faults()  # the rest (look-ups, the books) at full speed
     final = await h.result()
+    events = [e.what for e in final.events]
     assert final.state == "aborted" and final.abort_reason.startswith("LEG_FAILED"), final.abort_reason
-    long = final.legs[0]
-    opened, closed = (next(o for o in env.sims["sim-a"].orders(long.client_order_ids) if o["side"] == side)
-                      for side in ("BUY", "SELL"))
-    naked_s = (closed["arrived_ns"] - opened["arrived_ns"]) / 1e9
-    assert naked_s < 2.0, f"the long stayed naked {naked_s:.2f} s: {[e.what for e in final.events]}"
-    assert env.flat(sym)
+    assert env.flat(sym), events
+
+    def naked(orders, opening_side):
+        opened = next(o for o in orders if o["side"] == opening_side and Decimal(o["executedQty"]) > 0)
+        closed = next(o for o in orders if o["side"] != opening_side and Decimal(o["executedQty"]) > 0)
+        return (closed["arrived_ns"] - opened["arrived_ns"]) / 1e9
+
+    long_naked = naked(env.sims["sim-a"].orders(final.legs[0].client_order_ids), "BUY")
+    short_naked = naked(orders_b, "SELL")  # both waited the same 2.5 s on sim-b: arrival order = execution order
+    assert long_naked < 2.0, f"the long stayed naked {long_naked:.2f} s: {events}"
+    assert short_naked < 2.0, f"the late short stayed naked {short_naked:.2f} s: {events}"
+    assert any("follows it on sim-b" in e for e in events), events
 
 
 async def test_partial_fill_is_trimmed_to_a_hedge(env):

@@ -64,6 +64,8 @@ LEGACY_STEP = Decimal("0.001")
 V2 = "lifecycle-v2"  # per-venue close, alert path, leases, hysteresis, hedge check from the venues
 #: a hedged pair closes one leg after the other; the `opened` ledger record runs beside the hold
 V3 = "lifecycle-v3"
+#: an opening order of unknown outcome is followed at once by a reduce-only close (no read first)
+V4 = "lifecycle-v4"
 
 
 @workflow.defn(name="TradeWorkflow")
@@ -118,6 +120,7 @@ class TradeWorkflow:
     async def run(self, params: TradeParams, carry: TradeCarry | None = None) -> TradeStatus:
         self.v2 = self.desk.v2 = workflow.patched(V2)
         self.v3 = self.closer.v3 = self.desk.v3 = self.v2 and workflow.patched(V3)
+        self.closer.v4 = self.v3 and workflow.patched(V4)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:

@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from domain.hedge import close_sequence
+    from domain.ids import client_order_id
     from domain.rounding import round_down
     from messages.trade import LegName, TradeCarry, TradeParams
     from workflows.trade_orders import (
@@ -58,6 +59,9 @@ class Closer:
         #: lifecycle-v3 (set by the workflow): a hedged pair closes one leg after the other
         #: (``domain.hedge.close_sequence``), so a venue failing mid-close leaves it hedged
         self.v3 = False
+        #: lifecycle-v4: in a close about one leg, a leg whose opening order's outcome is unknown
+        #: gets a reduce-only close sent right behind it, without waiting for a read (``_chase``)
+        self.v4 = False
         self._waiting: set[str] = set()
 
     @property
@@ -80,8 +84,33 @@ class Closer:
             # (the loops then read again: saved lifecycle-v2 histories have these reads)
             got = await asyncio.gather(*(self.desk.position(leg.venue) for leg in self.s.legs), return_exceptions=True)
             self.reachable = {name: not isinstance(r, BaseException) for name, r in zip(("long", "short"), got, strict=True)}
-        await asyncio.gather(self._flatten("long"), self._flatten("short"))
+        chase = [self._chase(leg) for leg in ("long", "short") if self.v4 and at_once and self._unknown_open(leg)]
+        await asyncio.gather(self._flatten("long"), self._flatten("short"), *chase)
         return not self.interrupted
+
+    def _unknown_open(self, leg: LegName) -> bool:
+        """Nothing booked on this leg, but its opening order is still pending (no answer in time:
+        it may yet execute, late), and it has not been chased yet."""
+        st = self.s.leg(leg)
+        opening = client_order_id(self.p.trade_id, leg, "o")
+        return st.filled_qty == 0 and opening in st.pending and client_order_id(self.p.trade_id, leg, "b1") \
+            not in st.client_order_ids
+
+    async def _chase(self, leg: LegName) -> None:
+        """A reduce-only close of the full target sent at once, behind an opening order whose
+        outcome is unknown: a venue that executes the opening late executes this right after it,
+        so the late leg is naked for about the gap between the two sends, not until a read of a
+        slow venue comes back. Reduce-only: it closes at most what is there, never opens; the
+        venue refuses it when the opening never executed. The close loop still reads until flat."""
+        st = self.s.leg(leg)
+        self.event(f"close {leg}: its opening's outcome is unknown; a reduce-only close of {self.s.target_qty} "
+                   f"follows it on {st.venue} (no read first)")
+        try:  # a refusal (nothing there) comes back as its error type and is an event
+            await self.desk.place_verified(leg, self.s.target_qty, "b1", reduce_only=True)
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if not is_cancellation(exc):
+                raise
+            # a cancel during a close changes nothing: the close loops go on
 
     async def _choose_sequence(self, at_once: bool) -> None:
         """Which leg goes first. A close about one leg, or a lone leg: both at once, no reads. A
