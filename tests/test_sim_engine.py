@@ -56,6 +56,18 @@ def test_walks_book_and_expires_remainder() -> None:
     assert o.avg_price == D(101)
 
 
+def test_partial_fill_fills_part_and_at_least_one_lot() -> None:
+    e = Engine(SPECS)
+    step = SPECS["BTCUSDT"].step
+    marks = {"BTCUSDT": D(100)}
+    o, _ = e.place(order("BUY", "1", "a"), [(D(100), D(10))], marks, 1, fill_ratio=D("0.5"))
+    assert o.status == "EXPIRED" and o.executed_qty == D("0.5")
+    o, _ = e.place(order("SELL", str(step), "b", True), [(D(100), D(10))], marks, 1, fill_ratio=D("0.5"))
+    assert o.executed_qty == step  # half a lot rounds to none: one lot fills, the tail never sticks
+    o, _ = e.place(order("SELL", str(3 * step), "c", True), [(D(100), D(10))], marks, 1, fill_ratio=D("0.1"))
+    assert o.executed_qty == step
+
+
 def test_rejections() -> None:
     e = Engine(SPECS)
     marks = {"BTCUSDT": D(100)}

@@ -295,7 +295,9 @@ class Engine:
         # plan fills
         target = qty
         if fill_ratio is not None and req.type == "MARKET":
-            target = floor_step(qty * fill_ratio, spec.step)
+            # a partial fill is part of the order, never none of it: at least one lot (what a thin
+            # book gives a market order; an order of one lot fills whole)
+            target = max(floor_step(qty * fill_ratio, spec.step), min(qty, spec.step)) if fill_ratio > 0 else ZERO
         fills: list[tuple[Decimal, Decimal]] = []
         left = target
         for price, avail in book_side:
