@@ -103,6 +103,7 @@ class TradeActivities:
             # a retry, or an order that may already exist: look the id up before sending
             lookup_first=req.lookup_first or attempt > 1,
             ref_price=req.ref_price,
+            wait_window=not (req.resend_fresh and req.reduce_only),
         )
 
     @activity.defn(name="place_order")

@@ -84,6 +84,9 @@ class PlaceOrderRequest(BaseModel):
     ref_price: Decimal | None = None  # a recent mark, for the venue's minimum-notional check
     lookup_first: bool = False  # the order may already exist: look the id up before sending
     deadline_s: float | None = None  # opening legs: no answer by then = outcome unknown (the other leg won't wait)
+    #: a reduce-only close of a whole position (lifecycle-v4): an unknown outcome gets one look-up and
+    #: no validity-window wait; the workflow reads and resends under a fresh id
+    resend_fresh: bool = False
 
 
 class PlaceOutcome(BaseModel):

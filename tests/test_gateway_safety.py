@@ -347,3 +347,30 @@ async def test_clock_skew_refusal_resyncs_and_the_retry_goes_through(sim_url: st
     finally:
         await admin.faults()
         await g.close()
+
+
+async def test_whole_position_close_without_window_wait_and_resent_fresh_never_flips(gw: Gateway, admin: Admin) -> None:
+    """lifecycle-v4's whole-position close: the venue answers 502 before processing (the
+    `errors` fault) and the look-up fails too. With ``wait_window=False`` the unknown outcome is
+    raised after one look-up, not after the validity window; the caller resends under a fresh
+    id, and two reduce-only closes that both land never flip the position."""
+    await flatten(gw)
+    opened = await gw.place_market_order(SYMBOL, Side.BUY, Decimal("0.02"), new_cid())
+    assert opened.filled_qty == Decimal("0.02")
+    await admin.faults(error_rate=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(VenueError) as err:
+        await gw.place_market_order(SYMBOL, Side.SELL, Decimal("0.02"), new_cid(), reduce_only=True,
+                                    wait_window=False)
+    fast = time.monotonic() - t0
+    assert err.value.outcome_unknown and err.value.retryable
+    window_s = gw._window_ms / 1000
+    assert fast < window_s, (fast, window_s)  # one look-up, no wait for the window
+    await admin.faults()
+    # what a lost-but-executed close and its fresh resend do: both land, the second finds nothing
+    a = await gw.place_market_order(SYMBOL, Side.SELL, Decimal("0.02"), new_cid(), reduce_only=True, wait_window=False)
+    assert a.filled_qty == Decimal("0.02")
+    with pytest.raises(VenueError):  # reduce-only with no position: refused, nothing opened
+        await gw.place_market_order(SYMBOL, Side.SELL, Decimal("0.02"), new_cid(), reduce_only=True,
+                                    wait_window=False)
+    assert all(p.qty == 0 for p in await gw.positions([SYMBOL]))

@@ -72,7 +72,6 @@ log = logging.getLogger(__name__)
 #: How long a cached funding-interval table is trusted.
 INTERVALS_TTL_S = 3600.0
 #: Polls of a market order whose first answer is still open.
-MARKET_CLOSE_POLLS = 5
 
 
 class Gateway:
@@ -274,8 +273,13 @@ class Gateway:
         reduce_only: bool = False,
         lookup_first: bool = False,
         ref_price: Decimal | None = None,
+        wait_window: bool = True,
     ) -> OrderResult:
         """Place a market order for ``qty`` base units, at most once per client order id.
+
+        ``wait_window=False`` (only with ``reduce_only``, for an order closing a whole position
+        whose caller resends under a *fresh* id after a read): an unknown outcome gets one
+        look-up, not the wait for the validity window; two such orders never flip a position.
 
         ``ref_price``: a recent price the caller already holds (e.g. the mark from its
         pre-trade check) for the minimum-notional check; without it the book is fetched.
@@ -320,7 +324,8 @@ class Gateway:
         await self._check_sendable(m, side, base_qty, reduce_only, ref_price)
         generation = self._markets.generation
         try:
-            return await self._send_market(m, side, contracts, base_qty, client_order_id, reduce_only, ref_price)
+            return await self._send_market(m, side, contracts, base_qty, client_order_id, reduce_only, ref_price,
+                                           wait_window or not reduce_only)
         except VenueError as err:
             if err.outcome_unknown or not is_market_metadata_error(err):
                 raise
@@ -331,7 +336,8 @@ class Gateway:
                         self.name, symbol, err.code, client_order_id)
             contracts, base_qty = placing.rounded(fresh, qty, self.name)
             await self._check_sendable(fresh, side, base_qty, reduce_only, ref_price)
-            return await self._send_market(fresh, side, contracts, base_qty, client_order_id, reduce_only, ref_price)
+            return await self._send_market(fresh, side, contracts, base_qty, client_order_id, reduce_only, ref_price,
+                                           wait_window or not reduce_only)
 
     async def _check_sendable(
         self, m: MarketInfo, side: Side, base_qty: Decimal, reduce_only: bool, ref_price: Decimal | None
@@ -350,7 +356,7 @@ class Gateway:
 
     async def _send_market(
         self, m: MarketInfo, side: Side, contracts: Decimal, base_qty: Decimal, cid: str, reduce_only: bool,
-        ref_price: Decimal | None = None,
+        ref_price: Decimal | None = None, wait_window: bool = True,
     ) -> OrderResult:
         """A market order (bounded by ``ref_price`` or the book where the adapter says), with the
         price-band fallback of a reduce-only one (see place_market_order)."""
@@ -358,7 +364,7 @@ class Gateway:
         if self.adapter.market_needs_price:
             ref = ref_price if ref_price and ref_price > 0 else await self._reference_price(m.symbol, side)
         try:
-            return await self._send(m, side, contracts, base_qty, cid, reduce_only, price=ref)
+            return await self._send(m, side, contracts, base_qty, cid, reduce_only, price=ref, wait_window=wait_window)
         except PriceBandRejected as err:
             if not reduce_only or m.price_band_up is None:
                 raise
@@ -369,12 +375,13 @@ class Gateway:
             raise refusal
         log.warning("venue %s: close %s refused by the price band (%s); sending it as a limit IOC at %s "
                     "(mark %s)", self.name, cid, refusal.code, edge, mark)
-        return await self._send(m, side, contracts, base_qty, cid, reduce_only, "limit", edge, {"timeInForce": "IOC"})
+        return await self._send(m, side, contracts, base_qty, cid, reduce_only, "limit", edge, {"timeInForce": "IOC"},
+                                wait_window=wait_window)
 
     async def _send(
         self, m: MarketInfo, side: Side, contracts: Decimal, base_qty: Decimal, client_order_id: str,
         reduce_only: bool, order_type: str = "market", price: Decimal | None = None,
-        extra: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None, *, wait_window: bool = True,
     ) -> OrderResult:
         """One order (``price``: a limit's or a market's bound; ``extra``: e.g. timeInForce), logged."""
         vcid = self._vcid(client_order_id)
@@ -392,8 +399,9 @@ class Gateway:
                 raise
             log.warning("venue %s: placing %s: outcome unknown (%s); looking it up", self.name,
                         client_order_id, err.type_name)
-            try:
-                found = await self._confirm_absent(m.symbol, client_order_id)
+            try:  # no window wait: one look-up (see place_market_order's wait_window)
+                found = await (self._confirm_absent(m.symbol, client_order_id) if wait_window
+                               else self.get_order(m.symbol, client_order_id))
             except VenueError:
                 raise err from None
             if found is None:
@@ -401,7 +409,7 @@ class Gateway:
             return found.model_copy(update={"duplicate_prevented": True})
         result = self._order_result(order, m, requested=base_qty, side=side, reduce_only=reduce_only,
                                     client_order_id=client_order_id)
-        return await self._await_market_close(result)
+        return await placing.await_market_close(result, self.get_order)
 
     async def _confirm_absent(self, symbol: str, client_order_id: str) -> OrderResult | None:
         async def deadline() -> int:
@@ -413,26 +421,6 @@ class Gateway:
             lambda: self.get_order(symbol, client_order_id), deadline,
             what=f"venue {self.name}: order {client_order_id}",
         )
-
-    async def _await_market_close(self, result: OrderResult) -> OrderResult:
-        """A market order's first answer may still say NEW (Binance matches asynchronously,
-        and ACK-style answers carry no fill): poll it briefly. Callers treat an order that is
-        still open afterwards as in progress (``is_closed`` False) and look it up later."""
-        delay = 0.05
-        for _ in range(MARKET_CLOSE_POLLS):
-            if result.is_closed:
-                break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-            try:
-                latest = await self.get_order(result.symbol, result.client_order_id)
-            except VenueError as exc:
-                if not exc.retryable:
-                    raise
-                continue
-            if latest is not None:
-                result = latest.model_copy(update={"requested_qty": result.requested_qty})
-        return result
 
     async def _reference_price(self, symbol: str, side: Side) -> Decimal | None:
         return placing.book_price(await self.order_book(symbol, 5), side)

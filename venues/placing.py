@@ -294,3 +294,28 @@ async def confirm_absent(
             venue=exc.venue,
         ) from None
 
+
+#: polls of a market order whose first answer is not final yet
+MARKET_CLOSE_POLLS = 5
+
+
+async def await_market_close(result: OrderResult,
+                             get_order: Callable[[str, str], Awaitable[OrderResult | None]]) -> OrderResult:
+    """A market order's first answer may still say NEW (Binance matches asynchronously,
+    and ACK-style answers carry no fill): poll it briefly. Callers treat an order that is
+    still open afterwards as in progress (``is_closed`` False) and look it up later."""
+    delay = 0.05
+    for _ in range(MARKET_CLOSE_POLLS):
+        if result.is_closed:
+            break
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+        try:
+            latest = await get_order(result.symbol, result.client_order_id)
+        except VenueError as exc:
+            if not exc.retryable:
+                raise
+            continue
+        if latest is not None:
+            result = latest.model_copy(update={"requested_qty": result.requested_qty})
+    return result

@@ -33,6 +33,8 @@ OPEN_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=ti
 # Top-ups of a partly filled opening: short, so a venue that stays down leaves the gap open
 # only briefly before the longer leg is trimmed instead.
 TOPUP_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=5))
+#: a whole-position reduce-only close (v4): one attempt; the close loop reads and resends under a fresh id
+FRESH_CLOSE_OPTS: dict[str, Any] = ORDER_OPTS | dict(retry_policy=RetryPolicy(maximum_attempts=1))
 # Reads: a few quick retries; the workflow decides what a failed read means.
 READ_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=15),

@@ -120,7 +120,7 @@ class TradeWorkflow:
     async def run(self, params: TradeParams, carry: TradeCarry | None = None) -> TradeStatus:
         self.v2 = self.desk.v2 = workflow.patched(V2)
         self.v3 = self.closer.v3 = self.desk.v3 = self.v2 and workflow.patched(V3)
-        self.closer.v4 = self.v3 and workflow.patched(V4)
+        self.closer.v4 = self.desk.v4 = self.v3 and workflow.patched(V4)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:

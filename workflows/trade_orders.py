@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.alerts import AlertWorkflow
     from workflows.options import (
         ALERT_OPTS,
+        FRESH_CLOSE_OPTS,
         LEDGER_FINAL_OPTS,
         LEDGER_OPTS,
         OPEN_ORDER_OPTS,
@@ -154,6 +155,7 @@ class OrderDesk:
         #: leg waits unhedged; top-ups are short and stop on a close request
         self.v2 = False
         self.v3 = False  # lifecycle-v3: no top-ups (trim at once); partial fills mark the venue as troubled
+        self.v4 = False  # lifecycle-v4: a whole-position close is resent under a fresh id, no window wait
 
     @property
     def s(self):  # the trade's status (part of the carry)
@@ -380,9 +382,11 @@ class OrderDesk:
         st = self.s.leg(leg)
         side = Side.SELL if pos.qty > 0 else Side.BUY
         qty = min(qty, abs(pos.qty)) if qty is not None else abs(pos.qty)  # what the venue holds
+        whole = self.v4 and qty == abs(pos.qty)  # two of these can never flip the position: no window wait
         req = PlaceOrderRequest(venue=st.venue, symbol=self.p.symbol, side=side, qty=qty,
-                                client_order_id=self._issue(leg, step), reduce_only=True)
-        order = await self._send(leg, req, f"close {leg}: {side} {qty} on {st.venue}", ORDER_OPTS)
+                                client_order_id=self._issue(leg, step), reduce_only=True, resend_fresh=whole)
+        order = await self._send(leg, req, f"close {leg}: {side} {qty} on {st.venue}",
+                                 FRESH_CLOSE_OPTS if whole else ORDER_OPTS)
         order = await self.settle(leg, order, opening=False)
         return order.filled_qty > 0
 
