@@ -32,6 +32,7 @@ COMMANDS = [
     "config",
     "bootstrap",
     "venues",
+    "backtest",
 ]
 
 
