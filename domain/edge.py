@@ -18,6 +18,7 @@ normalised correctly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -127,8 +128,11 @@ def spread_bps_8h(long: LegQuote, short: LegQuote, hour_ms: int = HOUR_MS) -> De
 
 
 def _decompose(
-    symbol: str, long: LegQuote, short: LegQuote, p: EdgeParams, now_ms: int, slippage_bps: Decimal
+    symbol: str, long: LegQuote, short: LegQuote, p: EdgeParams, now_ms: int, slippage_bps: Decimal,
+    verdict: Callable[[Decimal, Decimal, Decimal, Decimal, int], tuple[str | None, str]] | None = None,
 ) -> Edge:
+    """The decomposition; ``verdict(spread, net, gross, costs, target)`` names its reason, if any (the
+    Edge is built once, with it)."""
     spread = spread_bps_8h(long, short, p.hour_ms)
     n_long = settlements_within(long.next_funding_ms, long.interval_ms, now_ms, p.horizon_ms)
     n_short = settlements_within(short.next_funding_ms, short.interval_ms, now_ms, p.horizon_ms)
@@ -141,6 +145,7 @@ def _decompose(
         next_settlement(long.next_funding_ms, long.interval_ms, now_ms),
         next_settlement(short.next_funding_ms, short.interval_ms, now_ms),
     )
+    reason, detail = verdict(spread, net, gross, costs, target) if verdict is not None else (None, "")
     return Edge(
         symbol=symbol,
         long_venue=long.venue,
@@ -157,6 +162,8 @@ def _decompose(
         net_usd=net * p.notional_usd / BPS,
         breakeven_h=breakeven,
         target_settlement_ms=target,
+        reason=reason,
+        detail=detail,
     )
 
 
@@ -166,23 +173,24 @@ def evaluate_pair(symbol: str, long: LegQuote, short: LegQuote, p: EdgeParams, n
     Reasons, first that applies: STALE_DATA, PRICE_DIVERGENCE, SPREAD_BELOW_MIN,
     SETTLEMENT_TOO_CLOSE, COSTS_EXCEED_EDGE.
     """
-    edge = _decompose(symbol, long, short, p, now_ms, p.est_slippage_bps * 4)
     oldest = min(long.timestamp_ms, short.timestamp_ms)
-    if now_ms - oldest > p.stale_after_ms:
-        return replace(edge, reason=STALE_DATA, detail=f"data {now_ms - oldest} ms old")
     lo, hi = sorted((long.mark_price, short.mark_price))
-    if lo <= 0 or (hi - lo) / lo > p.max_price_divergence:
-        return replace(edge, reason=PRICE_DIVERGENCE, detail=f"marks {long.mark_price} / {short.mark_price}")
-    if edge.spread_bps_8h < p.min_spread_bps:
-        return replace(edge, reason=SPREAD_BELOW_MIN,
-                       detail=f"{edge.spread_bps_8h:.4f} < {p.min_spread_bps} bps/8h")
-    lead = edge.target_settlement_ms - now_ms
-    if lead < p.min_settlement_lead_ms:
-        return replace(edge, reason=SETTLEMENT_TOO_CLOSE, detail=f"settlement in {lead} ms")
-    if edge.net_bps <= 0:
-        return replace(edge, reason=COSTS_EXCEED_EDGE,
-                       detail=f"gross {edge.gross_bps:.4f} <= costs {edge.costs_bps:.4f} bps")
-    return edge
+
+    def verdict(spread: Decimal, net: Decimal, gross: Decimal, costs: Decimal, target: int) -> tuple[str | None, str]:
+        if now_ms - oldest > p.stale_after_ms:
+            return STALE_DATA, f"data {now_ms - oldest} ms old"
+        if lo <= 0 or (hi - lo) / lo > p.max_price_divergence:
+            return PRICE_DIVERGENCE, f"marks {long.mark_price} / {short.mark_price}"
+        if spread < p.min_spread_bps:
+            return SPREAD_BELOW_MIN, f"{spread:.4f} < {p.min_spread_bps} bps/8h"
+        lead = target - now_ms
+        if lead < p.min_settlement_lead_ms:
+            return SETTLEMENT_TOO_CLOSE, f"settlement in {lead} ms"
+        if net <= 0:
+            return COSTS_EXCEED_EDGE, f"gross {gross:.4f} <= costs {costs:.4f} bps"
+        return None, ""
+
+    return _decompose(symbol, long, short, p, now_ms, p.est_slippage_bps * 4, verdict)
 
 
 # ---------------------------------------------------------------------------- books
