@@ -128,6 +128,8 @@ class Backtest:
         span, n, last_t = max(1, self.end - self.start), 0, None
         while self._q:
             t, kind, _, item = heapq.heappop(self._q)
+            if t > self.end:
+                break  # the data ends: what still holds stays open (marked at the last prices)
             if last_t is not None and t != last_t:
                 self._sample(last_t)
             last_t = t
