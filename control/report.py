@@ -11,8 +11,9 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from domain.lifecycle import TERMINAL
 from domain.replay_data import read_rows
-from domain.report import RateRow, TradeOutcome, totals
+from domain.report import RateRow, TradeOutcome, open_outcome, totals
 from messages.trade import TradeStatus
 from workflows.trade import TradeWorkflow
 
@@ -24,6 +25,12 @@ def load_rates(path: str | Path) -> list[RateRow]:
 
 
 def outcome(st: TradeStatus) -> TradeOutcome:
+    """A finished trade from its settled PnL; one still open (not terminal) from what it paid and
+    collected so far, its positions marked by the venues (``domain.report.open_outcome``)."""
+    if st.state not in TERMINAL:
+        return open_outcome(st.trade_id, st.symbol, st.long_venue, st.short_venue, st.state,
+                            st.funding_collected_usd, [leg.fees for leg in st.legs],
+                            [leg.position.unrealized_pnl if leg.position else None for leg in st.legs])
     price = sum((leg.price_pnl or ZERO for leg in st.legs), ZERO)
     net = st.realized_pnl_usd if st.realized_pnl_usd is not None else st.funding_collected_usd - st.fees_usd + price
     return TradeOutcome(st.trade_id, st.symbol, st.long_venue, st.short_venue, st.state,
@@ -55,9 +62,10 @@ def render(rows: list[TradeOutcome], bound: Decimal | None, notional: Decimal) -
     lines = [f"{'TRADE':<56} {'STATE':<10} {'FUNDING':>10} {'FEES':>9} {'SLIPPAGE':>9} {'NET':>10}"]
     for r in rows:
         lines.append(f"{r.trade_id:<56} {r.state:<10} {r.funding_usd.quantize(q):>10} {r.fees_usd.quantize(q):>9} "
-                     f"{(-r.price_pnl_usd).quantize(q):>9} {r.net_usd.quantize(q):>10}")
+                     f"{(-r.price_pnl_usd).quantize(q):>9} {r.net_usd.quantize(q):>10}" + ("  open, marked" if r.open else ""))
     lines += [
-        f"trades            {t.trades}",
+        f"trades            {t.trades}" + (f"  ({t.open_trades} open: so far, marked to the venues' marks)"
+                                           if t.open_trades else ""),
         f"funding collected {t.funding_usd.quantize(q)} USD",
         f"fees              {t.fees_usd.quantize(q)} USD",
         f"slippage & basis  {t.slippage_usd.quantize(q)} USD",

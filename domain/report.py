@@ -20,7 +20,19 @@ class TradeOutcome:
     funding_usd: Decimal
     fees_usd: Decimal
     price_pnl_usd: Decimal  # both legs' price PnL: slippage, spread and basis moves
-    net_usd: Decimal  # realised PnL (funding − fees + price PnL)
+    net_usd: Decimal  # realised PnL (funding − fees + price PnL); an open trade's so far, marked
+    open: bool = False  # still trading: its figures so far, price PnL marked to the venues' marks
+
+
+def open_outcome(trade_id: str, symbol: str, long_venue: str, short_venue: str, state: str, funding_usd: Decimal,
+                 leg_fees: list[Decimal], leg_unrealized: list[Decimal | None]) -> TradeOutcome:
+    """A trade still open: the fees its fills paid so far (the opening ones at least), the funding
+    collected so far, and as price PnL what the venues mark its positions at (``unrealized_pnl``:
+    quantity × (mark − entry price), so it holds the opening slippage and the basis moved since)."""
+    fees = sum(leg_fees, ZERO)
+    price = sum((u for u in leg_unrealized if u is not None), ZERO)
+    return TradeOutcome(trade_id, symbol, long_venue, short_venue, state, funding_usd, fees, price,
+                        funding_usd - fees + price, open=True)
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,7 @@ class Totals:
     fees_usd: Decimal
     slippage_usd: Decimal  # cost, >= 0 when slippage lost money (−price PnL)
     net_usd: Decimal
+    open_trades: int = 0  # of ``trades``, still open (their figures so far, marked)
 
 
 def totals(rows: list[TradeOutcome]) -> Totals:
@@ -39,6 +52,7 @@ def totals(rows: list[TradeOutcome]) -> Totals:
         fees_usd=sum((r.fees_usd for r in rows), ZERO),
         slippage_usd=-sum((r.price_pnl_usd for r in rows), ZERO),
         net_usd=sum((r.net_usd for r in rows), ZERO),
+        open_trades=sum(1 for r in rows if r.open),
     )
 
 

@@ -43,7 +43,7 @@ async def _run(args: argparse.Namespace) -> int:
         bound = hindsight_upper_bound(rates, settings.scanner.notional_usd, settings.limits.max_open_trades)
     if args.json:
         t = totals(rows)
-        print(json.dumps({"trades": t.trades, "funding_usd": str(t.funding_usd), "fees_usd": str(t.fees_usd),
+        print(json.dumps({"trades": t.trades, "open_trades": t.open_trades, "funding_usd": str(t.funding_usd), "fees_usd": str(t.fees_usd),
                           "slippage_usd": str(t.slippage_usd), "net_usd": str(t.net_usd),
                           "hindsight_bound_usd": str(bound) if bound is not None else None}, indent=2))
     else:
