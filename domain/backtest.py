@@ -326,11 +326,17 @@ class Backtest:
         self.cycles += 1
         self._new_day(t)
         p = self.p
-        accepted, _, _ = rank_pairs(self._quotes(t), p.edge, t)
-        if not accepted:
-            return
         book = self._risk_book()
         notional = p.edge.notional_usd
+        # a symbol the portfolio gate refuses for venues that hold nothing (busy, cooling down, the
+        # trade count, the day's limits) is refused for every pair of venues: not ranked at all
+        quotes = {sym: qs for sym, qs in self._quotes(t).items()
+                  if check_gates(sym, "", "", notional, book, p.limits, t) is None}
+        if not quotes:
+            return
+        accepted, _, _ = rank_pairs(quotes, p.edge, t)
+        if not accepted:
+            return
         picked, seen = [], set()
         for e in accepted:
             if len(picked) >= p.top_n_books:

@@ -156,3 +156,29 @@ def test_hindsight_bound_accrues_per_hour_over_common_time_for_mixed_intervals()
     # same intervals: the sum of the best same-instant pairs, as before
     same = [RateRow(T0 + h * H, v, SYM, r) for h in (8, 16) for v, r in (("x", D("0.0003")), ("y", D("-0.0001")))]
     assert hindsight_upper_bound(same, n, 1) == D("0.8")
+
+
+def test_seven_venues_mixed_schedules_the_same_trades_as_every_cycle_and_as_ranking_every_symbol(tmp_path, monkeypatch):
+    from test_backtest_synth import VENUES, write_synthetic
+
+    import domain.backtest as engine
+    from domain.replay_data import read_rows
+
+    path = tmp_path / "seven.csv"
+    write_synthetic(path, days=10, symbols=3)
+    rows = list(read_rows(path))
+    p = params(("cycle_s", "600"), ("taker_fee", "0.0002"), ("horizon_h", "48"), ("symbol_cooldown_s", "7200"),
+               venues=[v for v, _, _ in VENUES])
+
+    def key(res):
+        return [(t.symbol, t.long_venue, t.short_venue, t.opened_ms, t.closed_ms, t.exit_reason, t.funding_usd,
+                 t.fees_usd) for t in res.trades]
+
+    fast = Backtest(load_series(rows), p).run()
+    assert len(fast.trades) >= 5 and {t.long_venue for t in fast.trades} | {t.short_venue for t in fast.trades} >= {
+        "hourly", "offset8"}
+    assert key(fast) == key(EveryCycle(load_series(rows), p).run())
+    real = engine.check_gates  # without the symbol pre-filter: every symbol ranked every cycle
+    monkeypatch.setattr(engine, "check_gates", lambda sym, lv, sv, *a, **k: None if lv == "" else real(sym, lv, sv, *a, **k))
+    slow = Backtest(load_series(rows), p).run()
+    assert key(fast) == key(slow) and fast.curve.equity == slow.curve.equity
