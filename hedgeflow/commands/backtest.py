@@ -250,15 +250,22 @@ def progress_bar(disabled: bool = False):
         yield lambda done, total: prog.update(task, completed=done, total=total)
 
 
+def _console():
+    """stdout; a pipe or file gets the whole table (no terminal width to fit)."""
+    from rich.console import Console
+
+    c = Console()
+    return c if c.is_terminal else Console(width=200)
+
+
 def _usd(x: float | None) -> str:
     return "" if x is None else f"{x:,.2f}"
 
 
 def print_result(out: dict[str, Any], params: Any, rows: int) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(120, Console().width))
+    console = _console()
     trades = out["trades"]
     t = Table(title=f"backtest {out['period']['from']} → {out['period']['to']}: {len(trades)} trades", title_justify="left")
     for col in ("symbol", "long", "short", "opened", "closed", "exit", "edge bps"):
@@ -293,7 +300,6 @@ def print_result(out: dict[str, Any], params: Any, rows: int) -> None:
 
 
 def print_sweep(rows: list[dict[str, Any]], names: list[str], wall: float, workers: int) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"sweep: {len(rows)} combinations, {wall:.1f} s on {workers} process(es)", title_justify="left")
@@ -304,7 +310,7 @@ def print_sweep(rows: list[dict[str, Any]], names: list[str], wall: float, worke
     for r in rows:
         t.add_row(*(str(r[n]) for n in names), str(r["trades"]), _usd(r["net_usd"]), f"{r['sharpe']:.2f}",
                   _usd(r["max_drawdown_usd"]), f"{r['wall_s']:.1f}")
-    Console(width=max(100, Console().width)).print(t)
+    _console().print(t)
 
 
 def write_plot(path: Path, res: Any, bound: list[tuple[int, Decimal]], out: dict[str, Any]) -> None:
