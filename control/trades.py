@@ -25,6 +25,7 @@ from domain.ids import trade_workflow_id
 from domain.risk import OpenTrade
 from messages.scanner import RiskBookRequest, RiskBookView, StartTradeRequest, StartTradeResult
 from messages.trade import CloseRequest, TradeParams, TradeStatus
+from workflows.options import TRADE_TASK_TIMEOUT
 from workflows.trade import TradeWorkflow
 from workflows.visibility import search_attributes_for, summary_line
 
@@ -131,6 +132,7 @@ async def open_trade(
         task_queue=settings.temporal.task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        task_timeout=TRADE_TASK_TIMEOUT,  # a task on a worker that died moves on after 2 s, not 10
         search_attributes=search_attributes_for(params),
         memo={"notional_usd": str(notional)},  # the risk book's notional when the trade cannot be queried
         static_summary=summary_line(params),

@@ -40,7 +40,7 @@ class TradeParams(TradeExecution):
     margin_buffer: Decimal = Decimal("1.1")
     max_order_notional_usd: Decimal = Decimal("10000")
     verify_poll_s: float = 0.25
-    history_limit: int = Field(2000, ge=100, description="continue-as-new past this many events")
+    history_limit: int = Field(1000, ge=100, description="continue-as-new past this many events")
     hold: HoldParams = Field(default_factory=HoldParams)
     opened_by: str = "manual"
     #: venue → USD per unit of its settlement currency (``venues[].settle_usd_rate``); absent = 1

@@ -22,6 +22,7 @@ from decimal import ROUND_DOWN, Decimal
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.common import heartbeating
 from messages.trade import (
     Alert,
     FillsRequest,
@@ -104,6 +105,12 @@ class FakeVenue:
         return order
 
 
+async def slow(seconds: float) -> None:
+    """A slow venue call, heartbeating as the real activities do (``activities.common``)."""
+    async with heartbeating():
+        await asyncio.sleep(seconds)
+
+
 class FakeActivities:
     def __init__(self, *venues: FakeVenue) -> None:
         self.v = {x.name: x for x in venues}
@@ -111,11 +118,12 @@ class FakeActivities:
         self.records: list[str] = []
         self.imbalance: list[tuple[str, Decimal]] = []  # (venue, long + short) after every execution
         self.leases: dict[tuple[str, str], str] = {}
+        self.final_record_failures = 0  # the next N final ledger writes (closed, aborted) fail
 
     async def _place(self, req: PlaceOrderRequest) -> OrderResult:
         v = self.v[req.venue]
         if v.slow_s:
-            await asyncio.sleep(v.slow_s)
+            await slow(v.slow_s)
         v.check()
         if v.orders_down:
             raise ApplicationError(f"{v.name} order path down", type="VenueUnavailable", non_retryable=True)
@@ -136,7 +144,7 @@ class FakeActivities:
     async def check_venue(self, req: VenueCheckRequest) -> VenueCheck:
         v = self.v[req.venue]
         if v.check_slow_s:
-            await asyncio.sleep(v.check_slow_s)
+            await slow(v.check_slow_s)
         v.check()
         market = MarketInfo(symbol=req.symbol, venue_symbol=req.symbol, contract_size=D(1), qty_step=v.step,
                             min_qty=v.step, min_notional=D(5), price_tick=D("0.1"))
@@ -218,6 +226,9 @@ class FakeActivities:
 
     @activity.defn(name="record_trade")
     async def record_trade(self, rec: TradeRecord) -> None:
+        if rec.event != "opened" and self.final_record_failures > 0:
+            self.final_record_failures -= 1
+            raise ApplicationError("ledger database unavailable", type="OperationalError")
         self.records.append(rec.event)
 
     def all(self) -> list:

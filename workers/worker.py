@@ -60,7 +60,7 @@ MAX_CONCURRENT_ACTIVITIES = 64
 MAX_CONCURRENT_WORKFLOW_TASKS = 32
 MAX_CONCURRENT_LOCAL_ACTIVITIES = 32
 GRACEFUL_SHUTDOWN_S = 20.0
-STICKY_TIMEOUT_S = 2.0
+STICKY_TIMEOUT_S = 1.0
 
 
 class WorkerError(RuntimeError):
@@ -191,7 +191,7 @@ async def run_worker(
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_timeout),
             interceptors=worker_interceptors(),
             # a worker that died holds its trades' next workflow task on its sticky queue: hand it
-            # to another worker after 2 s, not the default 10 (a lone leg waits on that task)
+            # to another worker after 1 s, not the default 10 (a lone leg waits on that task)
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=STICKY_TIMEOUT_S),
         )
         run_task = asyncio.create_task(worker.run(), name="temporal-worker")

@@ -12,14 +12,23 @@ from temporalio.common import RetryPolicy
 
 from venues.errors import NON_RETRYABLE_TYPE_NAMES
 
+# A trade's workflow task timeout (the default is 10 s): a task started on a worker that is then
+# killed is handed to another worker after this long, and a lone leg may be waiting on it. A run
+# replays in well under it: continue-as-new keeps a run near ``history_limit`` (1,000 events,
+# about 0.4 s to replay here).
+TRADE_TASK_TIMEOUT = timedelta(seconds=2)
+
 # Order placement. The gateway may spend up to ~17 s resolving an unknown outcome
 # (timeout + look-ups), hence the start-to-close bound.
 # The heartbeat timeout bounds how long an order in flight on a worker that died stays unseen
-# before another worker retries it (looking the id up first): 2 s, the activity beats every 1 s.
+# before another worker retries it (looking the id up first): 1 s, the activity beats every
+# 0.25 s (the SDK sends one beat per 0.8 s at most). A lone leg waits on exactly this when the
+# worker holding the other leg's order is killed.
+HEARTBEAT_TIMEOUT = timedelta(seconds=1)
 ORDER_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=30),
     schedule_to_close_timeout=timedelta(seconds=120),
-    heartbeat_timeout=timedelta(seconds=2),
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
     retry_policy=RetryPolicy(
         initial_interval=timedelta(milliseconds=200),
         backoff_coefficient=2.0,
@@ -35,10 +44,11 @@ OPEN_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=ti
 TOPUP_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=5))
 #: a whole-position reduce-only close (v4): one attempt; the close loop reads and resends under a fresh id
 FRESH_CLOSE_OPTS: dict[str, Any] = ORDER_OPTS | dict(retry_policy=RetryPolicy(maximum_attempts=1))
-# Reads: a few quick retries; the workflow decides what a failed read means.
+# Reads: a few quick retries; the workflow decides what a failed read means. A close reads
+# between its orders, so a read on a dead worker is noticed as fast as an order.
 READ_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=15),
-    heartbeat_timeout=timedelta(seconds=5),
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
     retry_policy=RetryPolicy(
         initial_interval=timedelta(milliseconds=200),
         backoff_coefficient=2.0,

@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from venues.models import Side
     from workflows import trade_orders as orders
-    from workflows.options import READ_OPTS
+    from workflows.options import READ_OPTS, TRADE_TASK_TIMEOUT
     from workflows.trade_close import Closer
     from workflows.trade_orders import OrderDesk, error_type, is_cancellation, why
     from workflows.visibility import SA_STATE, details_markdown, search_attribute_updates, summary_line
@@ -66,6 +66,8 @@ V2 = "lifecycle-v2"  # per-venue close, alert path, leases, hysteresis, hedge ch
 V3 = "lifecycle-v3"
 #: an opening order of unknown outcome is followed at once by a reduce-only close (no read first)
 V4 = "lifecycle-v4"
+#: a cancel that arrives once the venues are flat no longer cuts the lease release or the final record
+V5 = "lifecycle-v5"
 
 
 @workflow.defn(name="TradeWorkflow")
@@ -85,7 +87,7 @@ class TradeWorkflow:
         self.s = carry.status
         self.desk = OrderDesk(params, carry, self._event)
         self.closer = Closer(params, carry, self.desk, self._event, self._alert, self._history_large)
-        self.v2 = self.v3 = False
+        self.v2 = self.v3 = self.v5 = False
         self.opened_record: asyncio.Task[None] | None = None  # the `opened` ledger write, running beside the hold
 
     # ------------------------------------------------------------------ handlers
@@ -121,6 +123,7 @@ class TradeWorkflow:
         self.v2 = self.desk.v2 = workflow.patched(V2)
         self.v3 = self.closer.v3 = self.desk.v3 = self.v2 and workflow.patched(V3)
         self.closer.v4 = self.desk.v4 = self.v3 and workflow.patched(V4)
+        self.v5 = self.desk.v5 = self.desk.v4 and workflow.patched(V5)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:
@@ -374,7 +377,7 @@ class TradeWorkflow:
         await self._alert("trade_aborted", f"{summary_line(self.p)}: {self.s.abort_reason}", "warning")
         self._set_state(St.ABORTED)
         await self.desk.release_leases()  # flat (or never traded): the symbol is free again
-        await orders.record(self.p, self.s, "aborted", self._event)
+        await orders.record(self.p, self.s, "aborted", self._event, shielded=self.v5)
         return verdict or Exit(ExitReason.REFUSED, False, str(refusal))
 
     async def _finish(self) -> None:
@@ -384,8 +387,8 @@ class TradeWorkflow:
             await self._alert("trade_closed",
                               f"{summary_line(self.p)} closed ({self.s.close_reason}); realised PnL {self.s.realized_pnl_usd}")
             if self.opened_record is not None:  # the venues are flat: the `opened` write lands before the final one
-                await self.opened_record
-            await orders.record(self.p, self.s, "closed", self._event)
+                await (orders.uncancellable(self.opened_record) if self.v5 else self.opened_record)
+            await orders.record(self.p, self.s, "closed", self._event, shielded=self.v5)
 
     async def _alert(self, kind: str, message: str, severity: str = "info") -> None:
         if self.v2:  # on its own path: never awaits the webhook
@@ -409,7 +412,7 @@ class TradeWorkflow:
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._event(f"continue-as-new after {workflow.info().get_current_history_length()} events")
-        workflow.continue_as_new(args=[self.p, self.c])
+        workflow.continue_as_new(args=[self.p, self.c], task_timeout=TRADE_TASK_TIMEOUT)
 
     # ------------------------------------------------------------------ visibility
     def _set_state(self, state: TradeState) -> None:

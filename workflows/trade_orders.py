@@ -107,13 +107,30 @@ async def wait_uncancellable(condition: Callable[[], bool]) -> None:
         pass  # a cancel while closing: the close goes on
 
 
-async def record(p: TradeParams, s: TradeStatus, event: str, note: Callable[[str], None]) -> None:
+async def uncancellable(aw: Awaitable[T]) -> T:
+    """Await ``aw`` to its end whatever a workflow cancel says (lifecycle-v5: the bookkeeping
+    after both venues are flat). The cancel is taken by the caller's coroutine and ignored; the
+    activity behind ``aw`` is never asked to stop, so its retries go on until it lands."""
+    task = asyncio.ensure_future(aw)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            continue  # the trade is already flat: a cancel has nothing left to close
+
+
+async def record(p: TradeParams, s: TradeStatus, event: str, note: Callable[[str], None],
+                 shielded: bool = False) -> None:
     """Write the trade, its orders, fills and funding to the ledger (idempotent activity);
-    a failed write is an event, never an obstacle."""
+    a failed write is an event, never an obstacle. ``shielded`` (v5, the final record): a
+    workflow cancel does not stop the write (before v5 it was cancelled and the record lost)."""
+    call = workflow.execute_activity_method(
+        LedgerActivities.record_trade, TradeRecord(event=event, status=s, opened_by=p.opened_by),
+        summary=f"ledger: {event}", **(LEDGER_OPTS if event == "opened" else LEDGER_FINAL_OPTS))
     try:
-        await workflow.execute_activity_method(
-            LedgerActivities.record_trade, TradeRecord(event=event, status=s, opened_by=p.opened_by),
-            summary=f"ledger: {event}", **(LEDGER_OPTS if event == "opened" else LEDGER_FINAL_OPTS))
+        await (uncancellable(call) if shielded else call)
     except ActivityError as exc:
         if is_cancellation(exc):
             return
@@ -156,6 +173,7 @@ class OrderDesk:
         self.v2 = False
         self.v3 = False  # lifecycle-v3: no top-ups (trim at once); partial fills mark the venue as troubled
         self.v4 = False  # lifecycle-v4: a whole-position close is resent under a fresh id, no window wait
+        self.v5 = False  # lifecycle-v5: the bookkeeping after flat (leases, final record) ignores a cancel
 
     @property
     def s(self):  # the trade's status (part of the carry)
@@ -325,9 +343,10 @@ class OrderDesk:
     async def release_leases(self) -> None:
         """Drop the leases once both venues are flat (retried until it lands)."""
         if self.c.lease:
-            await workflow.execute_activity_method(
+            call = workflow.execute_activity_method(
                 LedgerActivities.release_leases, LeaseRelease(trade_id=self.p.trade_id),
                 summary="release leases", **LEDGER_FINAL_OPTS)
+            await (uncancellable(call) if self.v5 else call)
             self.c.lease = False
 
     async def _each_leg(self, call: Callable[[LegState], Awaitable[T]], failed: str) -> list[T] | None:
