@@ -334,7 +334,7 @@ class Backtest:
                   if check_gates(sym, "", "", notional, book, p.limits, t) is None}
         if not quotes:
             return
-        accepted, _, _ = rank_pairs(quotes, p.edge, t)
+        accepted, _, _ = rank_pairs(quotes, p.edge, t, keep_rejected=False)
         if not accepted:
             return
         picked, seen = [], set()

@@ -18,7 +18,6 @@ normalised correctly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -127,25 +126,54 @@ def spread_bps_8h(long: LegQuote, short: LegQuote, hour_ms: int = HOUR_MS) -> De
     return funding_spread(long.rate, long.interval_ms, short.rate, short.interval_ms, hour_ms)
 
 
-def _decompose(
-    symbol: str, long: LegQuote, short: LegQuote, p: EdgeParams, now_ms: int, slippage_bps: Decimal,
-    verdict: Callable[[Decimal, Decimal, Decimal, Decimal, int], tuple[str | None, str]] | None = None,
-) -> Edge:
-    """The decomposition; ``verdict(spread, net, gross, costs, target)`` names its reason, if any (the
-    Edge is built once, with it)."""
+def _first_pass(
+    symbol: str, long: LegQuote, short: LegQuote, p: EdgeParams, now_ms: int, build: bool = True
+) -> Edge | str:
+    """The decomposition and its first reason (:func:`evaluate_pair`). With ``build`` False a
+    rejected pair returns only its reason, computed no further than that reason needs (an
+    accepted pair is always the whole Edge)."""
+    oldest = min(long.timestamp_ms, short.timestamp_ms)
+    lo, hi = sorted((long.mark_price, short.mark_price))
+    reason = None
+    if now_ms - oldest > p.stale_after_ms:
+        reason = STALE_DATA
+    elif lo <= 0 or (hi - lo) / lo > p.max_price_divergence:
+        reason = PRICE_DIVERGENCE
+    if reason is not None and not build:
+        return reason
     spread = spread_bps_8h(long, short, p.hour_ms)
+    if reason is None and spread < p.min_spread_bps:
+        reason = SPREAD_BELOW_MIN
+        if not build:
+            return reason
+    target = min(
+        next_settlement(long.next_funding_ms, long.interval_ms, now_ms),
+        next_settlement(short.next_funding_ms, short.interval_ms, now_ms),
+    )
+    lead = target - now_ms
+    if reason is None and lead < p.min_settlement_lead_ms:
+        reason = SETTLEMENT_TOO_CLOSE
+        if not build:
+            return reason
+    slippage_bps = p.est_slippage_bps * 4
     n_long = settlements_within(long.next_funding_ms, long.interval_ms, now_ms, p.horizon_ms)
     n_short = settlements_within(short.next_funding_ms, short.interval_ms, now_ms, p.horizon_ms)
     gross = (short.rate * n_short - long.rate * n_long) * BPS
     fees = (long.taker_fee * 2 + short.taker_fee * 2) * BPS
     net = gross - fees - slippage_bps - p.buffer_bps
     costs = fees + slippage_bps + p.buffer_bps
-    breakeven = costs / (spread / 8) if spread > 0 else None
-    target = min(
-        next_settlement(long.next_funding_ms, long.interval_ms, now_ms),
-        next_settlement(short.next_funding_ms, short.interval_ms, now_ms),
-    )
-    reason, detail = verdict(spread, net, gross, costs, target) if verdict is not None else (None, "")
+    if reason is None and net <= 0:
+        reason = COSTS_EXCEED_EDGE
+        if not build:
+            return reason
+    detail = {
+        None: "",
+        STALE_DATA: lambda: f"data {now_ms - oldest} ms old",
+        PRICE_DIVERGENCE: lambda: f"marks {long.mark_price} / {short.mark_price}",
+        SPREAD_BELOW_MIN: lambda: f"{spread:.4f} < {p.min_spread_bps} bps/8h",
+        SETTLEMENT_TOO_CLOSE: lambda: f"settlement in {lead} ms",
+        COSTS_EXCEED_EDGE: lambda: f"gross {gross:.4f} <= costs {costs:.4f} bps",
+    }[reason]
     return Edge(
         symbol=symbol,
         long_venue=long.venue,
@@ -160,10 +188,10 @@ def _decompose(
         net_bps=net,
         gross_usd=gross * p.notional_usd / BPS,
         net_usd=net * p.notional_usd / BPS,
-        breakeven_h=breakeven,
+        breakeven_h=costs / (spread / 8) if spread > 0 else None,
         target_settlement_ms=target,
         reason=reason,
-        detail=detail,
+        detail=detail() if callable(detail) else detail,
     )
 
 
@@ -173,24 +201,9 @@ def evaluate_pair(symbol: str, long: LegQuote, short: LegQuote, p: EdgeParams, n
     Reasons, first that applies: STALE_DATA, PRICE_DIVERGENCE, SPREAD_BELOW_MIN,
     SETTLEMENT_TOO_CLOSE, COSTS_EXCEED_EDGE.
     """
-    oldest = min(long.timestamp_ms, short.timestamp_ms)
-    lo, hi = sorted((long.mark_price, short.mark_price))
-
-    def verdict(spread: Decimal, net: Decimal, gross: Decimal, costs: Decimal, target: int) -> tuple[str | None, str]:
-        if now_ms - oldest > p.stale_after_ms:
-            return STALE_DATA, f"data {now_ms - oldest} ms old"
-        if lo <= 0 or (hi - lo) / lo > p.max_price_divergence:
-            return PRICE_DIVERGENCE, f"marks {long.mark_price} / {short.mark_price}"
-        if spread < p.min_spread_bps:
-            return SPREAD_BELOW_MIN, f"{spread:.4f} < {p.min_spread_bps} bps/8h"
-        lead = target - now_ms
-        if lead < p.min_settlement_lead_ms:
-            return SETTLEMENT_TOO_CLOSE, f"settlement in {lead} ms"
-        if net <= 0:
-            return COSTS_EXCEED_EDGE, f"gross {gross:.4f} <= costs {costs:.4f} bps"
-        return None, ""
-
-    return _decompose(symbol, long, short, p, now_ms, p.est_slippage_bps * 4, verdict)
+    e = _first_pass(symbol, long, short, p, now_ms)
+    assert isinstance(e, Edge)
+    return e
 
 
 # ---------------------------------------------------------------------------- books
@@ -285,11 +298,13 @@ def rank_pairs(
     now_ms: int,
     *,
     unhealthy: tuple[str, ...] = (),
+    keep_rejected: bool = True,
 ) -> tuple[list[Edge], list[Edge], dict[str, int]]:
     """Evaluate every ordered (long, short) venue pair of every symbol.
 
     Returns (accepted best net first, rejected best net first, counts by reason). Pairs that
-    involve an ``unhealthy`` venue are counted VENUE_UNHEALTHY without being evaluated.
+    involve an ``unhealthy`` venue are counted VENUE_UNHEALTHY without being evaluated. Without
+    ``keep_rejected`` the rejected list stays empty (only counted), which is cheaper (the backtest).
     """
     accepted: list[Edge] = []
     rejected: list[Edge] = []
@@ -300,8 +315,10 @@ def rank_pairs(
             for short in legs:
                 if long.venue == short.venue:
                     continue
-                e = evaluate_pair(symbol, long, short, p, now_ms)
-                if e.reason is None:
+                e = _first_pass(symbol, long, short, p, now_ms, keep_rejected)
+                if isinstance(e, str):
+                    counts[e] = counts.get(e, 0) + 1
+                elif e.reason is None:
                     accepted.append(e)
                 else:
                     rejected.append(e)

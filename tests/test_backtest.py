@@ -182,3 +182,22 @@ def test_seven_venues_mixed_schedules_the_same_trades_as_every_cycle_and_as_rank
     monkeypatch.setattr(engine, "check_gates", lambda sym, lv, sv, *a, **k: None if lv == "" else real(sym, lv, sv, *a, **k))
     slow = Backtest(load_series(rows), p).run()
     assert key(fast) == key(slow) and fast.curve.equity == slow.curve.equity
+
+
+def test_rank_pairs_without_rejected_edges_accepts_and_counts_the_same():
+    import random
+
+    from domain.edge import EdgeParams, LegQuote, rank_pairs
+
+    rng = random.Random(3)
+    for _ in range(300):
+        now = T0 + rng.randrange(8 * H)
+        legs = [LegQuote(v, D(str(round(rng.uniform(-0.002, 0.002), 6))), iv, now + rng.randrange(-iv, iv),
+                         D(str(round(rng.uniform(99.6, 100.4), 2))), now - rng.choice([0, 0, 0, 120_000]),
+                         D(rng.choice(["0.0005", "0.0002"])))
+                for v, iv in (("a", H), ("b", 4 * H), ("c", 8 * H), ("d", 8 * H))]
+        p = EdgeParams(D(1000), rng.choice([H, 8 * H, 24 * H]), D(rng.choice(["1", "0", "3"])), D(2), D("0.005"),
+                       rng.choice([0, 60_000, 3 * H]), 60_000)
+        full, rejected, counts = rank_pairs({SYM: legs}, p, now)
+        lean, none, lean_counts = rank_pairs({SYM: legs}, p, now, keep_rejected=False)
+        assert (lean, none, lean_counts) == (full, [], counts)
