@@ -34,6 +34,7 @@ from domain.backtest_model import ZERO, BacktestParams, BtTrade, Curve, Fill, Se
 from domain.edge import LegQuote, apply_books, rank_pairs, walk_book
 from domain.funding import spread_bps_8h
 from domain.hedge import LiqAction, liquidation_action, liquidation_distance
+from domain.ids import trade_workflow_id
 from domain.risk import OpenTrade, RiskBook, check_gates, check_request, check_venues, size_pair
 from domain.rounding import round_down
 
@@ -95,6 +96,7 @@ class Backtest:
         self.peak_margin = ZERO
         self.cycles = 0
         self._books: dict[Decimal, tuple] = {}
+        self._ids: set[str] = set()  # trade ids started: the scanner's start refuses one again
 
     # ------------------------------------------------------------------ the queue
     def _push(self, t: int, kind: int, item: object = None) -> None:
@@ -335,6 +337,7 @@ class Backtest:
         if not quotes:
             return
         accepted, _, _ = rank_pairs(quotes, p.edge, t, keep_rejected=False)
+        accepted = accepted[: p.max_candidates]  # what the scanner's funding activity hands back
         if not accepted:
             return
         picked, seen = [], set()
@@ -358,14 +361,18 @@ class Backtest:
                 continue
             if check_gates(e.symbol, e.long_venue, e.short_venue, notional, book, p.limits, t) is not None:
                 continue
-            if self._open(full, t):
+            tid = trade_workflow_id(e.symbol, e.long_venue, e.short_venue, f"s{full.target_settlement_ms}")
+            if tid in self._ids:  # one trade per opportunity: that id exists (REJECT_DUPLICATE)
+                self._refuse("EXISTING")
+                continue
+            if self._open(full, t, tid):
                 tr = self.open[-1]
                 book.add(OpenTrade(tr.trade_id, tr.symbol, tr.long_venue, tr.short_venue, notional))
                 opened = True
         if opened:
             self._cycle_at(t + 1)
 
-    def _open(self, e, t: int) -> bool:
+    def _open(self, e, t: int, trade_id: str) -> bool:
         p, notional = self.p, self.p.edge.notional_usd
         refusal = check_request(e.symbol, e.long_venue, e.short_venue, notional, venues=self.venues,
                                 max_order_notional_usd=p.max_order_notional_usd)
@@ -386,12 +393,13 @@ class Backtest:
             return False
         qty = sizing.qty
         tr = BtTrade(
-            trade_id=f"bt-{e.symbol.split('/')[0]}-{e.long_venue}-{e.short_venue}-s{e.target_settlement_ms}",
+            trade_id=trade_id,
             symbol=e.symbol, long_venue=e.long_venue, short_venue=e.short_venue, opened_ms=t, qty=qty,
             notional_usd=notional, entry_edge_bps=e.net_bps, entry_long=ml, entry_short=ms,
             margin_long=qty * ml / p.leverage, margin_short=qty * ms / p.leverage, held=qty,
         )
         self._trade_legs(tr, qty, closing=False)
+        self._ids.add(trade_id)
         self.open.append(tr)
         self.trades_today += 1
         margin = sum((o.margin_long + o.margin_short for o in self.open), ZERO)

@@ -68,6 +68,7 @@ class BacktestParams:
     hold: HoldRules = field(default_factory=HoldRules)
     cycle_ms: int = 30_000  # scanner.cycle_s
     top_n_books: int = 3
+    max_candidates: int = 50  # accepted candidates a scan hands back (ScannerParams.max_candidates)
     leverage: int = 3
     margin_buffer: Decimal = Decimal("1.1")
     max_order_notional_usd: Decimal = Decimal("10000")

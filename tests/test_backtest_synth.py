@@ -80,6 +80,27 @@ def test_synthetic_file_has_the_mixed_schedules(tmp_path):
     assert offset.interval_after(0) == 8 * H and series[("fourh", "BTC/USDT:USDT")].interval_after(0) == 4 * H
 
 
+def test_a_year_of_seven_venues_runs_in_under_a_minute(tmp_path):
+    """The performance target, measured as a person runs it (the figure is printed)."""
+    import json
+    import re
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    p, out = tmp_path / "seven.csv", tmp_path / "seven.json"
+    assert write_synthetic(p, days=365, symbols=3) == 49_293
+    t0 = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "hedgeflow", "backtest", "--data", str(p), "--json", str(out),
+                          "--rows", "0"], cwd=root, capture_output=True, text=True, timeout=120)
+    wall = time.perf_counter() - t0
+    assert run.returncode == 0, run.stderr
+    res = json.loads(out.read_text())
+    print(f"a year of 7 venues x 3 symbols: {res['wall_s']} s in the backtest, {wall:.1f} s the whole process")
+    assert re.search(r"wall time\s+│\s+[\d.]+ s", run.stdout)
+    assert res["totals"]["trades"] > 100 and res["cycles"] > 8760
+    assert res["wall_s"] <= 60 and wall <= 60
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="write the synthetic seven-venue replay file")
     ap.add_argument("out")
