@@ -93,7 +93,8 @@ class Series:
     __slots__ = ("venue", "symbol", "times", "rates", "prices", "i")
 
     def __init__(self, venue: str, symbol: str, rows: list[tuple[int, Decimal, Decimal | None]]) -> None:
-        rows = sorted(rows, key=lambda r: r[0])
+        by_t = {r[0]: r for r in rows}  # a time given twice: its last row (a settlement happens once)
+        rows = [by_t[t] for t in sorted(by_t)]
         self.venue, self.symbol = venue, symbol
         self.times = [r[0] for r in rows]
         self.rates = [r[1] for r in rows]

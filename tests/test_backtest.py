@@ -201,3 +201,15 @@ def test_rank_pairs_without_rejected_edges_accepts_and_counts_the_same():
         full, rejected, counts = rank_pairs({SYM: legs}, p, now)
         lean, none, lean_counts = rank_pairs({SYM: legs}, p, now, keep_rejected=False)
         assert (lean, none, lean_counts) == (full, [], counts)
+
+
+def test_odd_files_one_venue_missing_marks_and_a_repeated_row():
+    one = [ReplayRow(T0 + h * H, "a", SYM, D("0.001"), D("30000")) for h in range(0, 48, 8)]
+    res, _ = run(one, params(venues=["a"]))
+    assert res.trades == [] and res.curve.equity[-1] == 0
+    rows = rows_two_venues(flip_at_h=None)
+    rows = [replace(r, price=None) if r.venue == "a" and r.t_ms > T0 else r for r in rows]  # carried forward
+    rows.append(rows[5])  # the same settlement twice
+    res, series = run(rows, params())
+    assert series[("a", SYM)].prices[-1] == D("30000") and len(series[("a", SYM)].times) == 49
+    assert len(res.trades) == 1 and res.trades[0].funding_usd > 0
