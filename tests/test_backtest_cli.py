@@ -36,24 +36,50 @@ def ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def funding_from_csv(trade: dict) -> D:
-    """Independent of the code under test: csv module, the CONTRACT's rule (the long pays
-    qty × mark × rate at each settlement after opening and up to closing, the short receives)."""
-    qty, t0 = D(trade["qty"]), ms(trade["opened_at"])
-    t1 = ms(trade["closed_at"]) if trade["closed_at"] else float("inf")
-    total, last_mark = D(0), {}
+def csv_rows() -> list[tuple[int, str, str, D, D]]:
+    """(time ms, venue, symbol, rate, mark) with the csv module, marks carried forward."""
+    out, last_mark = [], {}
     with DATA.open(newline="") as f:
         for row in csv.DictReader(f):
             key = (row["venue"], row["symbol"])
             if row["mark_price"]:
                 last_mark[key] = D(row["mark_price"])
-            if row["symbol"] != trade["symbol"] or row["venue"] not in (trade["long_venue"], trade["short_venue"]):
-                continue
-            t = ms(row["time"])
-            if t0 < t <= t1:
-                amount = qty * last_mark[key] * D(row["funding_rate"])
-                total += -amount if row["venue"] == trade["long_venue"] else amount
+            out.append((ms(row["time"]), row["venue"], row["symbol"], D(row["funding_rate"]), last_mark[key]))
+    return out
+
+
+def funding_from_csv(trade: dict, rows: list | None = None) -> D:
+    """Independent of the code under test: the CONTRACT's rule (the long pays qty × mark × rate at
+    each settlement after opening and up to closing, the short receives)."""
+    qty, t0 = D(trade["qty"]), ms(trade["opened_at"])
+    t1 = ms(trade["closed_at"]) if trade["closed_at"] else float("inf")
+    total = D(0)
+    for t, venue, symbol, rate, mark in rows if rows is not None else csv_rows():
+        if symbol == trade["symbol"] and venue in (trade["long_venue"], trade["short_venue"]) and t0 < t <= t1:
+            amount = qty * mark * rate
+            total += -amount if venue == trade["long_venue"] else amount
     return total
+
+
+def in_process(capsys, *args: str) -> tuple[int, str, str]:
+    from hedgeflow.cli import main
+
+    code = main(["backtest", "--data", str(DATA), "--no-progress", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_issues_command_on_the_whole_file_funding_to_the_cent(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HEDGEFLOW_CONFIG", raising=False)
+    out = tmp_path / "bt.json"
+    code, _, err = in_process(capsys, "--json", str(out))  # the issue's command, in this process
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    rows = csv_rows()
+    assert res["trades"] and res["wall_s"] < 60
+    for t in res["trades"]:
+        assert float(funding_from_csv(t, rows).quantize(D("0.01"))) == t["funding_usd"], t
+    assert res["hindsight_bound_usd"] == 330.99  # all three venues settle 8-hourly: the same-instant sum
 
 
 def test_backtest_json_keys_funding_to_the_cent_and_plot(tmp_path):
@@ -68,10 +94,11 @@ def test_backtest_json_keys_funding_to_the_cent_and_plot(tmp_path):
         assert not contract or f"`{key}`" in contract, key
     trades = res["trades"]
     assert len(trades) >= 5 and res["totals"]["trades"] == len(trades)
+    rows = csv_rows()
     for t in trades:
         assert TRADE_KEYS <= set(t)
         assert ms("2023-01-01T00:00:00Z") <= ms(t["opened_at"]) <= ms("2023-04-01T00:00:00Z")
-        assert float(funding_from_csv(t).quantize(D("0.01"))) == t["funding_usd"], t
+        assert float(funding_from_csv(t, rows).quantize(D("0.01"))) == t["funding_usd"], t
         assert abs(t["net_usd"] - (t["funding_usd"] - t["fees_usd"] - t["slippage_usd"] + t["basis_usd"])) < 0.015
     tot = res["totals"]
     assert abs(tot["funding_usd"] - sum(t["funding_usd"] for t in trades)) < 0.01 * len(trades)
@@ -124,10 +151,12 @@ def test_sweep_runs_in_worker_processes():
     assert strip(out) == strip(bt.run_sweep(rows, jobs, 1))  # the same figures in one process
 
 
-def test_bad_arguments_are_refused_with_exit_2():
-    p = backtest("--set", "no_such_setting=1")
-    assert p.returncode == 2 and "unknown setting 'no_such_setting'" in p.stderr
-    p = backtest("--set", "horizon_h=-1")
-    assert p.returncode == 2 and "horizon_h" in p.stderr
-    p = backtest("--from", "2030-01-01T00:00:00Z")
-    assert p.returncode == 2 and "no rows" in p.stderr
+def test_bad_arguments_are_refused_with_exit_2(capsys):
+    code, _, err = in_process(capsys, "--set", "no_such_setting=1")
+    assert code == 2 and "unknown setting 'no_such_setting'" in err
+    code, _, err = in_process(capsys, "--set", "horizon_h=-1")
+    assert code == 2 and "horizon_h" in err
+    code, _, err = in_process(capsys, "--from", "2030-01-01T00:00:00Z")
+    assert code == 2 and "no rows" in err
+    code, _, err = in_process(capsys, "--plot", "x.html")
+    assert code == 2 and ".png" in err

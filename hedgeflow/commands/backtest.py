@@ -18,6 +18,7 @@ HELP = ("virtual-time backtest over a replay CSV: the scanner's and the trade's 
         "total, beside the hindsight bound; --sweep for a grid of settings")
 
 SECTIONS = ("scanner", "trade", "limits")
+PLOT_FORMATS = (".png", ".svg", ".pdf")  # what matplotlib writes
 #: settings of the backtest's own models (domain.backtest_model), set with --set / --sweep
 MODEL_KEYS = {"capital_per_venue_usd", "maintenance_margin", "qty_step", "min_qty", "min_notional", "taker_fee",
               "book_levels", "book_half_spread_bps", "book_level_step_bps", "book_level_notional_usd"}
@@ -165,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
     from hedgeflow.cli import CliError, settings_from
 
     t0 = time.perf_counter()
+    if args.plot and Path(args.plot).suffix.lower() not in PLOT_FORMATS:
+        raise CliError(f"--plot {args.plot}: use {', '.join(PLOT_FORMATS)}", 2)
     settings = settings_from(args)
     try:
         start_ms = parse_time_ms(args.start) if args.start else None
@@ -324,10 +327,6 @@ def write_plot(path: Path, res: Any, bound: list[tuple[int, Decimal]], out: dict
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hedgeflow.cli import CliError
-
-    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise CliError(f"--plot {path}: use .png, .svg or .pdf", 2)
 
     def dt(ms: list[int]) -> list[datetime]:
         return [datetime.fromtimestamp(t / 1000, UTC) for t in ms]
