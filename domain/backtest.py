@@ -406,6 +406,8 @@ class Backtest:
         self.peak_margin = max(self.peak_margin, margin)
         mi = p.hold.monitor_interval_ms
         self._push(t + -(-p.hold.max_hold_ms // mi) * mi, EXIT, (tr, -1))
+        tr.monitor_at = t + mi  # the first monitor tick judges the spread it opened on
+        self._push(tr.monitor_at, MONITOR, (tr,))
         return True
 
     def _position(self, venue: str, symbol: str) -> Decimal:

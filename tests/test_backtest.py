@@ -213,3 +213,11 @@ def test_odd_files_one_venue_missing_marks_and_a_repeated_row():
     res, series = run(rows, params())
     assert series[("a", SYM)].prices[-1] == D("30000") and len(series[("a", SYM)].times) == 49
     assert len(res.trades) == 1 and res.trades[0].funding_usd > 0
+
+
+def test_an_exit_spread_above_the_entry_spread_exits_after_exit_checks_ticks_from_the_open():
+    p = params(("exit_spread_bps", "100"))  # the pair opens at 26 bps per 8 h: below 100 from the first tick
+    res, _ = run(rows_two_venues(flip_at_h=None), p)
+    tr = res.trades[0]
+    assert tr.exit_reason == "SPREAD_EXIT"
+    assert tr.closed_ms == tr.opened_ms + p.hold.exit_checks * p.hold.monitor_interval_ms
