@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
@@ -198,7 +199,8 @@ def _sweep(args, settings, rows, venues, sets, start_ms, end_ms, t0) -> int:
         jobs.append((c, params_for(settings, sets + list(c.items()), venues), start_ms, end_ms))
     out = run_sweep(rows, jobs, args.workers)
     wall = time.perf_counter() - t0
-    print_sweep(out, names, wall, args.workers)
+    if args.json != "-":  # JSON on stdout stands alone
+        print_sweep(out, names, wall, args.workers)
     if args.json:
         _write_json(args.json, {"sweep": out, "wall_s": round(wall, 3)})
     return 0
@@ -219,12 +221,13 @@ def _single(args, params, rows, start_ms, end_ms, t0) -> int:
     out["run_s"] = round(t_run, 3)
     out["params"] = {"notional_usd": str(params.edge.notional_usd), "horizon_h": params.edge.horizon_ms / 3_600_000,
                      "min_spread_bps": str(params.edge.min_spread_bps), "taker_fees": {k: str(v) for k, v in params.taker_fees.items()}}
-    print_result(out, params, args.rows)
+    if args.json != "-":
+        print_result(out, params, args.rows)
     if args.json:
         _write_json(args.json, out)
     if args.plot:
         write_plot(Path(args.plot), res, curve, out)
-        print(f"plot written to {args.plot}")
+        print(f"plot written to {args.plot}", file=sys.stderr if args.json == "-" else sys.stdout)
     return 0
 
 
