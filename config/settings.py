@@ -193,6 +193,25 @@ class ReconcileConfig(_Section):
     max_orders: int = Field(200, ge=0, description="orders checked per cycle")
 
 
+class LoggingConfig(_Section):
+    """How every process logs (``config.logs.configure_logging``): to stderr, one line a record."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="the lowest level written (hedgeflow's loggers; libraries from WARNING)")
+    format: Literal["json", "text"] = Field(
+        "json", description="json: one JSON object a line (time, level, logger, message, ids); text: for a terminal")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -214,6 +233,7 @@ class Settings(BaseSettings):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -1,5 +1,3 @@
-import sys
-
 from hedgeflow.cli import main
 
-sys.exit(main())
+main()  # ends the process itself (hedgeflow.cli._end_process)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import logging
 import os
 import signal
 import sys
@@ -93,9 +94,10 @@ def metrics_runtime(port: int, host: str = "127.0.0.1"):
     is 0. The SDK exporter itself binds a private 127.0.0.1 port that the endpoint reads."""
     if not port:
         return None
-    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+    from temporalio.runtime import PrometheusConfig, Runtime
 
     from telemetry.metrics import serve_metrics
+    from workers.client import telemetry_config  # the core's log lines into this process's log format
 
     if not port_is_free(port, host):
         raise WorkerError(
@@ -107,7 +109,7 @@ def metrics_runtime(port: int, host: str = "127.0.0.1"):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         sdk_port = s.getsockname()[1]
-    runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{sdk_port}")))
+    runtime = Runtime(telemetry=telemetry_config(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{sdk_port}")))
     _METRICS_SERVERS.append(serve_metrics(port, host, sdk_port))
     return runtime
 
@@ -238,8 +240,10 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 async def serve(settings: Settings, *, graceful_shutdown_timeout: float = GRACEFUL_SHUTDOWN_S) -> int:
     """``hedgeflow worker``: run until SIGINT/SIGTERM; a second signal forces exit."""
-    # once per worker process, for incident reports: the versions this worker runs
-    print(versions_line(await asyncio.to_thread(component_versions, temporal_version)), flush=True)
+    # once per worker process, for incident reports: the versions this worker runs (stdout and the log)
+    versions = versions_line(await asyncio.to_thread(component_versions, temporal_version))
+    print(versions, flush=True)
+    logging.getLogger("hedgeflow.worker").info(versions)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0

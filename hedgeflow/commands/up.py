@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from workers.up_plan import UpError, write_replay_config
 
     settings = settings_from(args)  # the live interlock: refuses (exit 2) before anything starts
+    # the children log as this process does: the simulators read only these two variables
+    os.environ["HEDGEFLOW__LOGGING__LEVEL"] = settings.logging.level
+    os.environ["HEDGEFLOW__LOGGING__FORMAT"] = settings.logging.format
     profile = settings.profile
     if (args.data or args.speed is not None) and profile != "replay":
         raise CliError("--data and --speed only apply to --profile replay", 2)

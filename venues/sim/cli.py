@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -141,7 +140,15 @@ async def _serve(opts: SimOptions) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one simulated venue until SIGINT/SIGTERM; returns the exit code."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from config import ConfigError
+    from config.logs import configure_logging, logging_from_env
+
+    try:  # JSON lines on stderr like every hedgeflow process; its credentials masked
+        configure_logging(logging_from_env(), secrets=[args.api_secret, os.environ.get(ENV_API_SECRET),
+                                                       args.api_passphrase])
+    except ConfigError as e:
+        print(f"sim {getattr(args, 'name', '?')}: {e}", file=sys.stderr)
+        return 2
     try:
         opts = options_from_args(args)
         asyncio.run(_serve(opts))
