@@ -24,6 +24,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
 
+from domain.ids import client_order_id
 from messages.trade import CloseRequest, HoldParams, TradeParams, TradeStatus
 from tests.fake_venues import FakeActivities, FakeVenue
 from workers.worker import workflow_runner
@@ -295,6 +296,22 @@ async def test_follower_matches_what_the_leader_has_closed(bench):
     follower = [gap for v, gap in closes if v == "fb"]
     assert len(follower) >= 3, closes  # fb matched in several steps, not all at the end
     assert all(gap == 0 for gap in follower), closes
+
+
+async def test_a_partly_filled_close_of_a_lone_leg_sends_the_rest_without_a_read(bench):
+    """lifecycle-v5: the lone leg's venue fills half of each order; the rest follows at once
+    (steps c1r1, c1r2, ...), not after a read of the venue each round (c1, c2, ...)."""
+    fa = bench.fakes.v["fa"]
+    fa.step = bench.fakes.v["fb"].step = D("0.1")
+    fa.close_partial = D("0.5")
+    bench.fakes.v["fb"].refuse = True
+    h = await bench.start()
+    st = await h.result()
+    assert st.state == "aborted" and bench.flat() and bench.executed_at_most_once()
+    ids = st.leg("long").client_order_ids
+    rest = [client_order_id(st.trade_id, "long", f"c1r{k}") for k in (1, 2, 3)]
+    assert all(cid in ids for cid in rest), ids
+    assert client_order_id(st.trade_id, "long", "c3") not in ids, ids
 
 
 async def test_emergency_close_keeps_the_pair_hedged_while_one_venue_is_down(bench):

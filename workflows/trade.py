@@ -89,6 +89,7 @@ class TradeWorkflow:
         self.closer = Closer(params, carry, self.desk, self._event, self._alert, self._history_large)
         self.v2 = self.v3 = self.v5 = False
         self.opened_record: asyncio.Task[None] | None = None  # the `opened` ledger write, running beside the hold
+        self._alert_starts: list[asyncio.Task[None]] = []  # v5: alert children being started (awaited before the run ends)
 
     # ------------------------------------------------------------------ handlers
     @workflow.query(name="status")
@@ -120,6 +121,12 @@ class TradeWorkflow:
     # ------------------------------------------------------------------ main
     @workflow.run
     async def run(self, params: TradeParams, carry: TradeCarry | None = None) -> TradeStatus:
+        try:
+            return await self._run(carry)
+        finally:  # v5: every alert started on the way is accepted before the run ends
+            await orders.uncancellable(asyncio.gather(*self._alert_starts))
+
+    async def _run(self, carry: TradeCarry | None) -> TradeStatus:
         self.v2 = self.desk.v2 = workflow.patched(V2)
         self.v3 = self.closer.v3 = self.desk.v3 = self.v2 and workflow.patched(V3)
         self.closer.v4 = self.desk.v4 = self.v3 and workflow.patched(V4)
@@ -391,7 +398,9 @@ class TradeWorkflow:
             await orders.record(self.p, self.s, "closed", self._event, shielded=self.v5)
 
     async def _alert(self, kind: str, message: str, severity: str = "info") -> None:
-        if self.v2:  # on its own path: never awaits the webhook
+        if self.v5:  # the child's start goes out with the next orders: not even a task round trip
+            self._alert_starts.append(asyncio.ensure_future(orders.notify(self.s, kind, message, severity, self._event)))
+        elif self.v2:  # on its own path: never awaits the webhook
             await orders.notify(self.s, kind, message, severity, self._event)
         else:
             await orders.alert(self.p.trade_id, kind, message, severity, self._event)

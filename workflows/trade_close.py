@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.ids import client_order_id
     from domain.rounding import round_down
     from messages.trade import LegName, TradeCarry, TradeParams
+    from venues.models import Position
     from workflows.trade_orders import (
         OrderDesk,
         error_type,
@@ -43,6 +44,8 @@ UNSEEN_FINAL_MS = 30_000
 
 
 NAKED_RETRY_S = 0.5
+#: v5: at most this many remainder orders follow a partly filled close before the loop reads again
+REST_ROUNDS = 8
 
 
 def _other(leg: LegName) -> LegName:
@@ -184,7 +187,7 @@ class Closer:
                     return  # this venue is flat and nothing it was sent can still land
                 qty = self._match_qty(leg, pos) if self.v3 and pos is not None else None
                 filled = pos is not None and not self._wait_for_other(leg) and qty != ZERO and \
-                    await self.desk.close_leg(leg, pos, f"c{n}", qty)
+                    await self._close(leg, pos, n, qty)
             except ActivityError as exc:
                 self.reachable[leg] = False
                 self.failed(st.venue)
@@ -199,6 +202,25 @@ class Closer:
             # a leg whose partner is already flat is naked: it retries fast, never slower than 0.5 s
             naked = self.v3 and self.s.leg(_other(leg)).filled_qty == 0
             delay = min(delay * 2, NAKED_RETRY_S if naked else self.p.close_retry_max_s)
+
+    async def _close(self, leg: LegName, pos: Position, n: int, qty: Decimal | None) -> bool:
+        """Close order ``n`` of this leg; True when something filled. v5: a whole-position close
+        that filled only part is followed at once by the rest (reduce-only, ``c<n>r<k>``), without
+        a read in between: each round of a thin book costs one order, not an order and a read.
+        Not for a leader in step with its follower (the pair stays hedged round by round)."""
+        order = await self.desk.close_leg(leg, pos, f"c{n}", qty)
+        filled = order.filled_qty > 0
+        rest, k = abs(pos.qty) - order.filled_qty, 0
+        while self.desk.v5 and qty is None and not self._in_step(leg) and order.is_closed and order.filled_qty > 0 \
+                and rest >= self._unit() and k < REST_ROUNDS and not self.interrupted:
+            k += 1
+            order = await self.desk.close_leg(leg, pos, f"c{n}r{k}", rest, rest=True)
+            rest -= order.filled_qty
+        return filled
+
+    def _in_step(self, leg: LegName) -> bool:
+        """A leader with a follower that still holds something: it waits for each match."""
+        return self.c.close_first == leg and self.s.leg(_other(leg)).filled_qty > 0
 
     def _match_qty(self, leg: LegName, pos) -> Decimal | None:
         """How much a follower closes now: down to what the leader still holds, on the step
@@ -280,5 +302,5 @@ class Closer:
             if bad:
                 self.event(f"close #{n} failed: {error_type(bad[0])}; retrying")
                 alerted = await self._legacy_stuck(n, alerted, bad[0])
-            elif any(r is True for r in results):
+            elif any(not isinstance(r, BaseException) and r.filled_qty > 0 for r in results):
                 pause, delay = False, 0.5

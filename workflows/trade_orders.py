@@ -395,19 +395,21 @@ class OrderDesk:
                     raise
         return order
 
-    async def close_leg(self, leg: LegName, pos: Position, step: str, qty: Decimal | None = None) -> bool:
-        """One reduce-only market order for the whole position (or ``qty`` of it); True when
-        something filled."""
+    async def close_leg(self, leg: LegName, pos: Position, step: str, qty: Decimal | None = None,
+                        *, rest: bool = False) -> OrderResult:
+        """One reduce-only market order for the whole position (or ``qty`` of it), settled.
+        ``rest``: ``qty`` is what a partly filled whole-position close left (v5): like the whole
+        position, it is everything there is to close, so it is sent as one (no window wait)."""
         st = self.s.leg(leg)
         side = Side.SELL if pos.qty > 0 else Side.BUY
         qty = min(qty, abs(pos.qty)) if qty is not None else abs(pos.qty)  # what the venue holds
-        whole = self.v4 and qty == abs(pos.qty)  # two of these can never flip the position: no window wait
+        # two of these can never flip the position (reduce-only, nothing beyond flat): no window wait
+        whole = self.v4 and (qty == abs(pos.qty) or rest)
         req = PlaceOrderRequest(venue=st.venue, symbol=self.p.symbol, side=side, qty=qty,
                                 client_order_id=self._issue(leg, step), reduce_only=True, resend_fresh=whole)
         order = await self._send(leg, req, f"close {leg}: {side} {qty} on {st.venue}",
                                  FRESH_CLOSE_OPTS if whole else ORDER_OPTS)
-        order = await self.settle(leg, order, opening=False)
-        return order.filled_qty > 0
+        return await self.settle(leg, order, opening=False)
 
     # ------------------------------------------------------------------ reads
     async def position(self, venue: str, *, quick: bool = False) -> Position | None:
