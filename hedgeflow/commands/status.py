@@ -1,42 +1,73 @@
-"""``hedgeflow status``: one screen — venues, open trades, exposure, PnL, incidents."""
+"""``hedgeflow status [--json] [--watch [SECONDS]]``: one screen — venues, open trades, exposure,
+PnL, incidents. ``--watch`` redraws it every SECONDS (5) until Ctrl-C: in place on a terminal,
+one screen after another (each headed by its time) when the output is a pipe or a file."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
-HELP = "one screen: venues, open trades, exposure, PnL, incidents"
+HELP = "one screen: venues, open trades, exposure, PnL, incidents (--watch: refreshed until Ctrl-C)"
 ZERO = Decimal(0)
+WATCH_DEFAULT_S = 5.0
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 s: {text!r}")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--watch", nargs="?", type=_interval, const=WATCH_DEFAULT_S, default=None, metavar="SECONDS",
+                   help=f"redraw every SECONDS (default {WATCH_DEFAULT_S:g}) until Ctrl-C")
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
+    if args.watch is not None and args.json:
+        from hedgeflow.cli import CliError
+
+        raise CliError("--watch draws a screen; use --json without it", 2)
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:  # Ctrl-C ends --watch: that is how it is meant to stop
+        return 0 if args.watch is not None else 130
 
 
-async def collect(settings, client) -> dict:
+async def collect(settings, client, pool=None) -> dict:
+    """The screen's data; ``pool``: a ``GatewayPool`` to reuse (``--watch``), else one for this call."""
+    from venues.pool import GatewayPool
+
+    if pool is None:
+        async with GatewayPool(settings) as own:
+            return await collect(settings, client, own)
     from datetime import timedelta
 
     from ledger import Ledger
     from venues.errors import VenueError
-    from venues.pool import GatewayPool
     from workflows.trade import TradeWorkflow
 
     out: dict = {"venues": [], "open_trades": [], "exposure": {}, "pnl": {}, "incidents": []}
-    async with GatewayPool(settings) as pool:
-        for v in settings.venues:
-            gw = pool.get(v.name)
-            try:
-                bal, pos = await asyncio.gather(gw.balance(), gw.positions(None))
-                out["venues"].append({"venue": v.name, "up": True, "balance": str(bal.total), "free": str(bal.free),
-                                      "positions": len([p for p in pos if p.qty != 0])})
-            except VenueError as exc:
-                out["venues"].append({"venue": v.name, "up": False, "error": exc.type_name})
+
+    async def venue(v) -> dict:
+        gw = pool.get(v.name)
+        try:
+            bal, pos = await asyncio.gather(gw.balance(), gw.positions(None))
+        except VenueError as exc:
+            return {"venue": v.name, "up": False, "error": exc.type_name}
+        return {"venue": v.name, "up": True, "balance": str(bal.total), "free": str(bal.free),
+                "positions": len([p for p in pos if p.qty != 0])}
+
+    out["venues"] = list(await asyncio.gather(*(venue(v) for v in settings.venues)))
     exposure: dict[str, Decimal] = {}
     unrealised_funding = ZERO
     q = "WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running'"
@@ -70,32 +101,88 @@ async def collect(settings, client) -> dict:
     return out
 
 
+def screen(data: dict, at: datetime | None = None) -> Any:
+    """The screen as one rich renderable: a table per section, each titled as before
+    (VENUES, OPEN TRADES (n), EXPOSURE (USD, per venue), PNL, INCIDENTS (n open))."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    titles: dict[int, str] = {}
+
+    def table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
+        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="dim")
+        for c in columns:
+            t.add_column(c, justify="right" if c in right else "left", no_wrap=True)
+        titles[id(t)] = title
+        return t
+
+    venues = table("VENUES", "VENUE", "STATE", "BALANCE", "FREE", "POSITIONS", right=("BALANCE", "FREE", "POSITIONS"))
+    for v in data["venues"]:
+        if v["up"]:
+            venues.add_row(v["venue"], Text("up", style="green"), v["balance"], v["free"], str(v["positions"]))
+        else:
+            venues.add_row(v["venue"], Text(f"DOWN ({v['error']})", style="bold red"), "-", "-", "-")
+    trades = table(f"OPEN TRADES ({len(data['open_trades'])})", "ID", "STATE", "SYMBOL", "LONG", "SHORT", "QTY",
+                   "FUNDING USD", "FEES USD", right=("QTY", "FUNDING USD", "FEES USD"))
+    for t in data["open_trades"]:
+        if "symbol" in t:
+            trades.add_row(t["id"], str(t["state"]), t["symbol"], t["long"], t["short"], t["qty"], t["funding_usd"],
+                           t["fees_usd"])
+        else:
+            trades.add_row(t["id"], Text("?", style="yellow"), Text(t.get("error", ""), style="yellow"), "", "", "", "", "")
+    exposure = table("EXPOSURE (USD, per venue)", "VENUE", "USD", right=("USD",))
+    for venue, usd in sorted(data["exposure"].items()):
+        exposure.add_row(venue, usd)
+    p = data["pnl"]
+    pnl = table("PNL", "REALISED USD", "FEES USD", "FUNDING USD", "OPEN TRADES' FUNDING USD", "TRADES BY STATE",
+                right=("REALISED USD", "FEES USD", "FUNDING USD", "OPEN TRADES' FUNDING USD"))
+    pnl.add_row(p["realized_pnl_usd"], p["fees_usd"], p["funding_usd"], p["open_trades_funding_usd"],
+                ", ".join(f"{k} {v}" for k, v in sorted(p["trades_by_state"].items())) or "none")
+    incidents = table(f"INCIDENTS ({len(data['incidents'])} open)", "#", "KIND", "DETAIL")
+    for i in data["incidents"]:
+        incidents.add_row(str(i["id"]), Text(i["kind"], style="bold red"), i["detail"])
+    parts: list[Any] = []
+    if at is not None:
+        parts.append(Text(f"hedgeflow status · {at.isoformat(timespec='seconds')} · Ctrl-C to stop", style="dim"))
+    for t in (venues, trades, exposure, pnl, incidents):
+        parts += [Text(titles[id(t)], style="bold"), t]
+    return Group(*parts)
+
+
+def console() -> Any:
+    """A rich console on stdout; piped or redirected, wide enough not to wrap trade ids."""
+    from rich.console import Console
+
+    c = Console()
+    return c if c.is_terminal else Console(width=200, no_color=True)
+
+
 async def _run(args: argparse.Namespace) -> int:
     from hedgeflow.cli import settings_from
+    from venues.pool import GatewayPool
     from workers.client import connect
 
     settings = settings_from(args)
     client = await connect(settings)
-    data = await collect(settings, client)
-    if args.json:
-        print(json.dumps(data, indent=2))
+    if args.watch is None:
+        data = await collect(settings, client)
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            console().print(screen(data))
         return 0
-    print("VENUES")
-    for v in data["venues"]:
-        print(f"  {v['venue']:<10} " + (f"up    balance {v['balance']:>14}  free {v['free']:>14}  positions {v['positions']}"
-                                       if v["up"] else f"DOWN  ({v['error']})"))
-    print(f"OPEN TRADES ({len(data['open_trades'])})")
-    for t in data["open_trades"]:
-        print(f"  {t['id']:<52} {t['state']:<18} " + (f"{t.get('symbol', '')} qty {t.get('qty', '')} "
-                                                      f"funding {t.get('funding_usd', '')}" if "symbol" in t else t.get("error", "")))
-    print("EXPOSURE (USD, per venue)")
-    for venue, usd in sorted(data["exposure"].items()):
-        print(f"  {venue:<10} {usd}")
-    p = data["pnl"]
-    print(f"PNL  realised {p['realized_pnl_usd']} USD (fees {p['fees_usd']}, funding {p['funding_usd']}); "
-          f"open trades' funding so far {p['open_trades_funding_usd']}")
-    print("     trades by state: " + (", ".join(f"{k} {v}" for k, v in sorted(p["trades_by_state"].items())) or "none"))
-    print(f"INCIDENTS ({len(data['incidents'])} open)")
-    for i in data["incidents"]:
-        print(f"  #{i['id']} [{i['kind']}] {i['detail']}")
-    return 0
+    out = console()
+    async with GatewayPool(settings) as pool:
+        if not out.is_terminal:  # a log of screens: one after another, each with its time
+            while True:
+                out.print(screen(await collect(settings, client, pool), datetime.now(UTC)))
+                out.file.flush()
+                await asyncio.sleep(args.watch)
+        from rich.live import Live
+
+        with Live(console=out, auto_refresh=False, screen=False, transient=False) as live:
+            while True:
+                live.update(screen(await collect(settings, client, pool), datetime.now(UTC)), refresh=True)
+                await asyncio.sleep(args.watch)
