@@ -314,6 +314,25 @@ async def test_a_partly_filled_close_of_a_lone_leg_sends_the_rest_without_a_read
     assert client_order_id(st.trade_id, "long", "c3") not in ids, ids
 
 
+async def test_a_venue_unreadable_at_the_hedge_check_is_no_gap(bench):
+    """lifecycle-v5: both legs filled, then fb stops answering before the hedge check reads it.
+    The readable leg is not flattened (that left the other naked on the silent venue for 52 s in
+    the chaos run); the check reads again until fb answers, then the trade holds."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    fb.down_after_answer = True
+    h = await bench.start()
+    await bench.until(h, lambda s: any("a venue cannot be read" in e.what for e in s.events))
+    await asyncio.sleep(1.5)
+    assert fa.position != 0 and fb.position != 0  # nothing closed while fb is silent
+    fb.down = False
+    st = await bench.until(h, lambda s: s.state == "holding")
+    assert st.hedge_gap == 0 and not any("closing both" in e.what for e in st.events)
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    st = await h.result()
+    assert st.state == "closed" and bench.flat()
+    await record(h, "trade_hedge_check_unreadable")
+
+
 async def test_emergency_close_keeps_the_pair_hedged_while_one_venue_is_down(bench):
     """An emergency close (not about one leg) while fb is unreachable: fb goes first, and fa
     waits for it instead of being flattened into a naked short."""

@@ -59,6 +59,8 @@ with workflow.unsafe.imports_passed_through():
 
 ZERO, St = Decimal(0), TradeState
 MAX_EVENTS = 50
+#: v5: rounds of reading both venues again when one could not be read at the hedge check
+HEDGE_CHECK_ROUNDS = 30
 #: step assumed by runs carried from versions that did not carry the market (their behaviour)
 LEGACY_STEP = Decimal("0.001")
 V2 = "lifecycle-v2"  # per-venue close, alert path, leases, hysteresis, hedge check from the venues
@@ -230,7 +232,12 @@ class TradeWorkflow:
         gap = hedge_gap(L.filled_qty, S.filled_qty, self.s.target_qty)
         if self.v2:  # the venues, not our own fill record, say whether we are hedged
             held = await self.desk.positions_both()
-            gap = hedge_gap(abs(held[0]), abs(held[1]), self.s.target_qty) if held else Decimal(1)
+            if held:
+                gap = hedge_gap(abs(held[0]), abs(held[1]), self.s.target_qty)
+            elif self.v5:
+                gap = await self._hedge_check_unreadable(gap)
+            else:
+                gap = Decimal(1)
         self.s.hedge_gap = gap
         if gap > self.s.hold.max_gap:
             self._event(f"hedge gap {gap:.4f} above {self.s.hold.max_gap}; closing both")
@@ -239,6 +246,27 @@ class TradeWorkflow:
             return await self._abort_after_close()
         self.s.hedged_at = workflow.now().isoformat()
         return None
+
+    async def _hedge_check_unreadable(self, fills_gap: Decimal) -> Decimal:
+        """v5: a venue that cannot be read after the fills is no hedge gap. Closing "at once" here
+        flattened the readable leg and left the other naked on the venue that does not answer
+        (chaos: 52 s). Read both again every second until both answer; a close or emergency
+        signal meanwhile (or ``HEDGE_CHECK_ROUNDS`` rounds) goes on with the gap the fills
+        say, and the close that follows keeps the pair hedged leg by leg."""
+        self._event(f"hedge check: a venue cannot be read; reading again (the fills say gap {fills_gap:.4f})")
+        for _ in range(HEDGE_CHECK_ROUNDS):
+            stop = lambda: bool(self.c.close_requested or self.c.emergency_requested)  # noqa: E731
+            if stop():
+                break
+            try:
+                await workflow.wait_condition(stop, timeout=1.0, timeout_summary="hedge check: read again")
+                break
+            except TimeoutError:
+                pass
+            held = await self.desk.positions_both()
+            if held:
+                return hedge_gap(abs(held[0]), abs(held[1]), self.s.target_qty)
+        return fills_gap
 
     # ------------------------------------------------------------------ hold
     async def _hold(self) -> Exit:
