@@ -64,6 +64,7 @@ class FakeVenue:
     partial: Decimal = D("1")
     close_partial: Decimal = D("1")  # fill ratio of reduce-only orders
     down: bool = False
+    reads: int = 0  # position reads asked of this venue
     orders_down: bool = False  # reads answer, every order fails (the order path is broken)
     slow_s: float = 0.0
     check_slow_s: float = 0.0  # the pre-trade read takes this long
@@ -179,6 +180,7 @@ class FakeActivities:
     @activity.defn(name="get_positions")
     async def get_positions(self, req: PositionsRequest) -> list[Position]:
         v = self.v[req.venue]
+        v.reads += 1
         v.check()
         if v.position == 0:
             return []

@@ -289,6 +289,7 @@ async def test_follower_matches_what_the_leader_has_closed(bench):
     h = await bench.start()
     await bench.until(h, lambda s: s.state == "holding")
     fa.close_partial = D("0.5")
+    fb.reads = 0
     await h.signal(TradeWorkflow.close, CloseRequest(reason="thin book on fa"))
     st = await h.result()
     assert st.state == "closed" and bench.flat()
@@ -296,6 +297,9 @@ async def test_follower_matches_what_the_leader_has_closed(bench):
     follower = [gap for v, gap in closes if v == "fb"]
     assert len(follower) >= 3, closes  # fb matched in several steps, not all at the end
     assert all(gap == 0 for gap in follower), closes
+    # v5: released by each leader fill, fb sends its match without reading its venue first
+    # (reads: the sequence probe, its first round, the final flat check)
+    assert fb.reads < len(follower), (fb.reads, len(follower))
 
 
 async def test_a_partly_filled_close_of_a_lone_leg_sends_the_rest_without_a_read(bench):

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.ids import client_order_id
     from domain.rounding import round_down
     from messages.trade import LegName, TradeCarry, TradeParams
-    from venues.models import Position
+    from venues.models import Position, Side
     from workflows.trade_orders import (
         OrderDesk,
         error_type,
@@ -164,6 +164,7 @@ class Closer:
     async def _flatten(self, leg: LegName) -> None:
         st = self.s.leg(leg)
         delay = 0.5
+        woke = False  # v5: just released by the other leg's fill (what this leg holds is known)
         while True:
             if self.interrupted or self.history_large():
                 self.interrupted = True
@@ -173,12 +174,15 @@ class Closer:
                     self._waiting.add(leg)
                     self.event(f"close {leg}: in step with {_other(leg)} (one leg after the other)")
                 await wait_uncancellable(lambda: self.interrupted or not self._nothing_to_match(leg))
+                woke = True
                 continue
             st.close_attempts += 1
             self.s.close_attempts += 1
             n = st.close_attempts
             try:
-                pos = await self.desk.position(st.venue)
+                known = self._known_position(leg) if woke and self.desk.v5 else None
+                woke = False
+                pos = known or await self.desk.position(st.venue)
                 self.reachable[leg] = True
                 if self.v3:  # the venue's answer is what this leg holds (a follower matches it)
                     st.filled_qty = abs(pos.qty) if pos is not None else ZERO
@@ -217,6 +221,17 @@ class Closer:
             order = await self.desk.close_leg(leg, pos, f"c{n}r{k}", rest, rest=True)
             rest -= order.filled_qty
         return filled
+
+    def _known_position(self, leg: LegName) -> Position | None:
+        """v5: a follower released by its leader's fill closes what it holds without reading its
+        venue first (a slow venue costs one round trip, not two), when nothing it was sent is
+        still unresolved and its last read said what it holds. Reduce-only: if the venue holds
+        less, the order closes less, and the next round reads."""
+        st = self.s.leg(leg)
+        if st.pending or st.filled_qty <= 0:
+            return None
+        qty = st.filled_qty if st.side == Side.BUY else -st.filled_qty
+        return Position(symbol=self.p.symbol, qty=qty, entry_price=ZERO, unrealized_pnl=ZERO)
 
     def _in_step(self, leg: LegName) -> bool:
         """A leader with a follower that still holds something: it waits for each match."""
