@@ -23,6 +23,7 @@ from config.names import SA_LONG, SA_SHORT, SA_STATE, SA_SYMBOL, SCANNER_ID
 from domain import risk
 from domain.ids import trade_workflow_id
 from domain.risk import OpenTrade
+from domain.venue_time import HOLD_DURATIONS, to_wall
 from messages.scanner import RiskBookRequest, RiskBookView, StartTradeRequest, StartTradeResult
 from messages.trade import CloseRequest, TradeParams, TradeStatus
 from workflows.options import TRADE_TASK_TIMEOUT
@@ -41,12 +42,19 @@ def params_from_settings(
     settings: Settings, symbol: str, long_venue: str, short_venue: str, notional: Decimal, trade_id: str
 ) -> TradeParams:
     """The trade's input: the request, the limits, and the ``trade`` settings embedded (its
-    execution part and its hold part), not copied field by field."""
+    execution part and its hold part), not copied field by field.
+
+    The hold's durations (``monitor_interval_s``, ``max_hold_s``, ``reduce_cooldown_s``) are venue
+    seconds in the settings and wall seconds here: divided by the replay speed
+    (``scanner.time_scale``) with the wall floors of :mod:`domain.venue_time`. The execution's I/O
+    timeouts (``verify_timeout_s``, ``close_retry_max_s``, ``verify_poll_s``) stay wall seconds."""
     lim = settings.limits
+    hold = settings.trade.hold()
+    hold = hold.model_validate(to_wall(hold.model_dump(), settings.scanner.time_scale, HOLD_DURATIONS))
     return TradeParams(
         trade_id=trade_id, symbol=symbol, long_venue=long_venue, short_venue=short_venue, notional_usd=notional,
         leverage=lim.leverage, margin_buffer=lim.margin_buffer, max_order_notional_usd=lim.max_order_notional_usd,
-        hold=settings.trade.hold(), **settings.trade.execution(),
+        hold=hold, **settings.trade.execution(),
         usd_rates={v.name: v.settle_usd_rate for v in settings.venues
                    if v.name in (long_venue, short_venue) and v.settle_usd_rate != 1},
     )

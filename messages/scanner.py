@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from config.settings import ScannerTuning
 from domain.edge import HOUR_MS, Edge, EdgeParams, Level
 from domain.risk import OpenTrade, RiskLimits
+from domain.venue_time import SCANNER_DURATIONS, to_wall
 
 if TYPE_CHECKING:
     from config import Settings
@@ -17,7 +18,13 @@ if TYPE_CHECKING:
 
 class ScannerParams(ScannerTuning):
     """Everything a scan cycle needs: the ``scanner`` settings (``ScannerTuning``, embedded, not
-    copied) plus the venues, their fees and the portfolio limits; built by :func:`from_settings`."""
+    copied) plus the venues, their fees and the portfolio limits; built by :func:`from_settings`.
+
+    The settings' durations are *venue* seconds; here they are **wall** seconds, what the workflow
+    sleeps and compares: :func:`from_settings` divides ``cycle_s``, ``min_settlement_lead_s``,
+    ``stale_after_s``, ``unhealthy_cooldown_s`` and ``symbol_cooldown_s`` by ``time_scale`` (the
+    replay speed), with the wall floors of :mod:`domain.venue_time`. ``horizon_h`` stays in venue
+    hours (:attr:`hour_ms` scales it)."""
 
     venues: list[str]
     taker_fees: dict[str, Decimal] = Field(default_factory=dict)
@@ -36,7 +43,7 @@ class ScannerParams(ScannerTuning):
             max_open_trades=lim.max_open_trades,
             max_venue_notional_usd=lim.max_venue_notional_usd,
             max_total_notional_usd=lim.max_total_notional_usd,
-            **settings.scanner.tuning(),
+            **to_wall(settings.scanner.tuning(), settings.scanner.time_scale, SCANNER_DURATIONS),
         )
 
     @property
