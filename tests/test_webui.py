@@ -1,9 +1,11 @@
-"""The dev server's Web UI lists TradeWorkflows filtered by the TradeState search attribute
-(headless Chromium screenshot). Skipped, with the reason, where Chromium is not installed."""
+"""The dev server's Web UI lists TradeWorkflows filtered by the TradeState search attribute and
+opens one (headless Chromium: the DOM checked, screenshots saved). ``.ci/run`` installs Debian's
+chromium when it is missing, so this runs on every CI machine; elsewhere it skips, saying why."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import urllib.parse
@@ -43,6 +45,25 @@ async def test_web_ui_lists_trades_by_trade_state(temporal_env, tmp_path):
             "--virtual-time-budget=15000", "--window-size=1400,900", f"--screenshot={shot}", url,
         ], capture_output=True, timeout=90)
         assert shot.exists() and shot.stat().st_size > 10_000
-        print(f"\nWeb UI screenshot: {shot}")
+        # open the trade: its detail page names the workflow, its type and its search attributes
+        detail = (f"http://127.0.0.1:{temporal_env.ui_port}/namespaces/{temporal_env.namespace}/workflows/"
+                  f"{urllib.parse.quote(wf_id)}/{handle.result_run_id}/history")
+        # a running workflow's page long-polls its history, so virtual time would never run out:
+        # the placeholder (it has no worker) is ended first, its page then renders in full
+        await handle.terminate(reason="web ui test: open its page")
+        page = await asyncio.to_thread(subprocess.run, [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--virtual-time-budget=15000", "--window-size=1400,900", "--dump-dom", detail,
+        ], capture_output=True, text=True, timeout=90)
+        missing = [w for w in (wf_id, "TradeWorkflow", "Terminated") if w not in page.stdout]
+        assert not missing, (missing, page.stderr[-2000:])
+        shot2 = tmp_path / "trade.png"
+        await asyncio.to_thread(subprocess.run, [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--virtual-time-budget=15000", "--window-size=1400,900", f"--screenshot={shot2}", detail,
+        ], capture_output=True, timeout=90)
+        assert shot2.exists() and shot2.stat().st_size > 10_000
+        print(f"\nWeb UI screenshots: {shot} (list), {shot2} (the trade)")
     finally:
-        await handle.terminate(reason="web ui test done")
+        with contextlib.suppress(Exception):  # already ended when the detail page was opened
+            await handle.terminate(reason="web ui test done")
