@@ -69,7 +69,10 @@ def format_table(rows: list[list[str]]) -> str:
             return "  ".join(c.ljust(widths[i]) for i, c in enumerate(cells)).rstrip()
 
         return "\n".join([fmt(COLUMNS), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
-    table = Table(*COLUMNS)
+    from rich import box
+
+    # no outer frame: every row starts with its venue's name, as the plain text does (grep, tests)
+    table = Table(*COLUMNS, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for r in rows:
         table.add_row(*r)
     console = Console(width=200, record=True)
