@@ -140,8 +140,13 @@ def build_parser(named: set[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from workers.client import TemporalUnavailable
+
     try:
         return int(args._run(args) or 0)
+    except TemporalUnavailable as exc:  # "cannot reach Temporal at ADDRESS; is `hedgeflow up` running?"
+        print(f"hedgeflow: {exc}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         print(f"hedgeflow: {exc}", file=sys.stderr)
         return 2
