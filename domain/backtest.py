@@ -153,6 +153,14 @@ class Backtest:
         return BacktestResult(self.done + self.open, self.curve, self.start, self.end, self.cycles,
                               self.refusals, self.peak_margin)
 
+    def close_open(self, reason: str = "END_OF_DATA") -> list[BtTrade]:
+        """Close what still holds after :meth:`run`, at the data's end and its last marks, with the
+        closing fills' fees and slippage (as a replay does once its data ends); the closed trades."""
+        left = list(self.open)
+        for tr in left:
+            self._close(tr, self.end, reason)
+        return left
+
     def _sample(self, t: int) -> None:
         open_mtm = ZERO
         for tr in self.open:

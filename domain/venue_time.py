@@ -7,8 +7,8 @@ the live system would wait. A replay at speed X (``scanner.time_scale``, set by 
 and compare in wall time, get ``venue_s / X`` wall seconds. At X = 1 nothing changes.
 
 Some waits cost real work whatever the speed, so a few durations have a **wall floor**: the
-scanner cannot cycle faster than a cycle takes, and a trade cannot look at both venues faster
-than four reads take. At speed X such a duration is ``max(venue_s / X, floor)`` wall seconds,
+scanner cannot cycle faster than a cycle takes, an opening cannot beat a settlement closer than
+the opening takes, and a trade cannot look at both venues faster than four reads take. At speed X such a duration is ``max(venue_s / X, floor)`` wall seconds,
 i.e. ``max(venue_s, floor × X)`` venue seconds: at X = 7200 the 0.5 s cycle floor is one venue
 hour, so the scanner looks once a venue hour, not every 30 venue seconds. A floor never raises a
 duration above its own venue value (``min(floor, venue_s)``), so at X = 1 a short test setting
@@ -28,18 +28,20 @@ CYCLE_FLOOR_S = 0.5
 #: a funding answer's age is mostly the wall time of its own fetch (tens to hundreds of ms); below
 #: this every answer would be "stale" at high speed
 STALE_FLOOR_S = 2.0
+#: an opening: the cycle's books and start, the trade's venue checks, both legs placed and filled —
+#: 0.3–0.7 s here; a settlement closer than this is one the opening would land after
+LEAD_FLOOR_S = 0.5
 #: one monitor tick reads position and mark on both venues (four calls) and writes history events;
 #: the reduce cool-down is judged at ticks, so it gets the same floor (at least the next tick)
 MONITOR_FLOOR_S = 0.5
 
-#: scanner settings (``config.ScannerTuning``) that are venue durations → their wall floor.
-#: ``min_settlement_lead_s`` has none on purpose: a floor of even 0.5 s would be two venue hours at
-#: X = 14400 and reject every hourly settlement as too close (the bug this module fixes); the cost
-#: is that an opening (~0.3 s of wall time, i.e. 0.3·X venue s) may land after the settlement it
-#: targeted when the lead is shorter than that.
+#: scanner settings (``config.ScannerTuning``) that are venue durations → their wall floor. The
+#: lead's floor costs hourly venues at high speed: at X ≥ 7200 an hourly settlement is always less
+#: than 0.5 wall s away (refused as SETTLEMENT_TOO_CLOSE); at X = 3600 a pair with an hourly leg
+#: opens in the first half of each venue hour. Hourly data wants X ≤ 3600.
 SCANNER_DURATIONS: dict[str, float] = {
     "cycle_s": CYCLE_FLOOR_S,
-    "min_settlement_lead_s": 0.0,
+    "min_settlement_lead_s": LEAD_FLOOR_S,
     "stale_after_s": STALE_FLOOR_S,
     "unhealthy_cooldown_s": 0.0,
     "symbol_cooldown_s": 0.0,

@@ -9,7 +9,14 @@ import pytest
 
 from config import load_settings
 from control.trades import params_from_settings
-from domain.venue_time import CYCLE_FLOOR_S, MONITOR_FLOOR_S, STALE_FLOOR_S, to_wall, wall_seconds
+from domain.venue_time import (
+    CYCLE_FLOOR_S,
+    LEAD_FLOOR_S,
+    MONITOR_FLOOR_S,
+    STALE_FLOOR_S,
+    to_wall,
+    wall_seconds,
+)
 from messages.scanner import ScannerParams
 
 
@@ -43,17 +50,19 @@ def test_scanner_params_carry_wall_seconds_of_venue_durations():
     p = ScannerParams.from_settings(_settings(str(x)))
     assert venue.cycle_s == 30 and venue.min_settlement_lead_s == 60  # speed 1: the settings themselves
     assert p.cycle_s == max(30 / x, CYCLE_FLOOR_S) == CYCLE_FLOOR_S  # venue cycle: max(30, 0.5 × 3600) = 1800 s
-    assert p.min_settlement_lead_s == pytest.approx(60 / x)  # no floor: an hourly settlement is 1 wall s away
+    assert p.min_settlement_lead_s == LEAD_FLOOR_S  # 60 venue s would be 17 ms: less than an opening takes
     assert p.stale_after_s == STALE_FLOOR_S
     assert p.unhealthy_cooldown_s == pytest.approx(300 / x)
     assert p.symbol_cooldown_s == pytest.approx(3600 / x)
     assert p.hour_ms == 1000  # the horizon was already venue hours
     e = p.edge_params()
-    assert e.min_settlement_lead_ms == 16 and e.horizon_ms == 24 * 1000
+    assert e.min_settlement_lead_ms == 500 and e.horizon_ms == 24 * 1000
     assert p.risk_limits().symbol_cooldown_ms == 1000
-    # the lead that rejected every candidate of the issue: 3 s → 3 venue hours; now 3 venue seconds
+    # the lead that rejected every candidate of the issue: 3 s was 3 venue hours at 3600; now 3 venue
+    # seconds, floored at 0.5 wall s = 30 venue minutes (an hourly settlement opens half of each hour)
     demo = load_settings(environ={"HEDGEFLOW__SCANNER__TIME_SCALE": "3600"})
-    assert ScannerParams.from_settings(demo).min_settlement_lead_s == pytest.approx(3 / 3600)
+    assert ScannerParams.from_settings(demo).min_settlement_lead_s == LEAD_FLOOR_S
+    assert ScannerParams.from_settings(_settings("60")).min_settlement_lead_s == 1.0  # above the floor
 
 
 def test_trade_hold_durations_are_venue_time_and_io_timeouts_wall_time():
