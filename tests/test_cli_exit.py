@@ -166,3 +166,30 @@ async def test_status_watch_redraws_until_ctrl_c(stack: Stack):
     for title in ("VENUES", "OPEN TRADES (1)", "EXPOSURE (USD, per venue)", "PNL", "INCIDENTS (0 open)"):
         assert title in text, title
     assert stack.trade_id in text and "sim-a" in text
+
+
+async def test_owned_runtime_joins_the_core_threads_it_started(temporal_env):
+    from workers.client import connect, foreign_threads, owned_runtime
+
+    before = foreign_threads()
+    if before is None:
+        pytest.skip("this platform lists no threads (/proc)")
+    with owned_runtime():
+        client = await connect(temporal_env.address, temporal_env.namespace)
+        [w async for w in client.list_workflows("WorkflowType = 'NoSuchWorkflow'")]
+        inside = foreign_threads()
+        del client
+    assert inside > before, "the scope's own runtime runs its own Tokio threads"
+    assert foreign_threads() == before, "leaving the scope stops and joins them"
+
+
+@pytest.mark.parametrize("core", [False, True])
+def test_end_process_flushes_and_keeps_the_exit_code(core: bool):
+    """With a Temporal core thread still alive (the SDK's default runtime) the process leaves by
+    ``os._exit`` after flushing; without one it exits normally. Either way: the code, the output."""
+    code = ("import sys\nfrom temporalio.runtime import Runtime\n"
+            + ("Runtime.default()\n" if core else "")
+            + "from hedgeflow.cli import _end_process\nprint('printed, not flushed yet', end='')\n"
+            + "sys.stderr.write('err line')\n_end_process(3)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "printed, not flushed yet", "err line")
