@@ -1,11 +1,11 @@
 """Replay in venue time, and one engine checked (issue 13, parts 2 and 3).
 
-40 hours of real Binance/Bybit/OKX funding (BTC and ETH, 2023-01-10 16:00 to 01-12 08:00 UTC,
-six 8-hourly settlements) are replayed by three simulator processes, an in-process worker and
+32 hours of real Binance/Bybit/OKX funding (BTC and ETH, 2023-01-11 00:00 to 01-12 08:00 UTC,
+five 8-hourly settlements) are replayed by three simulator processes, an in-process worker and
 the real ``ScannerWorkflow`` built from settings as ``hedgeflow up --profile replay --speed X``
 builds it: every duration left at its venue-time default, only ``scanner.time_scale`` = X set.
 
-* At X = 3600 and X = 7200 the replay opens the same trades: symbol, long venue, short venue and
+* At X = 2400 and X = 4800 the replay opens the same trades: symbol, long venue, short venue and
   the settlement each targets (its id ``trade-<SYM>-<long>-<short>-s<epoch ms>``), and exits the
   same ones by the spread exit.
 * ``domain.backtest`` (the ``hedgeflow backtest`` engine, no Temporal, no HTTP) on the same slice
@@ -52,12 +52,13 @@ from workers.proc import free_port
 from workers.worker import run_worker
 
 DATA = Path(os.environ.get("HEDGEFLOW_FUNDING_DATA", ROOT.parent / "shared/data/funding/binance_bybit_okx_2023-01_2024-06.csv"))
-FIRST, LAST = "2023-01-10T16:00:00Z", "2023-01-12T08:00:00Z"
-SPAN_S = 40 * 3600  # venue seconds from the first row to the last
-#: 40 s and 20 s of wall time. Not 14400: there a monitor tick (0.5 s floor + ~0.6 s of reads through
-#: the dev server on this machine) is 4.4 venue hours, so the three ticks of a spread exit outlast an
-#: 8 h interval and the trade holds through a settlement that the slower replays exit before
-SPEEDS = (3600, 7200)
+FIRST, LAST = "2023-01-11T00:00:00Z", "2023-01-12T08:00:00Z"
+SPAN_S = 32 * 3600  # venue seconds from the first row to the last
+#: 48 s and 24 s of wall time. Not faster: a monitor tick here is the 0.5 s floor plus ~0.6 s of
+#: reads through the dev server (1.1–1.5 s on this loaded 2-core machine), so the three ticks of a
+#: spread exit take 2–3 venue hours at 2400, 4–6 at 4800 and 7–9 at 7200 — where they sometimes
+#: outlast the 8 h to the next settlement and the trade collects one more than the backtest's
+SPEEDS = (2400, 4800)
 NAMES = ("binance", "bybit", "okx")
 #: the only settings changed from the replay profile's defaults (venue time), for both engines
 SCANNER = {"horizon_h": "72", "max_price_divergence": "0.01"}
@@ -67,12 +68,6 @@ _RUNS: dict[int, dict[str, TradeStatus]] = {}
 
 SLICE = """\
 time,venue,symbol,funding_rate,mark_price
-2023-01-10T16:00:00Z,binance,BTC/USDT:USDT,3.129e-05,17428.8
-2023-01-10T16:00:00Z,binance,ETH/USDT:USDT,0.0001,1335.3
-2023-01-10T16:00:00Z,bybit,BTC/USDT:USDT,-0.00017739,17410.5
-2023-01-10T16:00:00Z,bybit,ETH/USDT:USDT,3.203e-05,1338.6
-2023-01-10T16:00:00Z,okx,BTC/USDT:USDT,-7.0386073984e-06,17428.9
-2023-01-10T16:00:00Z,okx,ETH/USDT:USDT,-3.1002426847e-05,1339.09
 2023-01-11T00:00:00Z,binance,BTC/USDT:USDT,2.761e-05,17437.1
 2023-01-11T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1334.99
 2023-01-11T00:00:00Z,bybit,BTC/USDT:USDT,-0.0004199,17409.0
@@ -145,13 +140,15 @@ async def replay(temporal_env, tmp: Path, speed: int) -> dict[str, TradeStatus]:
     # one replay clock for the three venues: each simulator starts its own when its process is up,
     # 1–2 s apart on this machine (up to 4 venue hours at 7200), and a pair quoted across that skew
     # targets a settlement one venue has passed and the other not; seeded, as a resumed replay is
-    wall0 = int(time.time() * 1000) + 2500
+    wall0 = int(time.time() * 1000) + 1500
     for sim in sims.values():
         _seed_replay_clock(sim, data, speed, wall0)
     with ThreadPoolExecutor(3) as ex:
         list(ex.map(lambda s: s.start(), sims.values()))
     assert {_replay_wall0(s) for s in sims.values()} == {wall0}
     t_start = wall0 / 1000
+    # the scanner starts once the data does: before it, a venue quotes its first row as the next settlement
+    await asyncio.sleep(max(0.0, t_start + 0.2 - time.time()))
     h = await start_scanner(client, task_queue, params)
     ids: list[str] = []
     try:
