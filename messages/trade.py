@@ -41,6 +41,7 @@ class TradeParams(TradeExecution):
     max_order_notional_usd: Decimal = Decimal("10000")
     verify_poll_s: float = 0.25
     history_limit: int = Field(1000, ge=100, description="continue-as-new past this many events")
+    trim_rounds: int = Field(8, ge=1, le=20, description="trims of a partly filled opening (lifecycle-v5)")
     hold: HoldParams = Field(default_factory=HoldParams)
     opened_by: str = "manual"
     #: venue → USD per unit of its settlement currency (``venues[].settle_usd_rate``); absent = 1

@@ -166,6 +166,24 @@ async def test_partial_fill_is_trimmed_at_once(bench):
     await record(h, "trade_topup_trim")
 
 
+async def test_a_trim_that_fills_short_is_trimmed_again(bench):
+    """lifecycle-v5: the long leg half fills (5 of 10) and the trim of the short half fills too
+    (2.5 of 5): the short is trimmed again (m2, m3) until the legs are equal, instead of holding
+    a gap of a step or more (within max_gap, but naked) for the whole hold."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    fa.partial, fb.close_partial = D("0.5"), D("0.5")
+    fa.step = fb.step = D("0.1")
+    h = await bench.start(hold={"max_gap": D("0.9")})  # a gap the hedge check would accept
+    st = await bench.until(h, lambda s: s.state == "holding")
+    L, S = st.leg("long"), st.leg("short")
+    assert L.filled_qty == S.filled_qty == D("5"), (L.filled_qty, S.filled_qty)
+    assert fa.position == D("5") and fb.position == D("-5")
+    assert client_order_id(st.trade_id, "short", "m2") in S.client_order_ids
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    assert (await h.result()).state == "closed" and bench.flat()
+    await record(h, "trade_trim_again")
+
+
 async def test_cancel_while_opening_closes_and_ends_canceled(bench):
     for v in bench.fakes.v.values():
         v.slow_s = 1.0  # the opening orders are in flight when the cancel arrives

@@ -194,7 +194,8 @@ async def test_gap_too_large_closes_both(env):
     sym = next_symbol()
     env.sims["sim-a"].faults(partial_fill_ratio=0.5)
     env.sims["sim-b"].faults(partial_fill_ratio=0.9)
-    h = await _open_with(env, sym, topup_attempts=0, max_gap="0.001")
+    # one trim only (lifecycle-v5 trims again until equal, which would close the gap)
+    h = await _open_with(env, sym, topup_attempts=0, trim_rounds=1, max_gap="0.001")
     st = await env.wait_state(h, "emergency_closing", "aborted", timeout=30)
     # partial fills would make the close crawl; clear them: the close carries on by itself
     for s in env.sims.values():

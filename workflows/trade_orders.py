@@ -301,11 +301,17 @@ class OrderDesk:
             res = await self.place_verified(lagging, diff, f"t{attempt}", reduce_only=False)
             if self.v2 and isinstance(res, str):
                 break  # a top-up that failed is not retried while the gap stays open: trim instead
-        diff = round_down(abs(L.filled_qty - S.filled_qty), step)
-        if diff > 0:
+        # v5: a trim that fills short is trimmed again (m2, m3, ...): the pair ends hedged to the
+        # step, not left a step or more apart for the whole hold (within max_gap, but naked)
+        for k in range(1, 1 + (self.p.trim_rounds if self.v5 else 1)):
+            diff = round_down(abs(L.filled_qty - S.filled_qty), step)
+            if diff == 0 or (k > 1 and diff < min_qty):
+                break
             longer: LegName = "long" if L.filled_qty > S.filled_qty else "short"
             self.event(f"trimming {longer} by {diff} to match")
-            await self.place_verified(longer, diff, "m1", reduce_only=True)
+            res = await self.place_verified(longer, diff, f"m{k}", reduce_only=True)
+            if isinstance(res, str) or res.filled_qty == 0:
+                break  # refused or nothing filled: the hedge check and the monitor take it from here
 
     async def reduce_both(self, step: Decimal, min_qty: Decimal, why: str) -> Decimal | None:
         """Halve both legs with reduce-only orders (the same quantity on both, on the common
