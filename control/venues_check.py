@@ -194,7 +194,7 @@ def _symbols(settings: Settings) -> list[str]:
 
 
 async def _check_clock(gw: Gateway, rep: VenueReport) -> None:
-    clock = gw._clock  # the gateway's one clock measurement (venues.placing.Clock)
+    clock = gw.clock  # the gateway's one clock measurement (venues.placing.Clock)
     if not gw.exchange.has.get("fetchTime"):
         rep.warn("clock offset not measurable (ccxt has no fetchTime here)")
         return

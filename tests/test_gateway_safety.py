@@ -342,8 +342,8 @@ async def test_clock_skew_refusal_resyncs_and_the_retry_goes_through(sim_url: st
             await g.balance()
         bal = await g.balance()  # re-signed with the measured difference
         assert bal.total > 0
-        assert abs(g._clock.offset_ms - 8000) < 1000 and g.exchange.options["timeDifference"] == g._clock.offset_ms
-        assert g._clock.ahead_ms() >= 7000
+        assert abs(g.clock.offset_ms - 8000) < 1000 and g.exchange.options["timeDifference"] == g.clock.offset_ms
+        assert g.clock.ahead_ms() >= 7000
     finally:
         await admin.faults()
         await g.close()
@@ -364,7 +364,7 @@ async def test_whole_position_close_without_window_wait_and_resent_fresh_never_f
                                     wait_window=False)
     fast = time.monotonic() - t0
     assert err.value.outcome_unknown and err.value.retryable
-    window_s = gw._window_ms / 1000
+    window_s = gw.window_ms / 1000
     assert fast < window_s, (fast, window_s)  # one look-up, no wait for the window
     await admin.faults()
     # what a lost-but-executed close and its fresh resend do: both land, the second finds nothing

@@ -96,6 +96,16 @@ class Gateway:
         self._funding_inflight: asyncio.Future[dict[str, FundingInfo]] | None = None
         self._unresolved: set[str] = set()  # position symbols still unknown after a reload
 
+    @property
+    def clock(self) -> placing.Clock:
+        """The gateway's one clock measurement against the venue (offset, re-sync after -1021)."""
+        return self._clock
+
+    @property
+    def window_ms(self) -> int:
+        """How long a signed order stays valid on this venue (its validity window, margins included)."""
+        return self._window_ms
+
     def __repr__(self) -> str:
         return f"Gateway(name={self.name!r}, kind={self.venue.kind.value!r}, exchange={self.exchange.id!r})"
 
