@@ -98,10 +98,17 @@ async def stack(temporal_env, sims):
     await asyncio.wait_for(ready.wait(), 30)
     trade_id = await open_trade(client, settings, SYMBOL, "sim-a", "sim-b", Decimal("500"))
 
-    async def holding():
-        return (await trade_status(client, trade_id)).state == "holding"
+    seen: list = []
 
-    await wait_for(holding, timeout=40, what="the trade holding")
+    async def holding():
+        st = await trade_status(client, trade_id)
+        seen[:] = [st.state, [e.what for e in st.events[-4:]]]
+        return st.state == "holding"
+
+    try:
+        await wait_for(holding, timeout=60, what="the trade holding")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the trade: {seen}") from None
     yield Stack(settings, sims, trade_id)
     await client.get_workflow_handle(trade_id).signal("close", {"reason": "test done"})
     await asyncio.wait_for(client.get_workflow_handle(trade_id).result(), 30)
