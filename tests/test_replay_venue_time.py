@@ -1,11 +1,12 @@
 """Replay in venue time, and one engine checked (issue 13, parts 2 and 3).
 
-32 hours of real Binance/Bybit/OKX funding (BTC and ETH, 2023-01-11 00:00 to 01-12 08:00 UTC,
-five 8-hourly settlements) are replayed by three simulator processes, an in-process worker and
+40 hours of real Binance/Bybit/OKX funding (BTC and ETH, 2023-01-10 16:00 to 01-12 08:00 UTC,
+six 8-hourly settlements) are replayed by three simulator processes, an in-process worker and
 the real ``ScannerWorkflow`` built from settings as ``hedgeflow up --profile replay --speed X``
-builds it: every duration left at its venue-time default, only ``scanner.time_scale`` = X set.
+builds it: every duration left at its venue-time default, only ``scanner.time_scale`` = X set
+(and ``horizon_h``, ``max_price_divergence``, ``exit_checks`` for both engines alike).
 
-* At X = 2400 and X = 4800 the replay opens the same trades: symbol, long venue, short venue and
+* At X = 3200 and X = 6400 the replay opens the same trades: symbol, long venue, short venue and
   the settlement each targets (its id ``trade-<SYM>-<long>-<short>-s<epoch ms>``), and exits the
   same ones by the spread exit.
 * ``domain.backtest`` (the ``hedgeflow backtest`` engine, no Temporal, no HTTP) on the same slice
@@ -52,22 +53,29 @@ from workers.proc import free_port
 from workers.worker import run_worker
 
 DATA = Path(os.environ.get("HEDGEFLOW_FUNDING_DATA", ROOT.parent / "shared/data/funding/binance_bybit_okx_2023-01_2024-06.csv"))
-FIRST, LAST = "2023-01-11T00:00:00Z", "2023-01-12T08:00:00Z"
-SPAN_S = 32 * 3600  # venue seconds from the first row to the last
-#: 48 s and 24 s of wall time. Not faster: a monitor tick here is the 0.5 s floor plus ~0.6 s of
-#: reads through the dev server (1.1–1.5 s on this loaded 2-core machine), so the three ticks of a
-#: spread exit take 2–3 venue hours at 2400, 4–6 at 4800 and 7–9 at 7200 — where they sometimes
-#: outlast the 8 h to the next settlement and the trade collects one more than the backtest's
-SPEEDS = (2400, 4800)
+FIRST, LAST = "2023-01-10T16:00:00Z", "2023-01-12T08:00:00Z"
+SPAN_S = 40 * 3600  # venue seconds from the first row to the last
+#: 45 s and 22.5 s of wall time. Not faster: a monitor tick here is the 0.5 s floor plus ~0.6 s of
+#: reads through the dev server (1.1–1.5 s on this loaded 2-core machine), 2–2.7 venue hours at
+#: 6400, so the two ticks of a spread exit stay inside the 8 h to the next settlement; at 7200 with
+#: the default three ticks they sometimes did not, and the trade collected one settlement more
+SPEEDS = (3200, 6400)
 NAMES = ("binance", "bybit", "okx")
 #: the only settings changed from the replay profile's defaults (venue time), for both engines
 SCANNER = {"horizon_h": "72", "max_price_divergence": "0.01"}
+TRADE = {"exit_checks": "2"}  # a spread exit two monitor ticks after the spread turns (default 3)
 CENT = Decimal("0.01")
 NET_TOL_USD = Decimal("0.05")  # per trade: tick rounding of four fills and their fees (see above)
 _RUNS: dict[int, dict[str, TradeStatus]] = {}
 
 SLICE = """\
 time,venue,symbol,funding_rate,mark_price
+2023-01-10T16:00:00Z,binance,BTC/USDT:USDT,3.129e-05,17428.8
+2023-01-10T16:00:00Z,binance,ETH/USDT:USDT,0.0001,1335.3
+2023-01-10T16:00:00Z,bybit,BTC/USDT:USDT,-0.00017739,17410.5
+2023-01-10T16:00:00Z,bybit,ETH/USDT:USDT,3.203e-05,1338.6
+2023-01-10T16:00:00Z,okx,BTC/USDT:USDT,-7.0386073984e-06,17428.9
+2023-01-10T16:00:00Z,okx,ETH/USDT:USDT,-3.1002426847e-05,1339.09
 2023-01-11T00:00:00Z,binance,BTC/USDT:USDT,2.761e-05,17437.1
 2023-01-11T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1334.99
 2023-01-11T00:00:00Z,bybit,BTC/USDT:USDT,-0.0004199,17409.0
@@ -117,7 +125,8 @@ def replay_settings(sims: dict[str, SimVenue], speed: float, state_dir: Path, ta
     env = {"HEDGEFLOW__VENUES": json.dumps(venues), "HEDGEFLOW__METRICS_PORT": "0",
            "HEDGEFLOW__STATE_DIR": str(state_dir), "HEDGEFLOW__TEMPORAL__TASK_QUEUE": task_queue,
            "HEDGEFLOW__SCANNER__TIME_SCALE": f"{speed:g}",
-           **{f"HEDGEFLOW__SCANNER__{k.upper()}": v for k, v in SCANNER.items()}}
+           **{f"HEDGEFLOW__SCANNER__{k.upper()}": v for k, v in SCANNER.items()},
+           **{f"HEDGEFLOW__TRADE__{k.upper()}": v for k, v in TRADE.items()}}
     return load_settings(profile="replay", environ=env)
 
 
@@ -147,8 +156,8 @@ async def replay(temporal_env, tmp: Path, speed: int) -> dict[str, TradeStatus]:
         list(ex.map(lambda s: s.start(), sims.values()))
     assert {_replay_wall0(s) for s in sims.values()} == {wall0}
     t_start = wall0 / 1000
-    # the scanner starts once the data does: before it, a venue quotes its first row as the next settlement
-    await asyncio.sleep(max(0.0, t_start + 0.2 - time.time()))
+    # the first row (01-10 16:00) opens nothing: 8 venue hours in which the worker's first calls
+    # (markets, the interval table, the ledger) are made before the first opportunity
     h = await start_scanner(client, task_queue, params)
     ids: list[str] = []
     try:
@@ -222,7 +231,7 @@ def backtest(tmp: Path):
     tmp.mkdir(parents=True, exist_ok=True)
     rows = list(read_rows(write_slice(tmp / "slice.csv")))
     settings = load_settings(profile="replay", environ={})
-    p = params_for(settings, list(SCANNER.items()), list(NAMES))
+    p = params_for(settings, [*SCANNER.items(), *TRADE.items()], list(NAMES))
     bt = Backtest(load_series(rows), p)
     res = bt.run()
     bt.close_open()  # as the replay closes what holds when its data ends
