@@ -39,15 +39,17 @@ def outcome(st: TradeStatus) -> TradeOutcome:
 
 async def collect(client: Client, task_queue: str) -> list[TradeOutcome]:
     q = f"WorkflowType = 'TradeWorkflow' AND TaskQueue = '{task_queue}'"
-    wfs = [w async for w in client.list_workflows(q)]
+    # a trade that continued as new is listed once per run: its earlier runs are skipped (their
+    # result would follow the chain and wait for the live run to end), the live or last run counts
+    wfs = [w async for w in client.list_workflows(q) if w.status != WorkflowExecutionStatus.CONTINUED_AS_NEW]
 
     async def one(w: Any) -> TradeOutcome | None:
-        h = client.get_workflow_handle(w.id, result_type=TradeStatus)
+        h = client.get_workflow_handle(w.id, run_id=w.run_id, result_type=TradeStatus)
         try:
             if w.status == WorkflowExecutionStatus.RUNNING:
                 st = await h.query(TradeWorkflow.status)
             else:
-                st = await h.result()
+                st = await h.result(follow_runs=False)
         except Exception:  # noqa: BLE001 - a failed/terminated trade has no result
             return None
         return outcome(st)

@@ -336,6 +336,11 @@ async def test_long_hold_continues_as_new_with_bounded_history(env):
     sym = next_symbol()
     h = await env.open(sym, history_limit=150)
     await wait_for(lambda: _runs_at_least(env, h, 3), timeout=90, what="two continue-as-new")
+    # the report lists the trade once, from its live run (its earlier runs' results would wait for it)
+    from control.report import collect
+    rows = await asyncio.wait_for(collect(env.client, env.settings.temporal.task_queue), timeout=20)
+    mine = [r for r in rows if r.trade_id == h.id]
+    assert len(mine) == 1 and mine[0].open, rows
     await h.signal("close", CloseRequest(reason="done"))
     final = await h.result()
     assert final.state == "closed" and final.runs >= 3
