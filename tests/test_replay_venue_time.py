@@ -14,11 +14,12 @@ builds it: every duration left at its venue-time default, only ``scanner.time_sc
   - funding agrees **to the cent** (same quantity, same settlements, ``qty × mark × rate`` both);
   - net PnL agrees within **NET_TOL_USD** = 0.05 USD per trade. What can differ: fills — the
     simulator's book is the backtest's book model (20 levels, 1 bp half spread, 1 bp steps, 50k USD
-    a level) but its prices are rounded to the tick (0.10 BTC, 0.01 ETH) and it walks the book in
-    venue quantity, so each of the four fills may be a tick-rounding away (≤ 0.5 tick × qty: 0.003
-    USD for 0.05 BTC, 0.004 USD for 0.7 ETH) and the fee on it a fraction of that; the exit
-    instant — the replay's monitor ticks are ``max(10 venue s, 0.5 wall s)`` apart plus the ticks' own
-    reads (~1.1 wall s in all here), so a spread exit comes hours of venue time after the backtest's, but prices only move at settlements here, so the
+    a level) but its level prices are rounded to the tick (0.10 BTC, 0.01 ETH) away from the mark
+    (asks up, bids down), so each of the four fills may be up to a tick worse (≤ 1 tick × qty:
+    0.006 USD for 0.057 BTC, 0.0075 USD for 0.75 ETH; ≤ 0.03 USD a trade) and the fee on it a
+    fraction of a cent; the exit instant — the replay's monitor ticks are ``max(10 venue s, 0.5 wall
+    s)`` apart plus the ticks' own reads (~1.1 wall s in all here), so a spread exit comes hours of
+    venue time after the backtest's, but prices only move at settlements here, so the
     closing marks are the same. Trades still open when the data ends are closed at the last
     marks in both (``Backtest.close_open``; the replay signals ``close``).
 """
@@ -65,7 +66,7 @@ NAMES = ("binance", "bybit", "okx")
 SCANNER = {"horizon_h": "72", "max_price_divergence": "0.01"}
 TRADE = {"exit_checks": "2"}  # a spread exit two monitor ticks after the spread turns (default 3)
 CENT = Decimal("0.01")
-NET_TOL_USD = Decimal("0.05")  # per trade: tick rounding of four fills and their fees (see above)
+NET_TOL_USD = Decimal("0.05")  # per trade: four fills up to a tick worse (≤ 0.03 USD here), fees (see above)
 _RUNS: dict[int, dict[str, TradeStatus]] = {}
 
 SLICE = """\
