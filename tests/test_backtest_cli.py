@@ -160,3 +160,19 @@ def test_bad_arguments_are_refused_with_exit_2(capsys):
     assert code == 2 and "no rows" in err
     code, _, err = in_process(capsys, "--plot", "x.html")
     assert code == 2 and ".png" in err
+
+
+def test_a_replay_time_scale_left_in_the_environment_does_not_shrink_the_backtests_durations(monkeypatch):
+    """Virtual time is venue time: ``HEDGEFLOW__SCANNER__TIME_SCALE`` (set by a replay's ``up``)
+    must not divide the backtest's cycle, lead, staleness or cooldowns."""
+    from config import load_settings
+    from hedgeflow.commands.backtest import params_for
+
+    plain = params_for(load_settings(None, profile="replay"), [], ["binance", "bybit"])
+    monkeypatch.setenv("HEDGEFLOW__SCANNER__TIME_SCALE", "3600")
+    scaled = load_settings(None, profile="replay")
+    assert scaled.scanner.time_scale == 3600
+    got = params_for(scaled, [], ["binance", "bybit"])
+    assert (got.cycle_ms, got.edge.min_settlement_lead_ms, got.edge.stale_after_ms, got.edge.hour_ms) == \
+        (plain.cycle_ms, plain.edge.min_settlement_lead_ms, plain.edge.stale_after_ms, plain.edge.hour_ms)
+    assert got.limits.symbol_cooldown_ms == plain.limits.symbol_cooldown_ms

@@ -94,7 +94,11 @@ def params_for(settings: Any, overrides: list[tuple[str, str]], venues: list[str
         upd = {sec: type(getattr(settings, sec)).model_validate({**getattr(settings, sec).model_dump(), **kv})
                for sec, kv in sections.items()}
         s = settings.model_copy(update=upd)
-        sp = ScannerParams.from_settings(s).model_copy(update={"time_scale": Decimal(1)})
+        # virtual time is venue time: the time scale is 1 *before* the durations are built (a
+        # replay's HEDGEFLOW__SCANNER__TIME_SCALE left in the environment must not divide them)
+        scanner = (upd.get("scanner") or s.scanner).model_copy(update={"time_scale": Decimal(1)})
+        s = s.model_copy(update={"scanner": scanner})
+        sp = ScannerParams.from_settings(s)
         d = {k: Decimal(v) for k, v in model.items()}
     except (ValidationError, ArithmeticError, ValueError) as exc:
         raise CliError(f"invalid setting ({', '.join(f'{n}={v}' for n, v in overrides)}): {exc}", 2) from None
