@@ -25,15 +25,15 @@ def app_error(exc: VenueError) -> ApplicationError:
     )
 
 
-#: how often a waiting activity beats: well inside the 1 s heartbeat timeout of orders and reads
+#: how often a waiting activity beats: well inside the 2 s heartbeat timeout of orders and reads
 HEARTBEAT_EVERY_S = 0.25
 
 
 @contextlib.asynccontextmanager
 async def heartbeating(every_s: float = HEARTBEAT_EVERY_S) -> AsyncIterator[None]:
     """Heartbeat while the body waits, so a dead worker is noticed within the heartbeat
-    timeout (1 s for orders and reads, ``workflows/options.py``) rather than the start-to-close
-    timeout. The SDK sends at most one beat per 0.8 × that timeout. A no-op outside an activity."""
+    timeout (2 s for orders and reads, ``workflows/options.py``) rather than the start-to-close
+    timeout. The worker sends at most one beat per 0.5 s to the server. A no-op outside an activity."""
 
     async def beat() -> None:
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,9 @@ def plan(settings: Settings, *, host: str, port: int, state_dir: Path, config_pa
     dev = Supervised(name="temporal", what="Temporal dev server", child=ds.child, devserver=ds,
                      stop_timeout=DEVSERVER_STOP_S)
     sims = []
+    # one replay start for every simulator: started one after another, each would otherwise
+    # start its data clock when it came up (1-2 wall s apart: hours of venue time at speed 3600)
+    replay_wall0_ms = int(time.time() * 1000) if replay_data else None
     for v in s.venues:
         if v.kind != "sim" or v.port is None:
             continue
@@ -172,6 +176,7 @@ def plan(settings: Settings, *, host: str, port: int, state_dir: Path, config_pa
             extra += ["--replay", str(Path(replay_data).resolve())]
             if replay_speed is not None:
                 extra += ["--speed", f"{replay_speed:g}"]
+            extra += ["--replay-start-ms", str(replay_wall0_ms)]
         dialect_args, sim_env = sim_venue_args(v)  # dialect and credentials (secrets in env only)
         extra += dialect_args
         env = dict(os.environ, PYTHONUNBUFFERED="1", **sim_env)

@@ -62,6 +62,9 @@ MAX_CONCURRENT_WORKFLOW_TASKS = 32
 MAX_CONCURRENT_LOCAL_ACTIVITIES = 32
 GRACEFUL_SHUTDOWN_S = 20.0
 STICKY_TIMEOUT_S = 1.0
+#: the most time between two heartbeats sent to the server (the SDK's default is 0.8 × the
+#: heartbeat timeout): well inside the 2 s timeout of orders and reads, whatever the server's lag
+HEARTBEAT_SEND_S = 0.5
 
 
 class WorkerError(RuntimeError):
@@ -195,6 +198,7 @@ async def run_worker(
             # a worker that died holds its trades' next workflow task on its sticky queue: hand it
             # to another worker after 1 s, not the default 10 (a lone leg waits on that task)
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=STICKY_TIMEOUT_S),
+            max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_SEND_S),
         )
         run_task = asyncio.create_task(worker.run(), name="temporal-worker")
         stop_task = asyncio.create_task(stop_event.wait(), name="worker-stop")

@@ -21,10 +21,12 @@ TRADE_TASK_TIMEOUT = timedelta(seconds=2)
 # Order placement. The gateway may spend up to ~17 s resolving an unknown outcome
 # (timeout + look-ups), hence the start-to-close bound.
 # The heartbeat timeout bounds how long an order in flight on a worker that died stays unseen
-# before another worker retries it (looking the id up first): 1 s, the activity beats every
-# 0.25 s (the SDK sends one beat per 0.8 s at most). A lone leg waits on exactly this when the
-# worker holding the other leg's order is killed.
-HEARTBEAT_TIMEOUT = timedelta(seconds=1)
+# before another worker retries it (looking the id up first): 2 s. The activity beats every
+# 0.25 s and the worker sends one beat per 0.5 s (``HEARTBEAT_SEND_S`` in workers/worker.py),
+# leaving 1.5 s for a slow server. (1 s, with the SDK's default send interval of 0.8 × the
+# timeout, left 0.2 s: on a loaded machine live reads timed out as "dead" five times in a row.)
+# A lone leg waits on exactly this when the worker holding the other leg's order is killed.
+HEARTBEAT_TIMEOUT = timedelta(seconds=2)
 ORDER_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=30),
     schedule_to_close_timeout=timedelta(seconds=120),

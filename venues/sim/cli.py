@@ -60,6 +60,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--seed", type=int, default=None, help="seed of the synthetic market (default: from name)")
     parser.add_argument("--replay", metavar="FILE", help="replay CSV (time,venue,symbol,funding_rate,mark_price)")
     parser.add_argument("--speed", type=float, default=DEFAULTS.speed, help="replay speed: data seconds per wall second")
+    parser.add_argument("--replay-start-ms", type=int, default=None, metavar="MS",
+                        help="wall time (epoch ms) of the replay's first row; give every simulator the same one "
+                             "so that their clocks agree (default: when this one starts)")
     parser.add_argument("--state", metavar="FILE", help="SQLite state file (default .hedgeflow/sim-NAME.sqlite)")
     parser.add_argument("--api-key", default=None, help=f"API key (env {ENV_API_KEY}, default {DEFAULT_API_KEY})")
     parser.add_argument("--api-secret", default=None,
@@ -103,6 +106,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         seed=args.seed if args.seed is not None else _seed_from_name(args.name),
         replay=args.replay,
         speed=args.speed,
+        replay_wall0_ms=args.replay_start_ms,
         state=args.state,
         api_key=args.api_key or os.environ.get(ENV_API_KEY) or DEFAULT_API_KEY,
         api_secret=args.api_secret or os.environ.get(ENV_API_SECRET) or DEFAULT_API_SECRET,

@@ -28,6 +28,9 @@ class SimOptions:
     seed: int = 0
     replay: str | None = None
     speed: float = 1.0
+    #: wall ms at which the replay's first row is "now" (``up`` gives every simulator the same
+    #: one, so their clocks agree); None: when this simulator starts. A resumed state keeps its own.
+    replay_wall0_ms: int | None = None
     state: str | None = None  # None → .hedgeflow/sim-NAME.sqlite; ":memory:" allowed
     api_key: str = DEFAULT_API_KEY
     api_secret: str = DEFAULT_API_SECRET

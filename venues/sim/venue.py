@@ -59,8 +59,8 @@ class Sim:
             saved_wall0 = self.store.get_meta("replay_wall0")
             if self.store.get_meta("replay_key") == key and saved_wall0:
                 wall0 = int(saved_wall0)
-            else:
-                wall0 = self.started_ms
+            else:  # a shared start (``up``): every simulator's data clock reads the same
+                wall0 = opts.replay_wall0_ms if opts.replay_wall0_ms is not None else self.started_ms
                 self.store.set_meta(replay_key=key, replay_wall0=wall0)
         book = BookConfig(opts.book_levels, D(opts.book_half_spread_bps), D(opts.book_level_step_bps),
                           D(opts.book_level_notional))
