@@ -11,6 +11,7 @@ read from the environment or a file, never written back anywhere. Workflow input
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -160,6 +161,40 @@ class TemporalConfig(_Section):
     ui_port: int = Field(8233, ge=1, le=65535)
 
 
+class WorkerConfig(_Section):
+    """The ``worker`` section: Temporal Worker Versioning (``workers.worker.deployment_config``).
+
+    Without ``build_id`` the worker is unversioned (every worker takes every task, changes are
+    guarded by ``workflow.patched()`` alone). With it the worker joins the Worker Deployment
+    ``deployment_name`` as version ``deployment_name.build_id``: it receives tasks only once that
+    version is current (``hedgeflow upgrade promote BUILD_ID`` or ``hedgeflow worker --promote``),
+    and a running trade stays on the version it started on until it continues as new."""
+
+    deployment_name: str = Field("hedgeflow", min_length=1, max_length=200,
+                                 description="the Worker Deployment every versioned worker joins")
+    build_id: str | None = Field(None, description="this worker's code version (e.g. a git sha); unset: unversioned")
+
+    @field_validator("deployment_name", "build_id")
+    @classmethod
+    def _version_part(cls, v: str | None, info: Any) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if info.field_name == "build_id" and not v:
+            return None  # HEDGEFLOW__WORKER__BUILD_ID= (empty): unversioned
+        if info.field_name == "deployment_name" and not _VERSION_PART.fullmatch(v):
+            raise ValueError("deployment_name may hold only letters, digits, '-' and '_' (no '.': the version "
+                             "is DEPLOYMENT.BUILD_ID); e.g. HEDGEFLOW__WORKER__DEPLOYMENT_NAME=hedgeflow")
+        if info.field_name == "build_id" and not _BUILD_ID.fullmatch(v):
+            raise ValueError("build_id may hold only letters, digits, '.', '-' and '_', at most 200; "
+                             "e.g. HEDGEFLOW__WORKER__BUILD_ID=2026-12-02.a1b2c3d or --build-id a1b2c3d")
+        return v
+
+
+_VERSION_PART = re.compile(r"[A-Za-z0-9_-]{1,200}")
+_BUILD_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+
+
 class LedgerConfig(_Section):
     url: SecretStr | None = Field(
         None,
@@ -234,6 +269,7 @@ class Settings(BaseSettings):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
 
     @classmethod
     def settings_customise_sources(
