@@ -67,7 +67,8 @@ class ReconcileWorkflow:
             except TimeoutError:
                 pass
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(p.model_copy(update={"state": state, "cycles": self._cycles}))
+        workflow.continue_as_new(p.model_copy(update={"state": state, "cycles": self._cycles}),  # onto the current version
+                                 initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE)
 
 
 def reconcile_params(settings) -> ReconcileParams:

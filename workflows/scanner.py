@@ -161,7 +161,8 @@ class ScannerWorkflow:
             self._cycles_this_run += 1
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(args=[self.p, ScannerCarry(status=self.s)])
+                workflow.continue_as_new(args=[self.p, ScannerCarry(status=self.s)],  # onto the current version
+                                         initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE)
             self._wake = False
             try:
                 await workflow.wait_condition(lambda: self._wake, timeout=timedelta(seconds=self.p.cycle_s))

@@ -449,7 +449,8 @@ class TradeWorkflow:
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._event(f"continue-as-new after {workflow.info().get_current_history_length()} events")
-        workflow.continue_as_new(args=[self.p, self.c], task_timeout=TRADE_TASK_TIMEOUT)
+        workflow.continue_as_new(args=[self.p, self.c], task_timeout=TRADE_TASK_TIMEOUT,  # the next run: current version
+                                 initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE)
 
     # ------------------------------------------------------------------ visibility
     def _set_state(self, state: TradeState) -> None:
