@@ -165,14 +165,21 @@ class TradeActivities:
     async def cancel_order(self, req: OrderLookup) -> OrderResult | None:
         return await venue_call(self.pool.get(req.venue).cancel_order(req.symbol, req.client_order_id))
 
+    # Reads of a holding trade: shared by every trade on the venue account in this worker
+    # (``tuning.shared_reads``, venues/shared_reads.py): each answer is what the trade's own read
+    # gave, from a read fresh by the rule of its kind; stale is a failed read (StaleRead).
     @activity.defn(name="get_positions")
     async def get_positions(self, req: PositionsRequest) -> list[Position]:
+        if self.pool.shared_reads:  # from a read begun after this call: never before the trade's own orders
+            return await venue_call(self.pool.shared(req.venue).positions(req.symbols))
         return await venue_call(self.pool.get(req.venue).positions(req.symbols))
 
     @activity.defn(name="market_snapshot")
     async def market_snapshot(self, req: SnapshotRequest) -> MarketSnapshot:
-        # a snapshot up to a second old serves every trade monitoring this venue
-        rates = await venue_call(self.pool.get(req.venue).funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S))
+        if self.pool.shared_reads:  # one bulk read at most read_max_age_s old serves every trade
+            rates = await venue_call(self.pool.shared(req.venue).funding_rates())
+        else:  # a snapshot up to a second old serves every trade monitoring this venue
+            rates = await venue_call(self.pool.get(req.venue).funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S))
         fi = rates.get(req.symbol)
         if fi is None:
             raise ApplicationError(f"no funding rate for {req.symbol} on {req.venue}", type="BadSymbol",
@@ -181,6 +188,8 @@ class TradeActivities:
 
     @activity.defn(name="funding_income")
     async def funding_income(self, req: IncomeRequest) -> list[FundingPayment]:
+        if self.pool.shared_reads:  # one read of every symbol's income per venue per settlement
+            return await venue_call(self.pool.shared(req.venue).funding_income(req.since_ms, req.symbol))
         return await venue_call(self.pool.get(req.venue).funding_income(req.since_ms, req.symbol))
 
     @activity.defn(name="order_fills")

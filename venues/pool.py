@@ -1,5 +1,6 @@
 """One :class:`~venues.gateway.Gateway` (one ccxt instance, one rate limiter) per venue per
-process, created lazily from the settings."""
+process, created lazily from the settings, and beside it the venue's
+:class:`~venues.shared_reads.SharedReads` (the reads every trade on that venue shares)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import asyncio
 import logging
 
 from config.settings import Settings, VenueConfig
+from config.tuning import WorkerTuning
 from venues.gateway import Gateway
+from venues.shared_reads import ReadBounds, SharedReads
 
 log = logging.getLogger("hedgeflow.venues")
 
@@ -17,6 +20,14 @@ class GatewayPool:
         venues = settings.venues if isinstance(settings, Settings) else settings
         self._configs: dict[str, VenueConfig] = {v.name: v for v in venues}
         self._gateways: dict[str, Gateway] = {}
+        self._shared: dict[str, SharedReads] = {}
+        full = settings if isinstance(settings, Settings) else None
+        tuning = full.tuning if full is not None else WorkerTuning()
+        #: whether trades share venue reads (``tuning.shared_reads``), and how fresh they must be
+        self.shared_reads = tuning.shared_reads
+        self.bounds = ReadBounds.from_interval(
+            full.trade.monitor_interval_s if full is not None else 10.0, max_age_s=tuning.read_max_age_s,
+            gap_s=tuning.positions_read_gap_s, max_hold_s=full.trade.max_hold_s if full is not None else 7 * 86400)
 
     @property
     def names(self) -> list[str]:
@@ -33,6 +44,13 @@ class GatewayPool:
                 ) from None
             gw = self._gateways[name] = Gateway(cfg)
         return gw
+
+    def shared(self, name: str) -> SharedReads:
+        """The reads of venue ``name`` shared by every trade in this process (venues/shared_reads.py)."""
+        sr = self._shared.get(name)
+        if sr is None:
+            sr = self._shared[name] = SharedReads(self.get(name), self.bounds)
+        return sr
 
     def __contains__(self, name: object) -> bool:
         return name in self._configs
@@ -51,7 +69,7 @@ class GatewayPool:
         await asyncio.gather(*(one(n) for n in self.names))
 
     async def close(self) -> None:
-        gateways, self._gateways = list(self._gateways.values()), {}
+        gateways, self._gateways, self._shared = list(self._gateways.values()), {}, {}
         await asyncio.gather(*(gw.close() for gw in gateways), return_exceptions=True)
 
     async def __aenter__(self) -> GatewayPool:
