@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.tuning import WorkerTuning  # noqa: F401 - the tuning section (slots, pollers, shared reads)
 from config.venue import (  # noqa: F401 - re-exported: the venue part lives in config/venue.py
     _NAME_RE,
     DEMO_API_KEY,
@@ -270,6 +271,7 @@ class Settings(BaseSettings):
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    tuning: WorkerTuning = Field(default_factory=WorkerTuning)
 
     @classmethod
     def settings_customise_sources(
