@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.temporal import TemporalConfig, TemporalTLS  # noqa: F401 - the temporal section (TLS, API key)
 from config.tuning import WorkerTuning  # noqa: F401 - the tuning section (slots, pollers, shared reads)
 from config.venue import (  # noqa: F401 - re-exported: the venue part lives in config/venue.py
     _NAME_RE,
@@ -155,13 +156,6 @@ def demo_scanner() -> dict[str, Any]:
     }
 
 
-class TemporalConfig(_Section):
-    address: str = "127.0.0.1:7233"
-    namespace: str = "default"
-    task_queue: str = "hedgeflow"
-    ui_port: int = Field(8233, ge=1, le=65535)
-
-
 class WorkerConfig(_Section):
     """The ``worker`` section: Temporal Worker Versioning (``workers.worker.deployment_config``).
 
@@ -263,7 +257,7 @@ class Settings(BaseSettings):
     venues: list[VenueConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     trade: TradeConfig = Field(default_factory=TradeConfig)
-    temporal: TemporalConfig = Field(default_factory=TemporalConfig)
+    temporal: TemporalConfig = Field(default_factory=dict)  # type: ignore[arg-type] - validated: errors say temporal.KEY
     scanner: ScannerConfig = Field(default_factory=ScannerConfig)
     metrics_host: str = Field("127.0.0.1", description="bind address of the worker metrics endpoint")
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)

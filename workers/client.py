@@ -1,8 +1,10 @@
 """One way to get a Temporal client: pydantic data converter (Decimal money end to end),
-bounded connect retry, and an operator-facing error when the server is not there.
+the ``temporal`` connection profile (address, namespace, TLS, API key), bounded connect retry, and
+an operator-facing error when the server is not there or refuses this client.
 
-Address and namespace: ``TEMPORAL_ADDRESS`` / ``TEMPORAL_NAMESPACE`` from the environment win
-over ``settings.temporal`` (same variables as the ``temporal`` CLI), see ``temporal_target``.
+The profile is resolved when the settings load (config/temporal.py: the settings first, Temporal's
+own ``TEMPORAL_*`` environment configuration filling what they leave out); ``connect(settings)``
+uses it as it is, ``connect("host:port")`` is plaintext (tests, the dev server).
 
 ``owned_runtime()`` is how a short-lived process (the command line) gets rid of the SDK's Rust
 threads before the interpreter finalizes; see its docstring for why that matters.
@@ -13,20 +15,25 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # temporalio is imported when a client is made: `hedgeflow config check` needs none
+from config.temporal import DEFAULT_ADDRESS, DEFAULT_NAMESPACE
+
+if TYPE_CHECKING:  # temporalio is imported when a client is made
     from temporalio.client import Client
     from temporalio.runtime import Runtime, TelemetryConfig
 
     from config import Settings
+    from config.temporal import TemporalConfig
 
-DEFAULT_ADDRESS = "127.0.0.1:7233"
-DEFAULT_NAMESPACE = "default"
+#: an error that says the server (or a proxy) refused this client, seen this many times in a row:
+#: give up rather than retry until the deadline (a wrong certificate does not get better)
+REFUSED_ATTEMPTS = 3
 
 
 class TemporalUnavailable(RuntimeError):
@@ -38,17 +45,40 @@ class TemporalUnavailable(RuntimeError):
         super().__init__(f"cannot reach Temporal at {address}; is `hedgeflow up` running?{detail}")
 
 
+class TemporalRefused(TemporalUnavailable):
+    """The frontend (or a TLS proxy before it) answered but refused this client: a certificate,
+    TLS on one side only, or the API key. ``reason`` is one line naming the setting to fix."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        RuntimeError.__init__(self, f"Temporal at {address} refused the connection: {reason}")
+        self.address, self.reason = address, reason
+
+
 def temporal_target(
     settings: Settings | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[str, str]:
-    """(address, namespace): environment ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` first,
-    then ``settings.temporal``, then 127.0.0.1:7233 / default."""
+    """(address, namespace): ``settings.temporal`` (resolved at load with Temporal's own
+    environment configuration filling what the settings leave out, see config/temporal.py); without
+    settings ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, then 127.0.0.1:7233 / default."""
+    if settings is not None:
+        return settings.temporal.address, settings.temporal.namespace
     env = os.environ if environ is None else environ
-    address = env.get("TEMPORAL_ADDRESS") or (settings.temporal.address if settings else DEFAULT_ADDRESS)
-    namespace = env.get("TEMPORAL_NAMESPACE") or (
-        settings.temporal.namespace if settings else DEFAULT_NAMESPACE
-    )
-    return address, namespace
+    return env.get("TEMPORAL_ADDRESS") or DEFAULT_ADDRESS, env.get("TEMPORAL_NAMESPACE") or DEFAULT_NAMESPACE
+
+
+def connect_options(temporal: TemporalConfig) -> dict[str, object]:
+    """``Client.connect`` keyword arguments of the ``temporal`` section: namespace, ``tls`` (a
+    ``TLSConfig`` with the PEMs read at load, or False) and ``api_key``."""
+    from temporalio.service import TLSConfig
+
+    opts: dict[str, object] = {"namespace": temporal.namespace, "tls": False}
+    if temporal.tls is not None:
+        ca, cert, key = temporal.tls.pems()
+        opts["tls"] = TLSConfig(server_root_ca_cert=ca, client_cert=cert, client_private_key=key,
+                                domain=temporal.tls.server_name)
+    if temporal.api_key is not None:
+        opts["api_key"] = temporal.api_key.get_secret_value()
+    return opts
 
 
 async def connect(
@@ -61,19 +91,27 @@ async def connect(
 ) -> Client:
     """Connect with the pydantic data converter, retrying for up to ``timeout_s`` seconds.
 
-    ``settings_or_address``: a ``Settings`` (address/namespace via ``temporal_target``), an
-    ``host:port`` string, or None (environment, then defaults). ``namespace`` overrides either.
-    Raises ``TemporalUnavailable`` ("cannot reach Temporal at ADDRESS; is `hedgeflow up` running?").
+    ``settings_or_address``: a ``Settings`` (its ``temporal`` profile: address, namespace, TLS,
+    API key), a plaintext ``host:port`` string, or None (``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``,
+    then the defaults). ``namespace`` overrides either.
+    Raises ``TemporalRefused`` (one line: what was refused and the setting to fix) when the server
+    or a TLS proxy refuses this client, else ``TemporalUnavailable`` ("cannot reach Temporal at
+    ADDRESS; is `hedgeflow up` running?").
     """
-    if isinstance(settings_or_address, str):
-        address, ns = settings_or_address, namespace or DEFAULT_NAMESPACE
-    else:
-        address, ns = temporal_target(settings_or_address)
-        ns = namespace or ns
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    kwargs: dict[str, object] = {"namespace": ns, "data_converter": pydantic_data_converter}
+    temporal = None if isinstance(settings_or_address, str) or settings_or_address is None \
+        else settings_or_address.temporal
+    if temporal is not None:
+        address, kwargs = temporal.address, connect_options(temporal)
+    else:
+        address, ns = (settings_or_address, DEFAULT_NAMESPACE) if isinstance(settings_or_address, str) \
+            else temporal_target(None)
+        kwargs = {"namespace": ns}
+    if namespace:
+        kwargs["namespace"] = namespace
+    kwargs["data_converter"] = pydantic_data_converter
     runtime = runtime if runtime is not None else _scope_runtime()
     if runtime is not None:
         kwargs["runtime"] = runtime
@@ -82,6 +120,7 @@ async def connect(
     deadline = time.monotonic() + timeout_s
     delay = 0.1
     last: BaseException | None = None
+    streak, last_reason = 0, None  # the same refusal, attempts in a row
     while True:
         remaining = deadline - time.monotonic()
         try:
@@ -90,10 +129,56 @@ async def connect(
             )
         except Exception as exc:  # includes TimeoutError
             last = exc
+        reason = refusal(last, temporal)
+        streak, last_reason = (streak + 1 if reason == last_reason else 1) if reason else 0, reason
+        if reason and (streak >= REFUSED_ATTEMPTS or time.monotonic() + delay >= deadline):
+            raise TemporalRefused(address, reason)
         if time.monotonic() + delay >= deadline:
             raise TemporalUnavailable(address, _short(last))
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+def _setting(temporal: TemporalConfig | None, key: str) -> str:
+    return temporal.setting(key) if temporal is not None else f"temporal.{key}"
+
+
+def refusal(exc: BaseException | None, temporal: TemporalConfig | None) -> str | None:
+    """One line for a connect error that means "this client is refused" (TLS on one side only, a
+    certificate not trusted either way, the API key), naming the setting to fix; None for an
+    error that may pass (nothing listening yet, a timeout)."""
+    text = str(exc or "")
+    tls = temporal.tls if temporal is not None else None
+    if "InvalidCertificate(NotValidForName" in text:
+        expected = re.search(r'expected: \w+\("([^"]+)"\)', text)
+        names = re.findall(r'(?:DnsName|IpAddress)\(\\?"?([^"\\)]+)', text.split("presented:", 1)[-1])
+        return (f"TLS: the server's certificate is not valid for {expected.group(1) if expected else 'this name'}"
+                f"{' (it names ' + ', '.join(names) + ')' if names else ''}; set {_setting(temporal, 'tls.server_name')} "
+                "to a name it carries, or connect by that name")
+    if "InvalidCertificate(Expired" in text:
+        return "TLS: the server's certificate has expired"
+    if "InvalidCertificate(" in text:
+        ca = f"the CA in {_setting(temporal, 'tls.ca')}" if tls is not None and tls.ca_data else "a CA this machine trusts"
+        return (f"TLS: the server's certificate is not signed by {ca}; set {_setting(temporal, 'tls.ca')} "
+                "to the CA that signed it")
+    if "InvalidContentType" in text or "InvalidMessage(" in text or "CorruptMessage" in text:
+        return (f"TLS: the server does not speak TLS on this port; remove {_setting(temporal, 'tls')} "
+                "(and the API key) for a plaintext server, or check temporal.address")
+    if "AlertReceived(" in text or "call error after connection" in text and (
+            "connection closed" in text or "BrokenPipe" in text or "ConnectionReset" in text):
+        if tls is None:
+            return (f"it closed the connection: does it expect TLS? set {_setting(temporal, 'tls')} "
+                    "(and the client certificate, if it asks for one)")
+        if tls.cert_data is None:
+            return ("TLS: it closed the connection after the handshake: it requires a client certificate; "
+                    f"set {_setting(temporal, 'tls.cert')} and {_setting(temporal, 'tls.key')}")
+        return (f"TLS: it closed the connection after the handshake: it does not accept the client certificate "
+                f"in {_setting(temporal, 'tls.cert')} (signed by a CA it does not trust?)")
+    if "Unauthenticated" in text or "PermissionDenied" in text:
+        said = re.search(r'message: "([^"]*)"', text)
+        return (f"the credentials were refused ({said.group(1) if said else 'unauthenticated'}); check "
+                f"{_setting(temporal, 'api_key')} (or api_key_file) and temporal.namespace")
+    return None
 
 
 def _short(exc: BaseException | None) -> BaseException | None:

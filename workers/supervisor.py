@@ -84,6 +84,41 @@ async def ensure_reconcile(client: Client, settings: Settings) -> bool:
     return True
 
 
+class SearchAttributesMissing(UpError):
+    """The namespace lacks hedgeflow's search attributes and this client may not add them (Temporal
+    Cloud: they are added with ``tcld`` or in the Cloud UI); the message is the instruction."""
+
+
+async def ensure_search_attributes(client: Client) -> list[str]:
+    """Register the missing ones of ``SEARCH_ATTRIBUTES`` (all Keyword) in the client's namespace
+    through the operator API; the names added. Raises ``SearchAttributesMissing`` with the exact
+    ``tcld`` command when the server refuses (an API key without namespace-admin rights, Cloud)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+    from temporalio.service import RPCError
+
+    from workers.devserver import SEARCH_ATTRIBUTES
+
+    ns = client.namespace
+    have = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=ns))
+    missing = [k for k in SEARCH_ATTRIBUTES if k not in have.custom_attributes]
+    if not missing:
+        return []
+    keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=ns, search_attributes=dict.fromkeys(missing, keyword)))
+    except RPCError as exc:
+        flags = " ".join(f"--search-attribute {k}={SEARCH_ATTRIBUTES[k]}" for k in missing)
+        raise SearchAttributesMissing(
+            f"namespace {ns} lacks the search attributes {', '.join(missing)} and refused to add them "
+            f"({exc.status.name}: {exc.message}); trades cannot start without them. On Temporal Cloud add "
+            f"them with `tcld namespace search-attributes add --namespace {ns} {flags}` (or in the Cloud UI: "
+            f"Namespaces → {ns} → Custom Search Attributes), elsewhere with `temporal operator "
+            f"search-attribute create --namespace {ns}` and --name/--type for each; then run this again") from None
+    return missing
+
+
 # --------------------------------------------------------------------------- readiness
 def _ready(not_ready: Callable[[ChildNotReady, float], str], **how: Any) -> Ready:
     """A readiness check of ``Child.await_ready(**how)`` whose failures are UpErrors with the log
@@ -121,8 +156,10 @@ class Supervisor:
         replay_speed: float | None = None,
         replay_data: str | None = None,
         out: Callable[[str], None] | None = None,
+        external: bool = False,
     ) -> None:
         self.settings = settings
+        self.external = external  # ``up --temporal external``: no dev server, the configured cluster
         self.config_path = config_path
         self.state_dir = state_dir
         self.logs = state_dir / "logs"
@@ -141,17 +178,18 @@ class Supervisor:
         self._out(f"[{time.strftime('%H:%M:%S')}] up: {msg}")
 
     # ------------------------------------------------------------------ plan
-    def _plan(self) -> tuple[Supervised, list[Supervised], Supervised]:
+    def _plan(self) -> tuple[Supervised | None, list[Supervised], Supervised]:
         return plan(self.settings, host=self.host, port=self.port, state_dir=self.state_dir,
                     config_path=self.config_path, replay_data=self.replay_data, replay_speed=self.replay_speed,
-                    sim_ready=_sim_ready, worker_ready=_worker_ready)
+                    sim_ready=_sim_ready, worker_ready=_worker_ready, external=self.external)
 
     @property
     def children(self) -> list[Supervised]:
-        return [self.devserver_child, *self.sims, self.worker_child]
+        dev = [self.devserver_child] if self.devserver_child is not None else []
+        return [*dev, *self.sims, self.worker_child]
 
     def check_ports(self) -> None:
-        check_ports(self.settings, self.host, self.port)
+        check_ports(self.settings, self.host, self.port, external=self.external)
 
     # ------------------------------------------------------------------ start
     async def _start_child(self, child: Supervised) -> None:
@@ -169,7 +207,10 @@ class Supervisor:
     async def start_all(self) -> None:
         self.check_ports()
         self.logs.mkdir(parents=True, exist_ok=True)
-        await self._start_child(self.devserver_child)
+        if self.devserver_child is not None:
+            await self._start_child(self.devserver_child)
+        else:
+            await self._external()
         await asyncio.gather(*(self._start_child(c) for c in self.sims))
         self._plan_replay_report()
         await self._start_child(self.worker_child)
@@ -180,10 +221,22 @@ class Supervisor:
         await self._reconcile()
         self._print_urls()
 
+    async def _external(self) -> None:
+        """``--temporal external``: the configured cluster answers (else TemporalUnavailable/Refused,
+        one line) and has the search attributes the dev server would have been started with."""
+        from workers.client import connect
+
+        t = self.settings.temporal
+        client = await connect(self.settings)
+        self.say(f"Temporal cluster {t.address} (namespace {t.namespace}, {t.security()}) answers; "
+                 "no dev server started (--temporal external)")
+        added = await ensure_search_attributes(client)
+        self.say("search attributes: " + (f"added {', '.join(added)}" if added else "present"))
+
     async def _scanner(self) -> None:
         from workers.client import connect
 
-        client = await connect(self.settings.temporal.address, self.settings.temporal.namespace)
+        client = await connect(self.settings)
         if await ensure_scanner(client, self.settings):
             self.say("scanner: workflow 'scanner' running")
         else:
@@ -192,7 +245,7 @@ class Supervisor:
     async def _reconcile(self) -> None:
         from workers.client import connect
 
-        client = await connect(self.settings.temporal.address, self.settings.temporal.namespace)
+        client = await connect(self.settings)
         if await ensure_reconcile(client, self.settings):
             self.say(f"reconcile: workflow 'reconcile' running every {self.settings.reconcile.interval_s:g} s")
 
@@ -201,8 +254,9 @@ class Supervisor:
         lines = [
             "hedgeflow is up",
             f"  Temporal frontend  {s.temporal.address} (namespace {s.temporal.namespace}, "
-            f"task queue {s.temporal.task_queue})",
-            f"  Temporal Web UI    http://{self.host}:{s.temporal.ui_port}",
+            f"task queue {s.temporal.task_queue}" + (f", {s.temporal.security()})" if self.external else ")"),
+            "  Temporal Web UI    the cluster's own (Temporal Cloud: https://cloud.temporal.io)" if self.external
+            else f"  Temporal Web UI    http://{self.host}:{s.temporal.ui_port}",
             f"  worker metrics     http://127.0.0.1:{s.metrics_port}/metrics"
             if s.metrics_port else "  worker metrics     disabled (metrics_port 0)",
         ]
@@ -241,7 +295,7 @@ class Supervisor:
 
         s = self.settings
         try:
-            client = await connect(s.temporal.address, s.temporal.namespace)
+            client = await connect(s)
             text = await report_text(client, s.temporal.task_queue, self.replay_data, s.scanner.notional_usd,
                                      s.limits.max_open_trades)
         except Exception as exc:  # noqa: BLE001 - a report failure must not stop the supervisor
@@ -312,7 +366,7 @@ class Supervisor:
                 child.restarting.cancel()
                 await asyncio.gather(child.restarting, return_exceptions=True)
         for group in ([self.worker_child], self.sims, [self.devserver_child]):
-            running = [c for c in group if c.alive]
+            running = [c for c in group if c is not None and c.alive]
             if not running:
                 continue
             codes = await asyncio.gather(*(asyncio.to_thread(c.stop) for c in running))

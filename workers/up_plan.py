@@ -143,23 +143,21 @@ class Supervised(ChildOwner):
 
 def plan(settings: Settings, *, host: str, port: int, state_dir: Path, config_path: str | None,
          replay_data: str | None, replay_speed: float | None, sim_ready: Callable[[str], Ready],
-         worker_ready: Callable[[str], Ready]) -> tuple[Supervised, list[Supervised], Supervised]:
-    """The dev server, the simulators and the worker of ``up``; ``sim_ready(url)`` and
+         worker_ready: Callable[[str], Ready], external: bool = False,
+         ) -> tuple[Supervised | None, list[Supervised], Supervised]:
+    """The dev server (None with ``external``: ``up --temporal external`` uses the configured
+    cluster), the simulators and the worker of ``up``; ``sim_ready(url)`` and
     ``worker_ready(needle)`` make their readiness checks."""
     from workers.worker import ready_line
 
     s = settings
     logs = state_dir / "logs"
-    ds = DevServer(
-        port=port,
-        ui_port=s.temporal.ui_port,
-        ip=host,
-        db_file=state_dir / "temporal.sqlite",
-        log_file=logs / "temporal.log",
-        namespace=s.temporal.namespace,
-    )
-    dev = Supervised(name="temporal", what="Temporal dev server", child=ds.child, devserver=ds,
-                     stop_timeout=DEVSERVER_STOP_S)
+    dev = None
+    if not external:
+        ds = DevServer(port=port, ui_port=s.temporal.ui_port, ip=host, db_file=state_dir / "temporal.sqlite",
+                       log_file=logs / "temporal.log", namespace=s.temporal.namespace)
+        dev = Supervised(name="temporal", what="Temporal dev server", child=ds.child, devserver=ds,
+                         stop_timeout=DEVSERVER_STOP_S)
     sims = []
     # one replay start for every simulator: started one after another, each would otherwise
     # start its data clock when it came up (1-2 wall s apart: hours of venue time at speed 3600)
@@ -204,10 +202,11 @@ def plan(settings: Settings, *, host: str, port: int, state_dir: Path, config_pa
     return dev, sims, worker
 
 
-def check_ports(settings: Settings, host: str, port: int) -> None:
-    """Every configured port distinct and free, else an UpError naming the setting."""
+def check_ports(settings: Settings, host: str, port: int, *, external: bool = False) -> None:
+    """Every configured port distinct and free, else an UpError naming the setting (with
+    ``external`` the Temporal ports are the cluster's, not ours to check)."""
     s = settings
-    checks = [
+    checks = [] if external else [
         (port, "Temporal frontend", "temporal.address (HEDGEFLOW__TEMPORAL__ADDRESS)"),
         (s.temporal.ui_port, "Temporal Web UI", "temporal.ui_port (HEDGEFLOW__TEMPORAL__UI_PORT)"),
     ]

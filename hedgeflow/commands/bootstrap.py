@@ -1,6 +1,14 @@
 """``hedgeflow bootstrap``: prepare a Temporal cluster for hedgeflow (docker compose's one-shot
-job): register the search attributes, migrate the ledger, start the ``scanner`` and
-``reconcile`` workflows (running ones are kept)."""
+job, or once by hand for an external cluster such as Temporal Cloud): register the search
+attributes, migrate the ledger, start the ``scanner`` and ``reconcile`` workflows (running ones are
+kept).
+
+It connects with the ``temporal`` profile (address, namespace, TLS, API key; Temporal's own
+``TEMPORAL_*`` environment configuration fills what the settings leave out). Search attributes are
+added through the operator API where the client may (a self-hosted cluster, the dev server); where it
+may not (Temporal Cloud: an API key or certificate without namespace-admin rights on that API) it
+prints the exact ``tcld`` command and stops, exit 1, before starting workflows that would fail.
+"""
 
 from __future__ import annotations
 
@@ -20,28 +28,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-
-    from hedgeflow.cli import settings_from
+    from hedgeflow.cli import CliError, settings_from
     from ledger import Ledger, mask_url
     from workers.client import connect
     from workers.devserver import SEARCH_ATTRIBUTES
-    from workers.supervisor import ensure_reconcile, ensure_scanner
+    from workers.supervisor import (
+        SearchAttributesMissing,
+        ensure_reconcile,
+        ensure_scanner,
+        ensure_search_attributes,
+    )
 
     settings = settings_from(args)
     ledger = await asyncio.to_thread(Ledger.for_settings, settings)
     print(f"ledger migrated: {mask_url(ledger.url)}")
     client = await connect(settings, timeout_s=args.wait)
-    ns = client.namespace
-    have = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=ns))
-    missing = {k: v for k, v in SEARCH_ATTRIBUTES.items() if k not in have.custom_attributes}
-    if missing:
-        kinds = {"Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=ns, search_attributes={k: kinds[v] for k, v in missing.items()})
-        )
-    print(f"search attributes: {', '.join(SEARCH_ATTRIBUTES)}" + (f" (added {', '.join(missing)})" if missing else ""))
+    t = settings.temporal
+    print(f"temporal: {t.address} (namespace {t.namespace}, {t.security()})")
+    try:
+        added = await ensure_search_attributes(client)
+    except SearchAttributesMissing as exc:
+        raise CliError(str(exc), 1) from None
+    print(f"search attributes: {', '.join(SEARCH_ATTRIBUTES)}" + (f" (added {', '.join(added)})" if added else ""))
     if not args.no_scanner:
         print("scanner: " + ("running" if await ensure_scanner(client, settings) else "not available"))
     print("reconcile: " + ("running" if await ensure_reconcile(client, settings) else "disabled"))

@@ -1,4 +1,6 @@
-"""``hedgeflow up``: the embedded default — Temporal dev server, simulated venues and one worker."""
+"""``hedgeflow up``: the embedded default — Temporal dev server, simulated venues and one worker;
+with ``--temporal external`` the configured cluster (``temporal`` settings, Temporal's own
+``TEMPORAL_*`` environment configuration filling the rest) instead of a dev server."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import sys
 from pathlib import Path
 
 HELP = (
-    "start the Temporal dev server, the simulated venues of the profile and one worker as child "
-    "processes, print their URLs and supervise them until Ctrl-C"
+    "start the Temporal dev server (or, with --temporal external, use the configured cluster), the "
+    "simulated venues of the profile and one worker as child processes, print their URLs and supervise "
+    "them until Ctrl-C"
 )
 
 
@@ -22,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="FILE", help="replay CSV (time,venue,symbol,funding_rate,mark_price)")
     p.add_argument("--speed", type=float, metavar="X", help="replay speed multiplier")
     p.add_argument("--no-scanner", action="store_true", help="start everything but the scanner workflow")
+    p.add_argument("--temporal", choices=["embedded", "external"], default="embedded",
+                   help="embedded (default): start the Temporal dev server (plaintext, on temporal.address); "
+                   "external: start none and use the configured cluster (temporal.address, namespace, tls, "
+                   "api_key, or TEMPORAL_* / the temporal CLI's profile for what the settings leave out)")
     p.add_argument("--state-dir", metavar="DIR",
                    help="where the dev server db, simulator state and logs live (default: state_dir "
                    "setting, .hedgeflow/)")
@@ -39,7 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from workers.supervisor import Supervisor
     from workers.up_plan import UpError, write_replay_config
 
+    external = args.temporal == "external"
+    if not external:  # the dev server is local and plaintext: the shell's Temporal profile is not for it
+        os.environ["HEDGEFLOW__TEMPORAL__ENV_CONFIG"] = "false"  # for this process and every child
     settings = settings_from(args)  # the live interlock: refuses (exit 2) before anything starts
+    if not external and (settings.temporal.tls is not None or settings.temporal.api_key is not None):
+        raise CliError("temporal.tls / temporal.api_key are set, but the dev server `up` starts is plaintext; "
+                       "use `hedgeflow up --temporal external` for that cluster, or remove them", 2)
     # the children log as this process does: the simulators read only these two variables
     os.environ["HEDGEFLOW__LOGGING__LEVEL"] = settings.logging.level
     os.environ["HEDGEFLOW__LOGGING__FORMAT"] = settings.logging.format
@@ -67,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             scanner=not args.no_scanner,
             replay_data=args.data,
             replay_speed=args.speed,
+            external=external,
         )
         return asyncio.run(_main(sup))
     except UpError as exc:
