@@ -37,6 +37,7 @@ COMMANDS = [
     "bootstrap",
     "venues",
     "backtest",
+    "upgrade",
 ]
 
 

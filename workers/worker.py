@@ -7,6 +7,10 @@
 2. build one ``GatewayPool(settings)`` and register what ``workers.registry``
    lists (its workflows, and its activities bound to the pool);
 3. print ``worker ready on task queue QUEUE at ADDRESS`` once polling has started;
+   with ``worker.build_id`` set it is version ``DEPLOYMENT.BUILD_ID`` of a Worker Deployment
+   (``deployment_config``): it gets tasks once that version is current (``promote=True`` makes
+   it current as soon as it polls); workflows are pinned to the version they started on until
+   they continue as new;
 4. on ``stop_event`` (SIGINT/SIGTERM in the CLI): stop polling, give in-flight activities up to
    ``graceful_shutdown_timeout`` seconds, then cancel them; close the pool.
 """
@@ -24,7 +28,8 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from telemetry.metrics import worker_interceptors
@@ -73,6 +78,34 @@ class WorkerError(RuntimeError):
 
 def ready_line(task_queue: str, address: str) -> str:
     return f"worker ready on task queue {task_queue} at {address}"
+
+
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Worker Versioning from ``settings.worker``: None (unversioned) without a build id.
+
+    A versioned worker pins every workflow it starts to its version (``PINNED``): a running trade
+    keeps the code it started on, and so do its alert children. The behaviour is the worker's
+    default, not ``@workflow.defn(versioning_behavior=...)``: the server rejects a workflow task
+    that names a behaviour from an unversioned worker (``versioning behavior cannot be specified
+    without deployment options``), and unversioned stays the default of every other worker
+    (``up``, tests, lab). What moves a workflow to a newer version is continue-as-new: trades,
+    the scanner and reconcile continue as new with ``AUTO_UPGRADE`` (onto the current version)."""
+    w = settings.worker
+    if not w.build_id:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=w.deployment_name, build_id=w.build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
+    )
+
+
+def version_line(settings: Settings) -> str:
+    w = settings.worker
+    if not w.build_id:
+        return "worker unversioned (no worker.build_id): takes every task of its queue"
+    return (f"worker version {w.deployment_name}.{w.build_id} (deployment {w.deployment_name}, build {w.build_id}): "
+            "takes new work once this version is current")
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -137,12 +170,14 @@ async def run_worker(
     on_ready: Callable[[Worker], None] | None = None,
     connect_timeout: float = 10.0,
     quiet: bool = False,
+    promote: bool = False,
 ) -> None:
     """Run one worker until ``stop_event`` is set (or forever), then shut down gracefully.
 
     ``client``: use this client (no metrics runtime is created); else connect from the
     settings/environment. ``workflows``/``activities``: override the registrations (tests);
-    by default ``workers.registry``.
+    by default ``workers.registry``. ``promote``: once polling, make this worker's version
+    (``settings.worker.build_id``, required) the deployment's current version.
     Raises ``WorkerError`` for start-up problems, ``workers.client.TemporalUnavailable`` if the
     server cannot be reached, and whatever fatal error the SDK worker raises.
     """
@@ -152,6 +187,9 @@ async def run_worker(
     refusal = settings.live_refusal(switch=live_switch_env(), env_ok=True)
     if refusal:
         raise WorkerError(refusal)
+    if promote and not settings.worker.build_id:
+        raise WorkerError("promote needs a versioned worker: set worker.build_id "
+                          "(--build-id or HEDGEFLOW__WORKER__BUILD_ID)")
     stop_event = stop_event or asyncio.Event()
     own_metrics = None
     queue = task_queue or settings.temporal.task_queue
@@ -199,6 +237,7 @@ async def run_worker(
             # to another worker after 1 s, not the default 10 (a lone leg waits on that task)
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=STICKY_TIMEOUT_S),
             max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_SEND_S),
+            deployment_config=deployment_config(settings),
         )
         run_task = asyncio.create_task(worker.run(), name="temporal-worker")
         stop_task = asyncio.create_task(stop_event.wait(), name="worker-stop")
@@ -207,6 +246,10 @@ async def run_worker(
             while not worker.is_running and not run_task.done():  # noqa: ASYNC110 - SDK has no event
                 await asyncio.sleep(0.02)
             if worker.is_running:
+                if not quiet:
+                    print(version_line(settings), flush=True)
+                if promote:
+                    await _promote(client, settings, run_task, quiet)
                 if not quiet:
                     print(ready_line(queue, address), flush=True)
                 if on_ready is not None:
@@ -236,13 +279,35 @@ async def run_worker(
         print("worker stopped", flush=True)
 
 
+async def _promote(client: Client, settings: Settings, run_task: asyncio.Task[None], quiet: bool) -> None:
+    """Make this worker's version current once the server knows it (its pollers register it),
+    unless it was current before (``control.deployments.promote_if_new``: no implicit rollback)."""
+    from control.deployments import DeploymentError, promote_if_new
+
+    w = settings.worker
+    assert w.build_id
+    promote = asyncio.create_task(promote_if_new(client, w.deployment_name, w.build_id))
+    await asyncio.wait({promote, run_task}, return_when=asyncio.FIRST_COMPLETED)
+    if not promote.done():  # the worker failed first: its error is what the caller sees
+        promote.cancel()
+        return
+    try:
+        skipped = promote.result()
+    except DeploymentError as exc:
+        raise WorkerError(str(exc)) from None
+    if not quiet:
+        print(f"worker version {w.deployment_name}.{w.build_id} "
+              + (f"not promoted: {skipped}" if skipped else "is now current"), flush=True)
+
+
 def _is_async(fn: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(fn):
         return True
     return not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
 
 
-async def serve(settings: Settings, *, graceful_shutdown_timeout: float = GRACEFUL_SHUTDOWN_S) -> int:
+async def serve(settings: Settings, *, graceful_shutdown_timeout: float = GRACEFUL_SHUTDOWN_S,
+                promote: bool = False) -> int:
     """``hedgeflow worker``: run until SIGINT/SIGTERM; a second signal forces exit."""
     # once per worker process, for incident reports: the versions this worker runs (stdout and the log)
     versions = versions_line(await asyncio.to_thread(component_versions, temporal_version))
@@ -269,7 +334,8 @@ async def serve(settings: Settings, *, graceful_shutdown_timeout: float = GRACEF
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
             signal.signal(sig, lambda s, f: loop.call_soon_threadsafe(on_signal, s))
     try:
-        await run_worker(settings, stop_event=stop, graceful_shutdown_timeout=graceful_shutdown_timeout)
+        await run_worker(settings, stop_event=stop, graceful_shutdown_timeout=graceful_shutdown_timeout,
+                         promote=promote)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -283,11 +349,13 @@ __all__ = [
     "GRACEFUL_SHUTDOWN_S",
     "PASSTHROUGH_MODULES",
     "WorkerError",
+    "deployment_config",
     "load_registrations",
     "metrics_runtime",
     "ready_line",
     "run_worker",
     "serve",
+    "version_line",
     "temporal_target",
     "workflow_runner",
 ]
