@@ -18,6 +18,7 @@ from collections.abc import Awaitable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import lone_leg
 from activities.common import heartbeating, venue_call
 from config import Settings
 from messages.trade import (
@@ -154,8 +155,16 @@ class TradeActivities:
             out.elapsed_ms = int((time.monotonic() - t0) * 1000)
             return out
 
+        attempt = activity.info().attempt
         async with heartbeating():
-            return list(await asyncio.gather(*(one(r) for r in reqs)))
+            if lone_leg.enabled(reqs) and attempt > 1:
+                earlier = await venue_call(lone_leg.earlier_attempt(self.pool, reqs))
+                if earlier is not None:
+                    return earlier
+            outs = list(await asyncio.gather(*(one(r) for r in reqs)))
+            if lone_leg.enabled(reqs):  # lifecycle-v6: a lone filled leg is flattened in this step
+                await lone_leg.resolve(self.pool, reqs, outs, attempt)
+            return outs
 
     @activity.defn(name="get_order")
     async def get_order(self, req: OrderLookup) -> OrderResult | None:

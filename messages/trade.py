@@ -88,6 +88,10 @@ class PlaceOrderRequest(BaseModel):
     #: a reduce-only close of a whole position (lifecycle-v4): an unknown outcome gets one look-up and
     #: no validity-window wait; the workflow reads and resends under a fresh id
     resend_fresh: bool = False
+    #: lifecycle-v6, opening legs of ``place_orders``: the client id under which the activity itself
+    #: flattens this leg when it filled and the other leg did not (a lone leg is closed in the same
+    #: step that learns it is alone; the workflow still verifies flat)
+    flatten_client_order_id: str | None = None
 
 
 class PlaceOutcome(BaseModel):
@@ -98,6 +102,13 @@ class PlaceOutcome(BaseModel):
     error: str | None = None
     retryable: bool = False  # outcome unknown or transient: place it again (id looked up first)
     elapsed_ms: int | None = None  # how long the venue took to answer (a slow venue closes first)
+    #: lifecycle-v6: the activity cancelled this leg's opening (accepted, not executed while the
+    #: other leg had filled) and ``order`` is the venue's answer to the cancel
+    cancelled: bool = False
+    #: lifecycle-v6: this leg filled alone and the activity sent its reduce-only flatten: the
+    #: venue's answer (``flatten``) or why it is not known (``flatten_error``; the id is issued)
+    flatten: OrderResult | None = None
+    flatten_error: str | None = None
 
 
 class OrderLookup(BaseModel):

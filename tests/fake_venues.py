@@ -166,7 +166,19 @@ class FakeActivities:
                 return PlaceOutcome(order=await self._place(req))
             except ApplicationError as exc:
                 return PlaceOutcome(error_type=exc.type, error=str(exc), retryable=not exc.non_retryable)
-        return list(await asyncio.gather(*(one(r) for r in reqs)))
+        outs = list(await asyncio.gather(*(one(r) for r in reqs)))
+        if len(reqs) == 2 and all(r.flatten_client_order_id for r in reqs):  # lifecycle-v6 (activities/lone_leg.py)
+            for i, j in ((0, 1), (1, 0)):
+                mine, r = outs[i], reqs[i]
+                if mine.order is not None and mine.order.filled_qty > 0 and outs[j].order is None:
+                    side = Side.SELL if r.side == Side.BUY else Side.BUY
+                    flat = r.model_copy(update={"client_order_id": r.flatten_client_order_id, "side": side,
+                                                "qty": mine.order.filled_qty, "reduce_only": True})
+                    try:
+                        mine.flatten = await self._place(flat)
+                    except ApplicationError as exc:
+                        mine.flatten_error = str(exc)
+        return outs
 
     @activity.defn(name="place_order")
     async def place_order(self, req: PlaceOrderRequest) -> OrderResult:

@@ -85,8 +85,8 @@ async def bench(temporal_env, task_queue, request):
 async def record(h: WorkflowHandle, name: str) -> None:
     if os.environ.get("HEDGEFLOW_RECORD_HISTORIES"):
         HISTORIES.mkdir(exist_ok=True)
-        # one file per lifecycle version (v2: lifecycle-v2, v3, v4, v5): older ones stay to prove replay
-        (HISTORIES / f"{name}_v5.json").write_text((await h.fetch_history()).to_json())
+        # one file per lifecycle version (v2: lifecycle-v2, v3 … v6): older ones stay to prove replay
+        (HISTORIES / f"{name}_v6.json").write_text((await h.fetch_history()).to_json())
 
 
 async def test_one_leg_refused_flattens_the_other(bench):
@@ -96,6 +96,7 @@ async def test_one_leg_refused_flattens_the_other(bench):
     assert st.state == "aborted" and st.abort_reason.startswith("LEG_FAILED")
     assert st.emergency and bench.flat()
     assert st.orphan_exposure_ms is not None
+    assert any("flattened in the same step" in e.what for e in st.events), st.events  # lifecycle-v6
     await bench.alerted("emergency_close", "trade_aborted")
     await record(h, "trade_leg_failed")
 

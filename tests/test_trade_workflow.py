@@ -21,6 +21,7 @@ from temporalio.worker import Replayer
 from trade_harness import TEST_API_SECRET, settings_for, start_sims, wait_for
 
 from control.trades import TradeRefused, open_trade
+from domain.ids import client_order_id
 from messages.trade import CloseRequest, HoldParams, HoldParamsPatch, TradeStatus
 from workers.registry import WORKFLOWS
 from workers.worker import run_worker, workflow_runner
@@ -171,6 +172,55 @@ async def test_lone_leg_and_a_late_opening_are_each_flat_within_two_seconds(env)
     assert long_naked < 2.0, f"the long stayed naked {long_naked:.2f} s: {events}"
     assert short_naked < 2.0, f"the late short stayed naked {short_naked:.2f} s: {events}"
     assert any("follows it on sim-b" in e for e in events), events
+
+
+def _naked_s(orders: list[dict], opening_side: str) -> float:
+    """Venue time from the executed opening to the executed close of one leg."""
+    opened = next(o for o in orders if o["side"] == opening_side and Decimal(o["executedQty"]) > 0)
+    closed = next(o for o in orders if o["side"] != opening_side and Decimal(o["executedQty"]) > 0)
+    return (closed["arrived_ns"] - opened["arrived_ns"]) / 1e9
+
+
+async def test_lone_leg_is_flattened_in_the_opening_step(env):
+    """lifecycle-v6: sim-b refuses the short; the long is flattened by the same activity that
+    placed it, under its own ``lf`` id, with no workflow round trip in between."""
+    sym = next_symbol()
+    env.sims["sim-b"].faults(reject_orders=1)
+    h = await env.open(sym)
+    final = await h.result()
+    events = [e.what for e in final.events]
+    assert final.state == "aborted" and final.abort_reason.startswith("LEG_FAILED"), final.abort_reason
+    assert env.flat(sym), events
+    long = final.legs[0]
+    flatten_id = client_order_id(final.trade_id, "long", "lf")
+    orders = env.sims["sim-a"].orders(long.client_order_ids)
+    assert [o["side"] for o in orders] == ["BUY", "SELL"], orders  # one opening, one close: nothing more
+    assert orders[1]["clientOrderId"] == flatten_id and orders[1]["reduceOnly"] in (True, "true"), orders
+    assert any("flattened in the same step" in e for e in events), events
+    assert long.fees > 0 and long.filled_qty == 0
+
+
+async def test_late_companion_is_cancelled_and_the_lone_leg_flattened(env):
+    """sim-b accepts the short and would execute it 2.5 s later (``execute_late_ms``): the long
+    must not wait that long naked. The activity cancels the waiting short (it never executes)
+    and flattens the long in the same step; before v6 the long stayed naked until the short
+    executed late (2.5 s)."""
+    sym = next_symbol()
+    b = env.sims["sim-b"]
+    b.faults(execute_late_ms=2500)
+    h = await env.open(sym)
+    final = await h.result()
+    await asyncio.sleep(3)  # past the moment the short would have executed
+    b.faults()
+    events = [e.what for e in final.events]
+    assert final.state == "aborted" and final.abort_reason.startswith("LEG_FAILED"), (final.abort_reason, events)
+    assert env.flat(sym), events
+    short_orders = b.orders(final.legs[1].client_order_ids)
+    assert short_orders and all(Decimal(o["executedQty"]) == 0 for o in short_orders), short_orders
+    assert short_orders[0]["status"] == "CANCELED", short_orders
+    long_naked = _naked_s(env.sims["sim-a"].orders(final.legs[0].client_order_ids), "BUY")
+    assert long_naked < 2.0, f"the long stayed naked {long_naked:.2f} s: {events}"
+    assert any("cancelled" in e for e in events) and any("flattened in the same step" in e for e in events), events
 
 
 async def test_partial_fill_is_trimmed_to_a_hedge(env):

@@ -70,6 +70,8 @@ V3 = "lifecycle-v3"
 V4 = "lifecycle-v4"
 #: a cancel that arrives once the venues are flat no longer cuts the lease release or the final record
 V5 = "lifecycle-v5"
+#: ``place_orders`` flattens a lone filled leg (and cancels a companion accepted but not executed) itself
+V6 = "lifecycle-v6"
 
 
 @workflow.defn(name="TradeWorkflow")
@@ -133,6 +135,7 @@ class TradeWorkflow:
         self.v3 = self.closer.v3 = self.desk.v3 = self.v2 and workflow.patched(V3)
         self.closer.v4 = self.desk.v4 = self.v3 and workflow.patched(V4)
         self.v5 = self.desk.v5 = self.desk.v4 and workflow.patched(V5)
+        self.desk.v6 = self.v5 and workflow.patched(V6)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:
@@ -218,7 +221,9 @@ class TradeWorkflow:
         L, S = self.s.leg("long"), self.s.leg("short")
 
         # ONE LEG FAILED: flatten whatever the other one got, at once, and end aborted.
-        failed = [n for n in ("long", "short") if self.s.leg(n).filled_qty == 0]
+        # (v6: a lone leg may be flat already, flattened in the same step: what it opened counts)
+        failed = [n for n in ("long", "short")
+                  if (self.s.leg(n).opened_qty if self.desk.v6 else self.s.leg(n).filled_qty) == 0]
         if failed:
             detail = "; ".join(f"{n}: {why(results[n])}" for n in failed)
             self._event(f"leg failed ({detail}); flattening the other")

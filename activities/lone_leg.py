@@ -1,0 +1,111 @@
+"""lifecycle-v6: a lone opening leg is flattened inside ``place_orders``, in the step that
+learns it is alone.
+
+Before, the activity returned "long filled, short refused" and the workflow then scheduled the
+close: one more workflow task and activity round trip while the long was naked (about 100 ms on
+an idle machine; a second or more when the worker that held the trade's sticky task had just
+died). Now, when the opening requests carry a ``flatten_client_order_id`` (the workflow makes
+it deterministic, ``domain.ids.client_order_id(trade, leg, "lf")``):
+
+* one leg filled and the other was refused → the filled leg's reduce-only market close goes out
+  at once, under its flatten id;
+* one leg filled and the other has no final answer (accepted but not executed by a venue that
+  matches late, or no answer in time) → the other's opening is cancelled, waiting at most
+  ``CANCEL_WAIT_S``: cancelled with nothing executed, unknown to the venue, or no answer → the
+  filled leg is flattened as above (a late opening that lands after all is chased by the
+  workflow's reduce-only close, as before); executed meanwhile → the pair is (partly) hedged and
+  the workflow equalises it as usual.
+
+The workflow still makes every other decision and verifies flat with its close loop: the
+flatten's answer is booked like any close fill, and an unknown flatten outcome is just one more
+issued id the close loop looks up. On a retried attempt (the worker died mid-activity) the
+flatten ids are looked up first: if one exists, the earlier attempt got that far and nothing is
+sent again (an opening resent now would reopen a leg the trade is abandoning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from messages.trade import PlaceOrderRequest, PlaceOutcome
+from venues.errors import VenueError
+from venues.models import OrderResult, Side
+from venues.pool import GatewayPool
+
+log = logging.getLogger("hedgeflow.activities")
+#: how long the cancel of the other leg's opening may take before the filled leg is flattened anyway
+CANCEL_WAIT_S = 0.25
+
+
+def enabled(reqs: list[PlaceOrderRequest]) -> bool:
+    return len(reqs) == 2 and all(r.flatten_client_order_id for r in reqs)
+
+
+def _opposite(side: Side) -> Side:
+    return Side.SELL if Side(side) == Side.BUY else Side.BUY
+
+
+async def earlier_attempt(pool: GatewayPool, reqs: list[PlaceOrderRequest]) -> list[PlaceOutcome] | None:
+    """On a retried attempt: the outcomes an earlier attempt left, when it had sent a flatten
+    (then nothing is sent now), else None (the attempt goes on as a first one would, ids looked
+    up before sending). A look-up that fails raises: the activity is retried again."""
+    flats = await asyncio.gather(*(pool.get(r.venue).get_order(r.symbol, r.flatten_client_order_id or "")
+                                   for r in reqs))
+    if all(f is None for f in flats):
+        return None
+    openings = await asyncio.gather(*(pool.get(r.venue).get_order(r.symbol, r.client_order_id) for r in reqs))
+    outs = []
+    for r, opening, flat in zip(reqs, openings, flats, strict=True):
+        out = PlaceOutcome(order=opening.model_copy(update={"requested_qty": r.qty}) if opening else None, flatten=flat)
+        if opening is None:
+            out.error_type, out.error, out.retryable = "NotSent", "not sent again: the other leg was flattened", False
+        outs.append(out)
+    log.info("place_orders retry: an earlier attempt flattened a lone leg (%s); nothing sent again",
+             ", ".join(r.flatten_client_order_id or "" for r, f in zip(reqs, flats, strict=True) if f))
+    return outs
+
+
+async def resolve(pool: GatewayPool, reqs: list[PlaceOrderRequest], outs: list[PlaceOutcome], attempt: int) -> None:
+    """Flatten a lone filled leg (see the module docstring). Updates ``outs`` in place."""
+    for i, j in ((0, 1), (1, 0)):
+        mine, other = outs[i], outs[j]
+        if mine.order is None or mine.order.filled_qty <= 0:
+            continue
+        if other.order is not None and (other.order.filled_qty > 0 or other.order.is_closed):
+            if other.order.filled_qty > 0:
+                return  # both legs hold something: the workflow equalises
+        elif not await _cancel_other(pool, reqs[j], other):
+            return  # it executed meanwhile, or its state is unknown: the workflow settles it
+        await _flatten(pool, reqs[i], mine, attempt)
+        return
+
+
+async def _cancel_other(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome) -> bool:
+    """The other leg has no final answer (accepted and waiting, or none in time): cancel it, for
+    at most ``CANCEL_WAIT_S``. True when it holds nothing (cancelled unexecuted, unknown to the
+    venue, or no answer and no order known): the filled leg is alone and is flattened."""
+    known = out.order is not None
+    try:
+        got = await asyncio.wait_for(pool.get(req.venue).cancel_order(req.symbol, req.client_order_id), CANCEL_WAIT_S)
+    except (VenueError, TimeoutError) as exc:
+        log.info("place_orders: cancel of the waiting opening %s: %s", req.client_order_id, type(exc).__name__)
+        return not known
+    if got is None:
+        return not known
+    out.order = got.model_copy(update={"requested_qty": req.qty})
+    out.cancelled = got.is_closed and got.filled_qty == 0
+    return out.cancelled
+
+
+async def _flatten(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome, attempt: int) -> None:
+    assert out.order is not None and req.flatten_client_order_id
+    order: OrderResult = out.order
+    log.info("place_orders: %s filled alone on %s; flattening %s at once (%s)", req.client_order_id, req.venue,
+             order.filled_qty, req.flatten_client_order_id)
+    try:
+        out.flatten = await pool.get(req.venue).place_market_order(
+            req.symbol, _opposite(req.side), order.filled_qty, req.flatten_client_order_id,
+            reduce_only=True, lookup_first=attempt > 1, wait_window=False)
+    except VenueError as exc:
+        out.flatten_error = f"{exc.type_name}: {exc}"
