@@ -31,8 +31,10 @@ if TYPE_CHECKING:  # temporalio is imported when a client is made
     from config import Settings
     from config.temporal import TemporalConfig
 
-#: an error that says the server (or a proxy) refused this client, seen this many times in a row:
-#: give up rather than retry until the deadline (a wrong certificate does not get better)
+#: a connection closed right after the TLS handshake, seen this many times in a row: give up rather
+#: than retry until the deadline. From the client's side a refused client certificate looks like that
+#: (TLS 1.3 checks it after the handshake), and so does a TLS proxy that lost its server, which may
+#: pass; a certificate or name the client rejects itself does not, and ends the first attempt.
 REFUSED_ATTEMPTS = 3
 
 
@@ -131,7 +133,11 @@ async def connect(
             last = exc
         reason = refusal(last, temporal)
         streak, last_reason = (streak + 1 if reason == last_reason else 1) if reason else 0, reason
-        if reason and (streak >= REFUSED_ATTEMPTS or time.monotonic() + delay >= deadline):
+        if "after connection" not in str(last):
+            needed = 1  # the client itself rejected the server: that does not pass
+        else:  # closed after connecting: a plaintext server restarting can look so; it gets the whole budget
+            needed = REFUSED_ATTEMPTS if temporal is not None and temporal.tls is not None else 1 << 30
+        if reason and (streak >= needed or time.monotonic() + delay >= deadline):
             raise TemporalRefused(address, reason)
         if time.monotonic() + delay >= deadline:
             raise TemporalUnavailable(address, _short(last))
@@ -169,11 +175,12 @@ def refusal(exc: BaseException | None, temporal: TemporalConfig | None) -> str |
         if tls is None:
             return (f"it closed the connection: does it expect TLS? set {_setting(temporal, 'tls')} "
                     "(and the client certificate, if it asks for one)")
+        proxy = ", or a TLS proxy there cannot reach its server"
         if tls.cert_data is None:
-            return ("TLS: it closed the connection after the handshake: it requires a client certificate; "
-                    f"set {_setting(temporal, 'tls.cert')} and {_setting(temporal, 'tls.key')}")
+            return ("TLS: it closed the connection after the handshake: it requires a client certificate "
+                    f"(set {_setting(temporal, 'tls.cert')} and {_setting(temporal, 'tls.key')}){proxy}")
         return (f"TLS: it closed the connection after the handshake: it does not accept the client certificate "
-                f"in {_setting(temporal, 'tls.cert')} (signed by a CA it does not trust?)")
+                f"in {_setting(temporal, 'tls.cert')} (signed by a CA it does not trust?){proxy}")
     if "Unauthenticated" in text or "PermissionDenied" in text:
         said = re.search(r'message: "([^"]*)"', text)
         return (f"the credentials were refused ({said.group(1) if said else 'unauthenticated'}); check "
