@@ -42,7 +42,7 @@ class TemporalUnavailable(RuntimeError):
     """The Temporal frontend could not be reached within the connect budget."""
 
     def __init__(self, address: str, cause: BaseException | None = None) -> None:
-        self.address = address
+        self.address, self.cause = address, cause
         detail = f" ({cause})" if cause else ""
         super().__init__(f"cannot reach Temporal at {address}; is `hedgeflow up` running?{detail}")
 

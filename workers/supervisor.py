@@ -224,10 +224,17 @@ class Supervisor:
     async def _external(self) -> None:
         """``--temporal external``: the configured cluster answers (else TemporalUnavailable/Refused,
         one line) and has the search attributes the dev server would have been started with."""
-        from workers.client import connect
+        from workers.client import TemporalRefused, TemporalUnavailable, connect
 
         t = self.settings.temporal
-        client = await connect(self.settings)
+        try:
+            client = await connect(self.settings)
+        except TemporalRefused:
+            raise
+        except TemporalUnavailable as exc:  # not "is `hedgeflow up` running?": this is up
+            raise UpError(f"--temporal external: cannot reach Temporal at {t.address}"
+                          + (f" ({exc.cause})" if exc.cause else "")
+                          + f"; check {t.setting('address')} and that the cluster is up") from None
         self.say(f"Temporal cluster {t.address} (namespace {t.namespace}, {t.security()}) answers; "
                  "no dev server started (--temporal external)")
         added = await ensure_search_attributes(client)
