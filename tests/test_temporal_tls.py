@@ -11,6 +11,7 @@ passes the bytes (plaintext gRPC) on. Then, all through the proxy:
 * a worker (``workers.worker.run_worker``) runs a workflow and its activity for a client that
   connected the same way;
 * ``hedgeflow up --temporal external`` starts no dev server, its worker connects, and it stops;
+  ``hedgeflow bootstrap`` finds the search attributes;
 * a wrong client certificate, none at all, an untrusted server and plaintext each end in exit 1
   and one line that names TLS and the setting to change.
 
@@ -336,6 +337,17 @@ async def test_a_worker_runs_a_workflow_through_the_proxy(proxy, pki, tmp_path, 
     finally:
         stop.set()
         await asyncio.wait_for(worker, 15)
+
+
+def test_bootstrap_through_the_proxy(proxy, pki, tmp_path):
+    """The namespace-side set-up for an external cluster (no scanner and no reconcile here: their
+    workflow ids are fixed, and the session's dev server is shared)."""
+    f = config(tmp_path, {"address": proxy.address, "tls": tls(pki)}, reconcile={"enabled": False})
+    res = cli(clean_env(tmp_path), "--config", str(f), "bootstrap", "--no-scanner", "--wait", "10")
+    assert res.returncode == 0, res.stderr
+    assert f"temporal: {proxy.address} (namespace default, mTLS (CA ca.pem, client certificate client.pem))" \
+        in res.stdout, res.stdout
+    assert "search attributes: TradeState, Symbol, LongVenue, ShortVenue" in res.stdout, res.stdout
 
 
 def test_up_external_starts_no_dev_server_and_its_worker_connects(proxy, pki, tmp_path):
