@@ -128,7 +128,10 @@ class TemporalConfig(_Section):
         if self.api_key is not None and self.api_key_file is not None:
             raise ValueError("set api_key or api_key_file, not both")
         if self.api_key_file is not None:
-            text = self.api_key_file.read_text().strip()
+            try:
+                text = self.api_key_file.read_text().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"api_key_file: cannot read {self.api_key_file} ({exc})") from None
             if not text:
                 raise ValueError(f"api_key_file: {self.api_key_file} is empty; put the API key in it")
             self.api_key = SecretStr(text)
