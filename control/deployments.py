@@ -115,8 +115,8 @@ async def set_current(client: Client, deployment: str, build_id: str, *, wait_s:
         except RPCError as exc:
             unknown = exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
             if not unknown or time.monotonic() >= deadline:
-                hint = (f"no worker of build {build_id} has polled deployment {deployment!r}; start one with "
-                        f"`hedgeflow worker --build-id {build_id}` first") if unknown else exc.message
+                hint = (f"{exc.message} (is a worker of build {build_id} polling deployment {deployment!r}? "
+                        f"start one with `hedgeflow worker --build-id {build_id}` first)") if unknown else exc.message
                 raise DeploymentError(f"cannot make {deployment}.{build_id} current: {hint}") from None
         await asyncio.sleep(0.5)
 

@@ -156,11 +156,11 @@ async def test_trade_keeps_its_version_while_the_worker_is_upgraded(server, sims
         assert view.current == "1" and view.version("2").status == "inactive", view
         lap("worker 2 up")
 
-        # C starts on version 1 (its first task pins it), with a history limit it passes at its first
-        # monitor tick: a few events above what A's opening took
+        # C starts on version 1 (its first task pins it), with a history limit it passes after
+        # C_TICKS monitor ticks: well after version 2 is current, even on a loaded machine
         c = await open_trade(client, settings, "S042/USDT:USDT", "sim-a", "sim-b", Decimal("1000"),
-                             history_limit=await _events_to_hold(client, a) + 8,
-                             hold_overrides={"monitor_interval_s": 8})
+                             history_limit=await _events_to_hold(client, a) + C_TICKS * EVENTS_PER_TICK,
+                             hold_overrides={"monitor_interval_s": 2})
         await wait_for(lambda: _on(client, c, "1"), timeout=10, what="trade C pinned to version 1")
         lap("C pinned")
 
@@ -237,8 +237,8 @@ async def test_trade_keeps_its_version_while_the_worker_is_upgraded(server, sims
         # worker 1 did A's work, worker 2 never touched A
         assert a in (tmp_path / "worker1.log").read_text() and a not in (tmp_path / "worker2.log").read_text()
         lap("B and C closed")
-        print(lap.report())
     finally:
+        print(lap.report())
         with contextlib.suppress(RPCError):
             await client.get_workflow_handle(RECONCILE_ID).terminate("test over")
         for w in (v2, v1):
@@ -261,6 +261,11 @@ class _Laps:
                 + ", ".join(f"{w} {d:.1f}" for w, d in self.laps) + ")")
 
 
+#: a monitor tick adds about 20 events (4 reads, a timer, the workflow tasks); C continues as new
+#: after about 7 ticks of 2 s
+EVENTS_PER_TICK, C_TICKS = 20, 7
+
+
 async def _events_to_hold(client, wf_id: str) -> int:
     """How many events a trade's history held when its hold loop first looked at its length
     (its first "monitor interval" timer)."""
@@ -268,7 +273,7 @@ async def _events_to_hold(client, wf_id: str) -> int:
     for e in (await client.get_workflow_handle(wf_id).fetch_history()).events:
         if e.HasField("timer_started_event_attributes") and e.user_metadata.HasField("summary"):
             if converter.from_payload(e.user_metadata.summary, str) == "monitor interval":
-                return max(100, e.event_id)
+                return e.event_id
     raise AssertionError(f"{wf_id} has no monitor timer")
 
 
