@@ -30,7 +30,7 @@ import logging
 
 from messages.trade import PlaceOrderRequest, PlaceOutcome
 from venues.errors import VenueError
-from venues.models import OrderResult, Side
+from venues.models import Side
 from venues.pool import GatewayPool
 
 log = logging.getLogger("hedgeflow.activities")
@@ -58,6 +58,8 @@ async def earlier_attempt(pool: GatewayPool, reqs: list[PlaceOrderRequest]) -> l
     outs = []
     for r, opening, flat in zip(reqs, openings, flats, strict=True):
         out = PlaceOutcome(order=opening.model_copy(update={"requested_qty": r.qty}) if opening else None, flatten=flat)
+        if flat is not None:  # the earlier attempt may have sent its rest orders too: the close looks them up
+            out.flatten_sent = [r.flatten_client_order_id or "", *r.flatten_rest_ids]
         if opening is None:
             out.error_type, out.error, out.retryable = "NotSent", "not sent again: the other leg was flattened", False
         outs.append(out)
@@ -66,7 +68,7 @@ async def earlier_attempt(pool: GatewayPool, reqs: list[PlaceOrderRequest]) -> l
     return outs
 
 
-async def resolve(pool: GatewayPool, reqs: list[PlaceOrderRequest], outs: list[PlaceOutcome], attempt: int) -> None:
+async def resolve(pool: GatewayPool, reqs: list[PlaceOrderRequest], outs: list[PlaceOutcome]) -> None:
     """Flatten a lone filled leg (see the module docstring). Updates ``outs`` in place."""
     for i, j in ((0, 1), (1, 0)):
         mine, other = outs[i], outs[j]
@@ -77,7 +79,7 @@ async def resolve(pool: GatewayPool, reqs: list[PlaceOrderRequest], outs: list[P
                 return  # both legs hold something: the workflow equalises
         elif not await _cancel_other(pool, reqs[j], other):
             return  # it executed meanwhile, or its state is unknown: the workflow settles it
-        await _flatten(pool, reqs[i], mine, attempt)
+        await _flatten(pool, reqs[i], mine)
         return
 
 
@@ -98,14 +100,29 @@ async def _cancel_other(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOut
     return out.cancelled
 
 
-async def _flatten(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome, attempt: int) -> None:
+async def _flatten(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome) -> None:
+    """The lone leg's reduce-only market close of what it filled, then (a thin book filled it only
+    in part) the rest at once under ``flatten_rest_ids``, while each comes back final and short."""
     assert out.order is not None and req.flatten_client_order_id
-    order: OrderResult = out.order
+    gw, left = pool.get(req.venue), out.order.filled_qty
     log.info("place_orders: %s filled alone on %s; flattening %s at once (%s)", req.client_order_id, req.venue,
-             order.filled_qty, req.flatten_client_order_id)
-    try:
-        out.flatten = await pool.get(req.venue).place_market_order(
-            req.symbol, _opposite(req.side), order.filled_qty, req.flatten_client_order_id,
-            reduce_only=True, lookup_first=attempt > 1, wait_window=False)
-    except VenueError as exc:
-        out.flatten_error = f"{exc.type_name}: {exc}"
+             left, req.flatten_client_order_id)
+    for k, cid in enumerate([req.flatten_client_order_id, *req.flatten_rest_ids]):
+        out.flatten_sent.append(cid)
+        try:
+            # never ``lookup_first``: on a retry ``earlier_attempt`` has looked these ids up already,
+            # and a look-up of an id this worker never sent waits out the whole validity window (6.5 s
+            # in chaos, naked); a reduce-only close of what the leg holds, sent twice under one id,
+            # executes at most once and can never open a position
+            got = await gw.place_market_order(req.symbol, _opposite(req.side), left, cid,
+                                              reduce_only=True, lookup_first=False, wait_window=False)
+        except VenueError as exc:
+            out.flatten_error = f"{exc.type_name}: {exc}"
+            return
+        if k == 0:
+            out.flatten = got
+        else:
+            out.flatten_rest.append(got)
+        left -= got.filled_qty
+        if not got.is_closed or got.filled_qty <= 0 or left <= 0:
+            return

@@ -121,6 +121,7 @@ class TradeActivities:
         from that fill on the trade is naked and the filled leg must be flattened soon."""
         loop = asyncio.get_running_loop()
         filled = asyncio.Event()
+        attempt = activity.info().attempt
 
         async def bounded(req: PlaceOrderRequest) -> OrderResult:
             task = asyncio.ensure_future(self._place(req))
@@ -131,8 +132,10 @@ class TradeActivities:
                 waiter = asyncio.ensure_future(filled.wait())
                 await asyncio.wait({task, waiter}, timeout=req.deadline_s, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-            if not task.done() and filled.is_set():
-                deadline = min(deadline, loop.time() + OPEN_COMPANION_GRACE_S)
+            if not task.done() and filled.is_set():  # on a retry the other leg is not being sent anew:
+                # it waits for its look-up (a validity window); the lone leg does not wait with it (v6)
+                grace = 0.0 if attempt > 1 and lone_leg.enabled(reqs) else OPEN_COMPANION_GRACE_S
+                deadline = min(deadline, loop.time() + grace)
             remaining = deadline - loop.time()
             if not task.done() and remaining > 0:
                 await asyncio.wait({task}, timeout=remaining)
@@ -155,7 +158,6 @@ class TradeActivities:
             out.elapsed_ms = int((time.monotonic() - t0) * 1000)
             return out
 
-        attempt = activity.info().attempt
         async with heartbeating():
             if lone_leg.enabled(reqs) and attempt > 1:
                 earlier = await venue_call(lone_leg.earlier_attempt(self.pool, reqs))
@@ -163,7 +165,7 @@ class TradeActivities:
                     return earlier
             outs = list(await asyncio.gather(*(one(r) for r in reqs)))
             if lone_leg.enabled(reqs):  # lifecycle-v6: a lone filled leg is flattened in this step
-                await lone_leg.resolve(self.pool, reqs, outs, attempt)
+                await lone_leg.resolve(self.pool, reqs, outs)
             return outs
 
     @activity.defn(name="get_order")

@@ -92,6 +92,8 @@ class PlaceOrderRequest(BaseModel):
     #: flattens this leg when it filled and the other leg did not (a lone leg is closed in the same
     #: step that learns it is alone; the workflow still verifies flat)
     flatten_client_order_id: str | None = None
+    #: lifecycle-v6: ids for the rest when that flatten fills only part (a thin book), sent at once
+    flatten_rest_ids: list[str] = Field(default_factory=list)
 
 
 class PlaceOutcome(BaseModel):
@@ -109,6 +111,9 @@ class PlaceOutcome(BaseModel):
     #: venue's answer (``flatten``) or why it is not known (``flatten_error``; the id is issued)
     flatten: OrderResult | None = None
     flatten_error: str | None = None
+    #: the remainders sent when the flatten filled only part, and every flatten id the activity sent
+    flatten_rest: list[OrderResult] = Field(default_factory=list)
+    flatten_sent: list[str] = Field(default_factory=list)
 
 
 class OrderLookup(BaseModel):

@@ -174,6 +174,7 @@ class FakeActivities:
                     side = Side.SELL if r.side == Side.BUY else Side.BUY
                     flat = r.model_copy(update={"client_order_id": r.flatten_client_order_id, "side": side,
                                                 "qty": mine.order.filled_qty, "reduce_only": True})
+                    mine.flatten_sent = [flat.client_order_id]
                     try:
                         mine.flatten = await self._place(flat)
                     except ApplicationError as exc:

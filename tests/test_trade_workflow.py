@@ -200,6 +200,27 @@ async def test_lone_leg_is_flattened_in_the_opening_step(env):
     assert long.fees > 0 and long.filled_qty == 0
 
 
+async def test_lone_leg_on_a_thin_book_is_flattened_with_its_rest_in_the_same_step(env):
+    """sim-a fills every order only in part (half of it) and sim-b refuses the short: the lone
+    long's flatten fills half, and its rest goes out at once from the same activity (``lfr1``,
+    ``lfr2`` …), not one workflow round trip and a position read per remainder."""
+    sym = next_symbol()
+    env.sims["sim-a"].faults(partial_fill_ratio=0.5)
+    env.sims["sim-b"].faults(reject_orders=1)
+    h = await env.open(sym)
+    final = await h.result()
+    env.sims["sim-a"].faults()
+    events = [e.what for e in final.events]
+    assert final.state == "aborted" and final.abort_reason.startswith("LEG_FAILED"), final.abort_reason
+    assert env.flat(sym), events
+    long = final.legs[0]
+    ids = [client_order_id(final.trade_id, "long", st) for st in ("lf", "lfr1", "lfr2")]
+    sent = {o["clientOrderId"]: o for o in env.sims["sim-a"].orders(long.client_order_ids)}
+    assert all(i in sent for i in ids), (sorted(sent), events)  # the first and at least two rests
+    assert all(sent[i]["side"] == "SELL" and sent[i]["reduceOnly"] in (True, "true") for i in ids)
+    assert all(i in long.client_order_ids for i in ids)  # issued: the ledger books their fills
+
+
 async def test_late_companion_is_cancelled_and_the_lone_leg_flattened(env):
     """sim-b accepts the short and would execute it 2.5 s later (``execute_late_ms``): the long
     must not wait that long naked. The activity cancels the waiting short (it never executes)

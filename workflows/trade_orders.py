@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from venues.models import OrderResult, Position, Side
     from workflows.alerts import AlertWorkflow
+    from workflows.lone_leg import FLATTEN_STEPS, book_flattens
     from workflows.options import (
         ALERT_OPTS,
         FRESH_CLOSE_OPTS,
@@ -210,9 +211,11 @@ class OrderDesk:
         reqs = [self.request(leg, qty, "o", reduce_only=False) for leg in ("long", "short")]
         if self.v2:  # one slow venue must not keep the other leg waiting unhedged
             reqs = [r.model_copy(update={"deadline_s": OPEN_LEG_DEADLINE_S}) for r in reqs]
-        if self.v6:  # a lone filled leg is flattened by the activity itself, under this id
-            reqs = [r.model_copy(update={"flatten_client_order_id": client_order_id(self.p.trade_id, leg, "lf")})
-                    for leg, r in zip(("long", "short"), reqs, strict=True)]
+        if self.v6:  # a lone filled leg is flattened by the activity itself, under these ids
+            reqs = [r.model_copy(update={
+                "flatten_client_order_id": client_order_id(self.p.trade_id, leg, FLATTEN_STEPS[0]),
+                "flatten_rest_ids": [client_order_id(self.p.trade_id, leg, st) for st in FLATTEN_STEPS[1:]]})
+                for leg, r in zip(("long", "short"), reqs, strict=True)]
         try:
             outcomes = await workflow.execute_activity_method(
                 A.place_orders, reqs,
@@ -223,8 +226,10 @@ class OrderDesk:
             if is_cancellation(exc):
                 raise
             outcomes = [PlaceOutcome(error_type=error_type(exc), retryable=True) for _ in reqs]
-            if self.v6:  # an attempt may have sent a flatten before it died: the close looks them up
-                outcomes = [o.model_copy(update={"flatten_error": "place_orders failed"}) for o in outcomes]
+            if self.v6:  # an attempt may have sent flattens before it died: the close looks them up
+                outcomes = [o.model_copy(update={"flatten_error": "place_orders failed", "flatten_sent": [
+                    client_order_id(self.p.trade_id, leg, st) for st in FLATTEN_STEPS]})
+                    for leg, o in zip(("long", "short"), outcomes, strict=True)]
 
         async def finish(leg: LegName, out: PlaceOutcome) -> OrderResult | str:
             if self.v3 and (out.order is None or (out.elapsed_ms or 0) > SLOW_VENUE_MS):
@@ -234,9 +239,9 @@ class OrderDesk:
                            f"({out.order.filled_qty if out.order else 0} executed)")
             if out.order is not None:
                 opened = await self.settle(leg, out.order, opening=True)
-                await self._flattened_alone(leg, out)
+                await book_flattens(self, leg, out)
                 return opened
-            await self._flattened_alone(leg, out)
+            await book_flattens(self, leg, out)
             if out.retryable and not self.v2:
                 self.event(f"{leg} open: {out.error_type}; retrying on its own (looks the id up first)")
                 return await self.place_verified(leg, qty, "o", reduce_only=False, lookup_first=True)
@@ -251,19 +256,6 @@ class OrderDesk:
             *(finish(leg, out) for leg, out in zip(("long", "short"), outcomes, strict=True))
         )
         return long_res, short_res
-
-    async def _flattened_alone(self, leg: LegName, out: PlaceOutcome) -> None:
-        """v6: book the flatten ``place_orders`` sent for a lone leg (its id is issued: the close looks it up)."""
-        if out.flatten is None and out.flatten_error is None:
-            return
-        cid = self._issue(leg, "lf")
-        if out.flatten is not None and out.flatten.is_closed:
-            self.event(f"{leg} filled alone: flattened in the same step ({cid})")
-            await self.settle(leg, out.flatten, opening=False)
-        elif out.flatten is not None:
-            self.event(f"{leg} filled alone: flatten {cid} sent, not done yet; the close looks it up")
-        elif out.flatten_error != "place_orders failed":
-            self.event(f"{leg} filled alone: flatten {cid} not confirmed ({out.flatten_error}); the close goes on")
 
     async def place_verified(self, leg: LegName, qty: Decimal, step: str, *, reduce_only: bool,
                              lookup_first: bool = False) -> OrderResult | str:

@@ -1,0 +1,37 @@
+"""lifecycle-v6, the workflow's side of a lone leg flattened inside ``place_orders``
+(``activities/lone_leg.py``): which ids the activity may use, and how its answers are booked."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from domain.ids import client_order_id
+    from messages.trade import LegName, PlaceOutcome
+
+if TYPE_CHECKING:
+    from workflows.trade_orders import OrderDesk
+
+#: the client-id steps of a lone leg's flatten (the first, then up to three rests of a thin book)
+FLATTEN_STEPS = ("lf", "lfr1", "lfr2", "lfr3")
+
+
+async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome) -> None:
+    """Book the flattens ``place_orders`` sent for a lone leg; each id it sent is issued (the close
+    loop looks up any whose answer is not final)."""
+    sent = set(out.flatten_sent)
+    done = {o.client_order_id: o for o in ([out.flatten] if out.flatten else []) + out.flatten_rest}
+    for step in FLATTEN_STEPS:
+        cid = client_order_id(desk.p.trade_id, leg, step)
+        if cid not in sent:
+            continue
+        desk._issue(leg, step)
+        order = done.get(cid)
+        if order is not None and order.is_closed:
+            if step == FLATTEN_STEPS[0]:
+                desk.event(f"{leg} filled alone: flattened in the same step ({cid})")
+            await desk.settle(leg, order, opening=False)
+    if out.flatten_error and out.flatten_error != "place_orders failed":
+        desk.event(f"{leg} filled alone: a flatten not confirmed ({out.flatten_error}); the close goes on")
