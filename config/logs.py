@@ -66,12 +66,16 @@ def record_context(record: logging.LogRecord) -> dict[str, Any]:
 def secret_fragments(values: Iterable[str | None]) -> list[str]:
     """What to mask for each secret: the value itself and, for a URL (a webhook, a database), the
     parts that are secret on their own — its password, path and query, and each long path segment
-    (the token of ``/hooks/T0KEN`` or ``/bot<token>/sendMessage``). Longest first."""
+    (the token of ``/hooks/T0KEN`` or ``/bot<token>/sendMessage``); for a multi-line value (a PEM
+    private key) each line of it. Longest first."""
     out: set[str] = set()
     for value in values:
         if not value or len(value) < 4:
             continue
         out.add(value)
+        if "\n" in value:  # a PEM key: a JSON line escapes its newlines, so each line is masked on its own
+            out.update(line for line in value.splitlines() if len(line) >= 16 and not line.startswith("-----"))
+            continue
         try:
             parts = urlsplit(value)
         except ValueError:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import io
 import json
 import os
 import sqlite3
@@ -40,8 +38,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import replay_slice
 from scanner_harness import start_scanner, status
-from trade_harness import ROOT, TEST_API_KEY, TEST_API_SECRET, TEST_VENUE_RPS, SimVenue
+from trade_harness import TEST_API_KEY, TEST_API_SECRET, TEST_VENUE_RPS, SimVenue
 
 from config import load_settings
 from domain.backtest import Backtest
@@ -53,7 +52,6 @@ from venues.sim.store import Store
 from workers.proc import free_port
 from workers.worker import run_worker
 
-DATA = Path(os.environ.get("HEDGEFLOW_FUNDING_DATA", ROOT.parent / "shared/data/funding/binance_bybit_okx_2023-01_2024-06.csv"))
 FIRST, LAST = "2023-01-10T16:00:00Z", "2023-01-12T08:00:00Z"
 SPAN_S = 40 * 3600  # venue seconds from the first row to the last
 #: 45 s and 22.5 s of wall time. Not faster: a monitor tick here is the 0.5 s floor plus ~0.6 s of
@@ -69,53 +67,10 @@ CENT = Decimal("0.01")
 NET_TOL_USD = Decimal("0.05")  # per trade: four fills up to a tick worse (≤ 0.03 USD here), fees (see above)
 _RUNS: dict[int, dict[str, TradeStatus]] = {}
 
-SLICE = """\
-time,venue,symbol,funding_rate,mark_price
-2023-01-10T16:00:00Z,binance,BTC/USDT:USDT,3.129e-05,17428.8
-2023-01-10T16:00:00Z,binance,ETH/USDT:USDT,0.0001,1335.3
-2023-01-10T16:00:00Z,bybit,BTC/USDT:USDT,-0.00017739,17410.5
-2023-01-10T16:00:00Z,bybit,ETH/USDT:USDT,3.203e-05,1338.6
-2023-01-10T16:00:00Z,okx,BTC/USDT:USDT,-7.0386073984e-06,17428.9
-2023-01-10T16:00:00Z,okx,ETH/USDT:USDT,-3.1002426847e-05,1339.09
-2023-01-11T00:00:00Z,binance,BTC/USDT:USDT,2.761e-05,17437.1
-2023-01-11T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1334.99
-2023-01-11T00:00:00Z,bybit,BTC/USDT:USDT,-0.0004199,17409.0
-2023-01-11T00:00:00Z,bybit,ETH/USDT:USDT,-0.00021032,1330.25
-2023-01-11T00:00:00Z,okx,BTC/USDT:USDT,0.0001685588408568,17412.6
-2023-01-11T00:00:00Z,okx,ETH/USDT:USDT,0.0002113126848846,1331.27
-2023-01-11T08:00:00Z,binance,BTC/USDT:USDT,2.477e-05,17325.3
-2023-01-11T08:00:00Z,binance,ETH/USDT:USDT,0.0001,1322.48
-2023-01-11T08:00:00Z,bybit,BTC/USDT:USDT,-0.00016625,17427.0
-2023-01-11T08:00:00Z,bybit,ETH/USDT:USDT,-0.00011226,1335.3
-2023-01-11T08:00:00Z,okx,BTC/USDT:USDT,-4.24515929528e-05,17437.0
-2023-01-11T08:00:00Z,okx,ETH/USDT:USDT,-9.6078123796e-05,1335.99
-2023-01-11T16:00:00Z,binance,BTC/USDT:USDT,-2.11e-06,17935.7
-2023-01-11T16:00:00Z,binance,ETH/USDT:USDT,2.778e-05,1389.26
-2023-01-11T16:00:00Z,bybit,BTC/USDT:USDT,1.701e-05,17536.0
-2023-01-11T16:00:00Z,bybit,ETH/USDT:USDT,-0.00015541,1342.0
-2023-01-11T16:00:00Z,okx,BTC/USDT:USDT,-0.0001143469931246,17549.0
-2023-01-11T16:00:00Z,okx,ETH/USDT:USDT,-0.0002187209900013,1342.75
-2023-01-12T00:00:00Z,binance,BTC/USDT:USDT,7.549e-05,18129.3
-2023-01-12T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1398.7
-2023-01-12T00:00:00Z,bybit,BTC/USDT:USDT,-0.00025655,18206.5
-2023-01-12T00:00:00Z,bybit,ETH/USDT:USDT,-0.00025957,1399.95
-2023-01-12T00:00:00Z,okx,BTC/USDT:USDT,-5.52920185786e-05,18222.8
-2023-01-12T00:00:00Z,okx,ETH/USDT:USDT,-2.09459427369e-05,1401.13
-2023-01-12T08:00:00Z,binance,BTC/USDT:USDT,0.0001,18077.7
-2023-01-12T08:00:00Z,binance,ETH/USDT:USDT,0.0001,1385.66
-2023-01-12T08:00:00Z,bybit,BTC/USDT:USDT,-0.00019061,18193.5
-2023-01-12T08:00:00Z,bybit,ETH/USDT:USDT,-2.579e-05,1397.4
-2023-01-12T08:00:00Z,okx,BTC/USDT:USDT,2.66332262021e-05,18200.1
-2023-01-12T08:00:00Z,okx,ETH/USDT:USDT,-0.0001483340707759,1398.12
-"""
 
 
 def write_slice(path: Path) -> Path:
-    path.write_text(SLICE)
-    if DATA.exists():  # embedded so that the test runs where the shared file is absent
-        with open(DATA, newline="") as f:
-            src = [r for r in csv.DictReader(f) if FIRST <= r["time"] <= LAST]
-        assert src == list(csv.DictReader(io.StringIO(SLICE))), "the embedded slice no longer matches the data file"
+    replay_slice.write(path, FIRST, LAST)
     return path
 
 
@@ -186,7 +141,7 @@ async def replay(temporal_env, tmp: Path, speed: int) -> dict[str, TradeStatus]:
 
 
 #: the data's settlement times (venue ms): a replayed target is snapped to the nearest one
-_TIMES = sorted({parse_time_ms(r["time"]) for r in csv.DictReader(io.StringIO(SLICE))})
+_TIMES = sorted({parse_time_ms(r["time"]) for r in replay_slice.rows(FIRST, LAST)})
 
 
 def _seed_replay_clock(sim: SimVenue, data: Path, speed: int, wall0: int) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import io
 import json
 import os
 import subprocess
@@ -21,77 +19,23 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
+import replay_slice
 from scanner_harness import scanner_params, start_scanner, status
 from trade_harness import ROOT, SimVenue, settings_for
 
 from messages.trade import CloseRequest, TradeStatus
 from workers.worker import run_worker
 
-DATA = Path(os.environ.get("HEDGEFLOW_FUNDING_DATA", ROOT.parent / "shared/data/funding/binance_bybit_okx_2023-01_2024-06.csv"))
 FIRST, LAST = "2023-01-12T00:00:00Z", "2023-01-14T00:00:00Z"  # 7 settlements, 8 h apart
 SPEED = 14400  # one 8 h interval every 2 wall seconds
 NOTIONAL = Decimal("1000")
 MAX_TRADES = 5  # limits.max_open_trades (default): the bound's trades per settlement
 
 
-# rows FIRST..LAST of BTC and ETH from ../shared/data/funding/binance_bybit_okx_2023-01_2024-06.csv,
-# embedded so that the test runs where that file is absent (checked against it where present)
-SLICE = """\
-time,venue,symbol,funding_rate,mark_price
-2023-01-12T00:00:00Z,binance,BTC/USDT:USDT,7.549e-05,18129.3
-2023-01-12T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1398.7
-2023-01-12T00:00:00Z,bybit,BTC/USDT:USDT,-0.00025655,18206.5
-2023-01-12T00:00:00Z,bybit,ETH/USDT:USDT,-0.00025957,1399.95
-2023-01-12T00:00:00Z,okx,BTC/USDT:USDT,-5.52920185786e-05,18222.8
-2023-01-12T00:00:00Z,okx,ETH/USDT:USDT,-2.09459427369e-05,1401.13
-2023-01-12T08:00:00Z,binance,BTC/USDT:USDT,0.0001,18077.7
-2023-01-12T08:00:00Z,binance,ETH/USDT:USDT,0.0001,1385.66
-2023-01-12T08:00:00Z,bybit,BTC/USDT:USDT,-0.00019061,18193.5
-2023-01-12T08:00:00Z,bybit,ETH/USDT:USDT,-2.579e-05,1397.4
-2023-01-12T08:00:00Z,okx,BTC/USDT:USDT,2.66332262021e-05,18200.1
-2023-01-12T08:00:00Z,okx,ETH/USDT:USDT,-0.0001483340707759,1398.12
-2023-01-12T16:00:00Z,binance,BTC/USDT:USDT,0.0001,18838.0
-2023-01-12T16:00:00Z,binance,ETH/USDT:USDT,0.0001,1415.84
-2023-01-12T16:00:00Z,bybit,BTC/USDT:USDT,-1.809e-05,18874.5
-2023-01-12T16:00:00Z,bybit,ETH/USDT:USDT,-4.404e-05,1424.9
-2023-01-12T16:00:00Z,okx,BTC/USDT:USDT,-4.64636806499e-05,18884.9
-2023-01-12T16:00:00Z,okx,ETH/USDT:USDT,-5.2210137508e-05,1425.82
-2023-01-13T00:00:00Z,binance,BTC/USDT:USDT,0.0001,18817.7
-2023-01-13T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1408.28
-2023-01-13T00:00:00Z,bybit,BTC/USDT:USDT,-0.00035608,18861.0
-2023-01-13T00:00:00Z,bybit,ETH/USDT:USDT,-0.00019594,1414.2
-2023-01-13T00:00:00Z,okx,BTC/USDT:USDT,6.33324401431e-05,18873.6
-2023-01-13T00:00:00Z,okx,ETH/USDT:USDT,0.0002458841683484,1414.94
-2023-01-13T08:00:00Z,binance,BTC/USDT:USDT,0.0001,19252.5
-2023-01-13T08:00:00Z,binance,ETH/USDT:USDT,0.0001,1421.3
-2023-01-13T08:00:00Z,bybit,BTC/USDT:USDT,-0.00042722,18909.5
-2023-01-13T08:00:00Z,bybit,ETH/USDT:USDT,-0.00013721,1409.05
-2023-01-13T08:00:00Z,okx,BTC/USDT:USDT,2.57830374344e-05,18918.6
-2023-01-13T08:00:00Z,okx,ETH/USDT:USDT,8.34744823117e-05,1409.61
-2023-01-13T16:00:00Z,binance,BTC/USDT:USDT,7.16e-05,19924.2
-2023-01-13T16:00:00Z,binance,ETH/USDT:USDT,0.0001,1450.94
-2023-01-13T16:00:00Z,bybit,BTC/USDT:USDT,-0.00029924,19345.0
-2023-01-13T16:00:00Z,bybit,ETH/USDT:USDT,3.98e-06,1419.55
-2023-01-13T16:00:00Z,okx,BTC/USDT:USDT,6.7630701444e-06,19363.5
-2023-01-13T16:00:00Z,okx,ETH/USDT:USDT,-6.66836480839e-05,1420.0
-2023-01-14T00:00:00Z,binance,BTC/USDT:USDT,8.746e-05,20913.1
-2023-01-14T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1555.29
-2023-01-14T00:00:00Z,bybit,BTC/USDT:USDT,-0.00045309,20979.0
-2023-01-14T00:00:00Z,bybit,ETH/USDT:USDT,-7.861e-05,1557.4
-2023-01-14T00:00:00Z,okx,BTC/USDT:USDT,-7.06269968686e-05,20990.8
-2023-01-14T00:00:00Z,okx,ETH/USDT:USDT,0.0001007387982873,1558.38
-"""
 
 
 def write_slice(path: Path) -> list[dict]:
-    path.write_text(SLICE)
-    rows = list(csv.DictReader(io.StringIO(SLICE)))
-    if DATA.exists():
-        with open(DATA, newline="") as f:
-            src = [r for r in csv.DictReader(f)
-                   if FIRST <= r["time"] <= LAST and r["symbol"] in ("BTC/USDT:USDT", "ETH/USDT:USDT")]
-        assert src == rows, "the embedded slice no longer matches the shared data file"
-    return rows
+    return replay_slice.write(path, FIRST, LAST)
 
 
 def independent_bound(rows: list[dict], notional: Decimal, max_trades: int) -> Decimal:

@@ -2,7 +2,8 @@
 
 ``run_worker`` is the whole lifecycle and can run in-process (tests) or as ``hedgeflow worker``:
 
-1. connect (``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` win over ``settings.temporal``), with a
+1. connect with the ``temporal`` connection profile (``config/temporal.py``: the settings, then
+   Temporal's ``TEMPORAL_*`` variables and profile file for what they leave out), with a
    Prometheus endpoint for the SDK metrics on ``127.0.0.1:{metrics_port}`` (0 disables);
 2. build one ``GatewayPool(settings)`` and register what ``workers.registry``
    lists (its workflows, and its activities bound to the pool);

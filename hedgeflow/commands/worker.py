@@ -6,8 +6,9 @@ import argparse
 import asyncio
 
 HELP = (
-    "run one Temporal worker (all workflows and activities) against TEMPORAL_ADDRESS "
-    "(default 127.0.0.1:7233) and TEMPORAL_NAMESPACE (default 'default')"
+    "run one Temporal worker (all workflows and activities) against the temporal connection profile: "
+    "the settings' temporal section, then TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / TEMPORAL_TLS_* and "
+    "Temporal's profile file for what it leaves out (default 127.0.0.1:7233, namespace 'default')"
 )
 
 

@@ -1,0 +1,109 @@
+"""One slice of the shared funding data for the replay tests, embedded so that they run where
+``../shared/data`` is absent, and checked against the data file wherever it is present.
+
+``tests/test_replay_venue_time.py`` (2023-01-10 16:00 … 01-12 08:00) and
+``tests/test_scanner_replay.py`` (2023-01-12 00:00 … 01-14 00:00) each take their rows from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("HEDGEFLOW_FUNDING_DATA", ROOT.parent / "shared/data/funding/binance_bybit_okx_2023-01_2024-06.csv"))
+SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT")
+HEADER = "time,venue,symbol,funding_rate,mark_price"
+#: rows 2023-01-10T16:00:00Z … 2023-01-14T00:00:00Z of BTC and ETH, in the data file's order
+ROWS = """\
+2023-01-10T16:00:00Z,binance,BTC/USDT:USDT,3.129e-05,17428.8
+2023-01-10T16:00:00Z,binance,ETH/USDT:USDT,0.0001,1335.3
+2023-01-10T16:00:00Z,bybit,BTC/USDT:USDT,-0.00017739,17410.5
+2023-01-10T16:00:00Z,bybit,ETH/USDT:USDT,3.203e-05,1338.6
+2023-01-10T16:00:00Z,okx,BTC/USDT:USDT,-7.0386073984e-06,17428.9
+2023-01-10T16:00:00Z,okx,ETH/USDT:USDT,-3.1002426847e-05,1339.09
+2023-01-11T00:00:00Z,binance,BTC/USDT:USDT,2.761e-05,17437.1
+2023-01-11T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1334.99
+2023-01-11T00:00:00Z,bybit,BTC/USDT:USDT,-0.0004199,17409.0
+2023-01-11T00:00:00Z,bybit,ETH/USDT:USDT,-0.00021032,1330.25
+2023-01-11T00:00:00Z,okx,BTC/USDT:USDT,0.0001685588408568,17412.6
+2023-01-11T00:00:00Z,okx,ETH/USDT:USDT,0.0002113126848846,1331.27
+2023-01-11T08:00:00Z,binance,BTC/USDT:USDT,2.477e-05,17325.3
+2023-01-11T08:00:00Z,binance,ETH/USDT:USDT,0.0001,1322.48
+2023-01-11T08:00:00Z,bybit,BTC/USDT:USDT,-0.00016625,17427.0
+2023-01-11T08:00:00Z,bybit,ETH/USDT:USDT,-0.00011226,1335.3
+2023-01-11T08:00:00Z,okx,BTC/USDT:USDT,-4.24515929528e-05,17437.0
+2023-01-11T08:00:00Z,okx,ETH/USDT:USDT,-9.6078123796e-05,1335.99
+2023-01-11T16:00:00Z,binance,BTC/USDT:USDT,-2.11e-06,17935.7
+2023-01-11T16:00:00Z,binance,ETH/USDT:USDT,2.778e-05,1389.26
+2023-01-11T16:00:00Z,bybit,BTC/USDT:USDT,1.701e-05,17536.0
+2023-01-11T16:00:00Z,bybit,ETH/USDT:USDT,-0.00015541,1342.0
+2023-01-11T16:00:00Z,okx,BTC/USDT:USDT,-0.0001143469931246,17549.0
+2023-01-11T16:00:00Z,okx,ETH/USDT:USDT,-0.0002187209900013,1342.75
+2023-01-12T00:00:00Z,binance,BTC/USDT:USDT,7.549e-05,18129.3
+2023-01-12T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1398.7
+2023-01-12T00:00:00Z,bybit,BTC/USDT:USDT,-0.00025655,18206.5
+2023-01-12T00:00:00Z,bybit,ETH/USDT:USDT,-0.00025957,1399.95
+2023-01-12T00:00:00Z,okx,BTC/USDT:USDT,-5.52920185786e-05,18222.8
+2023-01-12T00:00:00Z,okx,ETH/USDT:USDT,-2.09459427369e-05,1401.13
+2023-01-12T08:00:00Z,binance,BTC/USDT:USDT,0.0001,18077.7
+2023-01-12T08:00:00Z,binance,ETH/USDT:USDT,0.0001,1385.66
+2023-01-12T08:00:00Z,bybit,BTC/USDT:USDT,-0.00019061,18193.5
+2023-01-12T08:00:00Z,bybit,ETH/USDT:USDT,-2.579e-05,1397.4
+2023-01-12T08:00:00Z,okx,BTC/USDT:USDT,2.66332262021e-05,18200.1
+2023-01-12T08:00:00Z,okx,ETH/USDT:USDT,-0.0001483340707759,1398.12
+2023-01-12T16:00:00Z,binance,BTC/USDT:USDT,0.0001,18838.0
+2023-01-12T16:00:00Z,binance,ETH/USDT:USDT,0.0001,1415.84
+2023-01-12T16:00:00Z,bybit,BTC/USDT:USDT,-1.809e-05,18874.5
+2023-01-12T16:00:00Z,bybit,ETH/USDT:USDT,-4.404e-05,1424.9
+2023-01-12T16:00:00Z,okx,BTC/USDT:USDT,-4.64636806499e-05,18884.9
+2023-01-12T16:00:00Z,okx,ETH/USDT:USDT,-5.2210137508e-05,1425.82
+2023-01-13T00:00:00Z,binance,BTC/USDT:USDT,0.0001,18817.7
+2023-01-13T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1408.28
+2023-01-13T00:00:00Z,bybit,BTC/USDT:USDT,-0.00035608,18861.0
+2023-01-13T00:00:00Z,bybit,ETH/USDT:USDT,-0.00019594,1414.2
+2023-01-13T00:00:00Z,okx,BTC/USDT:USDT,6.33324401431e-05,18873.6
+2023-01-13T00:00:00Z,okx,ETH/USDT:USDT,0.0002458841683484,1414.94
+2023-01-13T08:00:00Z,binance,BTC/USDT:USDT,0.0001,19252.5
+2023-01-13T08:00:00Z,binance,ETH/USDT:USDT,0.0001,1421.3
+2023-01-13T08:00:00Z,bybit,BTC/USDT:USDT,-0.00042722,18909.5
+2023-01-13T08:00:00Z,bybit,ETH/USDT:USDT,-0.00013721,1409.05
+2023-01-13T08:00:00Z,okx,BTC/USDT:USDT,2.57830374344e-05,18918.6
+2023-01-13T08:00:00Z,okx,ETH/USDT:USDT,8.34744823117e-05,1409.61
+2023-01-13T16:00:00Z,binance,BTC/USDT:USDT,7.16e-05,19924.2
+2023-01-13T16:00:00Z,binance,ETH/USDT:USDT,0.0001,1450.94
+2023-01-13T16:00:00Z,bybit,BTC/USDT:USDT,-0.00029924,19345.0
+2023-01-13T16:00:00Z,bybit,ETH/USDT:USDT,3.98e-06,1419.55
+2023-01-13T16:00:00Z,okx,BTC/USDT:USDT,6.7630701444e-06,19363.5
+2023-01-13T16:00:00Z,okx,ETH/USDT:USDT,-6.66836480839e-05,1420.0
+2023-01-14T00:00:00Z,binance,BTC/USDT:USDT,8.746e-05,20913.1
+2023-01-14T00:00:00Z,binance,ETH/USDT:USDT,0.0001,1555.29
+2023-01-14T00:00:00Z,bybit,BTC/USDT:USDT,-0.00045309,20979.0
+2023-01-14T00:00:00Z,bybit,ETH/USDT:USDT,-7.861e-05,1557.4
+2023-01-14T00:00:00Z,okx,BTC/USDT:USDT,-7.06269968686e-05,20990.8
+2023-01-14T00:00:00Z,okx,ETH/USDT:USDT,0.0001007387982873,1558.38
+"""
+
+
+def rows(first: str, last: str) -> list[dict[str, str]]:
+    """The rows from ``first`` to ``last`` (ISO times, inclusive); where the shared data file
+    exists, it must hold exactly these rows for BTC and ETH in that range."""
+    got = [r for r in csv.DictReader(io.StringIO(HEADER + "\n" + ROWS)) if first <= r["time"] <= last]
+    assert got, f"the embedded slice has no rows from {first} to {last}"
+    if DATA.exists():
+        with open(DATA, newline="") as f:
+            src = [r for r in csv.DictReader(f) if first <= r["time"] <= last and r["symbol"] in SYMBOLS]
+        assert src == got, "the embedded slice no longer matches the shared data file"
+    return got
+
+
+def write(path: Path, first: str, last: str) -> list[dict[str, str]]:
+    """Write rows ``first``…``last`` as a replay CSV at ``path``; returns them."""
+    got = rows(first, last)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=HEADER.split(","), lineterminator="\n")
+        w.writeheader()
+        w.writerows(got)
+    return got
