@@ -9,19 +9,21 @@ import asyncio
 import logging
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config import Settings
 from domain.lifecycle import TERMINAL, TradeState
-from ledger import Ledger
 from messages.trade import LeaseRelease, LeaseRequest, LeaseResult, TradeRecord, TradeStatus
 from telemetry import metrics as m
 from venues.errors import VenueError
 from venues.models import OrderResult, OrderStatus
-from venues.pool import GatewayPool
+
+if TYPE_CHECKING:  # the worker's pool (ccxt, the gateway) and the ledger (SQLAlchemy): not imported by a
+    from ledger import Ledger  # client that only names these activities (the CLI starting a trade)
+    from venues.pool import GatewayPool
 
 log = logging.getLogger("hedgeflow.ledger")
 ZERO = Decimal(0)
@@ -71,6 +73,8 @@ class LedgerActivities:
 
     async def ledger(self) -> Ledger:
         if self._ledger is None:
+            from ledger import Ledger
+
             self._ledger = await asyncio.to_thread(Ledger.for_settings, self.settings)
         return self._ledger
 

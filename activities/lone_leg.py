@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from messages.trade import PlaceOrderRequest, PlaceOutcome
 from venues.errors import VenueError
 from venues.models import Side
-from venues.pool import GatewayPool
+
+if TYPE_CHECKING:  # the pool (ccxt, the gateway) is the worker's: code that only names these
+    from venues.pool import GatewayPool  # activities (a client starting a workflow) never imports it
 
 log = logging.getLogger("hedgeflow.activities")
 #: how long the cancel of the other leg's opening may take before the filled leg is flattened anyway

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -36,7 +37,9 @@ from messages.trade import (
 )
 from venues.errors import VenueError
 from venues.models import Fill, FundingPayment, OrderResult, Position
-from venues.pool import GatewayPool
+
+if TYPE_CHECKING:  # the pool (ccxt, the gateway) is the worker's: code that only names these
+    from venues.pool import GatewayPool  # activities (a client starting a workflow) never imports it
 
 log = logging.getLogger("hedgeflow.activities")
 SNAPSHOT_MAX_AGE_S = 1.0

@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import atexit
+import os
 import re
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -21,6 +23,13 @@ import pytest_asyncio
 
 from workers.devserver import DevServer, temporal_version
 from workers.proc import free_ports
+
+# hermetic: the machine's own Temporal environment configuration (a developer's TEMPORAL_* shell
+# variables or ~/.config/temporalio/temporal.toml with a Cloud profile) must not reach the tests'
+# settings or the processes they start (config/temporal.py reads both, as the temporal CLI does)
+for _k in [k for k in os.environ if k.startswith("TEMPORAL_")]:
+    del os.environ[_k]
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="hedgeflow-test-xdg-")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

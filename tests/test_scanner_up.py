@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from test_scanner_replay import SLICE
+import replay_slice
 
 from workers.client import connect
 from workers.proc import Child
@@ -112,7 +112,7 @@ async def test_demo_up_starts_trades_by_itself_within_a_minute(tmp_path, alloc_p
 
 async def test_replay_up_prints_its_report_when_the_data_ends(tmp_path, alloc_ports):
     data = tmp_path / "slice.csv"
-    data.write_text(SLICE)
+    replay_slice.write(data, "2023-01-12T00:00:00Z", "2023-01-14T00:00:00Z")
     env, cfg, _ = _env(tmp_path, alloc_ports, ["binance", "bybit", "okx"])
     env["HEDGEFLOW__TRADE__MONITOR_INTERVAL_S"] = "1"
     up = Up(["--config", str(cfg), "up", "--profile", "replay", "--data", str(data), "--speed", "57600",
