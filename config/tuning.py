@@ -17,9 +17,14 @@ class WorkerTuning(_Section):
     """Worker slots, pollers and sticky cache, and the freshness of shared venue reads."""
 
     max_concurrent_activities: int = Field(
-        64, ge=1, le=10_000, description="activity slots of one worker (orders, reads, ledger writes, alerts)")
+        128, ge=1, le=10_000,
+        description="activity slots of one worker (orders, reads, ledger writes, alerts; a shared position read "
+        "holds its slot until the next venue read, up to positions_read_gap_s)")
     max_concurrent_workflow_tasks: int = Field(
-        32, ge=2, le=10_000, description="workflow task slots of one worker")
+        8, ge=2, le=10_000,
+        description="workflow task slots of one worker: the tasks share one core (the GIL), so more slots only "
+        "queue inside the worker, where a task may outlive its 2 s task timeout (a taken-over worker replaying "
+        "its trades with 32 slots kept timing them out)")
     max_concurrent_local_activities: int = Field(32, ge=1, le=10_000, description="local activity slots")
     workflow_task_pollers: int = Field(
         5, ge=2, le=100, description="concurrent workflow task polls (the SDK's default; at least 2: sticky and normal)")

@@ -19,9 +19,10 @@ Definitions (all loopback, the same simulators for hedgeflow and the baseline):
   i.e. venue time from the lone fill to flat. The workflow's own figure
   (``TradeStatus.orphan_exposure_ms``: workflow time from both results known to flat) is
   reported beside it as ``workflow_p50``/``workflow_p99``.
-* **concurrency** — N trades holding on one worker at ``monitor_interval_s``; worker CPU from
-  ``/proc/PID/stat`` (utime+stime delta over the window, % of one core), RSS from
-  ``/proc/PID/status``, history events of a sample of runs.
+* **concurrency** — N trades opened, then held on ``workers`` workers at the production limiter
+  (``hold_venue_rps``, 40 weight/s per venue) at ``monitor_interval_s``: worker CPU, cadence,
+  the busiest venue's weight per second, history events per trade-hour (lab/bench_hold.py
+  defines each).
 
 The :class:`lab.harness.Lab` (dev server + sims + worker subprocess) is shared with ``hedgeflow chaos``;
 the figures and the table are in lab/figures.py, the baseline in lab/baseline.py.
@@ -40,6 +41,7 @@ from decimal import Decimal
 from typing import Any
 
 from lab.baseline import Baseline
+from lab.bench_hold import measure_concurrency
 from lab.figures import (  # noqa: F401 - TARGETS, percentile and summary re-exported for callers
     TARGETS,
     arrivals,
@@ -72,6 +74,12 @@ class BenchConfig:
     scan_venues: int = 3
     open_batch: int = 20
     history_sample: int = 10
+    #: the holding phase: worker processes, and their client-side limit per venue (None: venue_rps);
+    #: 40 is the production limiter (Binance's 2,400 weight a minute)
+    workers: int = 1
+    hold_venue_rps: float | None = 40.0
+    #: trades whose histories give the cadence and the events per trade-hour (an even sample)
+    cadence_sample: int = 50
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -81,7 +89,7 @@ class BenchConfig:
     def tiny(cls) -> BenchConfig:
         """Smoke-test size (tests/test_bench.py)."""
         return cls(opens=3, orphans=2, concurrent=3, window_s=3.0, monitor_interval_s=1.0, scan=False,
-                   history_sample=2)
+                   history_sample=2, cadence_sample=3)
 
 
 async def _one_by_one(what: str, symbols: list[str], parts: int,
@@ -150,63 +158,6 @@ async def measure_baseline(lab: Lab, symbols: list[str], orphan_symbols: list[st
     return opens, orphans
 
 
-async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) -> dict[str, Any]:
-    lv, sv = lab.venue_names[:2]
-    ids: list[str] = []
-    t_start = time.monotonic()
-    for k in range(0, len(symbols), cfg.open_batch):
-        chunk = symbols[k:k + cfg.open_batch]
-        got = await asyncio.gather(*(
-            lab.open(sym, lv, sv, cfg.notional, stamp=f"bc{k + j}x{time.time_ns()}",
-                     monitor_interval_s=cfg.monitor_interval_s)
-            for j, sym in enumerate(chunk)
-        ))
-        ids += got
-        await asyncio.gather(*(lab.wait_state(w, ("holding",), timeout=120, poll=0.25) for w in got))
-        log(f"  concurrency: {len(ids)}/{len(symbols)} trades holding ({time.monotonic() - t_start:.0f}s)")
-    pid = lab.worker.pid
-    server_pid = lab.server.pid
-    await asyncio.sleep(min(5.0, cfg.monitor_interval_s))  # let the opening burst settle
-    sample = ids[: cfg.history_sample]
-    h0 = await asyncio.gather(*(_history_len(lab, w) for w in sample))
-    c0, s0, w0 = proc_cpu_seconds(pid), proc_cpu_seconds(server_pid), time.monotonic()
-    log(f"  concurrency: measuring {len(ids)} holding trades for {cfg.window_s:.0f}s "
-        f"(monitor every {cfg.monitor_interval_s:g}s)")
-    await asyncio.sleep(cfg.window_s)
-    c1, s1, w1 = proc_cpu_seconds(pid), proc_cpu_seconds(server_pid), time.monotonic()
-    rss, hwm = proc_rss_mb(pid)
-    h1 = await asyncio.gather(*(_history_len(lab, w) for w in sample))
-    statuses = await asyncio.gather(*(lab.status(w) for w in ids))  # the sample's first
-    runs = [st.runs for st in statuses[: len(sample)]]
-    elapsed = w1 - w0
-    still = sum(1 for st in statuses if st.state == "holding")
-    # close everything
-    await asyncio.gather(*(lab.signal_close(w) for w in ids))
-    finals = await asyncio.gather(*(lab.result(w, timeout=300) for w in ids), return_exceptions=True)
-    closed = sum(1 for f in finals if not isinstance(f, BaseException) and f.state == "closed")
-    log(f"  concurrency: closed {closed}/{len(ids)}")
-    per_min = [(b - a) / elapsed * 60 for a, b in zip(h0, h1, strict=True)]
-    return {
-        "trades": len(ids),
-        "holding_during_window": still,
-        "monitor_interval_s": cfg.monitor_interval_s,
-        "window_s": round(elapsed, 1),
-        "worker_cpu_pct": round((c1 - c0) / elapsed * 100, 1),
-        "server_cpu_pct": round((s1 - s0) / elapsed * 100, 1),
-        "worker_rss_mb": round(rss, 1),
-        "worker_peak_rss_mb": round(hwm, 1),
-        "history_events_per_run": summary(h1),
-        "history_events_per_min": round(sum(per_min) / len(per_min), 1) if per_min else None,
-        "runs_per_trade": max(runs) if runs else None,
-        "closed_after": closed,
-    }
-
-
-async def _history_len(lab: Lab, wf_id: str) -> int:
-    hist = await lab.client.get_workflow_handle(wf_id).fetch_history()
-    return len(hist.events)
-
-
 def measure_scan(cfg: BenchConfig) -> dict[str, Any]:
     try:
         from lab.bench_scan import bench_scan_cycle
@@ -220,9 +171,11 @@ def measure_scan(cfg: BenchConfig) -> dict[str, Any]:
 
 
 async def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] = log) -> dict[str, Any]:
-    started = time.time()
+    started, load0 = time.time(), list(os.getloadavg())
     n_sym = max(cfg.opens, cfg.orphans, cfg.concurrent) + 5
-    async with Lab(symbols=n_sym + 3, venue_rps=cfg.venue_rps) as lab:
+    interval = {"monitor_interval_s": cfg.monitor_interval_s}  # the workers' shared-read bounds follow it
+    async with Lab(symbols=n_sym + 3, venue_rps=cfg.venue_rps, trade=interval,
+                   worker_env_extra={"HEDGEFLOW__TRADE__MONITOR_INTERVAL_S": str(cfg.monitor_interval_s)}) as lab:
         syms = await lab.symbol_list()
         if len(syms) < max(cfg.opens, cfg.orphans, cfg.concurrent):
             raise RuntimeError(f"simulators list only {len(syms)} synthetic symbols")
@@ -243,7 +196,8 @@ async def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] = log) 
         orph = orphan_times(orphans, idx)
         b_orph = orphan_times(b_orphans, idx)
         wf_orph = [r["workflow_ms"] for r in orphans if r["workflow_ms"] is not None]
-        progress(f"bench: concurrency — {cfg.concurrent} trades holding, monitor every {cfg.monitor_interval_s:g}s")
+        progress(f"bench: concurrency — {cfg.concurrent} trades holding, monitor every {cfg.monitor_interval_s:g}s, "
+                 f"{cfg.workers} worker(s) at {cfg.hold_venue_rps or cfg.venue_rps:g} weight/s per venue")
         conc = await measure_concurrency(lab, syms[: cfg.concurrent], cfg)
         flat = all(not st["positions"] for st in (await lab.states()).values())
     scan = {"available": False, "reason": "skipped"}
@@ -272,6 +226,8 @@ async def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] = log) 
         "mode": "quick" if cfg.opens < 200 else "full",
         "opens": cfg.opens, "orphans": cfg.orphans, "concurrent": cfg.concurrent,
         "notional_usd": str(cfg.notional), "venue_requests_per_second": cfg.venue_rps,
+        "workers": cfg.workers, "hold_venue_requests_per_second": cfg.hold_venue_rps or cfg.venue_rps,
+        "loadavg_at_start": load0,
         "venues_flat_after": flat,
         "cpus": os.cpu_count(), "loadavg_at_end": list(os.getloadavg()),
         "python": sys.version.split()[0], "started": datetime.fromtimestamp(started).isoformat(timespec="seconds"),

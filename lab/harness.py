@@ -202,6 +202,33 @@ class Lab:
     def worker_log_tail(self, lines: int = 60) -> str:
         return self.worker.log_tail(lines)
 
+    @property
+    def workers(self) -> list[Child]:
+        """Every worker child: the first, then the spares."""
+        return [self.worker, *self.spares]
+
+    async def restart_workers(self, n: int, *, venue_rps: float | None = None, timeout: float = 120) -> None:
+        """Stop every worker and start ``n`` (the first and ``n - 1`` spares), with the venues'
+        client-side limit set to ``venue_rps`` when given (``hedgeflow bench`` holds its trades at
+        the production limiter on N workers). Running trades carry on on the new workers."""
+        await asyncio.gather(*(asyncio.to_thread(c.stop, 15) for c in self.spares if c.alive))
+        await self.stop_worker()
+        if venue_rps is not None:
+            self.venue_rps = venue_rps
+        while len(self.spares) < n - 1:
+            i = len(self.spares)
+            self.spares.append(Child([sys.executable, "-m", "hedgeflow", "worker", "--graceful-timeout", "2"],
+                                     name=f"worker-{i + 2}", cwd=ROOT, log_file=self.workdir / f"worker-{i + 2}.log"))
+        await self._start(self.worker, timeout)
+        await asyncio.gather(*(self._start(c, timeout) for c in self.spares[: n - 1]))
+
+    async def used_weight(self, venue: str) -> int:
+        """The request weight the venue counted in its current minute, after one ping (weight 1):
+        its ``X-MBX-USED-WEIGHT-1M`` answer header (Binance dialect)."""
+        assert self._http is not None
+        async with self._http.get(self.sims[venue].url + "/fapi/v1/ping") as r:
+            return int(r.headers.get("X-MBX-USED-WEIGHT-1M", "0"))
+
     def kill_worker(self) -> None:
         self.worker.kill()  # SIGKILL: no graceful shutdown, in-flight activities are lost
 

@@ -32,7 +32,14 @@ async def test_bench_tiny_run_reports_every_figure(tmp_path):
     assert c["trades"] == 3 and c["closed_after"] == 3
     assert c["worker_cpu_pct"] > 0 and c["worker_rss_mb"] > 0
     assert c["history_events_per_run"]["p50"] > 0
+    # issue 12: held at the production limiter; ticks, venue weight and events counted in the window
+    assert c["hold_venue_rps"] == 40 and c["workers"] == 1
+    assert 0 < c["cadence"] <= 1.5 and c["cadence_sample"] == 3
+    assert c["venue_weight_per_s"] > 0 and set(c["venue_weight_by_venue"]) == {"sim-a", "sim-b"}
+    assert c["venue_weight_per_s"] == max(c["venue_weight_by_venue"].values())
+    assert c["history_events_per_trade_hour"] > 0
     assert result["meta"]["venues_flat_after"] is True
-    assert len(evaluate_targets(result)) == 5
+    targets = evaluate_targets(result)
+    assert len(targets) == 6 and {t["target"] for t in targets} >= {"busiest venue ≤ 40 weight/s"}
     table = format_table(result)
     assert "leg skew" in table and "open-to-hedged" in table and "orphan exposure" in table

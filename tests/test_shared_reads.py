@@ -272,3 +272,24 @@ async def test_concurrent_activity_calls_make_one_venue_request_and_stale_is_an_
                 assert r.status == 200
         snap = await env.run(acts.market_snapshot, SnapshotRequest(venue="sim-s", symbol=markets[0]))
         assert snap.funding.mark_price > 0
+
+        # with positions open: each trade gets exactly what the gateway's own read gives it
+        sr = pool.shared("sim-s")
+        assert sr.lazy_positions  # Binance dialect: the rows parsed per caller
+        await gw.place_market_order("BTC/USDT:USDT", "buy", Decimal("0.0123"), "sharedlong1")
+        await gw.place_market_order("ETH/USDT:USDT", "sell", Decimal("0.5"), "sharedshort1")
+        for sym in ("BTC/USDT:USDT", "ETH/USDT:USDT", markets[0]):
+            own = await gw.positions([sym])
+            shared = await env.run(acts.get_positions, PositionsRequest(venue="sim-s", symbols=[sym]))
+            # (two reads: the mark, and with it the PnL and liquidation price, may have moved between them)
+            moving = {"mark_price", "unrealized_pnl", "liquidation_price"}
+            assert [p.model_dump(exclude=moving) for p in shared] == [p.model_dump(exclude=moving) for p in own]
+            assert [[getattr(p, k) is None for k in sorted(moving)] for p in shared] == \
+                [[getattr(p, k) is None for k in sorted(moving)] for p in own]
+            assert len(own) == (0 if sym == markets[0] else 1)
+        assert sorted(p.symbol for p in await sr.positions(None)) == ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+        # a read begun before an order is never served after it (read-your-writes)
+        before = await sr.positions(["BTC/USDT:USDT"])
+        await gw.place_market_order("BTC/USDT:USDT", "sell", Decimal("0.0123"), "sharedflat1", reduce_only=True)
+        assert before and await sr.positions(["BTC/USDT:USDT"]) == []
+        await gw.place_market_order("ETH/USDT:USDT", "buy", Decimal("0.5"), "sharedflat2", reduce_only=True)

@@ -32,11 +32,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from venues import parse
 from venues.errors import VenueError
 from venues.gateway import Gateway
 from venues.models import FundingInfo, FundingPayment, Position
+from venues.parse import D
 
 T = TypeVar("T")
 
@@ -168,6 +170,39 @@ class ReadBounds:
                    income_max_age_s=max(monitor_interval_s, age), income_retention_s=max_hold_s + 86_400)
 
 
+class _RawPositions:
+    """One Binance-dialect position read, parsed per caller: ccxt's ``fetch_positions`` parses every
+    open position of the account on every read (about 0.1 ms each: 100 ms and more for 1,000
+    holding trades, several times a second); here a caller's rows are parsed when it asks, with
+    the same code (ccxt's ``parse_position_risk`` of the rows ccxt keeps, then
+    :func:`venues.parse.positions`), once per symbol per read."""
+
+    def __init__(self, exchange: Any, raw: Any) -> None:
+        self.exchange = exchange
+        self.by_id: dict[str, list[dict]] = {}
+        for r in raw if isinstance(raw, list) else []:
+            self.by_id.setdefault(str(r.get("symbol")), []).append(r)
+        self._parsed: dict[str, list[Position]] = {}
+
+    def _rows(self, market_id: str) -> list[dict]:
+        # as ccxt's fetchPositionsRisk: rows with an entry price only
+        return [self.exchange.parse_position_risk(r) for r in self.by_id.get(market_id, [])
+                if D(r.get("entryPrice")) is not None and D(r.get("entryPrice")) > 0]
+
+    def of(self, symbols: list[str] | None, markets: dict[str, Any]) -> list[Position]:
+        if symbols is None:  # every open position, as the gateway's read of all symbols
+            rows = [p for mid in self.by_id for p in self._rows(mid)]
+            return parse.positions(rows, markets, None, binance_dialect=True)
+        out: list[Position] = []
+        for s in symbols:
+            got = self._parsed.get(s)
+            if got is None:
+                mid = self.exchange.market(s)["id"]
+                got = self._parsed[s] = parse.positions(self._rows(mid), markets, [s], binance_dialect=True)
+            out += got
+        return out
+
+
 def last_settlement_ms(info: FundingInfo, now_ms: int) -> int:
     """The latest settlement of ``info``'s symbol at or before ``now_ms`` (venue ms)."""
     interval = int(info.interval_hours * 3_600_000) or 3_600_000
@@ -184,8 +219,10 @@ class SharedReads:
         self.gw = gw
         self.bounds = bounds
         self._clock = clock
-        self.position_reads: Coalesced[list[Position]] = Coalesced(lambda: gw.positions(None), gap_s=bounds.gap_s,
-                                                                   clock=clock)
+        #: Binance dialect: the raw rows, each caller's parsed on demand (:class:`_RawPositions`)
+        self.lazy_positions = bool(getattr(getattr(gw, "adapter", None), "binance_fields", False))
+        self.position_reads: Coalesced[list[Position] | _RawPositions] = Coalesced(
+            self._read_positions, gap_s=bounds.gap_s, clock=clock)
         self.rate_reads: Coalesced[dict[str, FundingInfo]] = Coalesced(gw.funding_rates, clock=clock)
         # income: on the venue's clock (settlements are venue times), in seconds
         self.income_reads: Coalesced[None] = Coalesced(self._read_income, clock=self._venue_s)
@@ -203,13 +240,22 @@ class SharedReads:
         read = await self.position_reads.get(began_after=asked)
         if read.began < asked:  # never: the rule of the read; checked as each trade's bound
             raise StaleRead(f"{self.gw.name}: shared positions read began before it was asked for", venue=self.gw.name)
-        every = read.value
-        if symbols is None:
-            return list(every)
-        for s in symbols:  # an unknown symbol is refused as the gateway's own read refuses it
-            await self.gw.market(s)
-        wanted = set(symbols)
-        return [p for p in every if p.symbol in wanted]
+        if symbols is not None:
+            for s in symbols:  # an unknown symbol is refused as the gateway's own read refuses it
+                await self.gw.market(s)
+        if isinstance(read.value, _RawPositions):
+            return read.value.of(symbols, await self.gw.markets())
+        wanted = set(symbols) if symbols is not None else None
+        return [p for p in read.value if wanted is None or p.symbol in wanted]
+
+    async def _read_positions(self) -> list[Position] | _RawPositions:
+        if not self.lazy_positions:
+            return await self.gw.positions(None)
+        await self.gw.markets()  # ccxt's markets loaded: rows are named by market id
+        # the request ccxt's binanceusdm fetch_positions makes (fetchPositionsRisk, v3), mapped as the
+        # gateway maps every call (its typed errors, scrubbed)
+        raw = await self.gw._call("fapiPrivateV3GetPositionRisk", {})
+        return _RawPositions(self.gw.exchange, raw)
 
     async def funding_rates(self) -> dict[str, FundingInfo]:
         """Funding and marks of every market, at most ``max_age_s`` old."""

@@ -12,7 +12,8 @@ from pathlib import Path
 
 HELP = (
     "benchmark: leg skew, open-to-hedged, orphan exposure vs a plain asyncio+ccxt baseline, scanner "
-    "cycle and N holding trades on one worker; starts its own dev server, simulators and worker"
+    "cycle and N holding trades on N workers at the production limiter; starts its own dev server, simulators "
+    "and workers"
 )
 
 
@@ -22,7 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     p.add_argument("--opens", type=int, metavar="N", help="sequential opens measured (default 200; quick 30)")
     p.add_argument("--orphans", type=int, metavar="N", help="single-leg failures measured (default 50; quick 10)")
-    p.add_argument("--concurrent", type=int, metavar="N", help="holding trades on one worker (default 200; quick 50)")
+    p.add_argument("--concurrent", type=int, metavar="N", help="holding trades (default 200; quick 50)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes the holding trades run on (default 1)")
+    p.add_argument("--hold-venue-rps", type=float, metavar="N",
+                   help="client-side limit per venue while the trades hold (default 40: the production "
+                   "limiter, Binance's 2,400 weight a minute); the opens run at --venue-rps")
     p.add_argument("--window", type=float, metavar="SECONDS", help="concurrency measuring window (default 60; quick 20)")
     p.add_argument("--monitor-interval", type=float, metavar="SECONDS", help="hold monitor interval (default 10)")
     p.add_argument("--notional", type=Decimal, metavar="USD", help="notional per trade (default 200)")
@@ -39,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig.quick() if args.quick else BenchConfig()
     for attr, name in (("opens", "opens"), ("orphans", "orphans"), ("concurrent", "concurrent"),
                        ("window_s", "window"), ("monitor_interval_s", "monitor_interval"),
-                       ("notional", "notional"), ("venue_rps", "venue_rps")):
+                       ("notional", "notional"), ("venue_rps", "venue_rps"), ("workers", "workers"),
+                       ("hold_venue_rps", "hold_venue_rps")):
         value = getattr(args, name)
         if value is not None:
             if value <= 0:

@@ -1,0 +1,227 @@
+"""The holding phase of ``hedgeflow bench``: N trades opened (at the opening limiter), then held
+on ``workers`` worker processes at the production limiter (``hold_venue_rps``, default 40
+weight/s per venue, Binance's 2,400 a minute: the workers are restarted with it), measured over a
+window, then closed there.
+
+Figures (JSON ``concurrency``):
+
+* ``worker_cpu_pct`` — CPU of every holding worker over the window (``/proc/PID/stat``
+  utime+stime), % of one core, summed over the workers (``worker_cpu_pct_each``: each one).
+* ``cadence`` — monitor ticks achieved ÷ expected over the window, for an even sample of the
+  trades (``cadence_sample``): a tick is one look at both venues, counted as the trade's
+  ``market_snapshot`` activities scheduled in the window ÷ 2 (one per venue per tick, in every
+  run of the trade: a continue-as-new inside the window is followed); expected is window ÷
+  ``monitor_interval_s`` per trade. 1.0 = every trade ticked on time; a tick's own duration
+  (the reads, the workflow tasks) lengthens the period and shows as less than 1.
+* ``history_events_per_trade_hour`` — history events of the same sample stamped inside the
+  window (every run), per trade, scaled to an hour (``history_events_per_min``: per minute).
+* ``tick_period_s`` — seconds between one trade's consecutive ticks in the window (p50, p99).
+* ``takeover_s`` — after the switch to the holding workers, seconds until they answered a status
+  query for every trade (each trade is then loaded on a worker, replayed from its history); the
+  window opens one monitor interval later. None: some trades were not taken over in time.
+* ``venue_weight_per_s`` — request weight per second of the busiest venue over the window, as
+  the venue itself counts it (its ``X-MBX-USED-WEIGHT-1M`` answer header, sampled every 0.25 s;
+  our own pings taken off; the weight between the last sample of a venue minute and its end is
+  missed, so the figure is low by at most one sample period a minute). ``venue_weight_by_venue``
+  gives each venue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from lab.figures import proc_cpu_seconds, proc_rss_mb, summary
+from lab.harness import log
+
+if TYPE_CHECKING:
+    from lab.bench import BenchConfig
+    from lab.harness import Lab
+
+class WeightMeter:
+    """Request weight each venue counts, sampled from its used-weight header (module doc)."""
+
+    def __init__(self, lab: Lab, venues: list[str], every_s: float = 0.25) -> None:
+        self.lab, self.venues, self.every_s = lab, venues, every_s
+        self.total = dict.fromkeys(venues, 0)
+        self._prev: dict[str, int | None] = dict.fromkeys(venues)
+        self._task: asyncio.Task | None = None
+        self._t0 = self._t1 = 0.0
+
+    async def _sample(self, v: str) -> None:
+        used = await self.lab.used_weight(v)
+        prev = self._prev[v]
+        if prev is not None:  # this ping itself weighs 1; a smaller count: a new venue minute
+            self.total[v] += max(0, used - prev - 1 if used >= prev else used - 1)
+        self._prev[v] = used
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.gather(*(self._sample(v) for v in self.venues))
+            await asyncio.sleep(self.every_s)
+
+    async def __aenter__(self) -> WeightMeter:
+        await asyncio.gather(*(self._sample(v) for v in self.venues))
+        self._t0 = time.monotonic()
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await asyncio.gather(*(self._sample(v) for v in self.venues))
+        self._t1 = time.monotonic()
+
+    def per_s(self) -> dict[str, float]:
+        span = max(self._t1 - self._t0, 1e-9)
+        return {v: round(w / span, 2) for v, w in self.total.items()}
+
+
+def _t(event: Any) -> float:
+    return event.event_time.seconds + event.event_time.nanos / 1e9
+
+
+async def window_events(lab: Lab, wf_id: str, t0: float, t1: float) -> tuple[int, float, list[float]]:
+    """(history events, monitor ticks, the ticks' times) of trade ``wf_id`` stamped in ``[t0, t1]``
+    (wall s), over every run of it (back along continue-as-new until a run started before ``t0``)."""
+    from temporalio.api.enums.v1 import EventType
+
+    events, snapshots, run_id, times = 0, 0, None, []
+    for _ in range(50):
+        hist = await lab.client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
+        for e in hist.events:
+            if t0 <= _t(e) <= t1:
+                events += 1
+                if (e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                        and e.activity_task_scheduled_event_attributes.activity_type.name == "market_snapshot"):
+                    snapshots += 1
+                    times.append(_t(e))
+        first = hist.events[0] if hist.events else None
+        prev = first.workflow_execution_started_event_attributes.continued_execution_run_id if first else ""
+        if first is None or _t(first) <= t0 or not prev:
+            break
+        run_id = prev
+    return events, snapshots / 2, sorted(times)[::2]  # a tick schedules both venues' snapshots at once
+
+
+def tick_periods(times: list[float]) -> list[float]:
+    """Seconds between consecutive ticks of one trade."""
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+async def take_over(lab: Lab, ids: list[str], timeout: float) -> float | None:
+    """Seconds until the new workers answer a status query for every trade (each is then loaded
+    on a worker: replayed from its history); None if some did not within ``timeout``."""
+    t0 = time.monotonic()
+    gate = asyncio.Semaphore(8)  # a few at a time: the queries replay the trades too
+
+    async def one(wf: str) -> bool:
+        async with gate:
+            while time.monotonic() - t0 < timeout:
+                with contextlib.suppress(Exception):
+                    await lab.status(wf)
+                    return True
+                await asyncio.sleep(0.5)
+            return False
+
+    done = await asyncio.gather(*(one(w) for w in ids))
+    took = round(time.monotonic() - t0, 1)
+    log(f"  concurrency: the new workers answer for {sum(done)}/{len(ids)} trades after {took:g}s")
+    return took if all(done) else None
+
+
+async def open_holding(lab: Lab, symbols: list[str], cfg: BenchConfig) -> list[str]:
+    """Open a trade on each symbol (``open_batch`` at a time, each batch until holding)."""
+    lv, sv = lab.venue_names[:2]
+    ids: list[str] = []
+    t_start = time.monotonic()
+    for k in range(0, len(symbols), cfg.open_batch):
+        chunk = symbols[k:k + cfg.open_batch]
+        got = await asyncio.gather(*(
+            lab.open(sym, lv, sv, cfg.notional, stamp=f"bc{k + j}x{time.time_ns()}",
+                     monitor_interval_s=cfg.monitor_interval_s)
+            for j, sym in enumerate(chunk)
+        ))
+        ids += got
+        await asyncio.gather(*(lab.wait_state(w, ("holding",), timeout=120, poll=0.25) for w in got))
+        if len(ids) == len(symbols) or len(ids) % max(cfg.open_batch, len(symbols) // 10) < cfg.open_batch:
+            log(f"  concurrency: {len(ids)}/{len(symbols)} trades holding ({time.monotonic() - t_start:.0f}s)")
+    return ids
+
+
+async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) -> dict[str, Any]:
+    ids = await open_holding(lab, symbols, cfg)
+    hold_rps = cfg.hold_venue_rps or cfg.venue_rps
+    moved = cfg.workers > 1 or hold_rps != lab.venue_rps
+    if moved:
+        log(f"  concurrency: holding on {cfg.workers} worker(s) at {hold_rps:g} weight/s per venue")
+        await lab.restart_workers(cfg.workers, venue_rps=hold_rps)
+    takeover = await take_over(lab, ids, timeout=max(60.0, len(ids) * 1.0)) if moved else None
+    await asyncio.sleep(min(5.0, cfg.monitor_interval_s) if not moved else cfg.monitor_interval_s)  # settles
+    workers = [c for c in lab.workers if c.alive]
+    pids, server_pid = [c.pid for c in workers], lab.server.pid
+    step = max(1, len(ids) // max(1, cfg.cadence_sample))
+    sample = ids[::step][: cfg.cadence_sample]
+    c0, s0 = [proc_cpu_seconds(p) for p in pids], proc_cpu_seconds(server_pid)
+    w0, t0 = time.monotonic(), time.time()
+    log(f"  concurrency: measuring {len(ids)} holding trades for {cfg.window_s:.0f}s "
+        f"(monitor every {cfg.monitor_interval_s:g}s, {len(pids)} worker(s))")
+    async with WeightMeter(lab, list(lab.venue_names)) as meter:
+        await asyncio.sleep(cfg.window_s)
+    c1, s1 = [proc_cpu_seconds(p) for p in pids], proc_cpu_seconds(server_pid)
+    w1, t1 = time.monotonic(), time.time()
+    rss = [proc_rss_mb(p) for p in pids]
+    elapsed = w1 - w0
+    counted = await asyncio.gather(*(window_events(lab, w, t0, t1) for w in sample))
+    # a trade whose workflow task is failing (timed out on a saturated worker) answers no query
+    statuses = await asyncio.gather(*(lab.status(w) for w in ids), return_exceptions=True)
+    unanswered = sum(1 for st in statuses if isinstance(st, BaseException))
+    still = sum(1 for st in statuses if not isinstance(st, BaseException) and st.state == "holding")
+    runs = [st.runs for st in statuses if not isinstance(st, BaseException)]
+    # closed where they hold, at the holding limiter (cheaper than another take-over)
+    await asyncio.gather(*(lab.signal_close(w) for w in ids))
+    finals = await asyncio.gather(*(lab.result(w, timeout=max(300.0, len(ids) * 0.6)) for w in ids),
+                                  return_exceptions=True)
+    closed = sum(1 for f in finals if not isinstance(f, BaseException) and f.state == "closed")
+    log(f"  concurrency: closed {closed}/{len(ids)}")
+    each = [round((b - a) / elapsed * 100, 1) for a, b in zip(c0, c1, strict=True)]
+    weights = meter.per_s()
+    expected = len(sample) * elapsed / cfg.monitor_interval_s
+    ticks = sum(t for _, t, _ in counted)
+    per_hour = sum(e for e, _, _ in counted) / len(sample) / elapsed * 3600 if sample else None
+    periods = [p for _, _, times in counted for p in tick_periods(times)]
+    hist_now = await asyncio.gather(*(_history_len(lab, w) for w in sample[: cfg.history_sample]))
+    return {
+        "trades": len(ids),
+        "workers": len(pids),
+        "hold_venue_rps": hold_rps,
+        "holding_during_window": still,
+        "status_unanswered": unanswered,
+        "takeover_s": takeover,
+        "monitor_interval_s": cfg.monitor_interval_s,
+        "window_s": round(elapsed, 1),
+        "worker_cpu_pct": round(sum(each), 1),
+        "worker_cpu_pct_each": each,
+        "server_cpu_pct": round((s1 - s0) / elapsed * 100, 1),
+        "worker_rss_mb": round(sum(r for r, _ in rss), 1),
+        "worker_peak_rss_mb": round(sum(h for _, h in rss), 1),
+        "cadence": round(ticks / expected, 3) if expected else None,
+        "cadence_sample": len(sample),
+        "tick_period_s": summary(periods),
+        "venue_weight_per_s": max(weights.values()) if weights else None,
+        "venue_weight_by_venue": weights,
+        "history_events_per_trade_hour": round(per_hour, 1) if per_hour is not None else None,
+        "history_events_per_min": round(per_hour / 60, 1) if per_hour is not None else None,
+        "history_events_per_run": summary(hist_now),
+        "runs_per_trade": max(runs) if runs else None,
+        "closed_after": closed,
+    }
+
+
+async def _history_len(lab: Lab, wf_id: str) -> int:
+    hist = await lab.client.get_workflow_handle(wf_id).fetch_history()
+    return len(hist.events)
