@@ -41,6 +41,20 @@ ORDER_OPTS: dict[str, Any] = dict(
 # Opening orders: a shorter bound, so that a venue that stays down leaves the other leg
 # unhedged for at most this long before it is flattened.
 OPEN_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=45))
+# Both opening legs from one activity (lifecycle-v6): from the first fill on, the trade is naked
+# until the other leg fills or the lone one is flattened, and a worker killed in between is
+# noticed only through this heartbeat; so here it is 1.25 s (0.75 s above the 0.5 s send
+# interval) and the retry follows at once. A false "dead" on a stalled worker costs a retry
+# that looks both ids up first, never a second order.
+OPEN_PAIR_OPTS: dict[str, Any] = OPEN_ORDER_OPTS | dict(
+    heartbeat_timeout=timedelta(milliseconds=1250),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(milliseconds=50),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=5),
+        non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
+    ),
+)
 # Top-ups of a partly filled opening: short, so a venue that stays down leaves the gap open
 # only briefly before the longer leg is trimmed instead.
 TOPUP_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=5))

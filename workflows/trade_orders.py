@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         LEDGER_FINAL_OPTS,
         LEDGER_OPTS,
         OPEN_ORDER_OPTS,
+        OPEN_PAIR_OPTS,
         ORDER_OPTS,
         QUICK_READ_OPTS,
         READ_OPTS,
@@ -220,7 +221,7 @@ class OrderDesk:
             outcomes = await workflow.execute_activity_method(
                 A.place_orders, reqs,
                 summary=f"open both legs: {qty} {self.p.symbol} on {self.p.long_venue} / {self.p.short_venue}",
-                **OPEN_ORDER_OPTS,
+                **(OPEN_PAIR_OPTS if self.v6 else OPEN_ORDER_OPTS),
             )
         except ActivityError as exc:
             if is_cancellation(exc):
