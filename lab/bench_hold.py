@@ -15,7 +15,9 @@ Figures (JSON ``concurrency``):
   (the reads, the workflow tasks) lengthens the period and shows as less than 1.
 * ``history_events_per_trade_hour`` — history events of the same sample stamped inside the
   window (every run), per trade, scaled to an hour (``history_events_per_min``: per minute).
-* ``tick_period_s`` — seconds between one trade's consecutive ticks in the window (p50, p99).
+* ``tick_period_s`` — seconds between one trade's consecutive ticks in the window (p50, p99);
+  ``activity_s``: the sample's activities in the window, schedule-to-start and start-to-close
+  seconds by type (where a tick's time goes).
 * ``takeover_s`` — after the switch to the holding workers, seconds until they answered a status
   query for every trade (each trade is then loaded on a worker, replayed from its history); the
   window opens one monitor interval later. None: some trades were not taken over in time.
@@ -85,21 +87,37 @@ def _t(event: Any) -> float:
     return event.event_time.seconds + event.event_time.nanos / 1e9
 
 
-async def window_events(lab: Lab, wf_id: str, t0: float, t1: float) -> tuple[int, float, list[float]]:
+async def window_events(lab: Lab, wf_id: str, t0: float, t1: float,
+                        waits: dict[str, list[float]] | None = None) -> tuple[int, float, list[float]]:
     """(history events, monitor ticks, the ticks' times) of trade ``wf_id`` stamped in ``[t0, t1]``
-    (wall s), over every run of it (back along continue-as-new until a run started before ``t0``)."""
+    (wall s), over every run of it (back along continue-as-new until a run started before ``t0``).
+    ``waits``: filled with the activities' schedule-to-start and start-to-close seconds by type."""
     from temporalio.api.enums.v1 import EventType
 
     events, snapshots, run_id, times = 0, 0, None, []
     for _ in range(50):
         hist = await lab.client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
+        scheduled: dict[int, tuple[str, float]] = {}
+        started: dict[int, float] = {}
         for e in hist.events:
-            if t0 <= _t(e) <= t1:
-                events += 1
-                if (e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-                        and e.activity_task_scheduled_event_attributes.activity_type.name == "market_snapshot"):
+            if not t0 <= _t(e) <= t1:
+                continue
+            events += 1
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                kind = e.activity_task_scheduled_event_attributes.activity_type.name
+                scheduled[e.event_id] = (kind, _t(e))
+                if kind == "market_snapshot":
                     snapshots += 1
                     times.append(_t(e))
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED and waits is not None:
+                sid = e.activity_task_started_event_attributes.scheduled_event_id
+                if sid in scheduled:
+                    started[sid] = _t(e)
+                    waits.setdefault(f"{scheduled[sid][0]}.schedule_to_start", []).append(_t(e) - scheduled[sid][1])
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED and waits is not None:
+                sid = e.activity_task_completed_event_attributes.scheduled_event_id
+                if sid in started:
+                    waits.setdefault(f"{scheduled[sid][0]}.start_to_close", []).append(_t(e) - started[sid])
         first = hist.events[0] if hist.events else None
         prev = first.workflow_execution_started_event_attributes.continued_execution_run_id if first else ""
         if first is None or _t(first) <= t0 or not prev:
@@ -176,7 +194,8 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
     w1, t1 = time.monotonic(), time.time()
     rss = [proc_rss_mb(p) for p in pids]
     elapsed = w1 - w0
-    counted = await asyncio.gather(*(window_events(lab, w, t0, t1) for w in sample))
+    waits: dict[str, list[float]] = {}
+    counted = await asyncio.gather(*(window_events(lab, w, t0, t1, waits) for w in sample))
     # a trade whose workflow task is failing (timed out on a saturated worker) answers no query
     statuses = await asyncio.gather(*(lab.status(w) for w in ids), return_exceptions=True)
     unanswered = sum(1 for st in statuses if isinstance(st, BaseException))
@@ -212,6 +231,8 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
         "cadence": round(ticks / expected, 3) if expected else None,
         "cadence_sample": len(sample),
         "tick_period_s": summary(periods),
+        "activity_s": {k: {q: v for q, v in summary(x).items() if q in ("p50", "p99", "n")}
+                       for k, x in sorted(waits.items())},
         "venue_weight_per_s": max(weights.values()) if weights else None,
         "venue_weight_by_venue": weights,
         "history_events_per_trade_hour": round(per_hour, 1) if per_hour is not None else None,

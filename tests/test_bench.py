@@ -38,6 +38,7 @@ async def test_bench_tiny_run_reports_every_figure(tmp_path):
     assert c["venue_weight_per_s"] > 0 and set(c["venue_weight_by_venue"]) == {"sim-a", "sim-b"}
     assert c["venue_weight_per_s"] == max(c["venue_weight_by_venue"].values())
     assert c["history_events_per_trade_hour"] > 0
+    assert c["activity_s"]["market_snapshot.start_to_close"]["n"] > 0 and c["tick_period_s"]["n"] > 0
     assert result["meta"]["venues_flat_after"] is True
     targets = evaluate_targets(result)
     assert len(targets) == 6 and {t["target"] for t in targets} >= {"busiest venue ≤ 40 weight/s"}
