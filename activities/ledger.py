@@ -104,8 +104,10 @@ class LedgerActivities:
             ids = {o.venue_order_id for o in mine} | {v for v in done.values() if v} | set(leg.venue_order_ids)
             fills, income = await asyncio.gather(
                 gw.fills(st.symbol, since, order_ids=sorted(ids)),
-                # income is the heaviest read (Binance weight 30): none has settled at the open
-                gw.funding_income(st.open_ms or 0, st.symbol) if with_funding else _none(),
+                # income is the heaviest read (Binance weight 30): none has settled at the open; shared
+                # with every trade on the venue (venues/shared_reads.py) unless tuning.shared_reads is off
+                (self.pool.shared(leg.venue).funding_income(st.open_ms or 0, st.symbol) if self.pool.shared_reads
+                 else gw.funding_income(st.open_ms or 0, st.symbol)) if with_funding else _none(),
             )
             fills = [f for f in fills if f.venue_order_id in ids]
             fill_rows += [

@@ -1,7 +1,7 @@
 """The holding phase of ``hedgeflow bench``: N trades opened (at the opening limiter), then held
 on ``workers`` worker processes at the production limiter (``hold_venue_rps``, default 40
 weight/s per venue, Binance's 2,400 a minute: the workers are restarted with it), measured over a
-window, then closed there.
+window, then closed on one worker at the opening limiter.
 
 Figures (JSON ``concurrency``):
 
@@ -201,7 +201,8 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
     unanswered = sum(1 for st in statuses if isinstance(st, BaseException))
     still = sum(1 for st in statuses if not isinstance(st, BaseException) and st.state == "holding")
     runs = [st.runs for st in statuses if not isinstance(st, BaseException)]
-    # closed where they hold, at the holding limiter (cheaper than another take-over)
+    if moved:  # closed on one worker at the opening limiter: closing N trades at 40 weight/s takes minutes
+        await lab.restart_workers(1, venue_rps=cfg.venue_rps)
     await asyncio.gather(*(lab.signal_close(w) for w in ids))
     finals = await asyncio.gather(*(lab.result(w, timeout=max(300.0, len(ids) * 0.6)) for w in ids),
                                   return_exceptions=True)
