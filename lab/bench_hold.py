@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -201,13 +202,6 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
     unanswered = sum(1 for st in statuses if isinstance(st, BaseException))
     still = sum(1 for st in statuses if not isinstance(st, BaseException) and st.state == "holding")
     runs = [st.runs for st in statuses if not isinstance(st, BaseException)]
-    if moved:  # closed on one worker at the opening limiter: closing N trades at 40 weight/s takes minutes
-        await lab.restart_workers(1, venue_rps=cfg.venue_rps)
-    await asyncio.gather(*(lab.signal_close(w) for w in ids))
-    finals = await asyncio.gather(*(lab.result(w, timeout=max(300.0, len(ids) * 0.6)) for w in ids),
-                                  return_exceptions=True)
-    closed = sum(1 for f in finals if not isinstance(f, BaseException) and f.state == "closed")
-    log(f"  concurrency: closed {closed}/{len(ids)}")
     each = [round((b - a) / elapsed * 100, 1) for a, b in zip(c0, c1, strict=True)]
     weights = meter.per_s()
     expected = len(sample) * elapsed / cfg.monitor_interval_s
@@ -215,7 +209,7 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
     per_hour = sum(e for e, _, _ in counted) / len(sample) / elapsed * 3600 if sample else None
     periods = [p for _, _, times in counted for p in tick_periods(times)]
     hist_now = await asyncio.gather(*(_history_len(lab, w) for w in sample[: cfg.history_sample]))
-    return {
+    out = {
         "trades": len(ids),
         "workers": len(pids),
         "hold_venue_rps": hold_rps,
@@ -240,8 +234,17 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
         "history_events_per_min": round(per_hour / 60, 1) if per_hour is not None else None,
         "history_events_per_run": summary(hist_now),
         "runs_per_trade": max(runs) if runs else None,
-        "closed_after": closed,
     }
+    log(f"  concurrency figures: {json.dumps(out)}")  # before the closes (minutes, for N trades)
+    if moved:  # closed on one worker at the opening limiter: closing N trades at 40 weight/s takes minutes
+        await lab.restart_workers(1, venue_rps=cfg.venue_rps)
+    await asyncio.gather(*(lab.signal_close(w) for w in ids))
+    finals = await asyncio.gather(*(lab.result(w, timeout=max(300.0, len(ids) * 0.6)) for w in ids),
+                                  return_exceptions=True)
+    closed = sum(1 for f in finals if not isinstance(f, BaseException) and f.state == "closed")
+    log(f"  concurrency: closed {closed}/{len(ids)}")
+    out["closed_after"] = closed
+    return out
 
 
 async def _history_len(lab: Lab, wf_id: str) -> int:
