@@ -82,8 +82,28 @@ async def resolve(pool: GatewayPool, reqs: list[PlaceOrderRequest], outs: list[P
                 return  # both legs hold something: the workflow equalises
         elif not await _cancel_other(pool, reqs[j], other):
             return  # it executed meanwhile, or its state is unknown: the workflow settles it
-        await _flatten(pool, reqs[i], mine)
+        steps = [_flatten(pool, reqs[i], mine)]
+        if other.order is None and reqs[j].chase_client_order_id:  # it may still land: chase it now
+            steps.append(_chase(pool, reqs[j], other))
+        await asyncio.gather(*steps)
         return
+
+
+async def _chase(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome) -> None:
+    """The other opening's outcome is unknown (no answer, the venue does not know it yet): a
+    reduce-only close of its whole size follows it at once, as the workflow's chase does
+    (``workflows/trade_close.py`` ``_chase``): a venue that executes the opening late executes
+    this right after it; one that never does refuses it (nothing to reduce)."""
+    assert req.chase_client_order_id
+    out.chase_sent = True
+    try:
+        out.chase = await pool.get(req.venue).place_market_order(
+            req.symbol, _opposite(req.side), req.qty, req.chase_client_order_id,
+            reduce_only=True, lookup_first=False, wait_window=False)
+    except VenueError as exc:
+        out.chase_error = f"{exc.type_name}: {exc}"
+        if not exc.retryable and not exc.outcome_unknown:
+            out.refused_ids.append(req.chase_client_order_id)
 
 
 async def _cancel_other(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome) -> bool:
@@ -121,6 +141,8 @@ async def _flatten(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome)
                                               reduce_only=True, lookup_first=False, wait_window=False)
         except VenueError as exc:
             out.flatten_error = f"{exc.type_name}: {exc}"
+            if not exc.retryable and not exc.outcome_unknown:
+                out.refused_ids.append(cid)
             return
         if k == 0:
             out.flatten = got

@@ -94,6 +94,9 @@ class PlaceOrderRequest(BaseModel):
     flatten_client_order_id: str | None = None
     #: lifecycle-v6: ids for the rest when that flatten fills only part (a thin book), sent at once
     flatten_rest_ids: list[str] = Field(default_factory=list)
+    #: lifecycle-v6: the id of the reduce-only close that chases this opening when its outcome stays
+    #: unknown while the other leg filled alone (the workflow's ``b1``), sent by the activity
+    chase_client_order_id: str | None = None
 
 
 class PlaceOutcome(BaseModel):
@@ -114,6 +117,12 @@ class PlaceOutcome(BaseModel):
     #: the remainders sent when the flatten filled only part, and every flatten id the activity sent
     flatten_rest: list[OrderResult] = Field(default_factory=list)
     flatten_sent: list[str] = Field(default_factory=list)
+    #: lifecycle-v6: this leg's opening outcome stayed unknown and the activity sent its chase
+    chase_sent: bool = False
+    chase: OrderResult | None = None
+    chase_error: str | None = None
+    #: ids of this leg the venue refused outright (nothing of them is on the venue: never looked up)
+    refused_ids: list[str] = Field(default_factory=list)
 
 
 class OrderLookup(BaseModel):

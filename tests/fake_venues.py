@@ -69,6 +69,8 @@ class FakeVenue:
     slow_s: float = 0.0
     check_slow_s: float = 0.0  # the pre-trade read takes this long
     down_after_answer: bool = False  # goes down right after answering its next order
+    close_errors: int = 0  # the next N reduce-only orders fail (a flaky venue: 5xx, nothing executed)
+    log: list[str] = field(default_factory=list)  # "read", "fail <cid>", "order <cid>", in order
     liq_price: Decimal | None = None
     liq_sticky: bool = False  # keep reporting liq_price after a reduction (isolated margin: it does not move)
     position: Decimal = D(0)
@@ -82,6 +84,7 @@ class FakeVenue:
     def execute(self, req: PlaceOrderRequest) -> OrderResult:
         if req.client_order_id in self.orders:  # ids are unique: never twice
             return self.orders[req.client_order_id]
+        self.log.append(f"order {req.client_order_id}")
         qty = (req.qty / self.step).to_integral_value(ROUND_DOWN) * self.step
         signed = 1 if req.side == Side.BUY else -1
         if req.reduce_only:
@@ -137,6 +140,10 @@ class FakeActivities:
             raise ApplicationError(f"{v.name} order path down", type="VenueUnavailable", non_retryable=True)
         if req.lookup_first and req.client_order_id in v.orders:
             return v.orders[req.client_order_id]
+        if v.close_errors and req.reduce_only:
+            v.close_errors -= 1
+            v.log.append(f"fail {req.client_order_id}")
+            raise ApplicationError(f"{v.name} answered 503", type="VenueUnavailable")
         try:
             order = v.execute(req)
             self.imbalance.append((v.name, sum((x.position for x in self.v.values()), D(0))))
@@ -201,6 +208,7 @@ class FakeActivities:
     async def get_positions(self, req: PositionsRequest) -> list[Position]:
         v = self.v[req.venue]
         v.reads += 1
+        v.log.append("read")
         v.check()
         if v.position == 0:
             return []

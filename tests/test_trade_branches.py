@@ -337,6 +337,24 @@ async def test_a_partly_filled_close_of_a_lone_leg_sends_the_rest_without_a_read
     assert client_order_id(st.trade_id, "long", "c3") not in ids, ids
 
 
+async def test_a_naked_leg_whose_close_fails_is_sent_again_at_once_without_a_read(bench):
+    """lifecycle-v6: the lone long's venue fails its next two reduce-only orders (the flatten sent
+    by ``place_orders`` and the close loop's first): the loop sends the next one at once under a
+    fresh id, without reading the venue first (it used to back off, read, then send)."""
+    fa = bench.fakes.v["fa"]
+    fa.close_errors = 2
+    bench.fakes.v["fb"].refuse = True
+    h = await bench.start()
+    st = await h.result()
+    assert st.state == "aborted" and bench.flat() and bench.executed_at_most_once()
+    ids = st.leg("long").client_order_ids
+    assert client_order_id(st.trade_id, "long", "c2") in ids, ids  # c1 failed, c2 closed it
+    c1, c2 = (client_order_id(st.trade_id, "long", f"c{k}") for k in (1, 2))
+    between = fa.log[fa.log.index(f"fail {c1}") + 1:fa.log.index(f"order {c2}")]
+    assert between == [], fa.log  # no read between the failed close and the next
+    await record(h, "trade_naked_quick_retry")
+
+
 async def test_a_venue_unreadable_at_the_hedge_check_is_no_gap(bench):
     """lifecycle-v5: both legs filled, then fb stops answering before the hedge check reads it.
     The readable leg is not flattened (that left the other naked on the silent venue for 52 s in

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: the client-id steps of a lone leg's flatten (the first, then up to three rests of a thin book)
 FLATTEN_STEPS = ("lf", "lfr1", "lfr2", "lfr3")
+#: the step of the reduce-only chase of an opening whose outcome is unknown (the close loop's too)
+CHASE_STEP = "b1"
 
 
 async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome) -> None:
@@ -33,5 +35,13 @@ async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome) -> Non
             if step == FLATTEN_STEPS[0]:
                 desk.event(f"{leg} filled alone: flattened in the same step ({cid})")
             await desk.settle(leg, order, opening=False)
+    if out.chase_sent:  # issued: the close loop does not chase again, and looks it up if need be
+        cid = desk._issue(leg, CHASE_STEP)
+        desk.event(f"{leg} open: outcome unknown; a reduce-only close of it followed at once ({cid}"
+                   f"{', ' + out.chase_error if out.chase_error else ''})")
+        if out.chase is not None and out.chase.is_closed:
+            await desk.settle(leg, out.chase, opening=False)
+    for cid in out.refused_ids:  # refused outright: nothing of it can land
+        desk.s.leg(leg).pending.pop(cid, None)
     if out.flatten_error and out.flatten_error != "place_orders failed":
         desk.event(f"{leg} filled alone: a flatten not confirmed ({out.flatten_error}); the close goes on")

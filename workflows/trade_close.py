@@ -44,6 +44,8 @@ UNSEEN_FINAL_MS = 30_000
 
 
 NAKED_RETRY_S = 0.5
+#: v6: a naked leg whose close failed is sent again this many times, this soon, before it backs off
+NAKED_QUICK_RETRIES, NAKED_QUICK_S = 3, 0.1
 #: v5: at most this many remainder orders follow a partly filled close before the loop reads again
 REST_ROUNDS = 8
 
@@ -165,6 +167,7 @@ class Closer:
         st = self.s.leg(leg)
         delay = 0.5
         woke = False  # v5: just released by the other leg's fill (what this leg holds is known)
+        quick = 0  # v6: quick retries of a naked leg since its last fill
         while True:
             if self.interrupted or self.history_large():
                 self.interrupted = True
@@ -180,7 +183,8 @@ class Closer:
             self.s.close_attempts += 1
             n = st.close_attempts
             try:
-                known = self._known_position(leg) if woke and self.desk.v5 else None
+                known = self._known_position(leg) if woke and self.desk.v5 else \
+                    self._naked_position(leg) if 0 < quick and self.desk.v6 else None
                 woke = False
                 pos = known or await self.desk.position(st.venue)
                 self.reachable[leg] = True
@@ -200,7 +204,11 @@ class Closer:
                     await self._stuck(exc)
                 filled = False
             if filled:
-                delay = 0.5  # something filled: verify flat at once
+                delay, quick = 0.5, 0  # something filled: verify flat at once
+                continue
+            if self.desk.v6 and quick < NAKED_QUICK_RETRIES and self._naked_position(leg) is not None:
+                quick += 1  # naked: send again at once, no read first (a flaky venue: chaos saw 2.4 s here)
+                await sleep_uncancellable(NAKED_QUICK_S)
                 continue
             await sleep_uncancellable(delay)
             # a leg whose partner is already flat is naked: it retries fast, never slower than 0.5 s
@@ -229,6 +237,17 @@ class Closer:
         less, the order closes less, and the next round reads."""
         st = self.s.leg(leg)
         if st.pending or st.filled_qty <= 0:
+            return None
+        qty = st.filled_qty if st.side == Side.BUY else -st.filled_qty
+        return Position(symbol=self.p.symbol, qty=qty, entry_price=ZERO, unrealized_pnl=ZERO)
+
+    def _naked_position(self, leg: LegName) -> Position | None:
+        """v6: what a naked leg (the other leg flat) holds by its last read, for a quick retry
+        without a read: a reduce-only close of the whole position under a fresh id can never
+        flip it, even if the one before landed after all (then it is refused, and the next
+        round reads)."""
+        st = self.s.leg(leg)
+        if not self.v3 or st.filled_qty <= 0 or self.s.leg(_other(leg)).filled_qty > 0:
             return None
         qty = st.filled_qty if st.side == Side.BUY else -st.filled_qty
         return Position(symbol=self.p.symbol, qty=qty, entry_price=ZERO, unrealized_pnl=ZERO)

@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from venues.models import OrderResult, Position, Side
     from workflows.alerts import AlertWorkflow
-    from workflows.lone_leg import FLATTEN_STEPS, book_flattens
+    from workflows.lone_leg import CHASE_STEP, FLATTEN_STEPS, book_flattens
     from workflows.options import (
         ALERT_OPTS,
         FRESH_CLOSE_OPTS,
@@ -215,7 +215,8 @@ class OrderDesk:
         if self.v6:  # a lone filled leg is flattened by the activity itself, under these ids
             reqs = [r.model_copy(update={
                 "flatten_client_order_id": client_order_id(self.p.trade_id, leg, FLATTEN_STEPS[0]),
-                "flatten_rest_ids": [client_order_id(self.p.trade_id, leg, st) for st in FLATTEN_STEPS[1:]]})
+                "flatten_rest_ids": [client_order_id(self.p.trade_id, leg, st) for st in FLATTEN_STEPS[1:]],
+                "chase_client_order_id": client_order_id(self.p.trade_id, leg, CHASE_STEP)})
                 for leg, r in zip(("long", "short"), reqs, strict=True)]
         try:
             outcomes = await workflow.execute_activity_method(
