@@ -198,6 +198,27 @@ async def test_cancel_while_opening_closes_and_ends_canceled(bench):
     await record(h, "trade_cancel_opening")
 
 
+async def test_cancel_while_opening_waits_for_the_lone_legs_flatten_and_records_it(bench):
+    """lifecycle-v6: the short is refused and the long (slow venue) fills alone while a cancel
+    arrives: ``place_orders`` flattens the long itself; the workflow waits for that answer before
+    it acts on the cancel, so the flatten's id is the trade's (booked, recorded), not an order
+    the ledger never hears of (chaos: ledger ≠ venues by one flatten)."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    fa.slow_s, fb.refuse = 1.0, True
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "verifying")
+    await h.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await h.result()
+    assert (await h.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert bench.flat() and bench.executed_at_most_once()
+    st = await h.query(TradeWorkflow.status)
+    lf = client_order_id(st.trade_id, "long", "lf")
+    assert lf in fa.orders and lf in st.leg("long").client_order_ids, (sorted(fa.orders), st.events)
+    assert any("taken once their answers were in" in e.what for e in st.events), st.events
+    await record(h, "trade_cancel_lone_flatten")
+
+
 async def test_cancel_while_closing_keeps_closing(bench):
     h = await bench.start()
     await bench.until(h, lambda s: s.state == "holding")

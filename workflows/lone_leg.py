@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
 from temporalio import workflow
 
@@ -13,6 +15,8 @@ with workflow.unsafe.imports_passed_through():
 
 if TYPE_CHECKING:
     from workflows.trade_orders import OrderDesk
+
+T = TypeVar("T")
 
 #: the client-id steps of a lone leg's flatten (the first, then up to three rests of a thin book)
 FLATTEN_STEPS = ("lf", "lfr1", "lfr2", "lfr3")
@@ -45,3 +49,18 @@ async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome) -> Non
         desk.s.leg(leg).pending.pop(cid, None)
     if out.flatten_error and out.flatten_error != "place_orders failed":
         desk.event(f"{leg} filled alone: a flatten not confirmed ({out.flatten_error}); the close goes on")
+
+
+async def answers_then_cancel(aw: Awaitable[T], seen: list[bool]) -> T:
+    """Await ``aw`` (both opening legs) to its end whether or not a workflow cancel arrives
+    meanwhile, noting one in ``seen``: the activity is never asked to stop, so what it placed and
+    flattened is booked before the cancel is acted on (before v6 its answer was dropped and a
+    flatten it had sent went unrecorded: chaos, ledger ≠ venues)."""
+    task = asyncio.ensure_future(aw)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            seen.append(True)

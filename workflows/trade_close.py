@@ -167,7 +167,7 @@ class Closer:
         st = self.s.leg(leg)
         delay = 0.5
         woke = False  # v5: just released by the other leg's fill (what this leg holds is known)
-        quick = 0  # v6: quick retries of a naked leg since its last fill
+        quick, again = 0, False  # v6: quick retries of a naked leg since its last fill; one is due now
         while True:
             if self.interrupted or self.history_large():
                 self.interrupted = True
@@ -184,8 +184,8 @@ class Closer:
             n = st.close_attempts
             try:
                 known = self._known_position(leg) if woke and self.desk.v5 else \
-                    self._naked_position(leg) if 0 < quick and self.desk.v6 else None
-                woke = False
+                    self._naked_position(leg) if again else None
+                woke = again = False
                 pos = known or await self.desk.position(st.venue)
                 self.reachable[leg] = True
                 if self.v3:  # the venue's answer is what this leg holds (a follower matches it)
@@ -207,7 +207,7 @@ class Closer:
                 delay, quick = 0.5, 0  # something filled: verify flat at once
                 continue
             if self.desk.v6 and quick < NAKED_QUICK_RETRIES and self._naked_position(leg) is not None:
-                quick += 1  # naked: send again at once, no read first (a flaky venue: chaos saw 2.4 s here)
+                quick, again = quick + 1, True  # naked: send again at once, no read first (chaos: 2.4 s here)
                 await sleep_uncancellable(NAKED_QUICK_S)
                 continue
             await sleep_uncancellable(delay)

@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from venues.models import OrderResult, Position, Side
     from workflows.alerts import AlertWorkflow
-    from workflows.lone_leg import CHASE_STEP, FLATTEN_STEPS, book_flattens
+    from workflows.lone_leg import CHASE_STEP, FLATTEN_STEPS, answers_then_cancel, book_flattens
     from workflows.options import (
         ALERT_OPTS,
         FRESH_CLOSE_OPTS,
@@ -218,12 +218,14 @@ class OrderDesk:
                 "flatten_rest_ids": [client_order_id(self.p.trade_id, leg, st) for st in FLATTEN_STEPS[1:]],
                 "chase_client_order_id": client_order_id(self.p.trade_id, leg, CHASE_STEP)})
                 for leg, r in zip(("long", "short"), reqs, strict=True)]
-        try:
-            outcomes = await workflow.execute_activity_method(
-                A.place_orders, reqs,
-                summary=f"open both legs: {qty} {self.p.symbol} on {self.p.long_venue} / {self.p.short_venue}",
-                **(OPEN_PAIR_OPTS if self.v6 else OPEN_ORDER_OPTS),
-            )
+        call = workflow.execute_activity_method(
+            A.place_orders, reqs,
+            summary=f"open both legs: {qty} {self.p.symbol} on {self.p.long_venue} / {self.p.short_venue}",
+            **(OPEN_PAIR_OPTS if self.v6 else OPEN_ORDER_OPTS),
+        )
+        cancel_seen: list[bool] = []
+        try:  # v6: a cancel waits for both legs' answers (a lone leg's flatten is in them)
+            outcomes = await (answers_then_cancel(call, cancel_seen) if self.v6 else call)
         except ActivityError as exc:
             if is_cancellation(exc):
                 raise
@@ -257,6 +259,9 @@ class OrderDesk:
         long_res, short_res = await asyncio.gather(
             *(finish(leg, out) for leg, out in zip(("long", "short"), outcomes, strict=True))
         )
+        if cancel_seen:  # booked what both legs did; now the cancel closes whatever is open
+            self.event("cancel requested while both legs were being placed: taken once their answers were in")
+            raise asyncio.CancelledError()
         return long_res, short_res
 
     async def place_verified(self, leg: LegName, qty: Decimal, step: str, *, reduce_only: bool,
