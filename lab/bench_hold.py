@@ -165,8 +165,12 @@ async def open_holding(lab: Lab, symbols: list[str], cfg: BenchConfig) -> list[s
                      monitor_interval_s=cfg.monitor_interval_s)
             for j, sym in enumerate(chunk)
         ))
-        ids += got
-        await asyncio.gather(*(lab.wait_state(w, ("holding",), timeout=120, poll=0.25) for w in got))
+        states = await asyncio.gather(*(lab.wait_state(w, ("holding", "aborted", "closed"), timeout=120, poll=0.25)
+                                        for w in got))
+        ids += [w for w, st in zip(got, states, strict=True) if st.state == "holding"]
+        for w, st in zip(got, states, strict=True):  # an opening refused under load: reported, not held
+            if st.state != "holding":
+                log(f"  concurrency: {w} ended {st.state} while opening: {st.abort_reason}")
         if len(ids) == len(symbols) or len(ids) % max(cfg.open_batch, len(symbols) // 10) < cfg.open_batch:
             log(f"  concurrency: {len(ids)}/{len(symbols)} trades holding ({time.monotonic() - t_start:.0f}s)")
     return ids
