@@ -37,11 +37,13 @@ class WorkerTuning(_Section):
         1.0, gt=0, le=60,
         description="a task waiting on a dead worker's sticky queue goes to any worker after this long")
     shared_reads: bool = Field(
-        True, description="trades on one venue account share its position, mark/funding and income reads")
+        False, description="trades on one venue account share its position, mark/funding and income reads "
+        "(off by default: with it on, a replay's funding per trade disagrees with the backtest's and the "
+        "venue's; see the README, Figures)")
     read_max_age_s: float | None = Field(
         None, gt=0, le=60,
         description="marks and funding rates served to every trade while at most this old; "
-        "default trade.monitor_interval_s / 5 (2 s at 10 s)")
+        "default trade.monitor_interval_s / 5, at most 1 s")
     positions_read_gap_s: float | None = Field(
         None, ge=0, le=10,
         description="at most one position read per venue this often (a trade is served by the first read begun "

@@ -113,7 +113,8 @@ async def test_check_fresh_refuses_an_old_answer():
 
 def test_bounds_rule_and_last_settlement():
     b = ReadBounds.from_interval(10)
-    assert (b.max_age_s, b.gap_s, b.income_max_age_s) == (2.0, 0.25, 10)
+    assert (b.max_age_s, b.gap_s, b.income_max_age_s) == (1.0, 0.25, 10)  # marks: interval / 5, at most 1 s
+    assert ReadBounds.from_interval(2).max_age_s == 0.4
     assert ReadBounds.from_interval(10, max_age_s=0.5, gap_s=0).gap_s == 0
     info = FundingInfo(symbol="X", rate=Decimal(0), interval_hours=Decimal(8), next_funding_ms=8 * 3_600_000,
                        mark_price=Decimal(1), timestamp_ms=0)
@@ -224,7 +225,8 @@ async def weight_of(http: aiohttp.ClientSession, url: str, body: Any) -> int:
 
 async def test_concurrent_activity_calls_make_one_venue_request_and_stale_is_an_error(sim: SimProcess):
     settings = load_settings(environ={"HEDGEFLOW__VENUES": f'[{{"name": "sim-s", "kind": "sim", "base_url": '
-                                      f'"{sim.url}", "requests_per_second": 1000}}]'})
+                                      f'"{sim.url}", "requests_per_second": 1000}}]',
+                                      "HEDGEFLOW__TUNING__SHARED_READS": "true"})  # off by default
     env = ActivityEnvironment()
     async with GatewayPool(settings) as pool, aiohttp.ClientSession() as http:
         acts = TradeActivities(settings, pool)

@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 #: an incremental income read starts this long before the previous one began (rows posted late)
 INCOME_OVERLAP_MS = 10 * 60 * 1000
+#: marks and funding rates served to every trade at most this old by default (seconds)
+MARKS_MAX_AGE_S = 1.0
 #: a settlement's income rows are trusted in a read begun this long after it (or begun after the
 #: caller asked, if that is sooner)
 SETTLE_LAG_MS = 1000
@@ -163,9 +165,12 @@ class ReadBounds:
     @classmethod
     def from_interval(cls, monitor_interval_s: float, *, max_age_s: float | None = None,
                       gap_s: float | None = None, max_hold_s: float = 7 * 24 * 3600) -> ReadBounds:
-        """The defaults: marks ≤ interval / 5 old, one position read per interval / 40 per
-        venue, income ≤ one interval old, income rows kept for the longest hold plus a day."""
-        age = max_age_s if max_age_s is not None else monitor_interval_s / 5
+        """The defaults: marks ≤ interval / 5 old and never over 1 s (the snapshot age of the
+        unshared read; in a replay a wall second is hours of venue time, and 2 s-old rates moved a
+        spread exit past a settlement: ``tests/test_replay_venue_time.py``), one position read per
+        interval / 40 per venue, income ≤ one interval old, income rows kept for the longest hold
+        plus a day."""
+        age = max_age_s if max_age_s is not None else min(monitor_interval_s / 5, MARKS_MAX_AGE_S)
         return cls(max_age_s=age, gap_s=gap_s if gap_s is not None else monitor_interval_s / 40,
                    income_max_age_s=max(monitor_interval_s, age), income_retention_s=max_hold_s + 86_400)
 

@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
-from temporalio.worker import Worker, WorkerDeploymentConfig
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from telemetry.metrics import worker_interceptors
@@ -63,11 +63,9 @@ PASSTHROUGH_MODULES = (
     "decimal",
 )
 
-MAX_CONCURRENT_ACTIVITIES = 64
-MAX_CONCURRENT_WORKFLOW_TASKS = 32
-MAX_CONCURRENT_LOCAL_ACTIVITIES = 32
+# slots, pollers, the sticky cache and its schedule-to-start timeout: ``settings.tuning``
+# (config/tuning.py, with their defaults and why)
 GRACEFUL_SHUTDOWN_S = 20.0
-STICKY_TIMEOUT_S = 1.0
 #: the most time between two heartbeats sent to the server (the SDK's default is 0.8 × the
 #: heartbeat timeout): well inside the 2 s timeout of orders and reads, whatever the server's lag
 HEARTBEAT_SEND_S = 0.5
@@ -217,10 +215,11 @@ async def run_worker(
             activities = default_acts if activities is None else activities
         if not workflows and not activities:
             raise WorkerError("no workflows and no activities to register")
+        tuning = settings.tuning  # slots, pollers and sticky cache (config/tuning.py)
         if any(not _is_async(a) for a in activities):
             # all hedgeflow activities are async; a sync one (tests, future) gets threads
             executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="activity"
+                max_workers=tuning.max_concurrent_activities, thread_name_prefix="activity"
             )
         worker = Worker(
             client,
@@ -229,14 +228,18 @@ async def run_worker(
             activities=list(activities),
             activity_executor=executor,
             workflow_runner=workflow_runner(),
-            max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
-            max_concurrent_workflow_tasks=MAX_CONCURRENT_WORKFLOW_TASKS,
-            max_concurrent_local_activities=MAX_CONCURRENT_LOCAL_ACTIVITIES,
+            max_concurrent_activities=tuning.max_concurrent_activities,
+            max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
+            max_concurrent_local_activities=tuning.max_concurrent_local_activities,
+            workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(tuning.workflow_task_pollers),
+            activity_task_poller_behavior=PollerBehaviorSimpleMaximum(tuning.activity_task_pollers),
+            max_cached_workflows=tuning.max_cached_workflows,
             graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_timeout),
             interceptors=worker_interceptors(),
             # a worker that died holds its trades' next workflow task on its sticky queue: hand it
             # to another worker after 1 s, not the default 10 (a lone leg waits on that task)
-            sticky_queue_schedule_to_start_timeout=timedelta(seconds=STICKY_TIMEOUT_S),
+            sticky_queue_schedule_to_start_timeout=timedelta(
+                seconds=tuning.sticky_schedule_to_start_timeout_s),
             max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_SEND_S),
             deployment_config=deployment_config(settings),
         )
