@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from temporalio import workflow
 
@@ -15,8 +13,6 @@ with workflow.unsafe.imports_passed_through():
 
 if TYPE_CHECKING:
     from workflows.trade_orders import OrderDesk
-
-T = TypeVar("T")
 
 #: the client-id steps of a lone leg's flatten (the first, then up to three rests of a thin book)
 FLATTEN_STEPS = ("lf", "lfr1", "lfr2", "lfr3")
@@ -47,20 +43,6 @@ async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome) -> Non
             await desk.settle(leg, out.chase, opening=False)
     for cid in out.refused_ids:  # refused outright: nothing of it can land
         desk.s.leg(leg).pending.pop(cid, None)
-    if out.flatten_error and out.flatten_error != "place_orders failed":
+    if out.flatten_error:
         desk.event(f"{leg} filled alone: a flatten not confirmed ({out.flatten_error}); the close goes on")
 
-
-async def answers_then_cancel(aw: Awaitable[T], seen: list[bool]) -> T:
-    """Await ``aw`` (both opening legs) to its end whether or not a workflow cancel arrives
-    meanwhile, noting one in ``seen``: the activity is never asked to stop, so what it placed and
-    flattened is booked before the cancel is acted on (before v6 its answer was dropped and a
-    flatten it had sent went unrecorded: chaos, ledger ≠ venues)."""
-    task = asyncio.ensure_future(aw)
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled():
-                raise
-            seen.append(True)

@@ -235,19 +235,19 @@ class Closer:
         venue first (a slow venue costs one round trip, not two), when nothing it was sent is
         still unresolved and its last read said what it holds. Reduce-only: if the venue holds
         less, the order closes less, and the next round reads."""
-        st = self.s.leg(leg)
-        if st.pending or st.filled_qty <= 0:
-            return None
-        qty = st.filled_qty if st.side == Side.BUY else -st.filled_qty
-        return Position(symbol=self.p.symbol, qty=qty, entry_price=ZERO, unrealized_pnl=ZERO)
+        return None if self.s.leg(leg).pending else self._held(leg)
 
     def _naked_position(self, leg: LegName) -> Position | None:
         """v6: what a naked leg (the other leg flat) holds by its last read, for a quick retry
         without a read: a reduce-only close of the whole position under a fresh id can never
         flip it, even if the one before landed after all (then it is refused, and the next
         round reads)."""
+        return self._held(leg) if self.v3 and self.s.leg(_other(leg)).filled_qty <= 0 else None
+
+    def _held(self, leg: LegName) -> Position | None:
+        """What ``leg`` holds by its own record (its last read and fills) as a position, or None."""
         st = self.s.leg(leg)
-        if not self.v3 or st.filled_qty <= 0 or self.s.leg(_other(leg)).filled_qty > 0:
+        if st.filled_qty <= 0:
             return None
         qty = st.filled_qty if st.side == Side.BUY else -st.filled_qty
         return Position(symbol=self.p.symbol, qty=qty, entry_price=ZERO, unrealized_pnl=ZERO)

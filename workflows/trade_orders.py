@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from venues.models import OrderResult, Position, Side
     from workflows.alerts import AlertWorkflow
-    from workflows.lone_leg import CHASE_STEP, FLATTEN_STEPS, answers_then_cancel, book_flattens
+    from workflows.lone_leg import CHASE_STEP, FLATTEN_STEPS, book_flattens
     from workflows.options import (
         ALERT_OPTS,
         FRESH_CLOSE_OPTS,
@@ -109,10 +109,10 @@ async def wait_uncancellable(condition: Callable[[], bool]) -> None:
         pass  # a cancel while closing: the close goes on
 
 
-async def uncancellable(aw: Awaitable[T]) -> T:
-    """Await ``aw`` to its end whatever a workflow cancel says (lifecycle-v5: the bookkeeping
-    after both venues are flat). The cancel is taken by the caller's coroutine and ignored; the
-    activity behind ``aw`` is never asked to stop, so its retries go on until it lands."""
+async def uncancellable(aw: Awaitable[T], seen: list[bool] | None = None) -> T:
+    """Await ``aw`` to its end whatever a workflow cancel says; the activity behind it is never
+    asked to stop. Without ``seen`` the cancel is ignored (v5: bookkeeping after flat); with it,
+    each is noted for the caller to act on once ``aw`` is done (v6: both openings' answers)."""
     task = asyncio.ensure_future(aw)
     while True:
         try:
@@ -120,7 +120,8 @@ async def uncancellable(aw: Awaitable[T]) -> T:
         except asyncio.CancelledError:
             if task.cancelled():
                 raise
-            continue  # the trade is already flat: a cancel has nothing left to close
+            if seen is not None:
+                seen.append(True)
 
 
 async def record(p: TradeParams, s: TradeStatus, event: str, note: Callable[[str], None],
@@ -225,13 +226,13 @@ class OrderDesk:
         )
         cancel_seen: list[bool] = []
         try:  # v6: a cancel waits for both legs' answers (a lone leg's flatten is in them)
-            outcomes = await (answers_then_cancel(call, cancel_seen) if self.v6 else call)
+            outcomes = await (uncancellable(call, cancel_seen) if self.v6 else call)
         except ActivityError as exc:
             if is_cancellation(exc):
                 raise
             outcomes = [PlaceOutcome(error_type=error_type(exc), retryable=True) for _ in reqs]
             if self.v6:  # an attempt may have sent flattens before it died: the close looks them up
-                outcomes = [o.model_copy(update={"flatten_error": "place_orders failed", "flatten_sent": [
+                outcomes = [o.model_copy(update={"flatten_sent": [
                     client_order_id(self.p.trade_id, leg, st) for st in FLATTEN_STEPS]})
                     for leg, o in zip(("long", "short"), outcomes, strict=True)]
 
