@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import lone_leg
+from activities import close_step, lone_leg
 from activities.common import heartbeating, venue_call
 from config import Settings
 from messages.trade import (
@@ -32,6 +32,8 @@ from messages.trade import (
     PlaceOutcome,
     PositionsRequest,
     SnapshotRequest,
+    StepCloseOutcome,
+    StepCloseRequest,
     VenueCheck,
     VenueCheckRequest,
 )
@@ -171,6 +173,12 @@ class TradeActivities:
                 await lone_leg.resolve(self.pool, reqs, outs)
             return outs
 
+    @activity.defn(name="close_in_step")
+    async def close_in_step(self, req: StepCloseRequest) -> StepCloseOutcome:
+        """lifecycle-v7: a hedged pair's leader close and the follower's match in one step
+        (activities/close_step.py)."""
+        return await venue_call(close_step.close_in_step(self.pool, req, activity.info().attempt))
+
     @activity.defn(name="get_order")
     async def get_order(self, req: OrderLookup) -> OrderResult | None:
         return await venue_call(self.pool.get(req.venue).get_order(req.symbol, req.client_order_id))
@@ -230,6 +238,7 @@ class TradeActivities:
             self.check_venue,
             self.place_order,
             self.place_orders,
+            self.close_in_step,
             self.get_order,
             self.cancel_order,
             self.get_positions,

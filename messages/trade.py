@@ -125,6 +125,27 @@ class PlaceOutcome(BaseModel):
     refused_ids: list[str] = Field(default_factory=list)
 
 
+class StepCloseRequest(BaseModel):
+    """lifecycle-v7: one round of a hedged pair closed in step, in one activity: the follower's
+    venue is read first (unreachable: the leader is not sent, the workflow lets the follower lead),
+    then the leader's close, then, in the same step, the follower's reduce-only match of what the
+    leader filled (no workflow round trip while the pair is unequal)."""
+
+    leader: PlaceOrderRequest
+    follower: PlaceOrderRequest  # side and id of the match; ``qty`` is the most it may close
+    leader_held: Decimal  # what the leader holds before its close (it matches down to what is left)
+    probe_s: float = 1.0  # the follower's read may take this long
+
+
+class StepCloseOutcome(BaseModel):
+    follower_unreachable: bool = False  # its read failed: nothing was sent
+    follower_held: Decimal | None = None  # what that read found (abs)
+    leader: OrderResult | None = None
+    follower_sent: bool = False
+    follower: OrderResult | None = None
+    error: str | None = None  # why the probe or the follower's match failed
+
+
 class OrderLookup(BaseModel):
     venue: str
     symbol: str

@@ -8,7 +8,7 @@ Each :class:`FakeVenue` keeps positions, orders by client id (so a look-up finds
 answer was lost), rounds quantities down to its own step as a venue does, and has knobs for the
 faults a branch needs: ``refuse`` (every new opening order rejected), ``lose_answer`` (the next
 order executes but its answer is lost), ``partial`` (fill ratio of opening orders), ``down``
-(reads and orders fail), ``orders_down`` (reads answer, orders fail), ``down_after_answer`` (down right after its next order), ``slow_s`` /
+(reads and orders fail), ``orders_down`` (reads answer, orders fail), ``down_after_answer`` (down right after its next order), ``down_after_reads`` (after N reads), ``slow_s`` /
 ``check_slow_s`` (placing / the pre-trade read take this long), ``liq_price`` (reported
 liquidation price until a reduce-only order fills, or always with ``liq_sticky``).
 """
@@ -36,6 +36,8 @@ from messages.trade import (
     PlaceOutcome,
     PositionsRequest,
     SnapshotRequest,
+    StepCloseOutcome,
+    StepCloseRequest,
     TradeRecord,
     VenueCheck,
     VenueCheckRequest,
@@ -69,6 +71,7 @@ class FakeVenue:
     slow_s: float = 0.0
     check_slow_s: float = 0.0  # the pre-trade read takes this long
     down_after_answer: bool = False  # goes down right after answering its next order
+    down_after_reads: int | None = None  # goes down right after answering this many more position reads
     close_errors: int = 0  # the next N reduce-only orders fail (a flaky venue: 5xx, nothing executed)
     log: list[str] = field(default_factory=list)  # "read", "fail <cid>", "order <cid>", in order
     liq_price: Decimal | None = None
@@ -188,6 +191,26 @@ class FakeActivities:
                         mine.flatten_error = str(exc)
         return outs
 
+    @activity.defn(name="close_in_step")
+    async def close_in_step(self, req: StepCloseRequest) -> StepCloseOutcome:
+        """lifecycle-v7 (activities/close_step.py): read the follower, close the leader, match."""
+        f = self.v[req.follower.venue]
+        f.reads += 1
+        f.log.append("read")
+        if f.down:
+            return StepCloseOutcome(follower_unreachable=True, error=f"{f.name} is down")
+        out = StepCloseOutcome(follower_held=abs(f.position))
+        out.leader = await self._place(req.leader)
+        left = max(req.leader_held - out.leader.filled_qty, D(0))
+        qty = min(abs(f.position) - left, req.follower.qty)
+        if out.leader.filled_qty > 0 and qty > 0:
+            out.follower_sent = True
+            try:
+                out.follower = await self._place(req.follower.model_copy(update={"qty": qty}))
+            except ApplicationError as exc:
+                out.error = str(exc)
+        return out
+
     @activity.defn(name="place_order")
     async def place_order(self, req: PlaceOrderRequest) -> OrderResult:
         if activity.info().attempt > 1:
@@ -210,6 +233,9 @@ class FakeActivities:
         v.reads += 1
         v.log.append("read")
         v.check()
+        if v.down_after_reads is not None:
+            v.down_after_reads -= 1
+            v.down = v.down_after_reads <= 0
         if v.position == 0:
             return []
         return [Position(symbol=req.symbols[0], qty=v.position, entry_price=v.price, unrealized_pnl=D(0),
@@ -262,6 +288,6 @@ class FakeActivities:
         self.records.append(rec.event)
 
     def all(self) -> list:
-        return [self.check_venue, self.place_orders, self.place_order, self.get_order, self.cancel_order,
+        return [self.check_venue, self.place_orders, self.close_in_step, self.place_order, self.get_order, self.cancel_order,
                 self.get_positions, self.market_snapshot, self.funding_income, self.order_fills,
                 self.send_alert, self.record_trade, self.acquire_leases, self.release_leases]

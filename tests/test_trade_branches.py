@@ -85,8 +85,8 @@ async def bench(temporal_env, task_queue, request):
 async def record(h: WorkflowHandle, name: str) -> None:
     if os.environ.get("HEDGEFLOW_RECORD_HISTORIES"):
         HISTORIES.mkdir(exist_ok=True)
-        # one file per lifecycle version (v2: lifecycle-v2, v3 … v6): older ones stay to prove replay
-        (HISTORIES / f"{name}_v6.json").write_text((await h.fetch_history()).to_json())
+        # one file per lifecycle version (v2: lifecycle-v2, v3 … v7): older ones stay to prove replay
+        (HISTORIES / f"{name}_v7.json").write_text((await h.fetch_history()).to_json())
 
 
 async def test_one_leg_refused_flattens_the_other(bench):
@@ -321,6 +321,43 @@ async def test_hedged_pair_closes_one_leg_after_the_other(bench):
     assert any("long on fa first" in e.what for e in st.events)
 
 
+async def test_a_close_round_sends_the_followers_match_in_the_leaders_step(bench):
+    """lifecycle-v7: a hedged pair's close round is one activity: the follower's venue is read,
+    the leader closes, and the follower's match (its ``s1`` id, not a close loop's ``c<n>``) goes
+    out in the same step, before the workflow has even seen the leader's fill."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    st = await h.result()
+    assert st.state == "closed" and bench.flat() and bench.executed_at_most_once()
+    c1, s1 = client_order_id(h.id, "long", "c1"), client_order_id(h.id, "short", "s1")
+    assert f"order {c1}" in fa.log and f"order {s1}" in fb.log, (fa.log, fb.log)
+    assert not any(f"order {client_order_id(h.id, 'short', 'c1')}" in x for x in fb.log), fb.log
+    assert [gap for _, gap in bench.fakes.imbalance[2:]] == [-st.leg("long").opened_qty, 0]  # one step apart
+    await record(h, "trade_close_in_step")
+
+
+async def test_a_follower_unreadable_in_the_close_round_leads_instead(bench):
+    """lifecycle-v7: fb answers the close's sequence probe, then goes down. The close round reads
+    fb before sending fa's close and finds it down: fa is not closed (that would leave fb's short
+    naked for the whole outage); fb leads from then on, and fa follows once fb is back."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    h = await bench.start(hold={"monitor_interval_s": 30})
+    await bench.until(h, lambda s: s.state == "holding")
+    await asyncio.sleep(0.3)  # the monitor's reads are done: the next read of fb is the probe
+    fb.down_after_reads = 1
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="fb goes down"))
+    await bench.until(h, lambda s: any("closes first now" in e.what for e in s.events))
+    await bench.until(h, lambda s: s.close_attempts >= 4)
+    assert fa.position == -fb.position != 0, "the leader closed while its follower could not"
+    fb.down, fb.down_after_reads = False, None
+    st = await h.result()
+    assert st.state == "closed" and bench.flat() and bench.executed_at_most_once()
+    assert client_order_id(h.id, "long", "c1") not in st.leg("long").client_order_ids  # never sent
+    await record(h, "trade_close_in_step_follower_down")
+
+
 async def test_follower_matches_what_the_leader_has_closed(bench):
     """The leg that closes first fills half of each order: the other leg closes exactly what it
     closed, round by round, so after every one of its orders the pair is hedged again."""
@@ -337,9 +374,10 @@ async def test_follower_matches_what_the_leader_has_closed(bench):
     follower = [gap for v, gap in closes if v == "fb"]
     assert len(follower) >= 3, closes  # fb matched in several steps, not all at the end
     assert all(gap == 0 for gap in follower), closes
-    # v5: released by each leader fill, fb sends its match without reading its venue first
-    # (reads: the sequence probe, its first round, the final flat check)
-    assert fb.reads < len(follower), (fb.reads, len(follower))
+    # v7: each match went out in its leader's round (``s<n>``), not from fb's own close loop
+    in_step = {client_order_id(h.id, "short", f"s{k}") for k in range(1, 40)}
+    matches = set(fb.executions) - {client_order_id(h.id, "short", "o")}
+    assert matches <= in_step and len(matches) == len(follower), (len(matches & in_step), len(follower))
 
 
 async def test_a_partly_filled_close_of_a_lone_leg_sends_the_rest_without_a_read(bench):

@@ -57,6 +57,20 @@ OPEN_PAIR_OPTS: dict[str, Any] = OPEN_ORDER_OPTS | dict(
 )
 # Top-ups of a partly filled opening: short, so a venue that stays down leaves the gap open
 # only briefly before the longer leg is trimmed instead.
+# lifecycle-v7: a hedged pair's close round, leader and follower in one activity (activities/
+# close_step.py): between the two fills the pair is unequal, so a dead worker is noticed as fast
+# as in the opening pair's; a retry looks both ids up once and sends neither twice
+STEP_CLOSE_OPTS: dict[str, Any] = ORDER_OPTS | dict(
+    heartbeat_timeout=timedelta(milliseconds=1250),
+    schedule_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(milliseconds=50),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=2),
+        maximum_attempts=3,
+        non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
+    ),
+)
 TOPUP_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=5))
 #: a whole-position reduce-only close (v4): one attempt; the close loop reads and resends under a fresh id
 FRESH_CLOSE_OPTS: dict[str, Any] = ORDER_OPTS | dict(retry_policy=RetryPolicy(maximum_attempts=1))

@@ -72,6 +72,8 @@ V4 = "lifecycle-v4"
 V5 = "lifecycle-v5"
 #: ``place_orders`` flattens a lone filled leg (and cancels a companion accepted but not executed) itself
 V6 = "lifecycle-v6"
+#: a hedged pair's close round sends the leader and the follower's match from one activity
+V7 = "lifecycle-v7"
 
 
 @workflow.defn(name="TradeWorkflow")
@@ -136,6 +138,7 @@ class TradeWorkflow:
         self.closer.v4 = self.desk.v4 = self.v3 and workflow.patched(V4)
         self.v5 = self.desk.v5 = self.desk.v4 and workflow.patched(V5)
         self.desk.v6 = self.v5 and workflow.patched(V6)
+        self.closer.v7 = self.desk.v6 and workflow.patched(V7)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.rounding import round_down
     from messages.trade import LegName, TradeCarry, TradeParams
     from venues.models import Position, Side
+    from workflows.close_step import close_in_step
     from workflows.trade_orders import (
         OrderDesk,
         error_type,
@@ -67,6 +68,8 @@ class Closer:
         #: lifecycle-v4: in a close about one leg, a leg whose opening order's outcome is unknown
         #: gets a reduce-only close sent right behind it, without waiting for a read (``_chase``)
         self.v4 = False
+        #: lifecycle-v7: a leader's close round and its follower's match in one activity (close_step)
+        self.v7 = False
         self._waiting: set[str] = set()
 
     @property
@@ -220,6 +223,8 @@ class Closer:
         that filled only part is followed at once by the rest (reduce-only, ``c<n>r<k>``), without
         a read in between: each round of a thin book costs one order, not an order and a read.
         Not for a leader in step with its follower (the pair stays hedged round by round)."""
+        if self.v7 and qty is None and self._in_step(leg):
+            return await close_in_step(self, leg, pos, n)
         order = await self.desk.close_leg(leg, pos, f"c{n}", qty)
         filled = order.filled_qty > 0
         rest, k = abs(pos.qty) - order.filled_qty, 0

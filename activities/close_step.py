@@ -1,0 +1,76 @@
+"""lifecycle-v7: one round of a hedged pair closed in step, in one activity.
+
+A hedged pair closes one leg after the other (``domain.hedge.close_sequence``): the leader's
+close, then the follower's match of what the leader filled. Before v7 the follower's match was a
+second activity, scheduled by the workflow once it had booked the leader's fill: one workflow
+task and one activity round trip while the pair was unequal (about 100 ms on an idle machine;
+for as long as Temporal is down when the dev server restarts between the two, 2.2 s in a CI chaos
+run). And a leader was sent although its follower's venue had just gone down (a partition that
+began after the close chose its order), which left the follower naked for the whole partition
+(8.1 s in a chaos run). Now ``close_in_step``:
+
+1. reads the follower's position, for at most ``probe_s``: unreachable → nothing is sent and the
+   workflow lets the follower lead (a leg that cannot close goes first; nothing is unhedged);
+2. sends the leader's reduce-only close (the workflow's id, as ``close_leg`` would);
+3. sends, in the same step, the follower's reduce-only match: down to what the leader still
+   holds, at most what the follower's read found.
+
+Both ids come from the workflow (deterministic). A retried attempt (the worker died) looks both
+ids up once first and sends neither again if it finds them; an id sent twice executes at most once
+(the venue refuses a client id it already knows), and both orders are reduce-only, so neither can
+open or flip a position. The workflow books both answers and still verifies flat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from messages.trade import PlaceOrderRequest, StepCloseOutcome, StepCloseRequest
+from venues.errors import VenueError
+from venues.models import OrderResult
+
+if TYPE_CHECKING:
+    from venues.pool import GatewayPool
+
+log = logging.getLogger("hedgeflow.activities")
+
+
+async def _send(pool: GatewayPool, req: PlaceOrderRequest, qty: Decimal, retry: bool) -> OrderResult:
+    gw = pool.get(req.venue)
+    if retry:  # one look-up, no validity-window wait: a resend under this id executes at most once
+        found = await gw.get_order(req.symbol, req.client_order_id)
+        if found is not None:
+            return found.model_copy(update={"duplicate_prevented": True})
+    return await gw.place_market_order(req.symbol, req.side, qty, req.client_order_id, reduce_only=True,
+                                       lookup_first=False, wait_window=False)
+
+
+async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) -> StepCloseOutcome:
+    """See the module docstring. A leader that fails raises (the workflow looks its id up and
+    reads); a follower that fails is reported (its id is issued: the workflow looks it up)."""
+    f, lead = req.follower, req.leader
+    try:
+        got = await asyncio.wait_for(pool.get(f.venue).positions([f.symbol]), req.probe_s)
+    except (VenueError, TimeoutError) as exc:
+        log.info("close in step: follower venue %s unreadable (%s); %s not sent", f.venue, type(exc).__name__,
+                 lead.client_order_id)
+        return StepCloseOutcome(follower_unreachable=True, error=f"{type(exc).__name__}: {exc}")
+    held = sum((abs(p.qty) for p in got if p.symbol == f.symbol), Decimal(0))
+    out = StepCloseOutcome(follower_held=held)
+    log.info("close in step: leader %s %s on %s, then follower %s on %s (holds %s)", lead.client_order_id,
+             lead.qty, lead.venue, f.client_order_id, f.venue, held)
+    out.leader = await _send(pool, lead, lead.qty, attempt > 1)
+    left = max(req.leader_held - out.leader.filled_qty, Decimal(0))  # what the leader still holds
+    qty = min(held - left, f.qty)
+    if out.leader.filled_qty <= 0 or qty <= 0:
+        return out
+    out.follower_sent = True
+    try:
+        out.follower = await _send(pool, f, qty, attempt > 1)
+    except VenueError as exc:
+        out.error = f"{exc.type_name}: {exc}"
+        log.warning("close in step: follower %s on %s: %s", f.client_order_id, f.venue, out.error)
+    return out

@@ -1,0 +1,82 @@
+"""lifecycle-v7, the workflow's side of a hedged pair's close round in one activity
+(``activities/close_step.py``): the leader's close and the follower's match of what it filled go
+out in the same step, after a read of the follower's venue. The workflow books both answers (the
+follower's first, so its loop never matches a fill twice), lets an unreadable follower lead, and
+still verifies flat with its close loops."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.trade import TradeActivities
+    from domain.ids import client_order_id
+    from messages.trade import LegName, PlaceOrderRequest, StepCloseOutcome, StepCloseRequest
+    from venues.models import Position, Side
+    from workflows.options import STEP_CLOSE_OPTS
+    from workflows.trade_orders import error_type, is_cancellation
+
+if TYPE_CHECKING:
+    from workflows.trade_close import Closer
+
+#: how long the activity's read of the follower's venue may take before the leader is held back
+PROBE_S = 1.0
+
+
+def _opposite(side: Side) -> Side:
+    return Side.SELL if side == Side.BUY else Side.BUY
+
+
+def _unissue(st, cid: str) -> None:
+    """An id the activity did not send: nothing of it can land, so it is nothing to look up."""
+    st.pending.pop(cid, None)
+    if cid in st.client_order_ids:
+        st.client_order_ids.remove(cid)
+
+
+async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int) -> bool:
+    """Round ``n`` of the leader ``leg`` with its follower; True when something filled."""
+    desk, s, p = cl.desk, cl.desk.s, cl.p
+    fol: LegName = "short" if leg == "long" else "long"
+    L, F = s.leg(leg), s.leg(fol)
+    held = abs(pos.qty)
+    lead = PlaceOrderRequest(venue=L.venue, symbol=p.symbol, side=Side.SELL if pos.qty > 0 else Side.BUY, qty=held,
+                             client_order_id=desk._issue(leg, f"c{n}"), reduce_only=True, resend_fresh=True)
+    fcid = client_order_id(p.trade_id, fol, f"s{n}")
+    follow = PlaceOrderRequest(venue=F.venue, symbol=p.symbol, side=_opposite(F.side), qty=F.filled_qty,
+                               client_order_id=fcid, reduce_only=True)
+    try:
+        out = await workflow.execute_activity_method(
+            TradeActivities.close_in_step, StepCloseRequest(leader=lead, follower=follow, leader_held=held,
+                                                            probe_s=PROBE_S),
+            summary=f"close {leg} {held} on {L.venue}, then {fol} on {F.venue}", **STEP_CLOSE_OPTS)
+    except ActivityError as exc:
+        if is_cancellation(exc):
+            raise
+        found = await desk.lookup(L.venue, lead.client_order_id)
+        if found is None:  # the leader never executed, so its follower was never sent
+            _unissue(F, fcid)
+            raise
+        cl.event(f"close {leg}: round {n} failed ({error_type(exc)}) after its leader was sent; "
+                 f"{fol}'s match {fcid} is looked up")
+        out = StepCloseOutcome(leader=found, follower_sent=True)
+    if out.follower_unreachable:
+        _unissue(L, lead.client_order_id)
+        cl.failed(F.venue)
+        cl.c.close_first = fol
+        cl.event(f"close: {fol} on {F.venue} unreadable ({out.error}); {fol} closes first now, {leg} follows")
+        return False
+    if out.follower_sent:
+        desk._issue(fol, f"s{n}")
+        if out.follower is not None:  # booked first: the follower's loop never matches this fill again
+            await desk.settle(fol, out.follower, opening=False)
+        else:
+            cl.failed(F.venue)
+            cl.event(f"close {fol}: match {fcid} on {F.venue}: {out.error or 'outcome unknown'}; "
+                     f"its loop reads and matches")
+    assert out.leader is not None
+    order = await desk.settle(leg, out.leader, opening=False)
+    return order.filled_qty > 0
