@@ -13,7 +13,8 @@ began after the close chose its order), which left the follower naked for the wh
    workflow lets the follower lead (a leg that cannot close goes first; nothing is unhedged);
 2. sends the leader's reduce-only close (the workflow's id, as ``close_leg`` would);
 3. sends, in the same step, the follower's reduce-only match: down to what the leader still
-   holds, at most what the follower's read found.
+   holds, at most what the follower's read found; a match that fills only part (a thin book) is
+   followed at once by the rest, under the request's ``follower_rest_ids``.
 
 Both ids come from the workflow (deterministic). A retried attempt (the worker died) looks both
 ids up once first and sends neither again if it finds them; an id sent twice executes at most once
@@ -63,14 +64,44 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
     log.info("close in step: leader %s %s on %s, then follower %s on %s (holds %s)", lead.client_order_id,
              lead.qty, lead.venue, f.client_order_id, f.venue, held)
     out.leader = await _send(pool, lead, lead.qty, attempt > 1)
+    if attempt > 1 and await _earlier_follower(pool, req, out):
+        return out  # an earlier attempt got as far as the match (its read above saw it executed)
     left = max(req.leader_held - out.leader.filled_qty, Decimal(0))  # what the leader still holds
     qty = min(held - left, f.qty)
     if out.leader.filled_qty <= 0 or qty <= 0:
         return out
     out.follower_sent = True
-    try:
-        out.follower = await _send(pool, f, qty, attempt > 1)
-    except VenueError as exc:
-        out.error = f"{exc.type_name}: {exc}"
-        log.warning("close in step: follower %s on %s: %s", f.client_order_id, f.venue, out.error)
+    for k, cid in enumerate([f.client_order_id, *req.follower_rest_ids]):
+        # the match, then (a thin book filled it only in part) the rest at once under fresh ids
+        out.follower_sent_ids.append(cid)
+        try:
+            got = await _send(pool, f.model_copy(update={"client_order_id": cid}), qty, attempt > 1)
+        except VenueError as exc:
+            out.error = f"{exc.type_name}: {exc}"
+            log.warning("close in step: follower %s on %s: %s", cid, f.venue, out.error)
+            return out
+        if k == 0:
+            out.follower = got
+        else:
+            out.follower_rest.append(got)
+        qty -= got.filled_qty
+        if not got.is_closed or got.filled_qty <= 0 or qty <= 0:
+            return out
     return out
+
+
+async def _earlier_follower(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcome) -> bool:
+    """On a retried attempt: the follower's orders an earlier attempt sent, looked up once each
+    (a worker killed after the match executed must not leave it unbooked). True when found."""
+    gw, f = pool.get(req.follower.venue), req.follower
+    for k, cid in enumerate([f.client_order_id, *req.follower_rest_ids]):
+        found = await gw.get_order(f.symbol, cid)
+        if found is None:
+            return k > 0
+        out.follower_sent = True
+        out.follower_sent_ids.append(cid)
+        if k == 0:
+            out.follower = found
+        else:
+            out.follower_rest.append(found)
+    return True

@@ -9,6 +9,9 @@ it deterministic, ``domain.ids.client_order_id(trade, leg, "lf")``):
 
 * one leg filled and the other was refused → the filled leg's reduce-only market close goes out
   at once, under its flatten id;
+* one leg refused and the other accepted but not executed yet (a venue that executes late) → the
+  other is cancelled at once (at most ``CANCEL_WAIT_S``): cancelled before it executed, nothing was
+  ever naked; executed meanwhile → it is a lone filled leg, flattened as above;
 * one leg filled and the other has no final answer (accepted but not executed by a venue that
   matches late, or no answer in time) → the other's opening is cancelled, waiting at most
   ``CANCEL_WAIT_S``: cancelled with nothing executed, unknown to the venue, or no answer → the
@@ -73,6 +76,11 @@ async def earlier_attempt(pool: GatewayPool, reqs: list[PlaceOrderRequest]) -> l
 
 async def resolve(pool: GatewayPool, reqs: list[PlaceOrderRequest], outs: list[PlaceOutcome]) -> None:
     """Flatten a lone filled leg (see the module docstring). Updates ``outs`` in place."""
+    for i, j in ((0, 1), (1, 0)):  # one leg refused, the other accepted and not executed yet:
+        refused, other = outs[i], outs[j]  # cancel it before it executes (late) into a lone leg
+        if refused.order is None and refused.error_type and not refused.retryable and other.order is not None \
+                and other.order.filled_qty <= 0 and not other.order.is_closed:
+            await _cancel_other(pool, reqs[j], other)
     for i, j in ((0, 1), (1, 0)):
         mine, other = outs[i], outs[j]
         if mine.order is None or mine.order.filled_qty <= 0:

@@ -134,6 +134,7 @@ class StepCloseRequest(BaseModel):
     leader: PlaceOrderRequest
     follower: PlaceOrderRequest  # side and id of the match; ``qty`` is the most it may close
     leader_held: Decimal  # what the leader holds before its close (it matches down to what is left)
+    follower_rest_ids: list[str] = Field(default_factory=list)  # for the rest of a match filled in part
     probe_s: float = 1.0  # the follower's read may take this long
 
 
@@ -143,6 +144,8 @@ class StepCloseOutcome(BaseModel):
     leader: OrderResult | None = None
     follower_sent: bool = False
     follower: OrderResult | None = None
+    follower_rest: list[OrderResult] = Field(default_factory=list)  # the rest orders, in order
+    follower_sent_ids: list[str] = Field(default_factory=list)  # every follower id sent (or found sent)
     error: str | None = None  # why the probe or the follower's match failed
 
 

@@ -203,12 +203,23 @@ class FakeActivities:
         out.leader = await self._place(req.leader)
         left = max(req.leader_held - out.leader.filled_qty, D(0))
         qty = min(abs(f.position) - left, req.follower.qty)
-        if out.leader.filled_qty > 0 and qty > 0:
-            out.follower_sent = True
+        if out.leader.filled_qty <= 0 or qty <= 0:
+            return out
+        out.follower_sent = True
+        for k, cid in enumerate([req.follower.client_order_id, *req.follower_rest_ids]):
+            out.follower_sent_ids.append(cid)
             try:
-                out.follower = await self._place(req.follower.model_copy(update={"qty": qty}))
+                got = await self._place(req.follower.model_copy(update={"qty": qty, "client_order_id": cid}))
             except ApplicationError as exc:
                 out.error = str(exc)
+                return out
+            if k == 0:
+                out.follower = got
+            else:
+                out.follower_rest.append(got)
+            qty -= got.filled_qty
+            if got.filled_qty <= 0 or qty <= 0:
+                return out
         return out
 
     @activity.defn(name="place_order")

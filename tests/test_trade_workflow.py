@@ -245,6 +245,26 @@ async def test_late_companion_is_cancelled_and_the_lone_leg_flattened(env):
     assert any("cancelled" in e for e in events) and any("flattened in the same step" in e for e in events), events
 
 
+async def test_a_late_leg_beside_a_refused_one_is_cancelled_before_it_executes(env):
+    """sim-a would execute the long 2.5 s late and sim-b refuses the short: the long is cancelled
+    by the opening step itself while it waits, so nothing ever executes (it used to execute late
+    and then be flattened on the same late venue: naked 3.7 s in the 100-trade chaos run)."""
+    sym = next_symbol()
+    a = env.sims["sim-a"]
+    a.faults(execute_late_ms=2500)
+    env.sims["sim-b"].faults(reject_orders=1)
+    h = await env.open(sym)
+    final = await h.result()
+    await asyncio.sleep(3)  # past the moment the long would have executed
+    a.faults()
+    events = [e.what for e in final.events]
+    assert final.state == "aborted" and final.abort_reason.startswith("LEG_FAILED"), (final.abort_reason, events)
+    assert env.flat(sym), events
+    long_orders = a.orders(final.legs[0].client_order_ids)
+    assert long_orders and all(Decimal(o["executedQty"]) == 0 for o in long_orders), long_orders
+    assert long_orders[0]["status"] == "CANCELED", long_orders
+
+
 async def test_partial_fill_is_trimmed_to_a_hedge(env):
     sym = next_symbol()
     env.sims["sim-b"].faults(partial_fill_ratio=0.5)

@@ -22,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
 if TYPE_CHECKING:
     from workflows.trade_close import Closer
 
+#: at most this many rest orders follow a follower's match that filled in part (as a close's, v5)
+REST_ROUNDS = 8
 #: how long the activity's read of the follower's venue may take before the leader is held back
 PROBE_S = 1.0
 
@@ -45,13 +47,15 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int) -> bool
     held = abs(pos.qty)
     lead = PlaceOrderRequest(venue=L.venue, symbol=p.symbol, side=Side.SELL if pos.qty > 0 else Side.BUY, qty=held,
                              client_order_id=desk._issue(leg, f"c{n}"), reduce_only=True, resend_fresh=True)
-    fcid = client_order_id(p.trade_id, fol, f"s{n}")
+    steps = [f"s{n}", *(f"s{n}r{k}" for k in range(1, REST_ROUNDS + 1))]  # the match, then its rest
+    fcid = client_order_id(p.trade_id, fol, steps[0])
     follow = PlaceOrderRequest(venue=F.venue, symbol=p.symbol, side=_opposite(F.side), qty=F.filled_qty,
                                client_order_id=fcid, reduce_only=True)
+    rest_ids = [client_order_id(p.trade_id, fol, st) for st in steps[1:]]
     try:
         out = await workflow.execute_activity_method(
             TradeActivities.close_in_step, StepCloseRequest(leader=lead, follower=follow, leader_held=held,
-                                                            probe_s=PROBE_S),
+                                                            probe_s=PROBE_S, follower_rest_ids=rest_ids),
             summary=f"close {leg} {held} on {L.venue}, then {fol} on {F.venue}", **STEP_CLOSE_OPTS)
     except ActivityError as exc:
         if is_cancellation(exc):
@@ -62,7 +66,7 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int) -> bool
             raise
         cl.event(f"close {leg}: round {n} failed ({error_type(exc)}) after its leader was sent; "
                  f"{fol}'s match {fcid} is looked up")
-        out = StepCloseOutcome(leader=found, follower_sent=True)
+        out = StepCloseOutcome(leader=found, follower_sent=True, follower_sent_ids=[fcid, *rest_ids])
     if out.follower_unreachable:
         _unissue(L, lead.client_order_id)
         cl.failed(F.venue)
@@ -70,10 +74,11 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int) -> bool
         cl.event(f"close: {fol} on {F.venue} unreadable ({out.error}); {fol} closes first now, {leg} follows")
         return False
     if out.follower_sent:
-        desk._issue(fol, f"s{n}")
-        if out.follower is not None:  # booked first: the follower's loop never matches this fill again
-            await desk.settle(fol, out.follower, opening=False)
-        else:
+        for st in steps[:len(out.follower_sent_ids)]:
+            desk._issue(fol, st)
+        for order in [out.follower, *out.follower_rest] if out.follower is not None else []:
+            await desk.settle(fol, order, opening=False)  # first: the follower's loop never matches it again
+        if out.error or out.follower is None:
             cl.failed(F.venue)
             cl.event(f"close {fol}: match {fcid} on {F.venue}: {out.error or 'outcome unknown'}; "
                      f"its loop reads and matches")

@@ -1,0 +1,110 @@
+"""lifecycle-v7's close round in one activity (``activities/close_step.py``) against two real
+simulators (unmodified ccxt over real HTTP): the follower's match goes out in the leader's step,
+an unreadable follower holds the leader back, a thin follower book gets its rest at once, and a
+retried attempt (the worker died after the match executed) finds both orders and sends nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import aiohttp
+import pytest
+
+from activities.close_step import close_in_step
+from domain.ids import client_order_id
+from messages.trade import PlaceOrderRequest, StepCloseRequest
+from tests.simproc import in_process_sim
+from tests.test_gateway import Admin, venue
+from venues.models import Side
+from venues.pool import GatewayPool
+
+SYMBOL = "BTC/USDT:USDT"
+QTY = Decimal("0.01")
+_n = 0
+
+
+@pytest.fixture(scope="module")
+async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[GatewayPool, Admin, Admin]]:
+    tmp = tmp_path_factory.mktemp("step")
+    async with in_process_sim(tmp, name="sim-a") as a, in_process_sim(tmp, name="sim-b") as b, \
+            aiohttp.ClientSession() as http:
+        pool = GatewayPool([venue(a.url, name="sim-a"), venue(b.url, name="sim-b", timeout_ms=800)])
+        yield pool, Admin(a.url, http), Admin(b.url, http)
+        await pool.close()
+
+
+@pytest.fixture(autouse=True)
+async def _clear(pair) -> AsyncIterator[None]:
+    _, fa, fb = pair
+    await fa.faults()
+    await fb.faults()
+    yield
+    await fa.faults()
+    await fb.faults()
+
+
+async def held(pool: GatewayPool, name: str) -> Decimal:
+    return sum((p.qty for p in await pool.get(name).positions([SYMBOL])), Decimal(0))
+
+
+async def opened(pool: GatewayPool) -> tuple[str, StepCloseRequest]:
+    """A hedged pair (long on sim-a, short on sim-b) and the close round's request for it."""
+    global _n
+    _n += 1
+    trade = f"steptest-{_n}-{id(pool)}"
+    await pool.get("sim-a").place_market_order(SYMBOL, Side.BUY, QTY, client_order_id(trade, "long", "o"))
+    await pool.get("sim-b").place_market_order(SYMBOL, Side.SELL, QTY, client_order_id(trade, "short", "o"))
+    lead = PlaceOrderRequest(venue="sim-a", symbol=SYMBOL, side=Side.SELL, qty=QTY, reduce_only=True,
+                             client_order_id=client_order_id(trade, "long", "c1"), resend_fresh=True)
+    follow = PlaceOrderRequest(venue="sim-b", symbol=SYMBOL, side=Side.BUY, qty=QTY, reduce_only=True,
+                               client_order_id=client_order_id(trade, "short", "s1"))
+    rest = [client_order_id(trade, "short", f"s1r{k}") for k in range(1, 9)]
+    return trade, StepCloseRequest(leader=lead, follower=follow, leader_held=QTY, follower_rest_ids=rest)
+
+
+async def test_the_followers_match_goes_out_in_the_leaders_step(pair) -> None:
+    pool, _, _ = pair
+    _, req = await opened(pool)
+    out = await close_in_step(pool, req, attempt=1)
+    assert out.leader.filled_qty == QTY and out.follower.filled_qty == QTY
+    assert out.follower_sent_ids == [req.follower.client_order_id] and out.follower_held == QTY
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+
+
+async def test_a_retried_attempt_finds_both_orders_and_sends_nothing(pair) -> None:
+    """The worker died after the match executed: the retry's read finds the follower flat, and
+    its look-ups find both ids: both reported (the workflow books them), nothing sent again."""
+    pool, _, fb = pair
+    _, req = await opened(pool)
+    first = await close_in_step(pool, req, attempt=1)
+    before = len((await fb.state())["orders"])
+    again = await close_in_step(pool, req, attempt=2)
+    assert again.leader.venue_order_id == first.leader.venue_order_id
+    assert again.follower is not None and again.follower.venue_order_id == first.follower.venue_order_id
+    assert again.follower_sent_ids == [req.follower.client_order_id]
+    assert len((await fb.state())["orders"]) == before
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+
+
+async def test_an_unreadable_follower_holds_the_leader_back(pair) -> None:
+    pool, _, fb = pair
+    _, req = await opened(pool)
+    await fb.faults(outage=True)
+    out = await close_in_step(pool, req, attempt=1)
+    assert out.follower_unreachable and out.leader is None and not out.follower_sent
+    assert await held(pool, "sim-a") == QTY  # nothing closed: the pair stays hedged
+    await fb.faults()
+    out = await close_in_step(pool, req, attempt=1)
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+
+
+async def test_a_thin_follower_book_gets_the_rest_at_once(pair) -> None:
+    pool, _, fb = pair
+    _, req = await opened(pool)
+    await fb.faults(partial_fill_ratio=0.5)
+    out = await close_in_step(pool, req, attempt=1)
+    assert out.follower.filled_qty < QTY and out.follower_rest, out
+    assert len(out.follower_sent_ids) == 1 + len(out.follower_rest)
+    assert out.follower.filled_qty + sum(o.filled_qty for o in out.follower_rest) == QTY
+    assert await held(pool, "sim-b") == 0
