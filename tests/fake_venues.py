@@ -73,6 +73,7 @@ class FakeVenue:
     down_after_answer: bool = False  # goes down right after answering its next order
     down_after_reads: int | None = None  # goes down right after answering this many more position reads
     close_errors: int = 0  # the next N reduce-only orders fail (a flaky venue: 5xx, nothing executed)
+    exec_late_ms: int = 0  # orders report being filled this long after the venue accepted them
     log: list[str] = field(default_factory=list)  # "read", "fail <cid>", "order <cid>", in order
     liq_price: Decimal | None = None
     liq_sticky: bool = False  # keep reporting liq_price after a reduction (isolated margin: it does not move)
@@ -107,7 +108,8 @@ class FakeVenue:
             venue=self.name, symbol=req.symbol, client_order_id=req.client_order_id,
             venue_order_id=f"{self.name}-{len(self.orders) + 1}", side=req.side, reduce_only=req.reduce_only,
             status=OrderStatus.FILLED if qty == req.qty else OrderStatus.EXPIRED, requested_qty=req.qty,
-            filled_qty=qty, avg_price=self.price, fee=D(0), timestamp_ms=0)
+            filled_qty=qty, avg_price=self.price, fee=D(0), timestamp_ms=self.exec_late_ms,
+            created_ms=0 if self.exec_late_ms else None)
         self.orders[req.client_order_id] = order
         return order
 

@@ -168,6 +168,16 @@ def test_order_result_filled_with_estimated_fee() -> None:
     assert (r.reduce_only, r.timestamp_ms, r.is_closed) == (False, 1796129119850, True)
 
 
+def test_order_result_knows_an_order_filled_late() -> None:
+    """The venue accepted it at ``timestamp`` and last updated (filled) it 2.5 s later: a venue
+    that matches late (lifecycle-v7 lets its leg close first)."""
+    late = RAW_ORDER | {"lastUpdateTimestamp": RAW_ORDER["timestamp"] + 2500}
+    r = _order(late)
+    assert (r.created_ms, r.timestamp_ms) == (RAW_ORDER["timestamp"], RAW_ORDER["timestamp"] + 2500)
+    assert r.executed_late(1000) and not r.executed_late(3000)
+    assert not _order(RAW_ORDER).executed_late(1)  # filled as it arrived
+
+
 def test_order_result_ack_answer_uses_caller_values() -> None:
     ack = {"info": {"status": "NEW", "avgPrice": "0.00", "executedQty": "0"}, "id": "7", "side": None,
            "clientOrderId": None, "status": "open", "reduceOnly": None, "fee": {"cost": None}}

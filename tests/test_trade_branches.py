@@ -358,6 +358,19 @@ async def test_a_follower_unreadable_in_the_close_round_leads_instead(bench):
     await record(h, "trade_close_in_step_follower_down")
 
 
+async def test_a_venue_that_filled_late_closes_first(bench):
+    """lifecycle-v7: fb filled the short 2.5 s after accepting it (a venue that matches late, as
+    its answer says): it leads the close, so the pair is unequal only for the prompt venue's
+    match, not for the late venue's delay (naked 2.5 s in the 100-trade chaos run)."""
+    bench.fakes.v["fb"].exec_late_ms = 2500
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    st = await h.result()
+    assert st.state == "closed" and bench.flat()
+    assert any("short on fb first" in e.what for e in st.events), [e.what for e in st.events]
+
+
 async def test_follower_matches_what_the_leader_has_closed(bench):
     """The leg that closes first fills half of each order: the other leg closes exactly what it
     closed, round by round, so after every one of its orders the pair is hedged again."""

@@ -115,6 +115,12 @@ class OrderResult(_Model):
     fee: Decimal  # quote units, >= 0 when paid
     timestamp_ms: int
     duplicate_prevented: bool = False  # True when placing found the order already on the venue
+    #: when the venue created the order, where its answer says (``timestamp_ms`` is its last update)
+    created_ms: int | None = None
+
+    def executed_late(self, threshold_ms: int) -> bool:
+        """Filled at least ``threshold_ms`` after the venue accepted it (a venue that matches late)."""
+        return self.filled_qty > 0 and self.created_ms is not None and self.timestamp_ms - self.created_ms >= threshold_ms
 
     @property
     def is_closed(self) -> bool:

@@ -351,6 +351,7 @@ def order_result(
         avg_price=avg,
         fee=fee,
         timestamp_ms=int(ts),
+        created_ms=int(o["timestamp"]) if o.get("timestamp") and o.get("lastUpdateTimestamp") else None,
     )
 
 

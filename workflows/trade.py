@@ -138,7 +138,7 @@ class TradeWorkflow:
         self.closer.v4 = self.desk.v4 = self.v3 and workflow.patched(V4)
         self.v5 = self.desk.v5 = self.desk.v4 and workflow.patched(V5)
         self.desk.v6 = self.v5 and workflow.patched(V6)
-        self.closer.v7 = self.desk.v6 and workflow.patched(V7)
+        self.closer.v7 = self.desk.v7 = self.desk.v6 and workflow.patched(V7)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:

@@ -61,12 +61,11 @@ with workflow.unsafe.imports_passed_through():
         TOPUP_ORDER_OPTS,
     )
 
-ZERO = Decimal(0)
-A = TradeActivities
-T = TypeVar("T")
+ZERO, A, T = Decimal(0), TradeActivities, TypeVar("T")
 #: an opening leg not answered by then counts as failed (its venue is flattened on its own)
 OPEN_LEG_DEADLINE_S = 2.0
-#: an opening order answered slower than this marks its venue as troubled (v3: it closes first)
+#: an opening order answered slower than this (v7: any order filled this late) marks its venue as troubled
+#: (v3: it closes first)
 SLOW_VENUE_MS = 1000
 
 
@@ -177,7 +176,7 @@ class OrderDesk:
         self.v3 = False  # lifecycle-v3: no top-ups (trim at once); partial fills mark the venue as troubled
         self.v4 = False  # lifecycle-v4: a whole-position close is resent under a fresh id, no window wait
         self.v5 = False  # lifecycle-v5: the bookkeeping after flat (leases, final record) ignores a cancel
-        self.v6 = False  # lifecycle-v6: ``place_orders`` flattens a lone filled leg itself (activities/lone_leg.py)
+        self.v6 = self.v7 = False  # v6: ``place_orders`` flattens a lone filled leg itself (lone_leg.py); v7: close_step
 
     @property
     def s(self):  # the trade's status (part of the carry)
@@ -307,8 +306,9 @@ class OrderDesk:
                        f"({order.client_order_id}, {order.status})")
         if opening and order.filled_qty > 0:
             self.c.filled_ms.setdefault(leg, self._now_ms())
-        if self.v3 and order.is_closed and order.filled_qty < order.requested_qty:
-            self.c.venue_failed_ms[order.venue] = self._now_ms()  # filled short: it closes first
+        if self.v3 and order.is_closed and (order.filled_qty < order.requested_qty or self.v7 and  # short or late
+                                            order.executed_late(SLOW_VENUE_MS)):  # (v7): its venue closes first
+            self.c.venue_failed_ms[order.venue] = self._now_ms()
         return order
 
     async def equalise(self, step: Decimal, min_qty: Decimal) -> None:
