@@ -14,7 +14,9 @@ began after the close chose its order), which left the follower naked for the wh
 2. sends the leader's reduce-only close (the workflow's id, as ``close_leg`` would);
 3. sends, in the same step, the follower's reduce-only match: down to what the leader still
    holds, at most what the follower's read found; a match that fills only part (a thin book) is
-   followed at once by the rest, under the request's ``follower_rest_ids``.
+   followed at once by the rest, under the request's ``follower_rest_ids``; a match of the
+   follower's whole position that fails with a 5xx is sent again at once under the next of those
+   ids (``QUICK_RETRIES``; reduce-only and whole, a resend can close no more than is there).
 
 Both ids come from the workflow (deterministic). A retried attempt (the worker died) looks both
 ids up once first and sends neither again if it finds them; an id sent twice executes at most once
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from venues.pool import GatewayPool
 
 log = logging.getLogger("hedgeflow.activities")
+#: a follower's whole-position match refused with a 5xx is sent again this many times, this soon
+QUICK_RETRIES, QUICK_RETRY_S = 3, 0.1
 
 
 async def _send(pool: GatewayPool, req: PlaceOrderRequest, qty: Decimal, retry: bool) -> OrderResult:
@@ -71,7 +75,8 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
     if out.leader.filled_qty <= 0 or qty <= 0:
         return out
     out.follower_sent = True
-    for k, cid in enumerate([f.client_order_id, *req.follower_rest_ids]):
+    whole, retries = left == 0 and qty == held, 0  # the follower's whole position: a resend can never over-close
+    for cid in [f.client_order_id, *req.follower_rest_ids]:
         # the match, then (a thin book filled it only in part) the rest at once under fresh ids
         out.follower_sent_ids.append(cid)
         try:
@@ -79,8 +84,12 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
         except VenueError as exc:
             out.error = f"{exc.type_name}: {exc}"
             log.warning("close in step: follower %s on %s: %s", cid, f.venue, out.error)
-            return out
-        if k == 0:
+            if not (whole and exc.retryable and retries < QUICK_RETRIES):
+                return out
+            retries += 1  # a 5xx on a whole-position close: sent again at once under the next id
+            await asyncio.sleep(QUICK_RETRY_S)
+            continue
+        if out.follower is None:
             out.follower = got
         else:
             out.follower_rest.append(got)
@@ -91,17 +100,18 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
 
 
 async def _earlier_follower(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcome) -> bool:
-    """On a retried attempt: the follower's orders an earlier attempt sent, looked up once each
-    (a worker killed after the match executed must not leave it unbooked). True when found."""
+    """On a retried attempt: the follower's orders an earlier attempt sent, every id looked up once
+    (a worker killed after the match executed must not leave it unbooked). True when any is found."""
     gw, f = pool.get(req.follower.venue), req.follower
-    for k, cid in enumerate([f.client_order_id, *req.follower_rest_ids]):
-        found = await gw.get_order(f.symbol, cid)
-        if found is None:
-            return k > 0
+    ids = [f.client_order_id, *req.follower_rest_ids]
+    found = await asyncio.gather(*(gw.get_order(f.symbol, cid) for cid in ids))
+    for cid, order in zip(ids, found, strict=True):
+        if order is None:
+            continue
         out.follower_sent = True
         out.follower_sent_ids.append(cid)
-        if k == 0:
-            out.follower = found
+        if out.follower is None:
+            out.follower = order
         else:
-            out.follower_rest.append(found)
-    return True
+            out.follower_rest.append(order)
+    return out.follower_sent

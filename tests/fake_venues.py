@@ -208,14 +208,18 @@ class FakeActivities:
         if out.leader.filled_qty <= 0 or qty <= 0:
             return out
         out.follower_sent = True
-        for k, cid in enumerate([req.follower.client_order_id, *req.follower_rest_ids]):
+        whole, retries = left == 0 and qty == abs(f.position), 0
+        for cid in [req.follower.client_order_id, *req.follower_rest_ids]:
             out.follower_sent_ids.append(cid)
             try:
                 got = await self._place(req.follower.model_copy(update={"qty": qty, "client_order_id": cid}))
             except ApplicationError as exc:
                 out.error = str(exc)
-                return out
-            if k == 0:
+                if not (whole and not exc.non_retryable and retries < 3):
+                    return out
+                retries += 1
+                continue
+            if out.follower is None:
                 out.follower = got
             else:
                 out.follower_rest.append(got)

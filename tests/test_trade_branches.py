@@ -358,6 +358,24 @@ async def test_a_follower_unreadable_in_the_close_round_leads_instead(bench):
     await record(h, "trade_close_in_step_follower_down")
 
 
+async def test_a_followers_match_refused_with_a_5xx_is_sent_again_at_once(bench):
+    """lifecycle-v7: the follower's venue answers the match with a 503 (nothing executed): the
+    close round sends it again at once under its next id (a reduce-only close of the whole
+    position cannot close more than is there), without a read or a workflow round trip; it used
+    to wait for the follower's own loop (naked 3.4 and 3.8 s in the 100-trade chaos run)."""
+    fb = bench.fakes.v["fb"]
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    fb.close_errors = 1
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    st = await h.result()
+    assert st.state == "closed" and bench.flat() and bench.executed_at_most_once()
+    s1, s1r1 = (client_order_id(h.id, "short", x) for x in ("s1", "s1r1"))
+    assert fb.log[fb.log.index(f"fail {s1}") + 1] == f"order {s1r1}", fb.log  # at once: no read between
+    assert s1r1 in st.leg("short").client_order_ids
+    await record(h, "trade_close_in_step_match_retried")
+
+
 async def test_a_venue_that_filled_late_closes_first(bench):
     """lifecycle-v7: fb filled the short 2.5 s after accepting it (a venue that matches late, as
     its answer says): it leads the close, so the pair is unequal only for the prompt venue's

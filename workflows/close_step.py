@@ -74,11 +74,12 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int) -> bool
         cl.event(f"close: {fol} on {F.venue} unreadable ({out.error}); {fol} closes first now, {leg} follows")
         return False
     if out.follower_sent:
-        for st in steps[:len(out.follower_sent_ids)]:
-            desk._issue(fol, st)
-        for order in [out.follower, *out.follower_rest] if out.follower is not None else []:
+        step_of = dict(zip([fcid, *rest_ids], steps, strict=True))
+        for cid in out.follower_sent_ids:
+            desk._issue(fol, step_of[cid])
+        for order in [o for o in (out.follower, *out.follower_rest) if o is not None]:
             await desk.settle(fol, order, opening=False)  # first: the follower's loop never matches it again
-        if out.error or out.follower is None:
+        if out.follower is None:
             cl.failed(F.venue)
             cl.event(f"close {fol}: match {fcid} on {F.venue}: {out.error or 'outcome unknown'}; "
                      f"its loop reads and matches")
