@@ -67,8 +67,9 @@ PASSTHROUGH_MODULES = (
 # (config/tuning.py, with their defaults and why)
 GRACEFUL_SHUTDOWN_S = 20.0
 #: the most time between two heartbeats sent to the server (the SDK's default is 0.8 × the
-#: heartbeat timeout): well inside the 2 s timeout of orders and reads, whatever the server's lag
-HEARTBEAT_SEND_S = 0.5
+#: heartbeat timeout): well inside the 2 s timeout of orders and reads and the 0.9 s of the
+#: opening pair and the close round, whatever the server's lag (every beat of ``heartbeating()``)
+HEARTBEAT_SEND_S = 0.25
 
 
 class WorkerError(RuntimeError):

@@ -22,8 +22,8 @@ TRADE_TASK_TIMEOUT = timedelta(seconds=2)
 # (timeout + look-ups), hence the start-to-close bound.
 # The heartbeat timeout bounds how long an order in flight on a worker that died stays unseen
 # before another worker retries it (looking the id up first): 2 s. The activity beats every
-# 0.25 s and the worker sends one beat per 0.5 s (``HEARTBEAT_SEND_S`` in workers/worker.py),
-# leaving 1.5 s for a slow server. (1 s, with the SDK's default send interval of 0.8 × the
+# 0.25 s and the worker sends one beat per 0.25 s (``HEARTBEAT_SEND_S`` in workers/worker.py),
+# leaving 1.75 s for a slow server. (1 s, with the SDK's default send interval of 0.8 × the
 # timeout, left 0.2 s: on a loaded machine live reads timed out as "dead" five times in a row.)
 # A lone leg waits on exactly this when the worker holding the other leg's order is killed.
 HEARTBEAT_TIMEOUT = timedelta(seconds=2)
@@ -43,11 +43,12 @@ ORDER_OPTS: dict[str, Any] = dict(
 OPEN_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=45))
 # Both opening legs from one activity (lifecycle-v6): from the first fill on, the trade is naked
 # until the other leg fills or the lone one is flattened, and a worker killed in between is
-# noticed only through this heartbeat; so here it is 1.25 s (0.75 s above the 0.5 s send
-# interval) and the retry follows at once. A false "dead" on a stalled worker costs a retry
+# noticed only through this heartbeat; so here it is 0.9 s (0.65 s above the 0.25 s send
+# interval; 1.25 s left a kill between a fill and its flatten 2.1-2.5 s naked in the 100-trade
+# chaos run) and the retry follows at once. A false "dead" on a stalled worker costs a retry
 # that looks both ids up first, never a second order.
 OPEN_PAIR_OPTS: dict[str, Any] = OPEN_ORDER_OPTS | dict(
-    heartbeat_timeout=timedelta(milliseconds=1250),
+    heartbeat_timeout=timedelta(milliseconds=900),
     retry_policy=RetryPolicy(
         initial_interval=timedelta(milliseconds=50),
         backoff_coefficient=2.0,
@@ -61,7 +62,7 @@ OPEN_PAIR_OPTS: dict[str, Any] = OPEN_ORDER_OPTS | dict(
 # close_step.py): between the two fills the pair is unequal, so a dead worker is noticed as fast
 # as in the opening pair's; a retry looks both ids up once and sends neither twice
 STEP_CLOSE_OPTS: dict[str, Any] = ORDER_OPTS | dict(
-    heartbeat_timeout=timedelta(milliseconds=1250),
+    heartbeat_timeout=timedelta(milliseconds=900),
     schedule_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(
         initial_interval=timedelta(milliseconds=50),
