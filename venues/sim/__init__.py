@@ -7,7 +7,7 @@ Layout: ``options`` (settings, defaults) · ``cli`` (command line) · ``server``
 middleware, :func:`start_sim`) · ``endpoints`` (the endpoint tables) · ``api_market`` /
 ``api_account`` / ``api_orders`` (Binance handlers) · ``admin`` (``/_sim/`` API) · ``auth``,
 ``ratelimit``, ``faults``, ``wire`` (request plumbing) · ``venue`` (live state, funding) ·
-``engine``, ``liquidation``, ``records``, ``errors`` (accounting) · ``market`` (prices, rates, books, replay) ·
+``engine``, ``resting`` (resting orders matched per tick), ``liquidation``, ``records``, ``errors`` (accounting) · ``market`` (prices, rates, books, replay) ·
 ``store`` (SQLite). The simulator imports only ``domain`` and ``config`` from the rest of
 the project.
 """

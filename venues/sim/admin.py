@@ -121,8 +121,8 @@ async def post_market(sim: Sim, request: web.Request) -> web.Response:
     MARKET_LOT_SIZE), ``min_qty`` and ``funding_interval_hours`` (fundingInfo and the settlement
     schedule; null restores the venue interval); thin or thicken the symbol's book with
     ``book_level_notional`` (USDT per level) and ``book_level_step_bps`` (distance between
-    levels; null restores the venue's book). All persist across restarts. A price change
-    liquidates what it must."""
+    levels; null restores the venue's book). All persist across restarts. A price change is a
+    tick of the price path: it fills the resting orders it crosses and liquidates what it must."""
     body = await _json_body(request)
     if not isinstance(body, dict):
         return json_response({"error": "body: expected a JSON object", "field": "body"}, 400)
@@ -168,7 +168,7 @@ async def post_market(sim: Sim, request: web.Request) -> web.Response:
     if over:
         sim.apply_spec_override(spec.id, over)
         sim.save_spec_override(spec.id)
-    sim.check_liquidations()
+    sim.tick()  # a moved mark crosses resting orders and liquidation prices at once
     return json_response(_market_view(sim, spec.id))
 
 

@@ -166,7 +166,8 @@ async def symbol_config(sim: Sim, request: web.Request, p: dict):
 
 async def commission_rate(sim: Sim, request: web.Request, p: dict):
     s = sim.spec(p.get("symbol"))
-    return {"symbol": s.id, "makerCommissionRate": "0.000200", "takerCommissionRate": fmt(sim.engine.taker_fee)}
+    return {"symbol": s.id, "makerCommissionRate": fmt(sim.engine.maker_fee),
+            "takerCommissionRate": fmt(sim.engine.taker_fee)}
 
 
 async def get_dual(sim: Sim, request: web.Request, p: dict):

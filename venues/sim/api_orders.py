@@ -1,5 +1,8 @@
 """Signed order and history handlers of the Binance USD-M dialect: new/query/cancel orders,
-open and all orders, user trades, income. New orders honour the order faults
+open and all orders, user trades (``maker``: the fill of a resting order), income. LIMIT orders
+take ``timeInForce`` GTC (rests, fills later as a maker), IOC, FOK and GTX (post-only: one that
+would take liquidity is refused -5022 and not recorded, as Binance has done since 2023-03-22).
+New orders honour the order faults
 (``execute_late_ms``: accepted now, matched later) and, when accepted and when matched, the
 ``symbol_status`` fault; look-ups honour the ``lookup_errors`` fault."""
 
@@ -70,7 +73,7 @@ async def new_order(sim: Sim, request: web.Request, p: dict):
             raise SimError(-4015, "Client order id is not valid.")
         price = param_dec(p, "price") if typ == "LIMIT" else None
         tif = str(p.get("timeInForce") or "GTC").upper()
-        if typ == "LIMIT" and tif not in ("GTC", "IOC", "FOK"):
+        if typ == "LIMIT" and tif not in ("GTC", "IOC", "FOK", "GTX"):
             raise SimError(-1115, "Invalid timeInForce.")
         req = OrderRequest(s.id, side, typ, qty, cid, param_bool(p.get("reduceOnly")), price, tif, arrived)
         check_symbol_status(sim, s, req.reduce_only)
@@ -90,7 +93,10 @@ async def new_order(sim: Sim, request: web.Request, p: dict):
     return body
 
 
-def _execute(sim: Sim, req: OrderRequest, s: SymbolSpec, order_id: int | None = None) -> Order:
+def _execute(sim: Sim, req: OrderRequest, s: SymbolSpec, order_id: int | None = None,
+             keep_killed: bool = False) -> Order:
+    """Match ``req`` now (``keep_killed``: a post-only order that would take liquidity is stored
+    EXPIRED instead of refused, as Bybit and OKX cancel it)."""
     t = sim.now_ms()
     bids, asks = sim.market.depth(s.id, t)
     if req.type == "LIMIT" and req.time_in_force == "FOK":
@@ -101,12 +107,13 @@ def _execute(sim: Sim, req: OrderRequest, s: SymbolSpec, order_id: int | None = 
     f = sim.faults
     ratio = D(str(f.partial_fill_ratio)) if f.partial_fill_ratio is not None else None
     order, mut = sim.engine.place(req, asks if req.side == "BUY" else bids, sim.marks(s.id), t, fill_ratio=ratio,
-                                  order_id=order_id)
+                                  order_id=order_id, keep_killed=keep_killed)
     sim.persist(mut)
     return order
 
 
-def _accept_late(sim: Sim, req: OrderRequest, s: SymbolSpec, p: dict, delay_ms: int, visible: bool) -> Order:
+def _accept_late(sim: Sim, req: OrderRequest, s: SymbolSpec, p: dict, delay_ms: int, visible: bool,
+                 keep_killed: bool = False) -> Order:
     """Answer NEW now, match ``delay_ms`` later. A visible order (its answer reached the
     client) is listed as NEW meanwhile; an invisible one (answer dropped) is unknown until it
     is processed, and is discarded if ``timestamp + recvWindow`` has passed by then (the
@@ -121,14 +128,14 @@ def _accept_late(sim: Sim, req: OrderRequest, s: SymbolSpec, p: dict, delay_ms: 
         e.index_order(pending)
         sim.persist(Mutation(orders=[pending]))
     deadline = int(p.get("timestamp") or t) + int(p.get("recvWindow") or 5000)
-    task = asyncio.ensure_future(_run_late(sim, req, s, pending, delay_ms, visible, deadline))
+    task = asyncio.ensure_future(_run_late(sim, req, s, pending, delay_ms, visible, deadline, keep_killed))
     sim.late.add(task)
     task.add_done_callback(sim.late.discard)
     return pending
 
 
 async def _run_late(sim: Sim, req: OrderRequest, s: SymbolSpec, pending: Order, delay_ms: int, visible: bool,
-                    deadline: int) -> None:
+                    deadline: int, keep_killed: bool = False) -> None:
     await asyncio.sleep(delay_ms / 1000)
     if not visible and sim.now_ms() > deadline:
         return  # outside its recvWindow: never executed, never seen
@@ -138,7 +145,7 @@ async def _run_late(sim: Sim, req: OrderRequest, s: SymbolSpec, pending: Order, 
         sim.engine.unindex_order(pending)
     try:
         check_symbol_status(sim, s, req.reduce_only)
-        order = _execute(sim, req, s, order_id=pending.order_id)
+        order = _execute(sim, req, s, order_id=pending.order_id, keep_killed=keep_killed)
         order.time = pending.time
         sim.persist(Mutation(orders=[order]))
     except SimError:

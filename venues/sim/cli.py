@@ -75,7 +75,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--balance", type=_decimal, default=None, metavar="USD",
                         help=f"starting USDT wallet of a new state file (default {DEFAULTS.initial_balance}; "
                              "wins over --initial-balance)")
-    parser.add_argument("--taker-fee", type=_decimal, default=DEFAULTS.taker_fee)
+    parser.add_argument("--taker-fee", type=_decimal, default=None, metavar="RATE",
+                        help="fee of fills that take liquidity, fraction of notional (default: the dialect's base "
+                             "tier: binance 0.0005, bybit 0.00055, okx 0.0005, hyperliquid 0.00045)")
+    parser.add_argument("--maker-fee", type=_decimal, default=None, metavar="RATE",
+                        help="fee of resting orders' fills (negative: a rebate; default: binance 0.0002, "
+                             "bybit 0.0002, okx 0.0002, hyperliquid 0.00015)")
+    parser.add_argument("--tick-ms", type=_positive_int, default=DEFAULTS.tick_ms, metavar="MS",
+                        help=f"tick of the price path: resting orders matched, liquidations checked "
+                             f"(default {DEFAULTS.tick_ms})")
     parser.add_argument("--symbols", type=_positive_int, default=None, metavar="N",
                         help="total number of symbols (synthetic S001USDT... beyond the 3 defaults)")
     parser.add_argument("--weight-limit", type=_positive_int, default=DEFAULTS.weight_limit, help="request weight per minute")
@@ -114,6 +122,8 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         initial_balance=args.initial_balance,
         balance=args.balance,
         taker_fee=args.taker_fee,
+        maker_fee=getattr(args, "maker_fee", None),
+        tick_ms=getattr(args, "tick_ms", DEFAULTS.tick_ms),
         symbols=args.symbols,
         weight_limit=args.weight_limit,
         default_leverage=args.leverage,

@@ -40,6 +40,9 @@ class Dialect:
     unified: Callable[[Any], str] | None = None
     #: the venue's own settlement interval, used unless ``--funding-interval`` says otherwise
     funding_interval_s: int = 8 * 3600
+    #: the venue's base-tier fee rates, used unless ``--taker-fee`` / ``--maker-fee`` say otherwise
+    taker_fee: str = "0.0005"
+    maker_fee: str = "0.0002"
 
 
 #: dialect name → module that defines ``DIALECT`` (imported on first use)

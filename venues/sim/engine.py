@@ -12,6 +12,13 @@ mark price): a MARKET order whose fills would reach beyond ``mark × PERCENT_PRI
 existed: its client id stays free); a LIMIT order priced beyond the band is refused with -4016
 (BUY) / -4017 (SELL), naming the limit on the tick. A LIMIT IOC fills what the book has within its
 price and expires the rest.
+
+Resting orders: a LIMIT order that is still open after it was placed (GTC, or post-only ``GTX``)
+is kept in :attr:`Engine.resting`, the book of open orders per symbol, and fills later as a
+maker when the price path crosses it (:func:`venues.sim.resting.match_resting`). A post-only
+order that would take liquidity when it arrives is refused with -5022 (Binance USD-M: nothing
+is stored) or, with ``keep_killed`` (Bybit, OKX), kept as an EXPIRED order that never traded.
+Fills of orders taking liquidity pay ``taker_fee``, fills of resting orders ``maker_fee``.
 """
 
 from __future__ import annotations
@@ -51,17 +58,21 @@ class Engine:
         *,
         wallet: Decimal = Decimal(100000),
         taker_fee: Decimal = Decimal("0.0005"),
+        maker_fee: Decimal = Decimal("0.0002"),
         default_leverage: int = 20,
     ) -> None:
         self.specs = specs
         self.wallet = wallet
         self.taker_fee = taker_fee
+        self.maker_fee = maker_fee
         self.default_leverage = default_leverage
         self.leverage: dict[str, int] = {}
         self.isolated: set[str] = set()  # symbols whose marginType is ISOLATED
         self.positions: dict[str, Position] = {}
         self.orders: dict[int, Order] = {}
         self.orders_by_client: dict[tuple[str, str], list[int]] = {}
+        #: the book of resting orders: symbol → order id → open LIMIT order, matched on every tick
+        self.resting: dict[str, dict[int, Order]] = {}
         self.trades: list[Trade] = []
         self.income: list[Income] = []
         self.next_order_id = 8_389_765_000_000_000_001
@@ -79,6 +90,8 @@ class Engine:
             self.positions[p.symbol] = p
         for o in orders:
             self.index_order(o)
+            if o.is_open and o.type == "LIMIT":
+                self.rest(o)
             self.next_order_id = max(self.next_order_id, o.order_id + 1)
         for t in trades:
             self.trades.append(t)
@@ -92,6 +105,20 @@ class Engine:
     def index_order(self, o: Order) -> None:
         self.orders[o.order_id] = o
         self.orders_by_client.setdefault((o.symbol, o.client_order_id), []).append(o.order_id)
+
+    def rest(self, o: Order) -> None:
+        """Put an open LIMIT order in the book of resting orders."""
+        self.resting.setdefault(o.symbol, {})[o.order_id] = o
+
+    def unrest(self, o: Order) -> None:
+        book = self.resting.get(o.symbol)
+        if book is not None:
+            book.pop(o.order_id, None)
+            if not book:
+                del self.resting[o.symbol]
+
+    def fee_rate(self, maker: bool) -> Decimal:
+        return self.maker_fee if maker else self.taker_fee
 
     # ---- queries ------------------------------------------------------------------------
     def get_leverage(self, sym: str) -> int:
@@ -119,6 +146,7 @@ class Engine:
         return oid
 
     def unindex_order(self, o: Order) -> None:
+        self.unrest(o)
         self.orders.pop(o.order_id, None)
         ids = self.orders_by_client.get((o.symbol, o.client_order_id), [])
         if o.order_id in ids:
@@ -278,9 +306,11 @@ class Engine:
         *,
         fill_ratio: Decimal | None = None,
         order_id: int | None = None,
+        keep_killed: bool = False,
     ) -> tuple[Order, Mutation]:
         """Validate and execute one order against ``book_side`` (asks for BUY, bids for SELL,
-        best first). Raises SimError on rejection (nothing changes then)."""
+        best first). Raises SimError on rejection (nothing changes then). A post-only order
+        that would take liquidity is refused with -5022, or with ``keep_killed`` stored EXPIRED."""
         spec = self.validate(req, marks.get(req.symbol))
         qty = req.qty
         sign = Decimal(1) if req.side == "BUY" else Decimal(-1)
@@ -292,6 +322,15 @@ class Engine:
         ref_price = req.price if req.type == "LIMIT" else marks[req.symbol]
         if not req.reduce_only and qty * ref_price < spec.min_notional:
             raise SimError(-4164, f"Order's notional must be no smaller than {fmt(spec.min_notional)} (unless you choose reduce only).")
+        post_only = req.type == "LIMIT" and req.time_in_force == "GTX"
+        if post_only and book_side and (book_side[0][0] <= req.price if sign > 0 else book_side[0][0] >= req.price):
+            if not keep_killed:
+                raise SimError(-5022, "Due to the order could not be executed as maker, the Post Only order will be "
+                                      "rejected. The order will not be recorded in the order history")
+            order = req.order(order_id if order_id is not None else self.reserve_order_id(), now_ms, qty)
+            order.status = "EXPIRED"
+            self.index_order(order)
+            return order, Mutation(orders=[order])
         # plan fills
         target = qty
         if fill_ratio is not None and req.type == "MARKET":
@@ -299,7 +338,7 @@ class Engine:
             # book gives a market order; an order of one lot fills whole)
             target = max(floor_step(qty * fill_ratio, spec.step), min(qty, spec.step)) if fill_ratio > 0 else ZERO
         fills: list[tuple[Decimal, Decimal]] = []
-        left = target
+        left = ZERO if post_only else target
         for price, avail in book_side:
             if left <= 0:
                 break
@@ -329,39 +368,48 @@ class Engine:
         oid = order_id if order_id is not None else self.reserve_order_id()
         order = req.order(oid, now_ms, qty)
         for price, fq in fills:
-            realized = self._apply_fill(req.symbol, sign * fq, price, now_ms)
-            quote = price * fq
-            fee = q8(quote * self.taker_fee)
-            tid = self.next_trade_id
-            self.next_trade_id += 1
-            trade = Trade(tid, oid, req.symbol, req.side, price, fq, quote, fee, q8(realized), now_ms)
-            self.trades.append(trade)
-            mut.trades.append(trade)
-            self.wallet += q8(realized) - fee
-            if realized:
-                mut.income.append(self._income(req.symbol, "REALIZED_PNL", q8(realized), now_ms, str(tid)))
-            mut.income.append(self._income(req.symbol, "COMMISSION", -fee, now_ms, str(tid)))
-            order.executed_qty += fq
-            order.cum_quote += quote
-        if fills:
-            mut.positions.append(self.positions[req.symbol])
-            mut.wallet = True
-            self.wallet_update_time = now_ms
+            self.fill(order, price, fq, now_ms, mut, maker=False)
         if order.executed_qty == order.orig_qty:
             order.status = "FILLED"
-        elif req.type == "LIMIT" and req.time_in_force == "GTC":
+        elif req.type == "LIMIT" and req.time_in_force in ("GTC", "GTX"):
             order.status = "PARTIALLY_FILLED" if order.executed_qty else "NEW"
+            self.rest(order)
         else:
             order.status = "EXPIRED"
         self.index_order(order)
         mut.orders.append(order)
         return order, mut
 
+    def fill(self, order: Order, price: Decimal, qty: Decimal, now_ms: int, mut: Mutation, *, maker: bool) -> None:
+        """Book one fill of ``order``: position, trade, realized PnL and the fee (maker or taker)
+        as income rows, wallet; recorded in ``mut``."""
+        sign = Decimal(1) if order.side == "BUY" else Decimal(-1)
+        realized = q8(self._apply_fill(order.symbol, sign * qty, price, now_ms))
+        quote = price * qty
+        fee = q8(quote * self.fee_rate(maker))
+        tid = self.next_trade_id
+        self.next_trade_id += 1
+        trade = Trade(tid, order.order_id, order.symbol, order.side, price, qty, quote, fee, realized, now_ms, maker)
+        self.trades.append(trade)
+        mut.trades.append(trade)
+        self.wallet += realized - fee
+        if realized:
+            mut.income.append(self._income(order.symbol, "REALIZED_PNL", realized, now_ms, str(tid)))
+        mut.income.append(self._income(order.symbol, "COMMISSION", -fee, now_ms, str(tid)))
+        order.executed_qty += qty
+        order.cum_quote += quote
+        pos = self.positions[order.symbol]
+        if not any(p is pos for p in mut.positions):
+            mut.positions.append(pos)
+        mut.wallet = True
+        self.wallet_update_time = now_ms
+
     def cancel(self, order: Order, now_ms: int) -> Mutation:
         if not order.is_open:
             raise SimError(-2011, "Unknown order sent.")
         order.status = "CANCELED"
         order.update_time = now_ms
+        self.unrest(order)
         return Mutation(orders=[order])
 
     def _income(self, sym: str, kind: str, amount: Decimal, now_ms: int, trade_id: str = "") -> Income:

@@ -2,7 +2,10 @@
 
 ``outage``, ``latency_ms`` and ``error_rate`` act on every non-admin request (see
 :mod:`venues.sim.server`); ``reject_orders``, ``partial_fill_ratio`` and ``drop_responses``
-act on new orders (see :mod:`venues.sim.api_orders`).
+act on new orders of every type (see :mod:`venues.sim.api_orders`); ``partial_fill_ratio``
+only on fills that take liquidity (a resting order's maker fills follow the book). During an
+``outage`` resting orders keep matching (the API is down, the matching engine is not); a
+``symbol_status`` other than TRADING stops their matching.
 
 ``execute_late_ms`` answers new orders as accepted (NEW, nothing executed) and matches them that
 much later; combined with ``drop_responses`` the order stays invisible until then and is

@@ -37,7 +37,12 @@ class SimOptions:
     funding_interval: int | None = None  # None: the dialect's own (8 h; Hyperliquid 1 h)
     initial_balance: Decimal = D("100000")
     balance: Decimal | None = None  # starting USDT wallet (--balance); overrides initial_balance
-    taker_fee: Decimal = D("0.0005")
+    #: fee rates (fraction of notional) of fills that take liquidity / of resting orders that are
+    #: filled; None: the dialect's base tier (venues.sim.dialects.Dialect.taker_fee / maker_fee)
+    taker_fee: Decimal | None = None
+    maker_fee: Decimal | None = None
+    #: the price path's tick (ms): resting orders are matched and liquidations checked at least this often
+    tick_ms: int = 1000
     symbols: int | None = None
     weight_limit: int = 2400
     default_leverage: int = 20

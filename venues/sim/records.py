@@ -103,6 +103,11 @@ class Order:
     def is_open(self) -> bool:
         return self.status in ("NEW", "PARTIALLY_FILLED")
 
+    @property
+    def post_only(self) -> bool:
+        """Post-only (the core's time in force ``GTX``, Binance's name; Hyperliquid's ``ALO``)."""
+        return self.time_in_force in ("GTX", "ALO")
+
     def to_row(self) -> dict:
         d = asdict(self)
         for k in ("orig_qty", "price", "executed_qty", "cum_quote"):
@@ -161,6 +166,7 @@ class Trade:
     commission: Decimal  # positive = paid
     realized_pnl: Decimal
     time: int
+    maker: bool = False  # the fill of a resting order (maker fee); False: it took liquidity
 
     def to_row(self) -> dict:
         d = asdict(self)
@@ -181,7 +187,7 @@ class Trade:
             "commission": fmt(self.commission),
             "commissionAsset": "USDT",
             "id": self.id,
-            "maker": False,
+            "maker": self.maker,
             "orderId": self.order_id,
             "price": fmt(self.price),
             "qty": fmt(self.qty),

@@ -1,6 +1,9 @@
 """One simulated venue's live state: market, engine, SQLite store, faults, request-weight
 limiter, funding settlement (on interval boundaries, per-symbol intervals, or the replay
-file's rows), liquidation checks on every tick of the price path.
+file's rows), and on every tick of the price path (at least every ``tick_ms``, and when
+``POST /_sim/market`` moves a mark) the matching of resting orders and the liquidation checks.
+Resting orders of a symbol whose status (the ``symbol_status`` fault) is not TRADING do not
+match; an ``outage`` (the API unreachable) does not stop the matching engine.
 
 The venue's clock is :meth:`Sim.now_ms`: the wall clock plus the ``clock_skew_ms`` fault. Every
 timestamp the venue makes (orders, trades, income, positions, marks, the funding schedule and
@@ -27,6 +30,7 @@ from .market import BOOK_FIELDS, BookConfig, Market, default_specs, load_replay,
 from .options import SimOptions
 from .ratelimit import WeightLimiter
 from .records import Mutation, SymbolSpec
+from .resting import match_resting
 from .store import Store
 from .wire import wall_ms
 
@@ -66,11 +70,14 @@ class Sim:
                           D(opts.book_level_notional))
         from .dialects import get as dialect
 
-        interval = opts.funding_interval or dialect(opts.dialect).funding_interval_s
+        d = dialect(opts.dialect)
+        interval = opts.funding_interval or d.funding_interval_s
         self.market = Market(specs, seed=opts.seed, funding_interval_s=interval, book=book,
                              replay=replay, speed=opts.speed, replay_wall0_ms=wall0)
-        self.engine = Engine({s.id: s for s in specs}, wallet=opts.start_balance, taker_fee=D(opts.taker_fee),
-                             default_leverage=opts.default_leverage)
+        fees = [D(str(v if v is not None else dv)) for v, dv in ((opts.taker_fee, d.taker_fee),
+                                                                 (opts.maker_fee, d.maker_fee))]
+        self.engine = Engine({s.id: s for s in specs}, wallet=opts.start_balance, taker_fee=fees[0],
+                             maker_fee=fees[1], default_leverage=opts.default_leverage)
         if not self.store.load_engine(self.engine):
             self.engine.wallet_update_time = self.started_ms
             self.store.save(self.engine, Mutation(wallet=True))
@@ -148,6 +155,28 @@ class Sim:
             log.warning("liquidated %s", ", ".join(o.symbol for o in mut.orders if o.client_order_id.startswith("autoclose-")))
         return mut
 
+    def match_resting(self) -> Mutation:
+        """Fill the resting orders the book now crosses (persisted): one tick of the matching engine."""
+        e = self.engine
+        if not e.resting:
+            return Mutation()
+        t = self.now_ms()
+        mut = Mutation()
+        for sym in list(e.resting):
+            spec = self.market.specs.get(sym)
+            if spec is None or self.faults.status(spec.symbol) != "TRADING":
+                continue
+            bids, asks = self.market.depth(sym, t)
+            mut.merge(match_resting(e, sym, bids, asks, t))
+        if mut.orders:
+            self.persist(mut)
+        return mut
+
+    def tick(self) -> None:
+        """One tick of the price path: resting orders first, then liquidations."""
+        self.match_resting()
+        self.check_liquidations()
+
     # ---- funding --------------------------------------------------------------------------
     def settle(self, symbols: list[str] | None = None, *, at_ms: int | None = None,
                rates: dict[str, Decimal] | None = None, prices: dict[str, Decimal] | None = None,
@@ -174,12 +203,13 @@ class Sim:
     async def funding_loop(self) -> None:
         while True:
             try:
+                tick_s = self.opts.tick_ms / 1000
                 if self.market.replay is not None:
                     self._replay_tick()
-                    delay = 0.05
+                    delay = min(0.05, tick_s)
                 else:
-                    delay = min(1.0, max(0.005, (self._funding_tick() - self.now_ms()) / 1000))
-                self.check_liquidations()
+                    delay = min(tick_s, max(0.005, (self._funding_tick() - self.now_ms()) / 1000))
+                self.tick()
                 await asyncio.sleep(delay)
             except asyncio.CancelledError:
                 raise

@@ -188,7 +188,7 @@ async def fee_rate(sim: Sim, request: web.Request, p: dict):
     category(p)
     specs = [spec(sim, p)] if text(p, "symbol") else list(sim.market.specs.values())
     return {"list": [{"symbol": s.id, "baseCoin": "", "takerFeeRate": fmt(sim.engine.taker_fee),
-                      "makerFeeRate": "0.0002"} for s in specs]}
+                      "makerFeeRate": fmt(sim.engine.maker_fee)} for s in specs]}
 
 
 @ok
@@ -249,7 +249,7 @@ def _ledger(sim: Sim) -> list[dict]:
             pos = e.position(t.symbol)
             row |= {"type": "TRADE", "side": "Buy" if t.side == "BUY" else "Sell", "qty": fmt(t.qty),
                     "size": fmt(pos.qty), "tradePrice": fmt(t.price), "fee": fmt(fee), "cashFlow": fmt(pnl),
-                    "feeRate": fmt(e.taker_fee), "tradeId": tid, "orderId": str(t.order_id),
+                    "feeRate": fmt(e.fee_rate(t.maker)), "tradeId": tid, "orderId": str(t.order_id),
                     "orderLinkId": (o.client_order_id if o and not o.client_order_id.startswith("~") else "")}
         elif first.income_type == "FUNDING_FEE":
             row |= {"type": "SETTLEMENT", "funding": fmt(-first.income)}

@@ -21,7 +21,7 @@ AUTO_LINK = "~"  # internal client ids of orders sent without orderLinkId start 
 #: core order status → Bybit orderStatus (EXPIRED: what an IOC / market remainder becomes)
 STATUS = {"NEW": "New", "PARTIALLY_FILLED": "PartiallyFilled", "FILLED": "Filled", "CANCELED": "Cancelled"}
 SIDE = {"BUY": "Buy", "SELL": "Sell"}
-TIF = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK"}
+TIF = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "GTX": "PostOnly", "ALO": "PostOnly"}
 #: Binance contract status (the symbol_status fault) → Bybit instrument status
 INSTRUMENT_STATUS = {"TRADING": "Trading", "PENDING_TRADING": "PreLaunch", "PRE_DELIVERING": "Delivering",
                      "DELIVERING": "Delivering", "PRE_SETTLE": "Delivering", "SETTLING": "Delivering",
@@ -138,19 +138,36 @@ def order_status(o: Order) -> str:
     return STATUS.get(o.status, o.status)
 
 
+def _killed(o: Order) -> bool:
+    """A post-only order cancelled on arrival because it would have taken liquidity."""
+    return o.status == "EXPIRED" and o.post_only and not o.executed_qty
+
+
+def _cancel_type(o: Order) -> str:
+    if o.status == "CANCELED":
+        return "CancelByUser"
+    if o.status == "EXPIRED" and o.reduce_only and o.type == "LIMIT" and o.time_in_force not in ("IOC", "FOK"):
+        return "CancelByReduceOnly"  # its position is gone
+    return "UNKNOWN"
+
+
+def _reject_reason(o: Order) -> str:
+    if _killed(o):
+        return "EC_PostOnlyWillTakeLiquidity"
+    return "EC_NoError"
+
+
 def order_json(sim: Sim, o: Order) -> dict:
     """An order as ``/v5/order/realtime`` and ``/v5/order/history`` list it."""
     fee = sum((t.commission for t in sim.engine.trades if t.order_id == o.order_id), D(0))
     leaves = o.orig_qty - o.executed_qty if o.is_open else D(0)
     avg = o.avg_price
-    closed = not o.is_open
     return {
         "orderId": str(o.order_id), "orderLinkId": link_id(o), "blockTradeId": "", "symbol": o.symbol,
         "price": fmt(o.price) if o.type == "LIMIT" else "0", "qty": fmt(o.orig_qty), "side": SIDE.get(o.side, o.side),
         "isLeverage": "", "positionIdx": 0, "orderStatus": order_status(o),
         "createType": "CreateByUser" if not o.client_order_id.startswith("autoclose-") else "CreateByLiq",
-        "cancelType": ("CancelByUser" if o.status == "CANCELED" else "UNKNOWN") if closed else "UNKNOWN",
-        "rejectReason": "EC_NoError",
+        "cancelType": _cancel_type(o), "rejectReason": _reject_reason(o),
         "avgPrice": fmt(avg.quantize(D("1e-8"))) if avg else "", "leavesQty": fmt(leaves),
         "leavesValue": fmt(leaves * o.price) if o.type == "LIMIT" else "0",
         "cumExecQty": fmt(o.executed_qty), "cumExecValue": fmt(o.cum_quote), "cumExecFee": fmt(fee),

@@ -1,11 +1,13 @@
-"""Signed order handlers of the Bybit dialect: create (market / limit, reduce-only,
-``orderLinkId``), cancel (by ``orderId`` or ``orderLinkId``), cancel-all, open and recent
+"""Signed order handlers of the Bybit dialect: create (market / limit GTC, IOC, FOK, PostOnly;
+reduce-only, ``orderLinkId``), cancel (by ``orderId`` or ``orderLinkId``), cancel-all, open and recent
 orders (``/v5/order/realtime``), order history and executions (trades and funding).
 
 Faults as in the Binance dialect: ``reject_orders``, ``drop_responses`` (executed, answered
 5xx), ``execute_late_ms`` (answered at once, matched later), ``symbol_status``, and
 ``lookup_errors`` on order look-ups. An ``orderLinkId`` is unique per symbol for good (110072),
-as on Bybit, so a retried create cannot execute twice."""
+as on Bybit, so a retried create cannot execute twice. A PostOnly order that would take
+liquidity is created (retCode 0) and cancelled at once: orderStatus ``Cancelled``, rejectReason
+``EC_PostOnlyWillTakeLiquidity``, as Bybit answers it. Executions carry ``isMaker``."""
 
 from __future__ import annotations
 
@@ -75,8 +77,6 @@ async def create(sim: Sim, request: web.Request, p: dict):
         tif = text(p, "timeInForce") or ("IOC" if typ == "MARKET" else "GTC")
         if tif not in ("GTC", "IOC", "FOK", "PostOnly"):
             raise params_error("TimeInForce invalid")
-        if tif == "PostOnly":
-            raise params_error("PostOnly is not supported on this venue")
         price = dec(p, "price") if typ == "LIMIT" else None
         link = text(p, "orderLinkId")
         if link:
@@ -86,14 +86,14 @@ async def create(sim: Sim, request: web.Request, p: dict):
                 raise bybit(110072, "OrderLinkedID is duplicate")
         cid = link or AUTO_LINK + secrets.token_hex(12)
         req = OrderRequest(s.id, side, typ, qty, cid, flag(p, "reduceOnly"), price,
-                           tif if typ == "LIMIT" else "GTC", arrived)
+                           ("GTX" if tif == "PostOnly" else tif) if typ == "LIMIT" else "GTC", arrived)
         check_symbol_status(sim, s, req.reduce_only)
         if f.execute_late_ms > 0:
             window = {"timestamp": request.headers.get("X-BAPI-TIMESTAMP"),
                       "recvWindow": request.headers.get("X-BAPI-RECV-WINDOW") or "5000"}
-            order = _accept_late(sim, req, s, window, f.execute_late_ms, visible=not drop)
+            order = _accept_late(sim, req, s, window, f.execute_late_ms, visible=not drop, keep_killed=True)
         else:
-            order = _execute(sim, req, s)
+            order = _execute(sim, req, s, keep_killed=True)
     except SimError as e:
         if drop:
             raise err_dropped() from e
@@ -224,7 +224,7 @@ def _trade_json(sim: Sim, t) -> dict:
         "underlyingPrice": "", "orderLinkId": link_id(o) if o else "", "side": SIDE.get(t.side, t.side),
         "indexPrice": "", "orderId": str(t.order_id), "stopOrderType": "UNKNOWN",
         "leavesQty": fmt(o.orig_qty - o.executed_qty) if o and o.is_open else "0", "execTime": str(t.time),
-        "feeCurrency": "USDT", "isMaker": False, "execFee": fmt(t.commission), "feeRate": fmt(sim.engine.taker_fee),
+        "feeCurrency": "USDT", "isMaker": t.maker, "execFee": fmt(t.commission), "feeRate": fmt(sim.engine.fee_rate(t.maker)),
         "execId": str(t.id), "tradeIv": "", "blockTradeId": "", "markPrice": fmt(t.price),
         "execPrice": fmt(t.price), "markIv": "", "orderQty": fmt(o.orig_qty) if o else fmt(t.qty),
         "orderPrice": fmt(o.price) if o and o.type == "LIMIT" else fmt(t.price), "execValue": fmt(t.quote_qty),

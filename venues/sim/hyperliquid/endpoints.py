@@ -34,4 +34,5 @@ def _headers(sim: Any) -> dict[str, str]:
 
 
 DIALECT = Dialect("hyperliquid", ENDPOINTS, _no_auth, render_error=w.render_error, headers=_headers,
-                  unified=w.unified, funding_interval_s=3600)  # Hyperliquid settles every hour
+                  unified=w.unified, funding_interval_s=3600,  # Hyperliquid settles every hour
+                  taker_fee="0.00045", maker_fee="0.00015")  # the base tier of perpetuals

@@ -7,7 +7,9 @@ else ``User or API Wallet 0x… does not exist.``; the nonce (ms) must lie withi
 2 days, venue time + 1 day) and not repeat one of the 100 highest seen.
 
 Actions: ``order`` (limit Gtc / Ioc / Alo, reduce-only, cloid; a "market" order is an Ioc limit at
-a slippage-bounded price, as ccxt sends it), ``cancel``, ``cancelByCloid``, ``updateLeverage``
+a slippage-bounded price, as ccxt sends it; an Alo order that would take liquidity is refused
+"Post only order would have immediately matched, bbo was …", a resting Gtc / Alo order fills
+later as a maker: userFills ``crossed`` false), ``cancel``, ``cancelByCloid``, ``updateLeverage``
 (cross or isolated), and the bookkeeping ccxt sends on its own (``approveBuilderFee``,
 ``setReferrer``: accepted, no effect; builder fees are not charged). Trigger (tp/sl) orders
 are refused. Orders go through the core (``_execute`` / ``_accept_late``) with every order fault.
@@ -153,7 +155,7 @@ def _place(sim: Sim, o: tuple, arrived: int, nonce: int, visible: bool) -> dict:
         qty = max(floor_step(sz * D(str(f.partial_fill_ratio)), spec.step), spec.min_qty)
     cid = cloid.lower() if cloid else "hl" + secrets.token_hex(8)
     req = OrderRequest(spec.id, "BUY" if is_buy else "SELL", "LIMIT", qty, cid, reduce_only, eng_px,
-                       "GTC" if tif == "ALO" else tif, arrived)
+                       "GTX" if tif == "ALO" else tif, arrived)  # Alo: the core's post-only
     try:
         check_symbol_status(sim, spec, reduce_only)
         if f.execute_late_ms > 0:
@@ -168,8 +170,6 @@ def _place(sim: Sim, o: tuple, arrived: int, nonce: int, visible: bool) -> dict:
         od.orig_qty, changed = sz, True
         if od.status == "FILLED":
             od.status = "EXPIRED"
-    if tif == "ALO":
-        od.time_in_force, changed = "ALO", True
     if not od.is_open and od.price != px:
         od.price, changed = px, True
     if changed:

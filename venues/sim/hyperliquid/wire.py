@@ -33,7 +33,7 @@ NONCE_PAST_MS = 2 * 86_400_000
 NONCE_FUTURE_MS = 86_400_000
 NONCES_KEPT = 100  # Hyperliquid keeps the 100 highest nonces per signer
 TIF = {"Gtc": "GTC", "Ioc": "IOC", "Alo": "ALO"}
-TIF_OUT = {"GTC": "Gtc", "IOC": "Ioc", "ALO": "Alo"}
+TIF_OUT = {"GTC": "Gtc", "IOC": "Ioc", "ALO": "Alo", "GTX": "Alo"}
 DESERIALIZE = "Failed to deserialize the JSON body into the target type"
 
 
@@ -176,6 +176,7 @@ def message(e: SimError, asset: int | None = None) -> str:
         -4141: "Trading is halted.",
         -4140: "Trading is halted; only reduce-only orders are accepted.",
         -2010: "Order rejected (simulated fault).",
+        -5022: "Post only order would have immediately matched.",
         -1121: "Unknown asset.",
     }
     return texts.get(e.code, e.msg) + a
@@ -202,6 +203,10 @@ def order_status(o: Order) -> str:
     if o.status == "EXPIRED":
         if o.time_in_force == "IOC":
             return "canceled" if o.executed_qty else "iocCancelRejected"
+        if o.post_only and not o.executed_qty:
+            return "badAloPxRejected"  # matched late (execute_late_ms) and would have taken liquidity
+        if o.reduce_only:
+            return "reduceOnlyCanceled"  # a resting reduce-only order whose position is gone
         return "rejected"
     return "canceled"
 
@@ -243,7 +248,7 @@ def fill_dir(start: Decimal, side: str, qty: Decimal) -> str:
 def fill_json(t: Trade, spec: SymbolSpec, start: Decimal, o: Order | None) -> dict:
     d = {"coin": spec.base, "px": fmt(t.price), "sz": fmt(t.qty), "side": "B" if t.side == "BUY" else "A",
          "time": t.time, "startPosition": fmt(start), "dir": fill_dir(start, t.side, t.qty),
-         "closedPnl": fmt(t.realized_pnl), "hash": tx_hash("fill", t.id), "oid": t.order_id, "crossed": True,
+         "closedPnl": fmt(t.realized_pnl), "hash": tx_hash("fill", t.id), "oid": t.order_id, "crossed": not t.maker,
          "fee": fmt(t.commission), "tid": t.id, "feeToken": "USDC"}
     if o is not None and cloid_of(o):
         d["cloid"] = cloid_of(o)

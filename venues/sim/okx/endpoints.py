@@ -103,4 +103,5 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     E("GET", "trade/fills-history", trade.fills_history, signed=True),
 )
 
-DIALECT = Dialect("okx", ENDPOINTS, authenticate, render_error=render_error)
+DIALECT = Dialect("okx", ENDPOINTS, authenticate, render_error=render_error,
+                  taker_fee="0.0005", maker_fee="0.0002")  # the base tier (Lv1) of swaps

@@ -7,7 +7,10 @@ Sizes are contracts (``sz`` × ctVal = the core's base quantity). A refused orde
 as OKX does: HTTP 200, top-level ``code`` "1" and the reason in ``data[i].sCode`` / ``sMsg``.
 New orders honour the core's order faults exactly as the Binance dialect does
 (``reject_orders``, ``drop_responses``: executed, answered 503 / 50004; ``execute_late_ms``;
-``symbol_status``); look-ups honour ``lookup_errors``."""
+``symbol_status``); look-ups honour ``lookup_errors``. ``ordType`` limit rests and fills later as a
+maker; post_only that would take liquidity is placed (sCode 0) and canceled at once (state
+canceled, cancelSource 31), as OKX does; ioc fills what the book has within its price. Fills carry
+``execType`` T (taker) / M (maker)."""
 
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ D = Decimal
 MAX_BATCH = 20
 #: ordType → (core type, time in force)
 ORD_TYPES = {"market": ("MARKET", "GTC"), "optimal_limit_ioc": ("MARKET", "GTC"), "limit": ("LIMIT", "GTC"),
-             "ioc": ("LIMIT", "IOC"), "fok": ("LIMIT", "FOK")}
+             "ioc": ("LIMIT", "IOC"), "fok": ("LIMIT", "FOK"), "post_only": ("LIMIT", "GTX")}
 
 
 def _passes(e: SimError) -> bool:
@@ -144,8 +147,8 @@ def _place(sim: Sim, request: web.Request, o: dict, drop: _Drop) -> Order:
     if delay > 0:
         ts = timestamp_ms(request) or sim.now_ms()
         return _accept_late(sim, req, s, {"timestamp": str(ts), "recvWindow": "30000"}, delay,
-                            visible=not drop.decide())
-    return _execute(sim, req, s)
+                            visible=not drop.decide(), keep_killed=True)
+    return _execute(sim, req, s, keep_killed=True)
 
 
 async def _orders(sim: Sim, request: web.Request, items: list) -> dict:

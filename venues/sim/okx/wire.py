@@ -165,7 +165,29 @@ def shown_cid(cid: str) -> str:
 
 
 def ord_type(o: Order) -> str:
-    return "market" if o.type == "MARKET" else {"IOC": "ioc", "FOK": "fok"}.get(o.time_in_force, "limit")
+    return "market" if o.type == "MARKET" else {"IOC": "ioc", "FOK": "fok", "GTX": "post_only",
+                                                "ALO": "post_only"}.get(o.time_in_force, "limit")
+
+
+#: cancelSource of an order the venue cancelled, and its cancelSourceReason (OKX's own texts)
+CANCEL_SOURCES = {
+    "14": "Order canceled: IOC order was partially canceled due to incompletely filled",
+    "22": "Order canceled: Reduce-only orders only allow reducing your current position. System has already "
+          "canceled this order.",
+    "31": "The post-only order will take liquidity in taker orders",
+}
+
+
+def cancel_source(o: Order) -> str:
+    if o.status == "CANCELED":
+        return "1"
+    if o.status != "EXPIRED":
+        return ""
+    if o.post_only and not o.executed_qty:
+        return "31"
+    if o.reduce_only and o.type == "LIMIT" and o.time_in_force not in ("IOC", "FOK"):
+        return "22"
+    return "14"
 
 
 def order_json(sim: Sim, o: Order) -> dict:
@@ -192,8 +214,7 @@ def order_json(sim: Sim, o: Order) -> dict:
         "rebateCcy": "USDT", "rebate": "0", "source": "", "category": "full_liquidation"
         if o.client_order_id.startswith("autoclose-") else "normal",
         "reduceOnly": "true" if o.reduce_only else "false", "isTpLimit": "false",
-        "cancelSource": "" if o.status not in ("CANCELED", "EXPIRED") else ("1" if o.status == "CANCELED" else "14"),
-        "cancelSourceReason": "", "quickMgnType": "", "algoClOrdId": "", "algoId": "",
+        "cancelSource": cancel_source(o), "cancelSourceReason": CANCEL_SOURCES.get(cancel_source(o), ""), "quickMgnType": "", "algoClOrdId": "", "algoId": "",
         "uTime": str(o.update_time), "cTime": str(o.time),
     }
 
@@ -207,7 +228,7 @@ def fill_json(sim: Sim, t: Trade) -> dict:
         "ordId": str(t.order_id), "clOrdId": shown_cid(o.client_order_id) if o else "", "billId": str(t.id),
         "subType": "1" if t.side == "BUY" else "2", "tag": "", "fillPx": fmt(t.price), "fillSz": fmt(t.qty / cv),
         "fillIdxPx": "", "fillPnl": fmt(t.realized_pnl), "fillPxVol": "", "fillPxUsd": "", "fillMarkVol": "",
-        "fillFwdPx": "", "fillMarkPx": "", "side": t.side.lower(), "posSide": "net", "execType": "T",
-        "feeCcy": "USDT", "fee": fmt(-t.commission), "feeRate": fmt(-sim.engine.taker_fee),
+        "fillFwdPx": "", "fillMarkPx": "", "side": t.side.lower(), "posSide": "net", "execType": "M" if t.maker else "T",
+        "feeCcy": "USDT", "fee": fmt(-t.commission), "feeRate": fmt(-sim.engine.fee_rate(t.maker)),
         "ts": str(t.time), "fillTime": str(t.time),
     }
