@@ -341,7 +341,9 @@ def live_switch_env(environ: dict[str, str] | None = None) -> bool:
 
 
 def demo_venues() -> list[dict[str, Any]]:  # one simulated venue per dialect (ports 8701-8704)
+    # Bybit's base-tier taker fee (0.055 %, the Bybit sim's default) is above the 0.05 % default
     return [{"name": f"sim-{c}", "kind": "sim", "port": 8701 + i, "seed": i + 1, "funding_interval_s": 60, "dialect": d}
+            | ({"taker_fee": "0.00055"} if d == "bybit" else {})
             for i, (c, d) in enumerate(zip("abcd", ("binance", "bybit", "okx", "hyperliquid"), strict=True))]
 
 
