@@ -388,6 +388,25 @@ async def test_a_followers_match_refused_with_a_5xx_is_sent_again_at_once(bench)
     assert fb.log[fb.log.index(f"fail {s1}") + 1] == f"order {s1r1}", fb.log  # at once: no read between
 
 
+async def test_a_cancel_during_a_close_round_waits_for_both_fills(bench):
+    """lifecycle-v7: a workflow cancel while the close round is between the leader's fill and
+    the follower's slow match does not cut the round: the match executes and is booked (its id
+    issued, so the ledger records it), and the trade ends flat."""
+    fb = bench.fakes.v["fb"]
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    fb.slow_s = 1.5
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    await bench.until(h, lambda s: any("in step" in e.what for e in s.events))
+    await asyncio.sleep(0.4)  # the round is waiting for fb's answer
+    await h.cancel()
+    s1 = client_order_id(h.id, "short", "s1")
+    st = await flat_then_end(bench, h, ready=lambda s: s1 in s.leg("short").client_order_ids
+                             and s.leg("short").filled_qty == 0)
+    assert bench.executed_at_most_once() and fb.executions.get(s1) == 1, fb.executions
+    assert st.leg("short").fees >= 0 and s1 not in st.leg("short").pending
+
+
 async def test_a_venue_that_filled_late_closes_first(bench):
     """lifecycle-v7: fb filled the short 2.5 s after accepting it (a venue that matches late, as
     its answer says): it leads the close, so the pair is unequal only for the prompt venue's

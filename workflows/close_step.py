@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from messages.trade import LegName, PlaceOrderRequest, StepCloseOutcome, StepCloseRequest
     from venues.models import Position, Side
     from workflows.options import STEP_CLOSE_OPTS
-    from workflows.trade_orders import error_type, is_cancellation
+    from workflows.trade_orders import error_type, is_cancellation, uncancellable
 
 if TYPE_CHECKING:
     from workflows.trade_close import Closer
@@ -53,10 +53,11 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int) -> bool
                                client_order_id=fcid, reduce_only=True)
     rest_ids = [client_order_id(p.trade_id, fol, st) for st in steps[1:]]
     try:
-        out = await workflow.execute_activity_method(
+        # never cut by a workflow cancel: a round stopped between its two fills would leave them unbooked
+        out = await uncancellable(workflow.execute_activity_method(
             TradeActivities.close_in_step, StepCloseRequest(leader=lead, follower=follow, leader_held=held,
                                                             probe_s=PROBE_S, follower_rest_ids=rest_ids),
-            summary=f"close {leg} {held} on {L.venue}, then {fol} on {F.venue}", **STEP_CLOSE_OPTS)
+            summary=f"close {leg} {held} on {L.venue}, then {fol} on {F.venue}", **STEP_CLOSE_OPTS))
     except ActivityError as exc:
         if is_cancellation(exc):
             raise
