@@ -21,6 +21,7 @@ ccxt → hedgeflow error mapping (:func:`map_error`; first matching row wins):
 | Binance code -4131 (market order would fill beyond the PERCENT_PRICE band), -4016 / -4017 (limit price beyond it) | PriceBandRejected (an InvalidOrder; fallback below) | no | no |
 | Binance code -1013, -4004, -4005, -4023, -4140, -4141 (filters/status) | InvalidOrder         | no        | no              |
 | Binance code -1121                                                    | BadSymbol            | no        | no              |
+| Binance code -5022, Hyperliquid "Post only order would have immediately matched" (post-only would take) | InvalidOrder (``place_limit_order`` answers EXPIRED, filled 0: :func:`is_post_only_refusal`) | no | no |
 | Binance code -1003, -1015; HTTP 418/429                               | RateLimited          | yes       | no              |
 | OKX ``sCode`` 51169 (reduce-only, no position; ccxt: ``ExchangeError``) | InvalidOrder       | no        | no              |
 | Hyperliquid "User or API Wallet 0x… does not exist" (signer unknown; ccxt: ``InvalidOrder``) | AuthenticationFailed | no | no |
@@ -334,3 +335,15 @@ def is_leverage_unchanged(exc: VenueError) -> bool:
     return isinstance(exc, (VenueRejected, InvalidOrder)) and (
         exc.code in LEVERAGE_UNCHANGED_CODES or any(s in str(exc).lower() for s in LEVERAGE_UNCHANGED)
     )
+
+
+#: A post-only order refused because it would take liquidity: Binance's code, Hyperliquid's message.
+POST_ONLY_REFUSAL_CODES = frozenset({-5022})
+POST_ONLY_REFUSAL_TEXT = "Post only order would have immediately matched"
+
+
+def is_post_only_refusal(exc: VenueError) -> bool:
+    """True when the venue refused a post-only order because it would have crossed the book
+    (Binance -5022, Hyperliquid's "Post only order would have immediately matched")."""
+    code = exc.code if exc.code is not None else binance_code(str(exc))
+    return code in POST_ONLY_REFUSAL_CODES or POST_ONLY_REFUSAL_TEXT in str(exc)

@@ -34,7 +34,7 @@ from typing import Any
 
 from config.settings import VenueConfig
 from domain.ids import is_valid_client_order_id
-from venues import history, parse, placing
+from venues import history, parse, placing, resting_orders
 from venues.adapters import adapter_for
 from venues.errors import (
     BadSymbol,
@@ -71,7 +71,6 @@ log = logging.getLogger(__name__)
 
 #: How long a cached funding-interval table is trusted.
 INTERVALS_TTL_S = 3600.0
-#: Polls of a market order whose first answer is still open.
 
 
 class Gateway:
@@ -444,16 +443,22 @@ class Gateway:
             return None
         return self._order_result(order, m, client_order_id=client_order_id)
 
+    async def place_limit_order(
+        self, symbol: str, side: Side | str, qty: Decimal, price: Decimal, client_order_id: str, *,
+        post_only: bool = False, time_in_force: str = "GTC", reduce_only: bool = False, lookup_first: bool = False,
+    ) -> OrderResult:
+        """A limit GTC / IOC / post-only order, at most once per client id (:mod:`venues.resting_orders`)."""
+        return await resting_orders.place_limit(self, symbol, side, qty, price, client_order_id, post_only=post_only,
+                                                time_in_force=time_in_force, reduce_only=reduce_only,
+                                                lookup_first=lookup_first)
+
+    async def open_orders(self, symbol: str, client_order_ids: Iterable[str] | None = None) -> list[OrderResult]:
+        """Open orders in ``symbol`` (ccxt ``fetch_open_orders``; :func:`venues.resting_orders.open_orders`)."""
+        return await resting_orders.open_orders(self, symbol, client_order_ids)
+
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderResult | None:
-        """Cancel by client id; None when the venue does not know the order. An order that
-        already closed is returned as it is (its state is looked up)."""
-        m = await self.market(symbol)
-        try:
-            order = await self._call("cancel_order", None, symbol, self.adapter.lookup_params(self._vcid(client_order_id)))
-        except OrderNotFound:  # Binance answers -2011 "Unknown order" also for orders that already filled
-            return await self.get_order(symbol, client_order_id)
-        found = None if order.get("status") else await self.get_order(symbol, client_order_id)
-        return found or self._order_result(order, m, client_order_id=client_order_id)  # (an ack only: read back)
+        """Cancel by client id: its final state (CANCELED with what filled before, FILLED ...); None if unknown."""
+        return await resting_orders.cancel(self, symbol, client_order_id)
 
     def _order_result(
         self, o: dict[str, Any], m: MarketInfo, *, requested: Decimal | None = None, side: Side | None = None,

@@ -142,6 +142,8 @@ class Fill(_Model):
     fee: Decimal  # quote units
     realized_pnl: Decimal
     timestamp_ms: int
+    #: True: a maker fill (a resting order's), False: a taker's; None where the venue does not say
+    maker: bool | None = None
 
 
 class FundingPayment(_Model):

@@ -273,8 +273,16 @@ def one_way_mode(raw: Mapping[str, Any]) -> bool:
 
 
 # --- orders -------------------------------------------------------------------------------
+#: a post-only order the venue created and cancelled because it would have taken liquidity:
+#: Bybit's rejectReason, OKX's cancelSource (reported EXPIRED, as Binance / Hyperliquid refusals)
+POST_ONLY_CANCEL_REASONS = (("rejectReason", "EC_PostOnlyWillTakeLiquidity"), ("cancelSource", "31"))
+
+
 def order_status(o: Mapping[str, Any], info: Mapping[str, Any], filled: Decimal) -> OrderStatus:
-    """The venue's raw status when known, else ccxt's unified one."""
+    """The venue's raw status when known, else ccxt's unified one; a post-only order cancelled
+    by the venue because it would have taken liquidity is EXPIRED."""
+    if any(str(info.get(k) or "") == v for k, v in POST_ONLY_CANCEL_REASONS):
+        return OrderStatus.EXPIRED
     raw = str(info.get("status") or "").upper()
     if raw in RAW_STATUS:
         return RAW_STATUS[raw]
@@ -312,7 +320,7 @@ def order_result(
     used where the answer does not say; with ``own_client_id`` (the venue knows the order under
     another form of the id, e.g. Hyperliquid's hex cloid) ``client_order_id`` is reported. Without a fee in the answer (Binance order answers
     carry none) the fee is estimated with ``taker_fee``."""
-    info = o.get("info") or {}
+    info = o.get("info") if isinstance(o.get("info"), Mapping) else {}  # Hyperliquid's cancel: "success"
     cs = m.contract_size
     amount = D(info.get("origQty")) if binance_dialect else None
     if amount is None:
@@ -393,6 +401,7 @@ def fills(raw: Iterable[Mapping[str, Any]], m: MarketInfo) -> list[Fill]:
                 # Binance realizedPnl, OKX fillPnl, Hyperliquid closedPnl (fees apart); Bybit: none
                 realized_pnl=d0(info.get("realizedPnl") or info.get("fillPnl") or info.get("closedPnl")),
                 timestamp_ms=int(t.get("timestamp") or 0),
+                maker={"maker": True, "taker": False}.get(str(t.get("takerOrMaker") or "")),
             )
         )
     return sorted(out, key=lambda f: f.timestamp_ms)

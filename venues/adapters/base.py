@@ -134,6 +134,12 @@ class Adapter:
             params["reduceOnly"] = True
         return params
 
+    def limit_params(self, post_only: bool, time_in_force: str) -> dict[str, Any]:
+        """Extra ccxt params of a limit order: ccxt's own ``postOnly`` (Binance ``timeInForce`` GTX,
+        Bybit PostOnly, OKX ``ordType`` post_only, Hyperliquid ``tif`` Alo; no ``timeInForce`` with it:
+        Hyperliquid's ccxt would let it override Alo), else ``timeInForce`` GTC / IOC."""
+        return {"postOnly": True} if post_only else {"timeInForce": time_in_force}
+
     def lookup_params(self, vcid: str) -> dict[str, Any]:
         return {self.lookup_param: vcid}
 
