@@ -30,6 +30,7 @@ import asyncio
 import functools
 import inspect
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -45,12 +46,41 @@ Check = Callable[[], Any]  # returns truthy when ready (may be async); an except
 
 # --------------------------------------------------------------------------- ports
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (the kernel picks it)."""
+    """A TCP port that is free on ``host`` right now (see :func:`free_ports`)."""
     return free_ports(1, host)[0]
 
 
+#: ports handed out come from here, below the kernel's ephemeral range: a port the kernel picks
+#: (bind to 0) is in that range, where any process's next outgoing connection may take it as its
+#: local port before our server binds it ("address already in use": a dev server's UI port, seen)
+PORT_POOL_LOW = 20000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct free ports (held open together while choosing, so no repeats)."""
+    """``n`` distinct ports free on ``host`` now, drawn at random below the ephemeral range
+    (``PORT_POOL_LOW`` up to it); where that range leaves too little room, the kernel picks them."""
+    hi = _ephemeral_low() - 1
+    if hi - PORT_POOL_LOW < 1000:
+        return _kernel_ports(n, host)
+    rng, chosen = random.SystemRandom(), []
+    for _ in range(200 * n):
+        if len(chosen) == n:
+            break
+        p = rng.randint(PORT_POOL_LOW, hi)
+        if p not in chosen and port_is_free(p, host):
+            chosen.append(p)
+    return chosen if len(chosen) == n else _kernel_ports(n, host)
+
+
+def _kernel_ports(n: int, host: str) -> list[int]:
+    """``n`` distinct free ports picked by the kernel (held open together, so no repeats)."""
     socks = []
     try:
         for _ in range(n):
