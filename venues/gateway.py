@@ -47,7 +47,6 @@ from venues.errors import (
     VenueRejected,
     VenueUnavailable,
     is_leverage_unchanged,
-    is_market_metadata_error,
     map_error,
     scrub,
 )
@@ -322,31 +321,10 @@ class Gateway:
         side = Side(side)
         if not isinstance(qty, Decimal):
             raise TypeError(f"qty must be Decimal, got {type(qty).__name__}")
-        m = await self.market(symbol)
-        contracts, base_qty = placing.rounded(m, qty, self.name)
-        if lookup_first or self._sends.knows(self._vcid(client_order_id)):
-            # before the notional check: a retry must find its order even if the price moved
-            existing = await self._confirm_absent(symbol, client_order_id)
-            if existing is not None:
-                log.info("venue %s: order %s already exists; not sending again", self.name, client_order_id)
-                return existing.model_copy(update={"duplicate_prevented": True})
-        await self._check_sendable(m, side, base_qty, reduce_only, ref_price)
-        generation = self._markets.generation
-        try:
-            return await self._send_market(m, side, contracts, base_qty, client_order_id, reduce_only, ref_price,
-                                           wait_window or not reduce_only)
-        except VenueError as err:
-            if err.outcome_unknown or not is_market_metadata_error(err):
-                raise
-            fresh = (await self.refresh_markets(generation)).get(symbol)
-            if fresh is None or fresh == m:
-                raise
-            log.warning("venue %s: %s market metadata changed (%s); re-rounding and sending %s again",
-                        self.name, symbol, err.code, client_order_id)
-            contracts, base_qty = placing.rounded(fresh, qty, self.name)
-            await self._check_sendable(fresh, side, base_qty, reduce_only, ref_price)
-            return await self._send_market(fresh, side, contracts, base_qty, client_order_id, reduce_only, ref_price,
-                                           wait_window or not reduce_only)
+        return await placing.at_most_once(
+            self, symbol, qty, client_order_id, side, reduce_only, lookup_first, lambda m: ref_price,
+            lambda m, contracts, base_qty, _: self._send_market(m, side, contracts, base_qty, client_order_id,
+                                                                 reduce_only, ref_price, wait_window or not reduce_only))
 
     async def _check_sendable(
         self, m: MarketInfo, side: Side, base_qty: Decimal, reduce_only: bool, ref_price: Decimal | None

@@ -34,12 +34,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from domain.rounding import base_to_contracts, contracts_to_base, round_down
-from venues.errors import OrderBelowMinimum, OrderOutcomeUnknown, VenueError
+from venues.errors import OrderBelowMinimum, OrderOutcomeUnknown, VenueError, is_market_metadata_error
 from venues.models import MarketInfo, OrderBook, OrderResult, Side
+
+if TYPE_CHECKING:
+    from venues.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -319,3 +322,40 @@ async def await_market_close(result: OrderResult,
         if latest is not None:
             result = latest.model_copy(update={"requested_qty": result.requested_qty})
     return result
+
+
+async def at_most_once(
+    gw: Gateway, symbol: str, qty: Decimal, cid: str, side: Side, reduce_only: bool, lookup_first: bool,
+    price: Callable[[MarketInfo], Decimal | None],
+    send: Callable[[MarketInfo, Decimal, Decimal, Decimal | None], Awaitable[OrderResult]],
+) -> OrderResult:
+    """The rules every order shares (``Gateway.place_market_order``, and ``place_limit_order`` in
+    :mod:`venues.resting_orders`): the quantity rounded down to the step and ``price(market)`` (the
+    price its minimum notional is checked at), the id looked up first on a retry or a resend, the
+    minimums checked before sending, and one more ``send`` re-rounded when a refusal says the
+    market's filters changed."""
+    m = await gw.market(symbol)
+    contracts, base_qty = rounded(m, qty, gw.name)
+    px = price(m)
+    if lookup_first or gw._sends.knows(gw._vcid(cid)):
+        # before the notional check: a retry must find its order even if the price moved
+        existing = await gw._confirm_absent(symbol, cid)
+        if existing is not None:
+            log.info("venue %s: order %s already exists; not sending again", gw.name, cid)
+            return existing.model_copy(update={"duplicate_prevented": True})
+    await gw._check_sendable(m, side, base_qty, reduce_only, px)
+    generation = gw._markets.generation
+    try:
+        return await send(m, contracts, base_qty, px)
+    except VenueError as err:
+        if err.outcome_unknown or not is_market_metadata_error(err):
+            raise
+        fresh = (await gw.refresh_markets(generation)).get(symbol)
+        if fresh is None or fresh == m:
+            raise
+        log.warning("venue %s: %s market metadata changed (%s); re-rounding and sending %s again",
+                    gw.name, symbol, err.code, cid)
+        contracts, base_qty = rounded(fresh, qty, gw.name)
+        px = price(fresh)
+        await gw._check_sendable(fresh, side, base_qty, reduce_only, px)
+        return await send(fresh, contracts, base_qty, px)

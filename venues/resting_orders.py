@@ -37,7 +37,6 @@ from venues.errors import (
     InvalidOrder,
     OrderNotFound,
     VenueError,
-    is_market_metadata_error,
     is_post_only_refusal,
 )
 from venues.models import MarketInfo, OrderResult, OrderStatus, Side
@@ -81,32 +80,17 @@ async def place_limit(
     tif = str(time_in_force).upper()
     _check_args(gw, cid, qty, price, post_only, tif)
     side = Side(side)
-    m = await gw.market(symbol)
-    contracts, base_qty = placing.rounded(m, qty, gw.name)
-    px = limit_price(m, side, price)
-    if px <= 0:
-        raise InvalidOrder(f"{gw.name}: limit price {price} rounds to {px} (tick {m.price_tick})", venue=gw.name)
-    if lookup_first or gw._sends.knows(gw._vcid(cid)):
-        existing = await gw._confirm_absent(symbol, cid)
-        if existing is not None:
-            log.info("venue %s: order %s already exists; not sending again", gw.name, cid)
-            return existing.model_copy(update={"duplicate_prevented": True})
-    await gw._check_sendable(m, side, base_qty, reduce_only, px)
-    generation = gw._markets.generation
-    try:
-        return await _send_limit(gw, m, side, contracts, base_qty, px, cid, post_only, tif, reduce_only)
-    except VenueError as err:
-        if err.outcome_unknown or not is_market_metadata_error(err):
-            raise
-        fresh = (await gw.refresh_markets(generation)).get(symbol)
-        if fresh is None or fresh == m:
-            raise
-        log.warning("venue %s: %s market metadata changed (%s); re-rounding and sending %s again",
-                    gw.name, symbol, err.code, cid)
-        contracts, base_qty = placing.rounded(fresh, qty, gw.name)
-        px = limit_price(fresh, side, price)
-        await gw._check_sendable(fresh, side, base_qty, reduce_only, px)
-        return await _send_limit(gw, fresh, side, contracts, base_qty, px, cid, post_only, tif, reduce_only)
+
+    def price_of(m: MarketInfo) -> Decimal:
+        px = limit_price(m, side, price)
+        if px <= 0:
+            raise InvalidOrder(f"{gw.name}: limit price {price} rounds to {px} (tick {m.price_tick})", venue=gw.name)
+        return px
+
+    return await placing.at_most_once(
+        gw, symbol, qty, cid, side, reduce_only, lookup_first, price_of,
+        lambda m, contracts, base_qty, px: _send_limit(gw, m, side, contracts, base_qty, px, cid, post_only, tif,
+                                                       reduce_only))
 
 
 async def _send_limit(
