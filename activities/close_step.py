@@ -74,13 +74,13 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
     qty = min(held - left, f.qty)
     if out.leader.filled_qty <= 0 or qty <= 0:
         return out
-    out.follower_sent = True
     whole, retries = left == 0 and qty == held, 0  # the follower's whole position: a resend can never over-close
     for cid in [f.client_order_id, *req.follower_rest_ids]:
         # the match, then (a thin book filled it only in part) the rest at once under fresh ids
         out.follower_sent_ids.append(cid)
         try:
-            got = await _send(pool, f.model_copy(update={"client_order_id": cid}), qty, attempt > 1)
+            # no look-up first, even on a retry: ``_earlier_follower`` has just looked every id up
+            got = await _send(pool, f.model_copy(update={"client_order_id": cid}), qty, False)
         except VenueError as exc:
             out.error = f"{exc.type_name}: {exc}"
             log.warning("close in step: follower %s on %s: %s", cid, f.venue, out.error)
@@ -108,7 +108,6 @@ async def _earlier_follower(pool: GatewayPool, req: StepCloseRequest, out: StepC
     for cid, order in zip(ids, found, strict=True):
         if order is None:
             continue
-        out.follower_sent = True
         out.follower_sent_ids.append(cid)
         if out.follower is None:
             out.follower = order

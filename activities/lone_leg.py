@@ -48,10 +48,6 @@ def enabled(reqs: list[PlaceOrderRequest]) -> bool:
     return len(reqs) == 2 and all(r.flatten_client_order_id for r in reqs)
 
 
-def _opposite(side: Side) -> Side:
-    return Side.SELL if Side(side) == Side.BUY else Side.BUY
-
-
 async def earlier_attempt(pool: GatewayPool, reqs: list[PlaceOrderRequest]) -> list[PlaceOutcome] | None:
     """On a retried attempt: the outcomes an earlier attempt left, when it had sent a flatten
     (then nothing is sent now), else None (the attempt goes on as a first one would, ids looked
@@ -106,7 +102,7 @@ async def _chase(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome) -
     out.chase_sent = True
     try:
         out.chase = await pool.get(req.venue).place_market_order(
-            req.symbol, _opposite(req.side), req.qty, req.chase_client_order_id,
+            req.symbol, Side(req.side).opposite, req.qty, req.chase_client_order_id,
             reduce_only=True, lookup_first=False, wait_window=False)
     except VenueError as exc:
         out.chase_error = f"{exc.type_name}: {exc}"
@@ -145,7 +141,7 @@ async def _flatten(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome)
             # and a look-up of an id this worker never sent waits out the whole validity window (6.5 s
             # in chaos, naked); a reduce-only close of what the leg holds, sent twice under one id,
             # executes at most once and can never open a position
-            got = await gw.place_market_order(req.symbol, _opposite(req.side), left, cid,
+            got = await gw.place_market_order(req.symbol, Side(req.side).opposite, left, cid,
                                               reduce_only=True, lookup_first=False, wait_window=False)
         except VenueError as exc:
             out.flatten_error = f"{exc.type_name}: {exc}"

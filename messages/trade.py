@@ -142,10 +142,13 @@ class StepCloseOutcome(BaseModel):
     follower_unreachable: bool = False  # its read failed: nothing was sent
     follower_held: Decimal | None = None  # what that read found (abs)
     leader: OrderResult | None = None
-    follower_sent: bool = False
     follower: OrderResult | None = None
     follower_rest: list[OrderResult] = Field(default_factory=list)  # the rest orders, in order
     follower_sent_ids: list[str] = Field(default_factory=list)  # every follower id sent (or found sent)
+
+    @property
+    def follower_sent(self) -> bool:
+        return bool(self.follower_sent_ids)
     error: str | None = None  # why the probe or the follower's match failed
 
 

@@ -207,7 +207,6 @@ class FakeActivities:
         qty = min(abs(f.position) - left, req.follower.qty)
         if out.leader.filled_qty <= 0 or qty <= 0:
             return out
-        out.follower_sent = True
         whole, retries = left == 0 and qty == abs(f.position), 0
         for cid in [req.follower.client_order_id, *req.follower_rest_ids]:
             out.follower_sent_ids.append(cid)

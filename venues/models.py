@@ -20,6 +20,11 @@ class Side(StrEnum):
     BUY = "buy"
     SELL = "sell"
 
+    @property
+    def opposite(self) -> Side:
+        """The side that closes a position this side opened."""
+        return Side.SELL if self == Side.BUY else Side.BUY
+
 
 class OrderStatus(StrEnum):
     NEW = "new"  # accepted, not (fully) filled, still open

@@ -28,10 +28,6 @@ REST_ROUNDS = 8
 PROBE_S = 1.0
 
 
-def _opposite(side: Side) -> Side:
-    return Side.SELL if side == Side.BUY else Side.BUY
-
-
 def _unissue(st, cid: str) -> None:
     """An id the activity did not send: nothing of it can land, so it is nothing to look up."""
     st.pending.pop(cid, None)
@@ -49,7 +45,7 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int) -> bool
                              client_order_id=desk._issue(leg, f"c{n}"), reduce_only=True, resend_fresh=True)
     steps = [f"s{n}", *(f"s{n}r{k}" for k in range(1, REST_ROUNDS + 1))]  # the match, then its rest
     fcid = client_order_id(p.trade_id, fol, steps[0])
-    follow = PlaceOrderRequest(venue=F.venue, symbol=p.symbol, side=_opposite(F.side), qty=F.filled_qty,
+    follow = PlaceOrderRequest(venue=F.venue, symbol=p.symbol, side=Side(F.side).opposite, qty=F.filled_qty,
                                client_order_id=fcid, reduce_only=True)
     rest_ids = [client_order_id(p.trade_id, fol, st) for st in steps[1:]]
     try:
@@ -67,7 +63,7 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int) -> bool
             raise
         cl.event(f"close {leg}: round {n} failed ({error_type(exc)}) after its leader was sent; "
                  f"{fol}'s match {fcid} is looked up")
-        out = StepCloseOutcome(leader=found, follower_sent=True, follower_sent_ids=[fcid, *rest_ids])
+        out = StepCloseOutcome(leader=found, follower_sent_ids=[fcid, *rest_ids])
     if out.follower_unreachable:
         _unissue(L, lead.client_order_id)
         cl.failed(F.venue)

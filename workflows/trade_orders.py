@@ -189,7 +189,7 @@ class OrderDesk:
     def request(self, leg: LegName, qty: Decimal, step: str, *, reduce_only: bool,
                 lookup_first: bool = False) -> PlaceOrderRequest:
         state = self.s.leg(leg)
-        side = state.side if not reduce_only else (Side.SELL if state.side == Side.BUY else Side.BUY)
+        side = state.side if not reduce_only else Side(state.side).opposite
         marks = self.c.market.marks if self.c.market else {}
         return PlaceOrderRequest(
             venue=state.venue, symbol=self.p.symbol, side=side, qty=qty, client_order_id=self._issue(leg, step),
