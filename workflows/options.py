@@ -47,31 +47,25 @@ OPEN_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=ti
 # interval; 1.25 s left a kill between a fill and its flatten 2.1-2.5 s naked in the 100-trade
 # chaos run) and the retry follows at once. A false "dead" on a stalled worker costs a retry
 # that looks both ids up first, never a second order.
+NAKED_STEP_HEARTBEAT = timedelta(milliseconds=900)
+
+
+def _retry_at_once(maximum_interval_s: float, maximum_attempts: int = 0) -> RetryPolicy:
+    return RetryPolicy(initial_interval=timedelta(milliseconds=50), backoff_coefficient=2.0,
+                       maximum_interval=timedelta(seconds=maximum_interval_s), maximum_attempts=maximum_attempts,
+                       non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES)
+
+
 OPEN_PAIR_OPTS: dict[str, Any] = OPEN_ORDER_OPTS | dict(
-    heartbeat_timeout=timedelta(milliseconds=900),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(milliseconds=50),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=5),
-        non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
-    ),
-)
-# Top-ups of a partly filled opening: short, so a venue that stays down leaves the gap open
-# only briefly before the longer leg is trimmed instead.
+    heartbeat_timeout=NAKED_STEP_HEARTBEAT, retry_policy=_retry_at_once(5))
 # lifecycle-v7: a hedged pair's close round, leader and follower in one activity (activities/
 # close_step.py): between the two fills the pair is unequal, so a dead worker is noticed as fast
 # as in the opening pair's; a retry looks both ids up once and sends neither twice
 STEP_CLOSE_OPTS: dict[str, Any] = ORDER_OPTS | dict(
-    heartbeat_timeout=timedelta(milliseconds=900),
-    schedule_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(milliseconds=50),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=2),
-        maximum_attempts=3,
-        non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
-    ),
-)
+    heartbeat_timeout=NAKED_STEP_HEARTBEAT, schedule_to_close_timeout=timedelta(seconds=30),
+    retry_policy=_retry_at_once(2, maximum_attempts=3))
+# Top-ups of a partly filled opening: short, so a venue that stays down leaves the gap open
+# only briefly before the longer leg is trimmed instead.
 TOPUP_ORDER_OPTS: dict[str, Any] = ORDER_OPTS | dict(schedule_to_close_timeout=timedelta(seconds=5))
 #: a whole-position reduce-only close (v4): one attempt; the close loop reads and resends under a fresh id
 FRESH_CLOSE_OPTS: dict[str, Any] = ORDER_OPTS | dict(retry_policy=RetryPolicy(maximum_attempts=1))
