@@ -80,6 +80,19 @@ class TradeExecution(BaseModel):
     verify_timeout_s: float = Field(30, gt=0, description="an order not done by then is cancelled")
     topup_attempts: int = Field(3, ge=0, le=10, description="top-ups of a partly filled leg")
     close_retry_max_s: float = Field(60, gt=0, description="cap on the close retry backoff")
+    # execution style (issue 15): how both legs go on (and off: an emergency close is always taker)
+    style: Literal["taker", "maker_first", "sliced"] = Field(
+        "taker", description="taker: one market order per leg; maker_first: post-only on the leg with the "
+        "costlier taker fee, each maker fill hedged at once by a taker order on the other; sliced: `slices` "
+        "pieces, each on both legs before the next")
+    slices: int = Field(4, ge=2, le=20, description="sliced: pieces per entry (and exit)")
+    slice_style: Literal["taker", "maker_first"] = Field("taker", description="sliced: how each piece goes on")
+    slice_interval_s: float = Field(2, ge=0, description="sliced: seconds between pieces")
+    maker_requotes: int = Field(5, ge=0, le=20, description="maker_first: re-quotes before the taker fallback")
+    maker_window_s: float = Field(10, gt=0, description="maker_first: seconds of quoting before the taker fallback")
+    cap_unhedged_usd: Decimal = Field(Decimal("250"), gt=0,
+                                      description="most notional a maker fill may leave unhedged; more: taker at once")
+    cap_unhedged_s: float = Field(1.0, gt=0, description="longest a maker fill may stay unhedged; longer: taker at once")
 
 
 class TradeConfig(_Section, TradeExecution, HoldParams):

@@ -57,6 +57,7 @@ def params_from_settings(
         hold=hold, **settings.trade.execution(),
         usd_rates={v.name: v.settle_usd_rate for v in settings.venues
                    if v.name in (long_venue, short_venue) and v.settle_usd_rate != 1},
+        taker_fees={v.name: v.taker_fee for v in settings.venues if v.name in (long_venue, short_venue)},
     )
 
 

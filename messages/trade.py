@@ -46,6 +46,8 @@ class TradeParams(TradeExecution):
     opened_by: str = "manual"
     #: venue → USD per unit of its settlement currency (``venues[].settle_usd_rate``); absent = 1
     usd_rates: dict[str, Decimal] = Field(default_factory=dict)
+    #: venue → its taker fee (``venues[].taker_fee``): maker_first quotes on the costlier one
+    taker_fees: dict[str, Decimal] = Field(default_factory=dict)
 
     def usd_rate(self, venue: str) -> Decimal:
         return self.usd_rates.get(venue, ONE)
