@@ -311,6 +311,7 @@ class TradeCarry(BaseModel):
     # lifecycle-v3: the close sequence (domain.hedge.close_sequence) and when each venue last failed
     close_first: str | None = None  # "long" / "short" (the other follows once it is flat) / "both"
     venue_failed_ms: dict[str, int] = Field(default_factory=dict)
+    styled_close_done: bool = False  # issue 15: a graceful close in the trade's style ran (once per close)
     venue_next_funding_ms: dict[str, int] = Field(default_factory=dict)  # venue → next settlement, its clock
 
 

@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.common import heartbeating
+from messages.execution import MakerUnitOutcome, MakerUnitRequest
 from messages.trade import (
     Alert,
     FillsRequest,
@@ -227,6 +228,37 @@ class FakeActivities:
                 return out
         return out
 
+    @activity.defn(name="maker_unit")
+    async def maker_unit(self, req: MakerUnitRequest) -> MakerUnitOutcome:
+        """Issue 15 (activities/maker_unit.py), in the fake's terms: the passive quote fills in two
+        halves (as a maker), each hedged at once by a taker order on the active leg; an active leg
+        that cannot trade gets the passive fill flattened under the first flatten id."""
+        out = MakerUnitOutcome()
+        half = (req.qty / 2 / req.step).to_integral_value(ROUND_DOWN) * req.step or req.qty
+        for k, q in enumerate([x for x in (half, req.qty - half) if x > 0]):
+            quote = PlaceOrderRequest(venue=req.passive_venue, symbol=req.symbol, side=req.passive_side, qty=q,
+                                      client_order_id=req.quote_ids[k], reduce_only=req.reduce_only)
+            out.sent_ids.append(quote.client_order_id)
+            out.passive.append(await self._place(quote))
+            out.maker_qty += out.passive[-1].filled_qty
+            hedge = PlaceOrderRequest(venue=req.active_venue, symbol=req.symbol, side=req.active_side,
+                                      qty=out.passive[-1].filled_qty, client_order_id=req.hedge_ids[k],
+                                      reduce_only=req.reduce_only)
+            out.sent_ids.append(hedge.client_order_id)
+            try:
+                out.active.append(await self._place(hedge))
+            except ApplicationError as exc:
+                if exc.non_retryable:  # refused: never on the venue
+                    out.sent_ids.remove(hedge.client_order_id)
+                out.active_failed = str(exc)
+                held = sum((o.filled_qty for o in out.passive), D(0))
+                flat = quote.model_copy(update={"client_order_id": req.flatten_ids[0], "qty": held,
+                                                "side": req.passive_side.opposite, "reduce_only": True})
+                out.sent_ids.append(flat.client_order_id)
+                out.passive.append(await self._place(flat))
+                return out
+        return out
+
     @activity.defn(name="place_order")
     async def place_order(self, req: PlaceOrderRequest) -> OrderResult:
         if activity.info().attempt > 1:
@@ -304,6 +336,6 @@ class FakeActivities:
         self.records.append(rec.event)
 
     def all(self) -> list:
-        return [self.check_venue, self.place_orders, self.close_in_step, self.place_order, self.get_order, self.cancel_order,
+        return [self.check_venue, self.place_orders, self.close_in_step, self.maker_unit, self.place_order, self.get_order, self.cancel_order,
                 self.get_positions, self.market_snapshot, self.funding_income, self.order_fills,
                 self.send_alert, self.record_trade, self.acquire_leases, self.release_leases]

@@ -6,6 +6,7 @@ still verifies flat with its close loops."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
@@ -35,14 +36,16 @@ def _unissue(st, cid: str) -> None:
         st.client_order_ids.remove(cid)
 
 
-async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int) -> bool:
-    """Round ``n`` of the leader ``leg`` with its follower; True when something filled."""
+async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int, qty: Decimal | None = None) -> bool:
+    """Round ``n`` of the leader ``leg`` with its follower; True when something filled. ``qty``:
+    the leader closes only that much of ``pos`` (a slice, issue 15) and the follower matches it."""
     desk, s, p = cl.desk, cl.desk.s, cl.p
     fol: LegName = "short" if leg == "long" else "long"
     L, F = s.leg(leg), s.leg(fol)
     held = abs(pos.qty)
-    lead = PlaceOrderRequest(venue=L.venue, symbol=p.symbol, side=Side.SELL if pos.qty > 0 else Side.BUY, qty=held,
-                             client_order_id=desk._issue(leg, f"c{n}"), reduce_only=True, resend_fresh=True)
+    lead = PlaceOrderRequest(venue=L.venue, symbol=p.symbol, side=Side.SELL if pos.qty > 0 else Side.BUY,
+                             qty=qty or held, client_order_id=desk._issue(leg, f"c{n}"), reduce_only=True,
+                             resend_fresh=qty is None)
     steps = [f"s{n}", *(f"s{n}r{k}" for k in range(1, REST_ROUNDS + 1))]  # the match, then its rest
     fcid = client_order_id(p.trade_id, fol, steps[0])
     follow = PlaceOrderRequest(venue=F.venue, symbol=p.symbol, side=Side(F.side).opposite, qty=F.filled_qty,

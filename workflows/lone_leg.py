@@ -20,23 +20,33 @@ FLATTEN_STEPS = ("lf", "lfr1", "lfr2", "lfr3")
 CHASE_STEP = "b1"
 
 
-async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome) -> None:
+def flatten_steps(opening: str = "o") -> tuple[str, ...]:
+    """The flatten steps of the opening ``opening`` (``o``; a slice ``s<n>``: ``lfs<n>``, ``lfs<n>r1``...)."""
+    return FLATTEN_STEPS if opening == "o" else (f"lf{opening}", *(f"lf{opening}r{k}" for k in (1, 2, 3)))
+
+
+def chase_step(opening: str = "o") -> str:
+    return CHASE_STEP if opening == "o" else f"b{opening}"
+
+
+async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome, opening: str = "o") -> None:
     """Book the flattens ``place_orders`` sent for a lone leg; each id it sent is issued (the close
     loop looks up any whose answer is not final)."""
     sent = set(out.flatten_sent)
     done = {o.client_order_id: o for o in ([out.flatten] if out.flatten else []) + out.flatten_rest}
-    for step in FLATTEN_STEPS:
+    steps = flatten_steps(opening)
+    for step in steps:
         cid = client_order_id(desk.p.trade_id, leg, step)
         if cid not in sent:
             continue
         desk._issue(leg, step)
         order = done.get(cid)
         if order is not None and order.is_closed:
-            if step == FLATTEN_STEPS[0]:
+            if step == steps[0]:
                 desk.event(f"{leg} filled alone: flattened in the same step ({cid})")
             await desk.settle(leg, order, opening=False)
     if out.chase_sent:  # issued: the close loop does not chase again, and looks it up if need be
-        cid = desk._issue(leg, CHASE_STEP)
+        cid = desk._issue(leg, chase_step(opening))
         desk.event(f"{leg} open: outcome unknown; a reduce-only close of it followed at once ({cid}"
                    f"{', ' + out.chase_error if out.chase_error else ''})")
         if out.chase is not None and out.chase.is_closed:

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         VenueCheckRequest,
     )
     from venues.models import Side
+    from workflows import execution
     from workflows import trade_orders as orders
     from workflows.options import READ_OPTS, TRADE_TASK_TIMEOUT
     from workflows.trade_close import Closer
@@ -220,8 +221,16 @@ class TradeWorkflow:
         self.s.opened_at = workflow.now().isoformat()
         self._event(f"placing both legs: {sizing.qty} {p.symbol}")
         self._set_state(St.VERIFYING)
-        results = dict(zip(("long", "short"), await self.desk.open_both(sizing.qty), strict=True))
+        if p.style == "taker":
+            results, piece_failed = dict(zip(("long", "short"), await self.desk.open_both(sizing.qty), strict=True)), None
+        else:  # maker-first or sliced (workflows/execution.py); earlier pieces + a failed one: they close hedged
+            results, piece_failed = await execution.open_styled(self.desk, sizing.qty)
         L, S = self.s.leg("long"), self.s.leg("short")
+        if piece_failed:
+            self._event(f"{piece_failed}; the pieces that went on close as a hedged pair")
+            self.c.pending_abort = PendingAbort(code=ExitReason.LEG_FAILED.value, detail=piece_failed)
+            await self._close(True, Exit(ExitReason.LEG_FAILED, True, piece_failed).text)
+            return await self._abort_after_close()
 
         # ONE LEG FAILED: flatten whatever the other one got, at once, and end aborted.
         # (v6: a lone leg may be flat already, flattened in the same step: what it opened counts)
@@ -405,6 +414,9 @@ class TradeWorkflow:
         if emergency:
             why = f"{reason}: {detail}" if self.v2 and detail and detail not in reason else reason
             await self._alert("emergency_close", f"{summary_line(self.p)}: emergency close ({why})", "critical")
+        if self.v2 and not (emergency or at_once or self.c.styled_close_done) and self.p.style != "taker":
+            self.c.styled_close_done = True  # once: a resumed close goes straight to the loop
+            await execution.close_styled(self.desk, self.closer)  # as far as it goes; the loop does the rest
         if not self.v2:
             await self.closer.legacy_close_loop()
         elif not await self.closer.flatten_each(at_once):

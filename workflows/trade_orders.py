@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from venues.models import OrderResult, Position, Side
     from workflows.alerts import AlertWorkflow
-    from workflows.lone_leg import CHASE_STEP, FLATTEN_STEPS, book_flattens
+    from workflows.lone_leg import book_flattens, chase_step, flatten_steps
     from workflows.options import (
         ALERT_OPTS,
         FRESH_CLOSE_OPTS,
@@ -205,18 +205,18 @@ class OrderDesk:
         state.pending.setdefault(cid, self._now_ms())
         return cid
 
-    async def open_both(self, qty: Decimal) -> tuple[OrderResult | str, OrderResult | str]:
+    async def open_both(self, qty: Decimal, step: str = "o") -> tuple[OrderResult | str, OrderResult | str]:
         """Both opening orders go out together from ONE activity (one task pick-up, so the two
         arrive at their venues within milliseconds of each other). A leg whose outcome stayed
         unknown falls back to its own retried placement, which looks the id up first."""
-        reqs = [self.request(leg, qty, "o", reduce_only=False) for leg in ("long", "short")]
+        reqs = [self.request(leg, qty, step, reduce_only=False) for leg in ("long", "short")]  # a slice: s<n>
         if self.v2:  # one slow venue must not keep the other leg waiting unhedged
             reqs = [r.model_copy(update={"deadline_s": OPEN_LEG_DEADLINE_S}) for r in reqs]
         if self.v6:  # a lone filled leg is flattened by the activity itself, under these ids
             reqs = [r.model_copy(update={
-                "flatten_client_order_id": client_order_id(self.p.trade_id, leg, FLATTEN_STEPS[0]),
-                "flatten_rest_ids": [client_order_id(self.p.trade_id, leg, st) for st in FLATTEN_STEPS[1:]],
-                "chase_client_order_id": client_order_id(self.p.trade_id, leg, CHASE_STEP)})
+                "flatten_client_order_id": client_order_id(self.p.trade_id, leg, flatten_steps(step)[0]),
+                "flatten_rest_ids": [client_order_id(self.p.trade_id, leg, st) for st in flatten_steps(step)[1:]],
+                "chase_client_order_id": client_order_id(self.p.trade_id, leg, chase_step(step))})
                 for leg, r in zip(("long", "short"), reqs, strict=True)]
         call = workflow.execute_activity_method(
             A.place_orders, reqs,
@@ -232,7 +232,7 @@ class OrderDesk:
             outcomes = [PlaceOutcome(error_type=error_type(exc), retryable=True) for _ in reqs]
             if self.v6:  # an attempt may have sent flattens before it died: the close looks them up
                 outcomes = [o.model_copy(update={"flatten_sent": [
-                    client_order_id(self.p.trade_id, leg, st) for st in FLATTEN_STEPS]})
+                    client_order_id(self.p.trade_id, leg, st) for st in flatten_steps(step)]})
                     for leg, o in zip(("long", "short"), outcomes, strict=True)]
 
         async def finish(leg: LegName, out: PlaceOutcome) -> OrderResult | str:
@@ -243,9 +243,9 @@ class OrderDesk:
                            f"({out.order.filled_qty if out.order else 0} executed)")
             if out.order is not None:
                 opened = await self.settle(leg, out.order, opening=True)
-                await book_flattens(self, leg, out)
+                await book_flattens(self, leg, out, step)
                 return opened
-            await book_flattens(self, leg, out)
+            await book_flattens(self, leg, out, step)
             if out.retryable and not self.v2:
                 self.event(f"{leg} open: {out.error_type}; retrying on its own (looks the id up first)")
                 return await self.place_verified(leg, qty, "o", reduce_only=False, lookup_first=True)

@@ -6,8 +6,13 @@ import argparse
 import asyncio
 import json
 from decimal import Decimal, InvalidOperation
+from typing import get_args
+
+from config.settings import TradeExecution
 
 HELP = "open, list, show and close trades (each trade is a TradeWorkflow)"
+#: the execution styles ``trade open --style`` takes: the settings' own (``trade.style``)
+STYLES = get_args(TradeExecution.model_fields["style"].annotation)
 
 
 def _decimal(text: str) -> Decimal:
@@ -32,6 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--exit-spread-bps", type=_decimal, default=None, metavar="BPS",
         help="close once the funding spread stays below this many bps per 8 h for trade.exit_checks "
         "monitor checks (default: trade.exit_spread_bps from the config, 0)",
+    )
+    o.add_argument(
+        "--style", choices=STYLES, default=None,
+        help="how both legs go on and off: taker (one market order per leg), maker_first (post-only on the "
+        "costlier-taker leg, each maker fill hedged at once by taker), sliced (trade.slices pieces); "
+        "default: trade.style from the config (taker)",
     )
     ls = sub.add_parser("list", help="list trades (newest first)")
     ls.add_argument("--open", action="store_true", help="only running trades")
@@ -68,7 +79,7 @@ async def _run(args: argparse.Namespace) -> int:
             hold = {} if args.exit_spread_bps is None else {"exit_spread_bps": args.exit_spread_bps}
             wf_id = await open_trade(
                 client, settings, args.symbol, args.long_venue, args.short_venue, args.notional,
-                hold_overrides=hold,
+                hold_overrides=hold, **({"style": args.style} if args.style else {}),
             )
             print(wf_id)
         elif args.action == "list":

@@ -1,0 +1,70 @@
+"""The execution styles' branches in the real TradeWorkflow (issue 15; ``workflows/execution.py``),
+with the faked activities of ``tests/fake_venues.py`` (the maker unit itself is tested against two
+real simulators in ``tests/test_maker_unit.py``): a maker-first entry and close, a sliced entry
+and close, a venue that breaks mid-slices, an active venue that cannot hedge."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from domain.ids import client_order_id
+from messages.trade import CloseRequest
+from tests.test_trade_branches import bench, flat_then_end  # noqa: F401 - the fixture
+from workflows.trade import TradeWorkflow
+
+FEES = {"fa": D("0.0005"), "fb": D("0.00055")}  # fb's taker is costlier: the short leg quotes
+
+
+def ids_of(st, leg: str) -> list[str]:
+    return next(x for x in st.legs if x.side == ("buy" if leg == "long" else "sell")).client_order_ids
+
+
+async def test_maker_first_opens_by_quotes_hedged_by_taker_and_closes_the_same_way(bench):  # noqa: F811
+    h = await bench.start(style="maker_first", taker_fees=FEES)
+    st = await bench.until(h, lambda s: s.state == "holding")
+    assert bench.fakes.v["fa"].position == -bench.fakes.v["fb"].position == st.target_qty > 0
+    assert client_order_id(st.trade_id, "short", "q0n0") in ids_of(st, "short")  # the passive leg: fb
+    assert client_order_id(st.trade_id, "long", "h0n0") in ids_of(st, "long")  # its hedge: fa
+    assert client_order_id(st.trade_id, "long", "o") not in ids_of(st, "long")  # no taker opening pair
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="test"))
+    st = await h.result()
+    assert st.state == "closed" and bench.flat() and bench.executed_at_most_once()
+    assert client_order_id(st.trade_id, "short", "cq0n0") in ids_of(st, "short")  # the close quoted too
+    assert not any(c.startswith("hfLc1") for c in ids_of(st, "long"))  # and left the loop nothing
+
+
+async def test_maker_first_whose_hedge_venue_refuses_flattens_the_quote_fill(bench):  # noqa: F811
+    bench.fakes.v["fa"].refuse = True  # the active venue refuses every opening order
+    h = await bench.start(style="maker_first", taker_fees=FEES)
+    st = await h.result()
+    assert st.state == "aborted" and bench.flat() and bench.executed_at_most_once()
+    assert client_order_id(st.trade_id, "short", "x0n0") in ids_of(st, "short")
+    assert any("could not hedge" in e.what for e in st.events)
+
+
+async def test_sliced_opens_piece_by_piece_and_closes_in_slices(bench):  # noqa: F811
+    h = await bench.start(style="sliced", slices=3, slice_interval_s=0.05)
+    st = await bench.until(h, lambda s: s.state == "holding")
+    for n in range(3):
+        assert client_order_id(st.trade_id, "long", f"s{n}") in ids_of(st, "long")
+    assert bench.fakes.v["fa"].position == -bench.fakes.v["fb"].position == st.target_qty
+    before = len(bench.fakes.v["fa"].orders)
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="test"))
+    st = await h.result()
+    assert st.state == "closed" and bench.flat() and bench.executed_at_most_once()
+    assert len(bench.fakes.v["fa"].orders) - before >= 3  # closed in pieces, not in one order
+
+
+async def test_a_venue_down_mid_slices_flattens_the_lone_piece_and_closes_the_rest_hedged(bench):  # noqa: F811
+    fb = bench.fakes.v["fb"]
+    h = await bench.start(style="sliced", slices=4, slice_interval_s=0.3)
+    await bench.until(h, lambda s: any("s1" in c for leg in s.legs for c in leg.client_order_ids)
+                      and bench.fakes.v["fa"].position > 0)
+    fb.refuse, fb.down_after_answer = True, True  # the next piece is refused, then fb goes down
+    st = await bench.until(h, lambda s: s.state == "emergency_closing", timeout=10)
+    await bench.until(h, lambda s: any("failed" in e.what and "piece" in e.what for e in s.events))
+    # the pieces that went on stay hedged while fb is down (the lone piece was flattened in its step)
+    assert bench.fakes.v["fa"].position == -fb.position != 0
+    fb.down, fb.refuse = False, False
+    await flat_then_end(bench, h)
+    assert bench.flat() and bench.executed_at_most_once()
