@@ -36,6 +36,7 @@ from config.settings import VenueConfig
 from domain.ids import is_valid_client_order_id
 from venues import history, parse, placing, resting_orders
 from venues.adapters import adapter_for
+from venues.budget import ORDER_METHODS, VenueBudget, lane
 from venues.errors import (
     BadSymbol,
     ClockSkew,
@@ -83,6 +84,9 @@ class Gateway:
         ]
         self.adapter = adapter_for(venue)
         self.exchange = make_exchange(venue, self.adapter)
+        #: the venue's request budget in this worker: orders before reads, a share across workers (budget.py)
+        self.budget = VenueBudget(venue.requests_per_second)
+        self.exchange.throttle = self.budget.acquire  # ccxt awaits it with each request's cost
         self._markets = MarketCache(self._call, lambda: self.exchange.precisionMode, self.name)
         self._sends = placing.SendLog(self.exchange)  # hooks ccxt's signing: records send times
         self._clock = placing.Clock(self.exchange, self._call, self.name)  # also re-syncs after -1021
@@ -117,7 +121,8 @@ class Gateway:
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             args = self.adapter.to_venue(args)  # our symbols ⇄ the venue's (Hyperliquid: X/USDC:USDC)
-            return self.adapter.from_venue(await getattr(self.exchange, method)(*args, **kwargs))
+            with lane("order" if method in ORDER_METHODS else "read"):
+                return self.adapter.from_venue(await getattr(self.exchange, method)(*args, **kwargs))
         except VenueError:
             raise
         except asyncio.CancelledError:

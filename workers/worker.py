@@ -205,6 +205,7 @@ async def run_worker(
     address = client.service_client.config.target_host
 
     from venues.pool import GatewayPool
+    from workers.budget_share import keep_share
 
     pool = GatewayPool(settings)
     await pool.warm()
@@ -246,6 +247,7 @@ async def run_worker(
         )
         run_task = asyncio.create_task(worker.run(), name="temporal-worker")
         stop_task = asyncio.create_task(stop_event.wait(), name="worker-stop")
+        share_task = asyncio.create_task(keep_share(client, queue, pool), name="venue-budget-share")
         try:
             # ``is_running`` turns true once the namespace check passed and pollers are started
             while not worker.is_running and not run_task.done():  # noqa: ASYNC110 - SDK has no event
@@ -271,6 +273,7 @@ async def run_worker(
             await run_task  # re-raises a fatal worker error
         finally:
             stop_task.cancel()
+            share_task.cancel()
             if not run_task.done():
                 run_task.cancel()
                 await asyncio.gather(run_task, return_exceptions=True)

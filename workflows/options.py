@@ -27,8 +27,14 @@ TRADE_TASK_TIMEOUT = timedelta(seconds=2)
 # timeout, left 0.2 s: on a loaded machine live reads timed out as "dead" five times in a row.)
 # A lone leg waits on exactly this when the worker holding the other leg's order is killed.
 HEARTBEAT_TIMEOUT = timedelta(seconds=2)
+# An order that no worker has picked up after this long (every worker busy or gone) fails instead
+# of executing late into a market that has moved: an opening counts as failed (its other leg is
+# flattened), a close goes round its loop again (issue 12). Reads and orders share the workers'
+# slots, but never the venue budget's line: orders go before reads there (venues/budget.py).
+ORDER_START_BOUND = timedelta(seconds=10)
 ORDER_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=30),
+    schedule_to_start_timeout=ORDER_START_BOUND,
     schedule_to_close_timeout=timedelta(seconds=120),
     heartbeat_timeout=HEARTBEAT_TIMEOUT,
     retry_policy=RetryPolicy(
