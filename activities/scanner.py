@@ -70,6 +70,7 @@ async def scan_venues(
     quotes: dict[str, list[LegQuote]] = {}
     for scan, rates in results:
         fee = params.taker_fees.get(scan.venue, Decimal("0.0005"))
+        maker_fee = params.maker_fees.get(scan.venue)
         for sym, fi in rates.items():
             if params.symbols and sym not in params.symbols:
                 continue
@@ -82,6 +83,7 @@ async def scan_venues(
                     mark_price=fi.mark_price,
                     timestamp_ms=fi.timestamp_ms,
                     taker_fee=fee,
+                    maker_fee=maker_fee,
                 )
             )
     failed = tuple(s.venue for s, _ in results if not s.ok) + tuple(unhealthy)
@@ -116,6 +118,14 @@ async def fetch_books(pool: GatewayPool, req: BooksRequest) -> BooksResult:
 
 
 
+def settings_for_style(settings: Settings, style: str | None) -> Settings:
+    """``settings`` with ``trade.style`` set to ``style`` (the trade's input embeds the trade
+    settings: ``control.trades.params_from_settings``); unchanged when ``style`` is None."""
+    if style is None or style == settings.trade.style:
+        return settings
+    return settings.model_copy(update={"trade": settings.trade.model_copy(update={"style": style})})
+
+
 # ---------------------------------------------------------------------------- activities
 class ScannerActivities:
     def __init__(self, settings: Settings, pool: GatewayPool, trades: TradeDirectory) -> None:
@@ -142,8 +152,9 @@ class ScannerActivities:
     @activity.defn(name="scanner_start_trade")
     async def scanner_start_trade(self, req: StartTradeRequest) -> StartTradeResult:
         """Start a TradeWorkflow with the deterministic id of this opportunity (a retry or a
-        re-run cycle finds it already there: ``existing``)."""
-        res = await self.trades.start_for_scanner(activity.client(), self.settings, req)
+        re-run cycle finds it already there: ``existing``). The trade runs in the style the
+        scanner chose (``req.style``), whatever ``trade.style`` says."""
+        res = await self.trades.start_for_scanner(activity.client(), settings_for_style(self.settings, req.style), req)
         if res.outcome == "started":
             log.info("scanner started %s (%s)", res.workflow_id, req.summary)
         return res

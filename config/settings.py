@@ -142,8 +142,17 @@ class ScannerTuning(BaseModel):
     time_scale: Decimal = Field(Decimal("1"), gt=0, description="venue seconds per wall second (replay speed)")
     cycles_per_run: int = Field(100, ge=1, description="continue-as-new after this many cycles")
     symbols: list[str] = Field(default_factory=list, description="only these symbols (empty: every symbol)")
+    # execution styles (issue 15): the scanner prices each allowed one per candidate and starts the
+    # trade in the cheapest (ties: taker); the trade's slices and slice_style price ``sliced``
+    styles: list[Literal["taker", "maker_first", "sliced"]] | None = Field(
+        None, min_length=1, description="styles the scanner may choose from per candidate, the cheapest "
+        "expected wins (ties: taker); unset: only the trade's own style (trade.style, taker by default)")
+    maker_fill_share: Decimal = Field(Decimal("0.7"), ge=0, le=1, description="maker_first: expected share "
+                                      "of the passive leg filled as a maker (the rest at the taker fallback's cost)")
 
-
+    def allowed_styles(self, trade_style: str) -> list[str]:
+        """``styles`` without repeats, in the order given; unset: ``[trade_style]``."""
+        return list(dict.fromkeys(self.styles)) if self.styles else [trade_style]
 
 
 class ScannerConfig(_Section, ScannerTuning):

@@ -7,9 +7,13 @@ All money and rates are ``Decimal``; no I/O and no clock (``now_ms`` is an argum
 * Expected funding over the horizon counts the settlements that actually fall inside it on
   each venue: a position opened just after a settlement waits a full interval for the next.
   The current rate is the estimate for every settlement in the horizon.
-* Worst-case costs: taker fee on open *and* close of both legs, slippage from walking each
-  book for the notional (measured from the mid, so it includes half the spread) on the side
-  we hit to open and the side we hit to close, and a safety buffer.
+* Costs, priced per execution style (:func:`style_cost`, the cheapest allowed one wins:
+  :func:`choose_style`): ``taker`` pays the taker fee on open *and* close of both legs plus the
+  slippage of walking each book for the notional (measured from the mid, so it includes half the
+  spread) on the side we hit to open and the side we hit to close; ``maker_first`` expects the
+  passive leg (:func:`domain.execution.passive_leg`) to fill ``maker_fill_share`` of its
+  quantity at the maker fee with no slippage and the rest at the taker fallback's cost; ``sliced``
+  walks the books with notional / slices per piece. Then a safety buffer.
 
 Time is in wall milliseconds; ``hour_ms`` is how many wall ms one venue hour lasts (3 600 000,
 or 3 600 000 / speed for a replay), so replayed venues whose 8 h intervals pass in seconds are
@@ -18,9 +22,11 @@ normalised correctly.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from domain.execution import passive_leg
 from domain.funding import BPS, HOUR_MS
 from domain.funding import spread_bps_8h as funding_spread
 
@@ -35,6 +41,10 @@ STALE_DATA = "STALE_DATA"
 SETTLEMENT_TOO_CLOSE = "SETTLEMENT_TOO_CLOSE"
 VENUE_UNHEALTHY = "VENUE_UNHEALTHY"
 
+#: the execution styles (``config.settings.TradeExecution.style``), in tie-break order: on equal
+#: expected cost the earlier wins, so taker wins every tie
+STYLES = ("taker", "maker_first", "sliced")
+
 
 @dataclass(frozen=True)
 class LegQuote:
@@ -47,6 +57,19 @@ class LegQuote:
     mark_price: Decimal
     timestamp_ms: int  # when the venue produced the data
     taker_fee: Decimal  # fraction of notional per fill
+    maker_fee: Decimal | None = None  # per maker fill; None: as the taker fee (no maker saving assumed)
+
+    @property
+    def fees(self) -> LegFees:
+        return LegFees(self.taker_fee, self.taker_fee if self.maker_fee is None else self.maker_fee)
+
+
+@dataclass(frozen=True)
+class LegFees:
+    """One venue's fees, fraction of notional per fill."""
+
+    taker: Decimal
+    maker: Decimal
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,10 @@ class EdgeParams:
     hour_ms: int = HOUR_MS
     depth_band: Decimal = Decimal("0.01")  # depth counted within 1 % of mid
     max_impact: Decimal = Decimal("0.5")  # notional / that depth
+    styles: tuple[str, ...] = ("taker",)  # the styles the cheapest is chosen from (STYLES)
+    maker_fill_share: Decimal = Decimal("0.7")  # maker_first: expected share of the passive leg filled as maker
+    slices: int = 4  # sliced: pieces per entry and exit
+    slice_style: str = "taker"  # sliced: each piece's style
 
 
 @dataclass(frozen=True)
@@ -87,10 +114,96 @@ class Edge:
     books_checked: bool = False
     reason: str | None = None
     detail: str = ""
+    style: str = "taker"  # the execution style fees_bps and slippage_bps are priced for
+    maker_fees_bps: Decimal = ZERO  # the part of fees_bps paid at maker rates (expected)
+    long_fees: LegFees | None = None  # None: an edge from before styles (taker only)
+    short_fees: LegFees | None = None
 
     @property
     def costs_bps(self) -> Decimal:
         return self.fees_bps + self.slippage_bps + self.buffer_bps
+
+
+# ---------------------------------------------------------------------------- styles
+@dataclass(frozen=True)
+class StyleCost:
+    """The expected round-trip cost of one execution style, bps of notional: both legs, entry
+    and exit (the buffer excluded)."""
+
+    style: str
+    fees_bps: Decimal
+    slippage_bps: Decimal
+    maker_fees_bps: Decimal = ZERO  # the part of fees_bps paid at maker rates
+
+    @property
+    def total_bps(self) -> Decimal:
+        return self.fees_bps + self.slippage_bps
+
+
+def leg_cost(fees: LegFees, slippage_bps: Decimal, maker_share: Decimal) -> StyleCost:
+    """One leg's entry and exit, bps: ``maker_share`` of its quantity fills as a maker (maker
+    fee, no slippage: a post-only quote fills at its own price), the rest as a taker (taker fee
+    plus ``slippage_bps``, the leg's book walk of entry + exit)."""
+    maker = maker_share * 2 * fees.maker * BPS
+    taker = (1 - maker_share) * 2 * fees.taker * BPS
+    return StyleCost("", maker + taker, (1 - maker_share) * slippage_bps, maker)
+
+
+def style_cost(
+    style: str,
+    long: LegFees,
+    short: LegFees,
+    slippage_bps: tuple[Decimal, Decimal],
+    *,
+    maker_fill_share: Decimal,
+    piece_slippage_bps: tuple[Decimal, Decimal] | None = None,
+    slice_style: str = "taker",
+) -> StyleCost:
+    """The expected cost of ``style`` for a pair. ``slippage_bps``: each leg's (long, short)
+    book walk of entry + exit for the whole notional; ``piece_slippage_bps``: the same for
+    notional / slices (``sliced``; defaults to the whole-notional walk).
+
+    ``taker``: both legs taker. ``maker_first``: the passive leg (the costlier taker fee,
+    :func:`domain.execution.passive_leg`) fills ``maker_fill_share`` as a maker and the rest at
+    the taker fallback's cost; the active leg hedges taker. ``sliced``: ``slice_style`` priced
+    with the pieces' walk (fees are the same share of notional however it is cut)."""
+    if style == "sliced":
+        if slice_style == "sliced":
+            raise ValueError("slice_style must be taker or maker_first")
+        inner = style_cost(slice_style, long, short, piece_slippage_bps or slippage_bps,
+                           maker_fill_share=maker_fill_share)
+        return replace(inner, style="sliced")
+    if style == "taker":  # both shares 0 (written out: the backtest ranks every pair with it)
+        return StyleCost(style, (long.taker * 2 + short.taker * 2) * BPS, slippage_bps[0] + slippage_bps[1])
+    if style == "maker_first":
+        shares = (maker_fill_share, ZERO) if passive_leg(long.taker, short.taker) == "long" else (ZERO, maker_fill_share)
+    else:
+        raise ValueError(f"unknown style {style!r}; one of {', '.join(STYLES)}")
+    a = leg_cost(long, slippage_bps[0], shares[0])
+    b = leg_cost(short, slippage_bps[1], shares[1])
+    return StyleCost(style, a.fees_bps + b.fees_bps, a.slippage_bps + b.slippage_bps,
+                     a.maker_fees_bps + b.maker_fees_bps)
+
+
+def choose_style(costs: Iterable[StyleCost]) -> StyleCost:
+    """The cheapest expected style; on a tie the earlier in :data:`STYLES` (taker first)."""
+    return min(costs, key=lambda c: (c.total_bps, STYLES.index(c.style)))
+
+
+def cheapest_style(
+    long: LegFees, short: LegFees, slippage_bps: tuple[Decimal, Decimal],
+    piece_slippage_bps: tuple[Decimal, Decimal] | None, p: EdgeParams,
+) -> StyleCost:
+    """:func:`choose_style` over the styles ``p`` allows (taker when it allows none)."""
+    if len(p.styles) <= 1:
+        return style_cost(p.styles[0] if p.styles else "taker", long, short, slippage_bps,
+                          maker_fill_share=p.maker_fill_share, piece_slippage_bps=piece_slippage_bps,
+                          slice_style=p.slice_style)
+    return choose_style(
+        style_cost(s, long, short, slippage_bps, maker_fill_share=p.maker_fill_share,
+                   piece_slippage_bps=piece_slippage_bps, slice_style=p.slice_style)
+        for s in (p.styles or ("taker",))
+    )
 
 
 def interval_from_timestamps(times_ms: list[int]) -> int | None:
@@ -155,11 +268,13 @@ def _first_pass(
         reason = SETTLEMENT_TOO_CLOSE
         if not build:
             return reason
-    slippage_bps = p.est_slippage_bps * 4
     n_long = settlements_within(long.next_funding_ms, long.interval_ms, now_ms, p.horizon_ms)
     n_short = settlements_within(short.next_funding_ms, short.interval_ms, now_ms, p.horizon_ms)
     gross = (short.rate * n_short - long.rate * n_long) * BPS
-    fees = (long.taker_fee * 2 + short.taker_fee * 2) * BPS
+    est = p.est_slippage_bps * 2  # per leg: entry + exit, whatever the piece size until the books are known
+    lf, sf = long.fees, short.fees
+    cost = cheapest_style(lf, sf, (est, est), None, p)
+    fees, slippage_bps = cost.fees_bps, cost.slippage_bps
     net = gross - fees - slippage_bps - p.buffer_bps
     costs = fees + slippage_bps + p.buffer_bps
     if reason is None and net <= 0:
@@ -192,11 +307,16 @@ def _first_pass(
         target_settlement_ms=target,
         reason=reason,
         detail=detail() if callable(detail) else detail,
+        style=cost.style,
+        maker_fees_bps=cost.maker_fees_bps,
+        long_fees=lf,
+        short_fees=sf,
     )
 
 
 def evaluate_pair(symbol: str, long: LegQuote, short: LegQuote, p: EdgeParams, now_ms: int) -> Edge:
-    """First pass, from the funding snapshot alone: slippage is the per-fill estimate (4 fills).
+    """First pass, from the funding snapshot alone: slippage is the per-fill estimate (4 taker
+    fills; a maker fill's share of them costs none), the style the cheapest of ``p.styles``.
 
     Reasons, first that applies: STALE_DATA, PRICE_DIVERGENCE, SPREAD_BELOW_MIN,
     SETTLEMENT_TOO_CLOSE, COSTS_EXCEED_EDGE.
@@ -254,40 +374,54 @@ def apply_books(
     short_book: tuple[list[Level], list[Level]],
     p: EdgeParams,
 ) -> Edge:
-    """Second pass: replace the slippage estimate by walking both books, open and close.
+    """Second pass: replace the slippage estimate by walking both books, open and close, and
+    choose the style again on the walked slippage (``sliced``: also walked with notional /
+    slices per piece).
 
     The long leg buys the asks to open and sells the bids to close; the short leg the other
     way round. BOOK_TOO_THIN when a side cannot hold the notional or it would take more than
     ``max_impact`` of the depth within ``depth_band`` of mid; COSTS_EXCEED_EDGE as before.
     """
-    slip = ZERO
-    worst = ZERO
+    sliced = "sliced" in p.styles and p.slices > 1
+    slips: list[Decimal] = []
+    pieces: list[Decimal] = []
     for venue, (bids, asks) in ((edge.long_venue, long_book), (edge.short_venue, short_book)):
         mid = mid_price(bids, asks)
         if mid is None or mid <= 0:
             return replace(edge, books_checked=True, reason=BOOK_TOO_THIN, detail=f"{venue}: empty book side")
+        slip = piece = ZERO
         for side in (asks, bids):
             w = walk_book(side, mid, p.notional_usd, p.depth_band)
-            worst = max(worst, w.impact)
             if not w.complete or w.impact > p.max_impact:
                 return replace(
                     edge, books_checked=True, reason=BOOK_TOO_THIN,
                     detail=f"{venue}: impact {w.impact:.3f} of depth within {p.depth_band:%} of mid",
                 )
             slip += w.slippage_bps
-    fresh = _decompose_with_slippage(edge, slip, p)
+            if sliced:
+                piece += walk_book(side, mid, p.notional_usd / p.slices, p.depth_band).slippage_bps
+        slips.append(slip)
+        pieces.append(piece)
+    fresh = _decompose_with_slippage(edge, (slips[0], slips[1]), (pieces[0], pieces[1]) if sliced else None, p)
     if fresh.net_bps <= 0:
         return replace(fresh, reason=COSTS_EXCEED_EDGE,
                        detail=f"gross {fresh.gross_bps:.4f} <= costs {fresh.costs_bps:.4f} bps after books")
     return fresh
 
 
-def _decompose_with_slippage(edge: Edge, slippage_bps: Decimal, p: EdgeParams) -> Edge:
-    net = edge.gross_bps - edge.fees_bps - slippage_bps - edge.buffer_bps
-    costs = edge.fees_bps + slippage_bps + edge.buffer_bps
+def _decompose_with_slippage(
+    edge: Edge, slips: tuple[Decimal, Decimal], pieces: tuple[Decimal, Decimal] | None, p: EdgeParams
+) -> Edge:
+    if edge.long_fees is None or edge.short_fees is None:  # an edge from before styles: taker, its fees
+        cost = StyleCost("taker", edge.fees_bps, slips[0] + slips[1])
+    else:
+        cost = cheapest_style(edge.long_fees, edge.short_fees, slips, pieces, p)
+    net = edge.gross_bps - cost.fees_bps - cost.slippage_bps - edge.buffer_bps
+    costs = cost.total_bps + edge.buffer_bps
     breakeven = costs / (edge.spread_bps_8h / 8) if edge.spread_bps_8h > 0 else None
     return replace(
-        edge, slippage_bps=slippage_bps, net_bps=net, net_usd=net * p.notional_usd / BPS,
+        edge, fees_bps=cost.fees_bps, slippage_bps=cost.slippage_bps, style=cost.style,
+        maker_fees_bps=cost.maker_fees_bps, net_bps=net, net_usd=net * p.notional_usd / BPS,
         breakeven_h=breakeven, books_checked=True, reason=None, detail="",
     )
 

@@ -28,6 +28,10 @@ class ScannerParams(ScannerTuning):
 
     venues: list[str]
     taker_fees: dict[str, Decimal] = Field(default_factory=dict)
+    maker_fees: dict[str, Decimal] = Field(default_factory=dict)  # absent: as the taker fee
+    # how the trade would slice (``trade.slices`` / ``trade.slice_style``): what ``sliced`` is priced at
+    slices: int = Field(4, ge=2)
+    slice_style: Literal["taker", "maker_first"] = "taker"
     max_open_trades: int = 5
     max_venue_notional_usd: Decimal = Decimal("50000")
     max_total_notional_usd: Decimal = Decimal("100000")
@@ -37,13 +41,18 @@ class ScannerParams(ScannerTuning):
     @classmethod
     def from_settings(cls, settings: Settings) -> ScannerParams:
         lim = settings.limits
+        tuning = to_wall(settings.scanner.tuning(), settings.scanner.time_scale, SCANNER_DURATIONS)
+        tuning["styles"] = settings.scanner.allowed_styles(settings.trade.style)
         return cls(
             venues=[v.name for v in settings.venues],
             taker_fees={v.name: v.taker_fee for v in settings.venues},
+            maker_fees={v.name: v.maker_fee for v in settings.venues},
+            slices=settings.trade.slices,
+            slice_style=settings.trade.slice_style,
             max_open_trades=lim.max_open_trades,
             max_venue_notional_usd=lim.max_venue_notional_usd,
             max_total_notional_usd=lim.max_total_notional_usd,
-            **to_wall(settings.scanner.tuning(), settings.scanner.time_scale, SCANNER_DURATIONS),
+            **tuning,
         )
 
     @property
@@ -63,6 +72,10 @@ class ScannerParams(ScannerTuning):
             est_slippage_bps=self.est_slippage_bps,
             hour_ms=self.hour_ms,
             max_impact=self.max_book_impact,
+            styles=tuple(self.allowed_styles("taker")),
+            maker_fill_share=self.maker_fill_share,
+            slices=self.slices,
+            slice_style=self.slice_style,
         )
 
     def risk_limits(self) -> RiskLimits:
@@ -149,6 +162,7 @@ class StartTradeRequest(BaseModel):
     notional_usd: Decimal
     stamp: str  # stable per opportunity: the target settlement epoch
     summary: str = ""
+    style: Literal["taker", "maker_first", "sliced"] | None = None  # the scanner's choice; None: trade.style
 
 
 class StartTradeResult(BaseModel):
@@ -194,6 +208,7 @@ class StartedTrade(BaseModel):
     started_ms: int
     net_bps: Decimal | None = None
     outcome: str = "started"
+    style: str | None = None  # the execution style it was started with
 
 
 class ScannerStatus(BaseModel):

@@ -8,9 +8,12 @@ trades safely. One cycle, top to bottom:
 3. ``scanner_risk_book``: open trades and today's outcomes from visibility; the risk gates of
    ``domain.risk`` drop busy, cooling-down and over-limit candidates.
 4. ``scanner_books``: books only for the ``top_n_books`` best survivors; slippage is re-costed
-   by walking them (``domain.edge.apply_books``).
-5. ``scanner_start_trade``: each survivor starts an independent TradeWorkflow whose id is
-   derived from (symbol, long, short, target settlement epoch). A retried activity, a replayed
+   by walking them (``domain.edge.apply_books``), and the execution style chosen again: the
+   cheapest expected of ``styles`` (ties: taker).
+5. ``scanner_start_trade``: each survivor starts an independent TradeWorkflow in the chosen
+   style (``StartTradeRequest.style``; the command sequence is the same whatever the style, and a
+   scanner started before styles prices taker only, so no version marker), whose id is derived
+   from (symbol, long, short, target settlement epoch). A retried activity, a replayed
    or re-run cycle, or a restarted scanner computes the same id, and the server refuses a
    second workflow with it (REJECT_DUPLICATE), so one opportunity starts at most one trade.
 
@@ -275,7 +278,8 @@ class ScannerWorkflow:
         req = StartTradeRequest(
             symbol=e.symbol, long_venue=e.long_venue, short_venue=e.short_venue,
             notional_usd=self.p.notional_usd, stamp=f"s{e.target_settlement_ms}",
-            summary=f"net {e.net_bps:.2f} bps / {e.net_usd:.2f} USD over the horizon",
+            summary=f"net {e.net_bps:.2f} bps / {e.net_usd:.2f} USD over the horizon, {e.style}",
+            style=e.style,
         )
         res: StartTradeResult = await workflow.execute_activity_method(
             ScannerActivities.scanner_start_trade, req, summary=f"start {e.symbol}", **START_OPTS,
@@ -288,6 +292,7 @@ class ScannerWorkflow:
         trade = StartedTrade(
             trade_id=res.workflow_id, symbol=e.symbol, long_venue=e.long_venue, short_venue=e.short_venue,
             notional_usd=self.p.notional_usd, started_ms=self._now_ms(), net_bps=e.net_bps, outcome=res.outcome,
+            style=e.style,
         )
         book.add(OpenTrade(trade.trade_id, e.symbol, e.long_venue, e.short_venue, self.p.notional_usd))
         self._recent.append(trade)

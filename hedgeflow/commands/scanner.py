@@ -49,20 +49,24 @@ def print_status(st) -> None:
         print(f"  open incidents {st.open_incidents}: nothing opens until they are resolved (`hedgeflow reconcile`)")
     if st.counts_by_reason:
         print("  rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(st.counts_by_reason.items())))
-    fmt = "  {:<16} {:<8} {:<8} {:>9} {:>7} {:>7} {:>7} {:>8} {:>8}  {}"
-    print(fmt.format("SYMBOL", "LONG", "SHORT", "bps/8h", "gross", "costs", "net", "net USD", "b/e h", "VERDICT"))
+    # fees, maker (the part of the fees paid at maker rates), slip: the edge's costs in STYLE, bps
+    fmt = "  {:<16} {:<8} {:<8} {:>9} {:>7} {:>7} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8}  {:<11} {}"
+    print(fmt.format("SYMBOL", "LONG", "SHORT", "bps/8h", "gross", "fees", "maker", "slip", "costs", "net",
+                     "net USD", "b/e h", "STYLE", "VERDICT"))
     for r in st.candidates:
         e = r.edge
         verdict = r.reason or ("started " + r.trade_id if r.trade_id else r.detail or "ok")
         if r.reason and r.detail:
             verdict += f": {r.detail}"
         print(fmt.format(r.symbol[:16], r.long_venue, r.short_venue, _fmt(e.spread_bps_8h if e else None),
-                         _fmt(e.gross_bps if e else None), _fmt(e.costs_bps if e else None),
-                         _fmt(e.net_bps if e else None), _fmt(e.net_usd if e else None),
-                         _fmt(e.breakeven_h if e else None, 1), verdict))
+                         _fmt(e.gross_bps if e else None), _fmt(e.fees_bps if e else None),
+                         _fmt(e.maker_fees_bps if e else None), _fmt(e.slippage_bps if e else None),
+                         _fmt(e.costs_bps if e else None), _fmt(e.net_bps if e else None),
+                         _fmt(e.net_usd if e else None), _fmt(e.breakeven_h if e else None, 1),
+                         e.style if e else "-", verdict))
     print(f"  trades started: {st.trades_started_total}")
     for t in st.trades_started[-10:]:
-        print(f"    {t.trade_id} ({t.outcome}, net {_fmt(t.net_bps)} bps)")
+        print(f"    {t.trade_id} ({t.outcome}, net {_fmt(t.net_bps)} bps" + (f", {t.style})" if t.style else ")"))
     if st.last_error:
         print(f"  last error: {st.last_error}")
 
