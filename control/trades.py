@@ -134,7 +134,7 @@ async def open_trade(
     if hold_overrides:
         overrides["hold"] = params.hold.model_validate(params.hold.model_dump() | hold_overrides)
     params = params.model_copy(update={"opened_by": opened_by, **overrides})
-    await client.start_workflow(
+    handle = await client.start_workflow(
         TradeWorkflow.run,
         args=[params, None],
         id=wf_id,
@@ -142,11 +142,16 @@ async def open_trade(
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         task_timeout=TRADE_TASK_TIMEOUT,  # a task on a worker that died moves on after 2 s, not 10
+        # the scanner starts trades from inside a worker (its client): the first workflow task runs
+        # there at once, without a round trip through matching; from the CLI the server starts it as usual
+        request_eager_start=True,
         search_attributes=search_attributes_for(params),
         memo={"notional_usd": str(notional)},  # the risk book's notional when the trade cannot be queried
         static_summary=summary_line(params),
         static_details=f"opened by {opened_by}",
     )
+    log.info("trade %s started%s", wf_id, " eagerly (its first task on this process's worker)"
+             if getattr(handle, "__temporal_eagerly_started", False) else "")
     return wf_id
 
 
