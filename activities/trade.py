@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import close_step, lone_leg
+from activities import close_step, lone_leg, maker_unit
 from activities.common import heartbeating, venue_call
 from config import Settings
+from messages.execution import MakerUnitOutcome, MakerUnitRequest
 from messages.trade import (
     Alert,
     FillsRequest,
@@ -179,6 +180,12 @@ class TradeActivities:
         (activities/close_step.py)."""
         return await venue_call(close_step.close_in_step(self.pool, req, activity.info().attempt))
 
+    @activity.defn(name="maker_unit")
+    async def maker_unit(self, req: MakerUnitRequest) -> MakerUnitOutcome:
+        """Issue 15: one maker-first unit — post-only quotes on the passive leg, each maker fill hedged
+        at once by a taker order on the active leg, under the cap (activities/maker_unit.py)."""
+        return await venue_call(maker_unit.maker_unit(self.pool, req, activity.info().attempt))
+
     @activity.defn(name="get_order")
     async def get_order(self, req: OrderLookup) -> OrderResult | None:
         return await venue_call(self.pool.get(req.venue).get_order(req.symbol, req.client_order_id))
@@ -239,6 +246,7 @@ class TradeActivities:
             self.place_order,
             self.place_orders,
             self.close_in_step,
+            self.maker_unit,
             self.get_order,
             self.cancel_order,
             self.get_positions,
