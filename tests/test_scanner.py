@@ -297,3 +297,36 @@ async def test_worker_sigkill_mid_cycle_starts_one_trade_per_opportunity(tempora
 async def _trade_state_h(handle, *states):
     st = await handle.query("status", result_type=TradeStatus)
     return st if st.state in states else None
+
+
+async def test_started_trade_carries_the_chosen_style(scan, sims):
+    """scanner.styles allows maker_first: with maker fees below taker fees it is the cheaper
+    style, the candidate row shows it, and the trade the scanner starts has it in its input."""
+    from messages.trade import TradeParams
+
+    sym = "S030/USDT:USDT"
+    pin_spread(sims, sym, "sim-a", "sim-b", other_price="120")  # sim-c's pairs: PRICE_DIVERGENCE
+    client, settings, task_queue = scan
+    h = await start_scanner(client, task_queue, scanner_params(settings, [sym], styles=["taker", "maker_first"]))
+    try:
+        t = await wait_for(lambda: trades_for(client, sym, task_queue), timeout=30, what="a trade on the pinned spread")
+        started = (await client.get_workflow_handle(t[0].id).fetch_history()).events[0]
+        payloads = started.workflow_execution_started_event_attributes.input.payloads
+        (params,) = await client.data_converter.decode([payloads[0]], [TradeParams])
+        assert params.style == "maker_first" and params.opened_by == "scanner"
+        st = await wait_for(lambda: _started_shown(h, t[0].id), timeout=10, what="the start in the status")
+        assert next(x for x in st.trades_started if x.trade_id == t[0].id).style == "maker_first"
+        row = next(r for r in st.candidates if r.trade_id == t[0].id)
+        e = row.edge
+        assert e.style == "maker_first" and 0 < e.maker_fees_bps < e.fees_bps < Decimal("20")
+    finally:
+        await h.terminate()
+        # the style's orders are tested elsewhere; ending the trade without code keeps this short
+        for w in await trades_for(client, sym, task_queue):
+            with contextlib.suppress(Exception):
+                await client.get_workflow_handle(w.id).terminate("test done")
+
+
+async def _started_shown(h, trade_id):
+    st = await status(h)
+    return st if any(t.trade_id == trade_id for t in st.trades_started) else None
