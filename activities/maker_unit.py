@@ -379,8 +379,10 @@ class _Unit:
             first_ms = min(o.created_ms or o.timestamp_ms for o in by_id.values())
             ago = max(0.0, min(r.window_s, time.time() - first_ms / 1000))
             self.t0 = time.monotonic() - ago
-        if self.lag != 0:
-            self.lag_since = time.monotonic() - r.cap_s  # since when is unknown: the cap acts at once
+        if self.lag != 0:  # unhedged since the latest passive fill, by the venue's clock
+            filled = [o.timestamp_ms for c, o in by_id.items() if c in passive_ids and o.filled_qty > 0]
+            ago = max(0.0, time.time() - max(filled, default=0) / 1000) if filled else r.cap_s
+            self.lag_since = time.monotonic() - min(ago, r.window_s + r.cap_s)
         log.info("maker unit retried (attempt %d): found %d of its orders; passive %s, active %s, flattened %s",
                  self.attempt, len(by_id), self.passive_in, self.active_in, self.flattened)
 

@@ -40,6 +40,7 @@ async def pair(tmp_path) -> AsyncIterator[tuple[GatewayPool, Admin, Admin]]:
         fa, fb = Admin(a.url, http), Admin(b.url, http)
         for f in (fa, fb):
             await f.market(symbol=SYMBOL, price="50000")
+        await pool.warm()  # markets loaded: a fault hits the orders themselves
         yield pool, fa, fb
         await pool.close()
 
