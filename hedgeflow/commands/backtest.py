@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import sys
@@ -110,9 +111,11 @@ def params_for(settings: Any, overrides: list[tuple[str, str]], venues: list[str
     book = BookModel(int(d.get("book_levels", bm.levels)), d.get("book_half_spread_bps", bm.half_spread_bps),
                      d.get("book_level_step_bps", bm.level_step_bps),
                      d.get("book_level_notional_usd", bm.level_notional_usd))
-    base = BacktestParams(edge=sp.edge_params(), limits=sp.risk_limits())
+    # the backtest fills every leg as a taker, so it also ranks as one: scanner.styles does not apply
+    edge = dataclasses.replace(sp.edge_params(), styles=("taker",))
+    base = BacktestParams(edge=edge, limits=sp.risk_limits())
     return BacktestParams(
-        edge=sp.edge_params(), limits=sp.risk_limits(),
+        edge=edge, limits=sp.risk_limits(),
         hold=HoldRules(h.exit_spread_bps, h.exit_checks, int(h.monitor_interval_s * 1000), int(h.max_hold_s * 1000),
                        h.reduce_liq_distance, h.close_liq_distance, int(h.reduce_cooldown_s * 1000)),
         cycle_ms=int(sp.cycle_s * 1000), top_n_books=sp.top_n_books, max_candidates=sp.max_candidates,
