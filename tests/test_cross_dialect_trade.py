@@ -14,6 +14,7 @@ wallet change to the cent, every settlement counted once.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
@@ -49,7 +50,7 @@ def okx_hyperliquid(tmp_path_factory):
 
 async def trade_open_hold_cancel(temporal_env, task_queue, sims, sym: str,
                                  while_holding: Callable[[object, TradeStatus], Awaitable[None]] | None = None,
-                                 usd_rates: dict[str, Decimal] | None = None) -> TradeStatus:
+                                 usd_rates: dict[str, Decimal] | None = None, **overrides) -> TradeStatus:
     """Long on the first venue of ``sims``, short on the second; returns the final status after
     the checks every pair shares (flat, Canceled, PnL = wallets to the cent at each venue's
     ``settle_usd_rate``, funding counted)."""
@@ -64,11 +65,13 @@ async def trade_open_hold_cancel(temporal_env, task_queue, sims, sym: str,
         assert s.state()["dialect"] == s.dialect
     wallets = {n: s.wallet() for n, s in sims.items()}
     stop = asyncio.Event()
+    ready = asyncio.Event()
     worker = asyncio.create_task(run_worker(settings, client=client, task_queue=task_queue, stop_event=stop,
-                                            quiet=True, graceful_shutdown_timeout=2))
+                                            quiet=True, graceful_shutdown_timeout=2, on_ready=lambda w: ready.set()))
     wf_id = None
     try:
-        wf_id = await open_trade(client, settings, sym, ln, sn, Decimal("1000"))
+        await asyncio.wait_for(ready.wait(), 60)  # polling: a trade started now runs its first task here
+        wf_id = await open_trade(client, settings, sym, ln, sn, Decimal("1000"), **overrides)
         h = client.get_workflow_handle(wf_id)
 
         async def holding():
@@ -139,3 +142,21 @@ async def test_okx_long_hyperliquid_short_open_hold_cancel_flat(temporal_env, ta
                                          usd_rates={"sim-d": Decimal("0.9990")})
     hl_leg = next(leg for leg in final.legs if leg.venue == "sim-d")
     assert hl_leg.realized_pnl != 0 and final.realized_pnl_usd != sum(leg.realized_pnl for leg in final.legs)
+
+
+async def test_maker_first_binance_long_bybit_short_quotes_hedges_and_closes_to_the_cent(
+        temporal_env, task_queue, binance_bybit, caplog):
+    """Issue 15 through the real workflow, worker and both dialects' ccxt: Bybit's taker fee is the
+    costlier (0.055 %), so its short quotes post-only and each maker fill is hedged on Binance by
+    taker; the cancel's graceful close quotes again. PnL = both wallets' change to the cent."""
+    sym = "S040/USDT:USDT"
+    caplog.set_level(logging.INFO, logger="hedgeflow.control")
+    final = await trade_open_hold_cancel(temporal_env, task_queue, binance_bybit, sym, style="maker_first",
+                                         taker_fees={"sim-a": Decimal("0.0005"), "sim-b": Decimal("0.00055")},
+                                         maker_window_s=4)
+    short = next(leg for leg in final.legs if leg.venue == "sim-b")
+    assert any("hfSq0n" in c for c in short.client_order_ids), short.client_order_ids  # quoted post-only
+    assert any("maker unit 0:" in e.what for e in final.events)
+    # the worker runs on the client that started the trade: its first task ran there, eagerly (issue 12)
+    assert any("eagerly" in r.getMessage() for r in caplog.records if r.name == "hedgeflow.control")
+

@@ -39,8 +39,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.trade import TradeActivities
     from domain.execution import LegName, maker_ids, other, passive_leg, slice_quantities, slice_step
-    from messages.execution import MakerUnitOutcome, MakerUnitRequest
+    from messages.execution import MakerUnitRequest
     from venues.errors import NON_RETRYABLE_TYPE_NAMES
     from venues.models import OrderResult, Side
     from workflows.close_step import close_in_step
@@ -108,8 +109,8 @@ async def maker_unit(desk: OrderDesk, qty: Decimal, unit: int, *, closing: bool)
     desk.event(f"{'closing' if closing else 'opening'} maker unit {unit}: {qty} post-only on {passive} "
                f"({P.venue}), hedged by taker on {active} ({A.venue})")
     cancel_seen: list[bool] = []
-    call = workflow.execute_activity(
-        "maker_unit", req, result_type=MakerUnitOutcome, summary=f"maker unit {unit}: {qty} {p.symbol} "
+    call = workflow.execute_activity_method(
+        TradeActivities.maker_unit, req, summary=f"maker unit {unit}: {qty} {p.symbol} "
         f"post-only on {P.venue}, hedged on {A.venue}", **maker_unit_opts(p.maker_window_s))
     try:  # never cut by a cancel: a unit stopped between a fill and its hedge would leave them unbooked
         out = await uncancellable(call, cancel_seen)
