@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from domain.rounding import round_down
 from messages.execution import MakerUnitOutcome, MakerUnitRequest
-from venues.errors import OrderBelowMinimum, VenueError
+from venues.errors import OrderBelowMinimum, VenueError, VenueUnavailable
 from venues.models import OrderResult, OrderStatus, Side
 
 if TYPE_CHECKING:
@@ -150,8 +150,8 @@ class _Unit:
         book = await self.pg.order_book(self.req.symbol, 5)
         levels = book.bids if self.req.passive_side is Side.BUY else book.asks
         if not levels:
-            raise VenueError(f"{self.req.passive_venue}: empty book side for {self.req.symbol}",
-                             venue=self.req.passive_venue)
+            raise VenueUnavailable(f"{self.req.passive_venue}: empty book side for {self.req.symbol}",
+                                   venue=self.req.passive_venue)
         self.price = levels[0].price
         return self.price
 
@@ -163,8 +163,14 @@ class _Unit:
         self.next_quote += 1
         self.sent(cid)
         self.quote_px[cid] = px
-        got = self.record(await self.pg.place_limit_order(
-            r.symbol, r.passive_side, self.rest(), px, cid, post_only=True, reduce_only=r.reduce_only), True)
+        try:
+            placed = await self.pg.place_limit_order(r.symbol, r.passive_side, self.rest(), px, cid, post_only=True,
+                                                     reduce_only=r.reduce_only)
+        except OrderBelowMinimum:  # checked before sending (e.g. the rest below the minimum notional)
+            self.unresolved.discard(cid)
+            self.out.sent_ids.remove(cid)
+            raise
+        got = self.record(placed, True)
         if got.status is OrderStatus.EXPIRED and got.filled_qty == 0:
             log.info("maker unit: quote %s at %s would cross; re-pricing", cid, px)
             return None
@@ -273,7 +279,10 @@ class _Unit:
             if (time.monotonic() >= end or self.next_quote >= len(r.quote_ids)
                     or self.hedges_left() <= HEDGE_RESERVE):
                 break
-            q = await self.quote()
+            try:
+                q = await self.quote()
+            except OrderBelowMinimum:
+                break  # the rest goes taker (or stays, below every minimum)
             if q is None:
                 continue
             if await self.watch(q, min(time.monotonic() + every, end), end):

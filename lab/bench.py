@@ -35,12 +35,13 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from lab.baseline import Baseline
+from lab.bench_execution import ExecBenchConfig, measure_execution
 from lab.bench_hold import measure_concurrency
 from lab.figures import (  # noqa: F401 - TARGETS, percentile and summary re-exported for callers
     TARGETS,
@@ -80,16 +81,18 @@ class BenchConfig:
     hold_venue_rps: float | None = 40.0
     #: trades whose histories give the cadence and the events per trade-hour (an even sample)
     cadence_sample: int = 50
+    #: issue 15: the execution styles' figures (lab/bench_execution.py)
+    execution: ExecBenchConfig = field(default_factory=ExecBenchConfig)
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(opens=30, orphans=10, concurrent=50, window_s=20.0)
+        return cls(opens=30, orphans=10, concurrent=50, window_s=20.0, execution=ExecBenchConfig.quick())
 
     @classmethod
     def tiny(cls) -> BenchConfig:
         """Smoke-test size (tests/test_bench.py)."""
         return cls(opens=3, orphans=2, concurrent=3, window_s=3.0, monitor_interval_s=1.0, scan=False,
-                   history_sample=2, cadence_sample=3)
+                   history_sample=2, cadence_sample=3, execution=ExecBenchConfig.tiny())
 
 
 async def _one_by_one(what: str, symbols: list[str], parts: int,
@@ -204,6 +207,7 @@ async def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] = log) 
     if cfg.scan:
         progress(f"bench: scanner cycle ({cfg.scan_symbols} symbols x {cfg.scan_venues} venues)")
         scan = await asyncio.to_thread(measure_scan, cfg)
+    execution = await measure_execution(cfg.execution, progress=progress)
     result: dict[str, Any] = {
         "leg_skew_ms": summary(skew),
         "open_to_hedged_ms": summary(lat),
@@ -216,6 +220,7 @@ async def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] = log) 
         },
         "scan_cycle": scan,
         "concurrency": conc,
+        "execution": execution,
     }
     result["ratios"] = {
         k: {q: ratio(result[k][q], result["baseline"][k][q]) for q in ("p50", "p99")}

@@ -75,6 +75,7 @@ class ExecBenchConfig:
     execution: TradeExecution = field(default_factory=TradeExecution)
     vol_bps_per_tick: float = 0.5  # the path's standard deviation per TICK_S (about 1.6 bp per second)
     seed: int = 15
+    settle_s: float = 2.0  # beyond the longest entry before the exit starts
 
     @classmethod
     def quick(cls) -> ExecBenchConfig:
@@ -82,12 +83,12 @@ class ExecBenchConfig:
 
     @classmethod
     def tiny(cls) -> ExecBenchConfig:
-        return cls(rounds=1, execution=TradeExecution(maker_window_s=1.5, slice_interval_s=0.3))
+        return cls(rounds=1, execution=TradeExecution(maker_window_s=1.0, slice_interval_s=0.2), settle_s=0.5)
 
     @property
     def exit_after_s(self) -> float:
         e = self.execution
-        return max(e.maker_window_s, (e.slices - 1) * e.slice_interval_s) + 2.0
+        return max(e.maker_window_s, (e.slices - 1) * e.slice_interval_s) + self.settle_s
 
     @property
     def round_s(self) -> float:
@@ -274,9 +275,7 @@ async def measure_execution(cfg: ExecBenchConfig, *, progress: Callable[[str], N
                 await driver
             return {s: await r.figures(since) for s, r in runs.items()}
     finally:
-        for s in sims:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(s.stop)
+        await asyncio.gather(*(asyncio.to_thread(s.stop) for s in sims), return_exceptions=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

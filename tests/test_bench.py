@@ -21,7 +21,7 @@ def test_percentile_and_summary():
 async def test_bench_tiny_run_reports_every_figure(tmp_path):
     result = await run_bench(BenchConfig.tiny())
     json.dumps(result, default=str)  # serialisable
-    for key in (*FIGURES, "baseline", "ratios", "scan_cycle", "concurrency"):
+    for key in (*FIGURES, "baseline", "ratios", "scan_cycle", "concurrency", "execution"):
         assert key in result, key
     for key in FIGURES:
         for src in (result[key], result["baseline"][key]):
@@ -40,7 +40,24 @@ async def test_bench_tiny_run_reports_every_figure(tmp_path):
     assert c["history_events_per_trade_hour"] > 0
     assert c["activity_s"]["market_snapshot.start_to_close"]["n"] > 0 and c["tick_period_s"]["n"] > 0
     assert result["meta"]["venues_flat_after"] is True
+    ex = result["execution"]  # issue 15: one object per style, the same books and price path
+    assert set(ex) == {"taker", "maker_first", "sliced"}
+    for style in ex.values():
+        assert style["cost_per_musd"] > 0 and style["n"] >= 2 and 0 <= style["unhedged_p99_s"] < 5, style
     targets = evaluate_targets(result)
     assert len(targets) == 6 and {t["target"] for t in targets} >= {"busiest venue ≤ 40 weight/s"}
     table = format_table(result)
     assert "leg skew" in table and "open-to-hedged" in table and "orphan exposure" in table
+
+
+def test_execution_exposure_samples_pair_each_imbalance_with_what_evens_it():
+    from decimal import Decimal as D
+
+    from lab.bench_execution import exposure_samples
+
+    # a taker pair 5 ms apart; a maker fill in two parts, each hedged 100 ms later; a lag never evened
+    assert exposure_samples([(1000, D(1)), (1005, D(-1))]) == [0.005]
+    assert exposure_samples([(0, D(2)), (100, D(-2)), (500, D(1)), (600, D(-1))]) == [0.1, 0.1]
+    assert exposure_samples([(0, D(2)), (300, D(-1)), (900, D(-1))]) == [0.3, 0.9]
+    assert exposure_samples([(0, D(1)), (400, D(-2)), (1000, D(1))]) == [0.4, 0.6]  # overshoot, then evened
+    assert exposure_samples([(0, D(1)), (250, D(0.5))]) == [0.25, 0.0]  # never evened: until the last fill

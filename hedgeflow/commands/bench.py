@@ -41,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hedgeflow.cli import CliError
     from lab.bench import BenchConfig, format_table, run_bench
+    from lab.bench_execution import format_execution
 
     cfg = BenchConfig.quick() if args.quick else BenchConfig()
     for attr, name in (("opens", "opens"), ("orphans", "orphans"), ("concurrent", "concurrent"),
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, TimeoutError, OSError) as exc:
         raise CliError(f"bench failed: {exc}", 1) from None
     print(format_table(result))
+    print("\n" + format_execution(result["execution"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(f"\nfigures written to {args.json}", file=sys.stderr)
