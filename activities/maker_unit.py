@@ -281,8 +281,12 @@ class _Unit:
                 break
             try:
                 q = await self.quote()
-            except OrderBelowMinimum:
-                break  # the rest goes taker (or stays, below every minimum)
+            except VenueError as exc:  # below a minimum, refused (margin ...): the rest goes taker
+                if exc.retryable:
+                    raise
+                log.warning("maker unit: quote refused on %s (%s): the rest goes taker", r.passive_venue,
+                            exc.type_name)
+                break
             if q is None:
                 continue
             if await self.watch(q, min(time.monotonic() + every, end), end):
