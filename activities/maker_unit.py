@@ -55,8 +55,9 @@ log = logging.getLogger("hedgeflow.activities")
 ZERO = Decimal(0)
 #: how often a resting quote is read
 POLL_S = 0.15
-#: a hedge not answered by then counts as failed (possibly sent: looked up at the end)
-HEDGE_TIMEOUT_S = 0.8
+#: a hedge not answered by then counts as failed (possibly sent: looked up at the end); twice in a row
+#: (the quick resend) is the longest a fill waits unhedged on an active venue that went down: 1 s
+HEDGE_TIMEOUT_S = 0.5
 #: hedge ids kept back for the fallback's match (with one quick resend and a thin book's rest)
 HEDGE_RESERVE = 3
 #: look-ups of unresolved ids at the end of a unit: at most this long

@@ -71,6 +71,14 @@ class ChaosConfig:
     dead_webhook: bool = True
     sample_period_s: float = 0.1
     workers: int = 2  # compose runs two replicas: the SIGKILL hits one, the other picks its trades up
+    #: execution styles the trades take in turn (issue 15: each style under every fault); not drawn
+    #: from the seed's generator, so a seed's fault plan is the same whatever the styles
+    styles: tuple[str, ...] = ("taker", "maker_first", "sliced")
+
+
+#: a styled trade's entry and exit fit the batch's few seconds of faults (maker quotes for 2 s, then taker;
+#: four slices 0.3 s apart)
+STYLE_TIMES = {"maker_window_s": 2.0, "maker_requotes": 3, "slice_interval_s": 0.3}
 
 
 @dataclass
@@ -150,10 +158,12 @@ class Run:
             stamp = f"chaos{b}x{i}x{time.time_ns()}"
             step = max(steps[lv].get(sym, Decimal(0)), steps[sv].get(sym, Decimal(0)))
             self.sampler.watch(sym, f"pending-{stamp}", lv, sv, step)
-            wf = await lab.open(sym, lv, sv, notional, stamp=stamp, monitor_interval_s=cfg.monitor_interval_s)
+            style = cfg.styles[(b * cfg.batch + i) % len(cfg.styles)]
+            wf = await lab.open(sym, lv, sv, notional, stamp=stamp, execution={"style": style, **STYLE_TIMES},
+                                monitor_interval_s=cfg.monitor_interval_s)
             self.sampler.watched[sym].trade_id = wf
             driven.append(Driven(wf, sym, lv, sv, action, t0 + rng.uniform(*cfg.close_after_s)))
-            self.note(b, t0, f"opened {wf} {sym} long {lv} short {sv} {notional} USD → {action}")
+            self.note(b, t0, f"opened {wf} {sym} long {lv} short {sv} {notional} USD {style} → {action}")
         t_kill, kill_gap = rng.uniform(0.3, 3.0), rng.uniform(0.5, 2.0)
         t_srv, srv_down = rng.uniform(1.0, 5.0), rng.uniform(0.5, 2.0)
         t_clear = rng.uniform(*cfg.fault_window_s)

@@ -273,12 +273,13 @@ class Lab:
 
     # ------------------------------------------------------------------ trades
     async def open(self, symbol: str, long_venue: str, short_venue: str, notional: Decimal, stamp: str,
-                   **hold: Any) -> str:
+                   execution: dict[str, Any] | None = None, **hold: Any) -> str:
+        """Start a trade; ``execution``: TradeExecution fields of this trade (e.g. its ``style``)."""
         from control.trades import open_trade
 
         return await open_trade(self.client, self.settings, symbol, long_venue, short_venue, notional,
                                 stamp=stamp, opened_by="bench", check_halt=False,
-                                hold_overrides=hold or None)
+                                hold_overrides=hold or None, **(execution or {}))
 
     async def status(self, wf_id: str):
         from workflows.trade import TradeWorkflow

@@ -8,6 +8,9 @@ import argparse
 import asyncio
 import json
 import sys
+from typing import get_args
+
+from config.settings import TradeExecution
 
 HELP = (
     "chaos run: N trades under seeded venue faults (errors, timeouts, dropped responses, late execution, "
@@ -32,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long trades may take to finish once faults are cleared (default 180)")
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="workers on the task queue (default 2, as compose runs); the SIGKILL hits the first")
+    p.add_argument("--styles", default="taker,maker_first,sliced", metavar="S,S",
+                   help="execution styles the trades take in turn (default taker,maker_first,sliced)")
     p.add_argument("--json", metavar="FILE", help="also write checks, per-trade figures and the event log as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print the fault plan and every trade")
 
@@ -43,13 +48,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.trades < 1 or args.batch < 1 or args.workers < 1:
         raise CliError("--trades, --batch and --workers must be >= 1", 2)
+    styles = tuple(x.strip() for x in args.styles.split(",") if x.strip())
+    allowed = get_args(TradeExecution.model_fields["style"].annotation)
+    if not styles or any(x not in allowed for x in styles):
+        raise CliError(f"--styles: one or more of {', '.join(allowed)}, comma-separated (got {args.styles!r})", 2)
     try:
         partition = None if str(args.partition_s).strip() in ("0", "none", "") else parse_range(args.partition_s)
     except ValueError as exc:
         raise CliError(f"--partition-s: {exc}", 2) from None
     cfg = ChaosConfig(trades=args.trades, seed=args.seed, batch=args.batch,
                       server_restart=not args.no_server_restart, finish_timeout_s=args.timeout,
-                      partition_s=partition, dead_webhook=not args.no_dead_webhook, workers=args.workers)
+                      partition_s=partition, dead_webhook=not args.no_dead_webhook, workers=args.workers,
+                      styles=styles)
     try:
         checks, info = asyncio.run(run_chaos(cfg))
     except (RuntimeError, TimeoutError, OSError) as exc:
