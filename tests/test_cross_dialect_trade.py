@@ -160,3 +160,39 @@ async def test_maker_first_binance_long_bybit_short_quotes_hedges_and_closes_to_
     # the worker runs on the client that started the trade: its first task ran there, eagerly (issue 12)
     assert any("eagerly" in r.getMessage() for r in caplog.records if r.name == "hedgeflow.control")
 
+
+
+async def test_sliced_with_a_piece_refused_flattens_it_and_closes_the_rest_hedged(temporal_env, task_queue,
+                                                                                  binance_bybit):
+    """Issue 15, against the simulators: a sliced entry (4 pieces) whose second piece is refused on
+    Bybit. That piece's Binance leg is flattened in its own step, the first piece (hedged) closes as a
+    pair, the trade ends aborted (leg_failed), both venues flat, no client id executed twice."""
+    sym = "S041/USDT:USDT"
+    sims = binance_bybit
+    client = await temporal_env.client()
+    settings = settings_for(sims)
+    settings.temporal.task_queue = task_queue
+    a, b = sims["sim-a"], sims["sim-b"]
+    stop, ready = asyncio.Event(), asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, client=client, task_queue=task_queue, stop_event=stop,
+                                            quiet=True, graceful_shutdown_timeout=2, on_ready=lambda w: ready.set()))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        wf_id = await open_trade(client, settings, sym, "sim-a", "sim-b", Decimal("1000"), style="sliced",
+                                 slices=4, slice_interval_s=1.5)
+        h = client.get_workflow_handle(wf_id, result_type=TradeStatus)
+        await wait_for(lambda: a.position_qty(sym) > 0, timeout=30, what="the first piece")
+        b.admin("/_sim/faults", {"reject_orders": 1})  # the next piece's Bybit leg is refused
+        final = await asyncio.wait_for(h.result(), 60)
+        assert final.state == "aborted" and final.abort_reason and "leg_failed" in final.abort_reason.lower(), \
+            final.events[-8:]
+        assert a.position_qty(sym) == 0 == b.position_qty(sym)
+        assert any("piece 2 of 4 failed" in e.what for e in final.events), [e.what for e in final.events]
+        for s in (a, b):
+            executed = [o["clientOrderId"] for o in s.orders() if Decimal(str(o["executedQty"])) > 0]
+            assert len(executed) == len(set(executed)), executed
+        assert any("lfs1" in c for c in final.leg("long").client_order_ids)  # the lone piece's flatten id
+    finally:
+        b.admin("/_sim/faults", {})
+        stop.set()
+        await asyncio.wait_for(worker, 30)
