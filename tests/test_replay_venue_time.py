@@ -81,6 +81,8 @@ def replay_settings(sims: dict[str, SimVenue], speed: float, state_dir: Path, ta
     env = {"HEDGEFLOW__VENUES": json.dumps(venues), "HEDGEFLOW__METRICS_PORT": "0",
            "HEDGEFLOW__STATE_DIR": str(state_dir), "HEDGEFLOW__TEMPORAL__TASK_QUEUE": task_queue,
            "HEDGEFLOW__SCANNER__TIME_SCALE": f"{speed:g}",
+           # the worker's shared reads as the test's environment sets them (default: tuning.shared_reads)
+           **{k: v for k, v in os.environ.items() if k == "HEDGEFLOW__TUNING__SHARED_READS"},
            **{f"HEDGEFLOW__SCANNER__{k.upper()}": v for k, v in SCANNER.items()},
            **{f"HEDGEFLOW__TRADE__{k.upper()}": v for k, v in TRADE.items()}}
     return load_settings(profile="replay", environ=env)

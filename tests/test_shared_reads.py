@@ -121,6 +121,10 @@ def test_bounds_rule_and_last_settlement():
     assert last_settlement_ms(info, 1000) == 0
     assert last_settlement_ms(info, 8 * 3_600_000 + 5) == 8 * 3_600_000  # a snapshot from before it
     assert last_settlement_ms(info, 17 * 3_600_000) == 16 * 3_600_000
+    # a replay at 6400: the interval the venue reports is venue hours, its clock is the wall's
+    assert last_settlement_ms(info, 8 * 3_600_000 - 1, 6400) == 8 * 3_600_000 - 4500
+    fast = ReadBounds.from_interval(10, time_scale=6400)  # the trade ticks every 0.5 wall s (the floor)
+    assert (fast.max_age_s, fast.gap_s, fast.income_max_age_s) == (0.1, 0.0125, 0.5)
 
 
 class FakeGateway:
@@ -188,6 +192,42 @@ async def test_income_one_read_per_settlement_incremental_and_reaching_back():
     assert all([p.timestamp_ms for p in g] == [s8, 16 * 3_600_000] for g in got)
 
 
+class ReplayGateway(FakeGateway):
+    """A replayed venue: it reports 8-hour funding but settles every ``every_ms`` of its clock."""
+
+    def __init__(self, first_ms: int, every_ms: int) -> None:
+        super().__init__()
+        self.first_ms, self.every_ms = first_ms, every_ms
+
+    async def funding_rates(self) -> dict[str, FundingInfo]:
+        nxt = self.first_ms + ((self.now_ms - self.first_ms) // self.every_ms + 1) * self.every_ms
+        return {s: FundingInfo(symbol=s, rate=Decimal(0), interval_hours=Decimal(8), next_funding_ms=nxt,
+                               mark_price=Decimal(1), timestamp_ms=self.now_ms) for s in ("A", "B")}
+
+
+async def test_income_after_a_settlement_the_read_missed_is_read_again():
+    """The bug that kept shared reads off (tests/test_replay_venue_time.py, 0.12 vs -0.008 USD): the
+    latest settlement was taken as next − the reported interval (8 h), which in a replay at 6400 is
+    hours before the last few settlements, so an income read begun before a settlement was served
+    after it while younger than its age bound, and a trade closing then missed its last payment."""
+    s1, every = 10 * 3_600_000, 4500  # 8 venue hours at 6400: 4.5 s
+    gw = ReplayGateway(s1, every)
+    # age bound 10 s (more than two settlements here): only the settlement rule can ask for a new read
+    sr = SharedReads(gw, ReadBounds.from_interval(10))  # type: ignore[arg-type]
+    gw.now_ms = s1 + 1500
+    gw.rows = [pay("A", s1, "1"), pay("B", s1, "5")]
+    first = await sr.funding_income(s1 - 60_000, "A")
+    assert [p.timestamp_ms for p in first] == [s1] and len(gw.income_calls) == 1
+    gw.now_ms = s1 + 2500  # no settlement since: the read is served
+    assert await sr.funding_income(s1 - 60_000, "B") == [pay("B", s1, "5")] and len(gw.income_calls) == 1
+    gw.now_ms = s1 + every + 1500  # the next settlement (and its lag) has passed
+    sr.rate_reads.forget()  # the rates read anew (as they are, a wall second later): next is s1 + 2 × every
+    gw.rows += [pay("A", s1 + every, "2"), pay("B", s1 + every, "6")]
+    got = await asyncio.gather(sr.funding_income(s1 - 60_000, "A"), sr.funding_income(s1 - 60_000, "B"))
+    assert [[p.amount for p in g] for g in got] == [[1, 2], [5, 6]]
+    assert len(gw.income_calls) == 2  # one read after the settlement, fanned out to both
+
+
 # --- against a real simulator child over HTTP ------------------------------------------------
 @pytest.fixture(scope="module")
 async def sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SimProcess]:
@@ -226,7 +266,7 @@ async def weight_of(http: aiohttp.ClientSession, url: str, body: Any) -> int:
 async def test_concurrent_activity_calls_make_one_venue_request_and_stale_is_an_error(sim: SimProcess):
     settings = load_settings(environ={"HEDGEFLOW__VENUES": f'[{{"name": "sim-s", "kind": "sim", "base_url": '
                                       f'"{sim.url}", "requests_per_second": 1000}}]',
-                                      "HEDGEFLOW__TUNING__SHARED_READS": "true"})  # off by default
+                                      "HEDGEFLOW__TUNING__SHARED_READS": "true"})  # (the default)
     env = ActivityEnvironment()
     async with GatewayPool(settings) as pool, aiohttp.ClientSession() as http:
         acts = TradeActivities(settings, pool)

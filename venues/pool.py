@@ -27,7 +27,8 @@ class GatewayPool:
         self.shared_reads = tuning.shared_reads
         self.bounds = ReadBounds.from_interval(
             full.trade.monitor_interval_s if full is not None else 10.0, max_age_s=tuning.read_max_age_s,
-            gap_s=tuning.positions_read_gap_s, max_hold_s=full.trade.max_hold_s if full is not None else 7 * 86400)
+            gap_s=tuning.positions_read_gap_s, max_hold_s=full.trade.max_hold_s if full is not None else 7 * 86400,
+            time_scale=float(full.scanner.time_scale) if full is not None else 1.0)  # a replay's venue clock
 
     @property
     def names(self) -> list[str]:

@@ -32,8 +32,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+from domain.venue_time import MONITOR_FLOOR_S, wall_seconds
 from venues import parse
 from venues.errors import VenueError
 from venues.gateway import Gateway
@@ -161,18 +163,26 @@ class ReadBounds:
     income_max_age_s: float
     #: income rows older than this are dropped (a request reaching further is read on its own)
     income_retention_s: float
+    #: venue seconds per wall second (``scanner.time_scale``: a replay at speed X runs the venue's
+    #: settlements X times faster than the funding interval it reports)
+    time_scale: float = 1.0
 
     @classmethod
     def from_interval(cls, monitor_interval_s: float, *, max_age_s: float | None = None,
-                      gap_s: float | None = None, max_hold_s: float = 7 * 24 * 3600) -> ReadBounds:
-        """The defaults: marks ≤ interval / 5 old and never over 1 s (the snapshot age of the
-        unshared read; in a replay a wall second is hours of venue time, and 2 s-old rates moved a
-        spread exit past a settlement: ``tests/test_replay_venue_time.py``), one position read per
-        interval / 40 per venue, income ≤ one interval old, income rows kept for the longest hold
-        plus a day."""
-        age = max_age_s if max_age_s is not None else min(monitor_interval_s / 5, MARKS_MAX_AGE_S)
-        return cls(max_age_s=age, gap_s=gap_s if gap_s is not None else monitor_interval_s / 40,
-                   income_max_age_s=max(monitor_interval_s, age), income_retention_s=max_hold_s + 86_400)
+                      gap_s: float | None = None, max_hold_s: float = 7 * 24 * 3600,
+                      time_scale: float = 1.0) -> ReadBounds:
+        """The defaults, on the wall clock: ``monitor_interval_s`` (venue seconds, as configured) is
+        the trade's wall interval at replay speed ``time_scale`` (``max(venue s / X, 0.5 s)``, as
+        ``domain.venue_time`` converts it for the workflow); marks ≤ interval / 5 old and never over
+        1 s (the snapshot age of the unshared read; in a replay a wall second is hours of venue time,
+        and 2 s-old rates moved a spread exit past a settlement: ``tests/test_replay_venue_time.py``),
+        one position read per interval / 40 per venue, income ≤ one interval old, income rows kept
+        for the longest hold (wall) plus a day."""
+        interval = wall_seconds(monitor_interval_s, time_scale, MONITOR_FLOOR_S)
+        age = max_age_s if max_age_s is not None else min(interval / 5, MARKS_MAX_AGE_S)
+        return cls(max_age_s=age, gap_s=gap_s if gap_s is not None else interval / 40,
+                   income_max_age_s=max(interval, age),
+                   income_retention_s=wall_seconds(max_hold_s, time_scale) + 86_400, time_scale=float(time_scale))
 
 
 class _RawPositions:
@@ -208,9 +218,11 @@ class _RawPositions:
         return out
 
 
-def last_settlement_ms(info: FundingInfo, now_ms: int) -> int:
-    """The latest settlement of ``info``'s symbol at or before ``now_ms`` (venue ms)."""
-    interval = int(info.interval_hours * 3_600_000) or 3_600_000
+def last_settlement_ms(info: FundingInfo, now_ms: int, time_scale: float = 1.0) -> int:
+    """The latest settlement of ``info``'s symbol at or before ``now_ms`` (venue ms). The venue
+    reports its interval in venue hours; at replay speed ``time_scale`` X its settlements come X
+    times as often on the clock its times are on."""
+    interval = int(info.interval_hours * 3_600_000 / Decimal(str(time_scale))) or 3_600_000
     nxt = info.next_funding_ms
     if now_ms >= nxt:
         return nxt + (now_ms - nxt) // interval * interval
@@ -235,6 +247,9 @@ class SharedReads:
         self._income_from: int | None = None  # rows are complete from here (venue ms) ...
         self._income_want: int | None = None  # ... and the next read must reach back to here
         self._income_to: int | None = None  # venue ms at which the last read began
+        #: symbol → (the settlement before, the latest ``next_funding_ms`` the rates have shown): when
+        #: the venue announces a later one, the one it announced before has settled
+        self._settles: dict[str, tuple[int | None, int]] = {}
 
     def _venue_s(self) -> float:
         return self.gw.clock.history_now_ms() / 1000
@@ -265,7 +280,21 @@ class SharedReads:
     async def funding_rates(self) -> dict[str, FundingInfo]:
         """Funding and marks of every market, at most ``max_age_s`` old."""
         read = await self.rate_reads.get(max_age_s=self.bounds.max_age_s)
-        return check_fresh(read, self.bounds.max_age_s, self._clock(), "funding rates", self.gw.name)
+        rates = check_fresh(read, self.bounds.max_age_s, self._clock(), "funding rates", self.gw.name)
+        for sym, fi in rates.items():
+            _, nxt = self._settles.get(sym, (None, 0))
+            if fi.next_funding_ms > nxt:
+                self._settles[sym] = (nxt or None, fi.next_funding_ms)
+        return rates
+
+    def settled_ms(self, symbol: str, info: FundingInfo | None, now_ms: int) -> int | None:
+        """The latest settlement of ``symbol`` at or before ``now_ms`` as far as the rates tell:
+        from the interval, and at least the latest announced settlement that is now past (so a
+        settlement is known even where the reported interval is not the venue clock's)."""
+        known = [t for t in self._settles.get(symbol, ()) if t is not None and t <= now_ms]
+        if info is not None:
+            known.append(last_settlement_ms(info, now_ms, self.bounds.time_scale))
+        return max(known) if known else None
 
     async def funding_income(self, since_ms: int, symbol: str) -> list[FundingPayment]:
         """``symbol``'s payments since ``since_ms``, oldest first, from a read begun after its
@@ -277,7 +306,8 @@ class SharedReads:
         began_after: float | None
         try:
             info = (await self.funding_rates()).get(symbol)
-            settled = last_settlement_ms(info, now_ms) + SETTLE_LAG_MS if info is not None else now_ms
+            last = self.settled_ms(symbol, info, now_ms)
+            settled = last + SETTLE_LAG_MS if last is not None else now_ms
             began_after = min(settled, now_ms) / 1000
         except VenueError:  # settlement unknown: only a read begun from now on will do
             began_after = now_ms / 1000
