@@ -37,9 +37,8 @@ class WorkerTuning(_Section):
         1.0, gt=0, le=60,
         description="a task waiting on a dead worker's sticky queue goes to any worker after this long")
     shared_reads: bool = Field(
-        False, description="trades on one venue account share its position, mark/funding and income reads "
-        "(off by default: with it on, a replay's funding per trade disagrees with the backtest's and the "
-        "venue's; see the README, Figures)")
+        True, description="trades on one venue account share its position, mark/funding and income reads "
+        "(venues/shared_reads.py); false: every trade reads its venues itself")
     read_max_age_s: float | None = Field(
         None, gt=0, le=60,
         description="marks and funding rates served to every trade while at most this old; "
