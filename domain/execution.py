@@ -67,7 +67,9 @@ class MakerIds:
 def maker_ids(trade_id: str, passive: LegName, unit: int, requotes: int, *, closing: bool) -> MakerIds:
     """Ids of maker unit ``unit`` (0 for an unsliced entry, the slice number otherwise; < 100).
     Step names (≤ 8 characters): ``q<u>n<k>`` quotes, ``f<u>`` fallback, ``h<u>n<k>`` hedges,
-    ``x<u>n<k>`` flattens; a close prefixes ``c``: ``cq3n0``."""
+    ``x<u>n<k>`` flattens; a close prefixes ``c``: ``cq3n0``. None of them is a step of the close
+    loop (``c<n>``, ``c<n>r<k>``, ``s<n>``, ``s<n>r<k>``), of the opening (``o``, ``t<n>``, ``m<n>``,
+    ``lf``…, ``b1``) or of a reduction (``r<n>``): tests/test_execution_domain.py checks it."""
     if not 0 <= unit < 100:
         raise ValueError(f"unit must be 0..99, got {unit}")
     if not 0 <= requotes <= 20:
@@ -81,6 +83,8 @@ def maker_ids(trade_id: str, passive: LegName, unit: int, requotes: int, *, clos
     )
 
 
-def slice_step(unit: int, *, closing: bool) -> str:
-    """The step name of a taker slice's order on each leg (``s<u>``; a close: ``cs<u>``)."""
-    return f"{'c' if closing else ''}s{unit}"
+def slice_step(unit: int) -> str:
+    """The step name of a taker slice's opening order on each leg: ``p<u>`` (piece). Not ``s<u>``:
+    that is the close round's follower match (``workflows/close_step.py``), and the same step on
+    the same leg is the same client id (a chaos run executed one id twice that way)."""
+    return f"p{unit}"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.execution import maker_ids, passive_leg, slice_quantities
-from domain.ids import is_valid_client_order_id
+from domain.execution import maker_ids, passive_leg, slice_quantities, slice_step
+from domain.ids import client_order_id, is_valid_client_order_id
 
 
 def test_passive_leg_is_the_costlier_taker():
@@ -48,3 +48,22 @@ def test_maker_ids_are_valid_distinct_and_deterministic():
     assert a.quotes[0].startswith("hfS") and a.hedges[0].startswith("hfL")
     with pytest.raises(ValueError):
         maker_ids("trade-x", "short", 100, 2, closing=False)
+
+
+def test_no_style_id_is_an_id_of_the_close_the_opening_or_a_reduction():
+    """The same step on the same leg is the same client id: a sliced opening piece once shared the
+    close round's follower match ``s<n>`` and one id executed twice in a chaos run."""
+    n = range(25)
+    steps = {"o", "lf", "b1", *(f"lfr{k}" for k in (1, 2, 3))}
+    for i in n:
+        steps |= {f"c{i}", f"s{i}", f"t{i}", f"m{i}", f"r{i}"} | {f"c{i}r{k}" for k in n} | {f"s{i}r{k}" for k in n}
+    lifecycle = {client_order_id("t", leg, st) for leg in ("long", "short") for st in steps}
+    styles = set()
+    for u in range(20):
+        piece = [slice_step(u), f"lf{slice_step(u)}", f"b{slice_step(u)}", *(f"lf{slice_step(u)}r{k}" for k in (1, 2, 3))]
+        styles |= {client_order_id("t", leg, st) for leg in ("long", "short") for st in piece}
+        for closing in (False, True):
+            for leg in ("long", "short"):
+                ids = maker_ids("t", leg, u, 20, closing=closing)
+                styles |= {*ids.quotes, ids.passive_taker, *ids.hedges, *ids.flattens}
+    assert not lifecycle & styles

@@ -46,7 +46,7 @@ async def test_sliced_opens_piece_by_piece_and_closes_in_slices(bench):  # noqa:
     h = await bench.start(style="sliced", slices=3, slice_interval_s=0.05)
     st = await bench.until(h, lambda s: s.state == "holding")
     for n in range(3):
-        assert client_order_id(st.trade_id, "long", f"s{n}") in ids_of(st, "long")
+        assert client_order_id(st.trade_id, "long", f"p{n}") in ids_of(st, "long")
     assert bench.fakes.v["fa"].position == -bench.fakes.v["fb"].position == st.target_qty
     before = len(bench.fakes.v["fa"].orders)
     await h.signal(TradeWorkflow.close, CloseRequest(reason="test"))
@@ -58,10 +58,10 @@ async def test_sliced_opens_piece_by_piece_and_closes_in_slices(bench):  # noqa:
 async def test_a_venue_down_mid_slices_flattens_the_lone_piece_and_closes_the_rest_hedged(bench):  # noqa: F811
     fb = bench.fakes.v["fb"]
     h = await bench.start(style="sliced", slices=4, slice_interval_s=0.3)
-    await bench.until(h, lambda s: any("s1" in c for leg in s.legs for c in leg.client_order_ids)
+    await bench.until(h, lambda s: client_order_id(s.trade_id, "long", "p0") in ids_of(s, "long")
                       and bench.fakes.v["fa"].position > 0)
     fb.refuse, fb.down_after_answer = True, True  # the next piece is refused, then fb goes down
-    st = await bench.until(h, lambda s: s.state == "emergency_closing", timeout=10)
+    await bench.until(h, lambda s: s.state == "emergency_closing", timeout=10)
     await bench.until(h, lambda s: any("failed" in e.what and "piece" in e.what for e in s.events))
     # the pieces that went on stay hedged while fb is down (the lone piece was flattened in its step)
     assert bench.fakes.v["fa"].position == -fb.position != 0

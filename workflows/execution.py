@@ -147,7 +147,7 @@ async def maker_unit(desk: OrderDesk, qty: Decimal, unit: int, *, closing: bool)
 
 async def taker_piece(desk: OrderDesk, qty: Decimal, unit: int) -> Piece:
     """One taker pair of ``qty`` (a slice): both legs from one activity, a lone leg flattened in it."""
-    res = dict(zip(LEGS, await desk.open_both(qty, step=slice_step(unit, closing=False)), strict=True))
+    res = dict(zip(LEGS, await desk.open_both(qty, step=slice_step(unit)), strict=True))
     bad = [leg for leg in LEGS if isinstance(res[leg], str) or res[leg].filled_qty == 0]  # type: ignore[union-attr]
     return Piece(res, "; ".join(f"{leg}: {res[leg] if isinstance(res[leg], str) else 'nothing filled'}"
                                 for leg in bad) or None)

@@ -21,7 +21,7 @@ CHASE_STEP = "b1"
 
 
 def flatten_steps(opening: str = "o") -> tuple[str, ...]:
-    """The flatten steps of the opening ``opening`` (``o``; a slice ``s<n>``: ``lfs<n>``, ``lfs<n>r1``...)."""
+    """The flatten steps of the opening ``opening`` (``o``; a slice ``p<n>``: ``lfp<n>``, ``lfp<n>r1``...)."""
     return FLATTEN_STEPS if opening == "o" else (f"lf{opening}", *(f"lf{opening}r{k}" for k in (1, 2, 3)))
 
 
