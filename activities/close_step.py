@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("hedgeflow.activities")
 #: a follower's whole-position match refused with a 5xx is sent again this many times, this soon
 QUICK_RETRIES, QUICK_RETRY_S = 3, 0.1
+#: a venue that answered a market order accepted-not-executed this recently "executes late": as a
+#: follower it would leave the leader's fill naked until it matches (2.5 s in chaos), so it leads
+LATE_MEMORY_S = 10.0
+#: a leader accepted but not executed yet is looked up this often, for at most this long, and its
+#: follower's match goes out as soon as it has executed (instead of a round trip through the workflow)
+LEADER_POLL_S, LEADER_WAIT_S = 0.1, 5.0
 
 
 async def _send(pool: GatewayPool, req: PlaceOrderRequest, qty: Decimal, retry: bool) -> OrderResult:
@@ -64,10 +70,14 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
                  lead.client_order_id)
         return StepCloseOutcome(follower_unreachable=True, error=f"{type(exc).__name__}: {exc}")
     held = sum((abs(p.qty) for p in got if p.symbol == f.symbol), Decimal(0))
+    if pool.get(f.venue).executes_late(LATE_MEMORY_S) and not pool.get(lead.venue).executes_late(LATE_MEMORY_S):
+        log.info("close in step: follower venue %s executes late; %s not sent, the follower leads", f.venue,
+                 lead.client_order_id)  # the workflow lets the follower lead, as for an unreadable one
+        return StepCloseOutcome(follower_unreachable=True, error=f"{f.venue} executes orders late")
     out = StepCloseOutcome(follower_held=held)
     log.info("close in step: leader %s %s on %s, then follower %s on %s (holds %s)", lead.client_order_id,
              lead.qty, lead.venue, f.client_order_id, f.venue, held)
-    out.leader = await _send(pool, lead, lead.qty, attempt > 1)
+    out.leader = await _settled(pool, lead, await _send(pool, lead, lead.qty, attempt > 1))
     if attempt > 1 and await _earlier_follower(pool, req, out):
         return out  # an earlier attempt got as far as the match (its read above saw it executed)
     left = max(req.leader_held - out.leader.filled_qty, Decimal(0))  # what the leader still holds
@@ -97,6 +107,22 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
         if not got.is_closed or got.filled_qty <= 0 or qty <= 0:
             return out
     return out
+
+
+async def _settled(pool: GatewayPool, req: PlaceOrderRequest, order: OrderResult) -> OrderResult:
+    """A leader accepted but not executed yet (a venue that matches late), looked up every
+    ``LEADER_POLL_S`` until it has executed or is final, for at most ``LEADER_WAIT_S``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LEADER_WAIT_S
+    while not order.is_closed and order.filled_qty <= 0 and loop.time() < deadline:
+        await asyncio.sleep(LEADER_POLL_S)
+        try:
+            found = await pool.get(req.venue).get_order(req.symbol, req.client_order_id)
+        except VenueError:
+            continue
+        if found is not None:
+            order = found.model_copy(update={"requested_qty": order.requested_qty})
+    return order
 
 
 async def _earlier_follower(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcome) -> bool:

@@ -36,9 +36,11 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[
 
 @pytest.fixture(autouse=True)
 async def _clear(pair) -> AsyncIterator[None]:
-    _, fa, fb = pair
+    pool, fa, fb = pair
     await fa.faults()
     await fb.faults()
+    for name in ("sim-a", "sim-b"):  # no venue remembered as executing late from another test
+        pool.get(name).late_at = None
     yield
     await fa.faults()
     await fb.faults()
@@ -108,3 +110,32 @@ async def test_a_thin_follower_book_gets_the_rest_at_once(pair) -> None:
     assert len(out.follower_sent_ids) == 1 + len(out.follower_rest)
     assert out.follower.filled_qty + sum(o.filled_qty for o in out.follower_rest) == QTY
     assert await held(pool, "sim-b") == 0
+
+
+async def test_a_late_leader_is_waited_for_and_its_follower_matches_in_the_step(pair) -> None:
+    """The leader's venue accepts the close and executes it later: the step looks it up until it
+    has executed and sends the follower's match at once (it used to return, the follower unsent)."""
+    pool, fa, _ = pair
+    _, req = await opened(pool)
+    await fa.faults(execute_late_ms=1800)  # beyond the gateway's own polls of a NEW answer (1.25 s)
+    out = await close_in_step(pool, req, attempt=1)
+    assert out.leader.filled_qty == QTY and out.follower is not None and out.follower.filled_qty == QTY, out
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+
+
+async def test_a_follower_venue_that_executes_late_leads(pair) -> None:
+    """sim-b has just answered an order accepted and matched late: as the follower it would leave
+    the leader's fill naked until it matched, so nothing is sent and it leads (as an unreadable one)."""
+    pool, _, fb = pair
+    await fb.faults(execute_late_ms=400)
+    trade, req = await opened(pool)  # sim-b's opening short executes 0.4 s after it was accepted
+    await fb.faults()
+    assert pool.get("sim-b").executes_late(10) and not pool.get("sim-a").executes_late(10)
+    out = await close_in_step(pool, req, attempt=1)
+    assert out.follower_unreachable and out.leader is None and not out.follower_sent, out
+    assert await held(pool, "sim-a") == QTY  # nothing closed: the pair stays hedged
+    lead = req.follower  # the next round: sim-b leads, sim-a follows
+    follow = req.leader.model_copy(update={"client_order_id": client_order_id(trade, "long", "s2")})
+    out = await close_in_step(pool, req.model_copy(update={"leader": lead, "follower": follow}), attempt=1)
+    assert out.leader.filled_qty == QTY and out.follower is not None, out  # the late venue leads: both close
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0

@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 
 #: How long a cached funding-interval table is trusted.
 INTERVALS_TTL_S = 3600.0
+#: a market order answered accepted-not-executed and still unexecuted this long after marks its venue late
+LATE_AFTER_S = 0.2
 
 
 class Gateway:
@@ -89,6 +91,8 @@ class Gateway:
         self.exchange.throttle = self.budget.acquire  # ccxt awaits it with each request's cost
         self._markets = MarketCache(self._call, lambda: self.exchange.precisionMode, self.name)
         self._sends = placing.SendLog(self.exchange)  # hooks ccxt's signing: records send times
+        #: when this venue last answered a market order accepted but not executed (monotonic; None: never)
+        self.late_at: float | None = None
         self._clock = placing.Clock(self.exchange, self._call, self.name)  # also re-syncs after -1021
         #: validity of an order request: the venue's bound (Binance's recvWindow), else the client timeout
         self._window_ms = self.adapter.validity_window_ms(venue.timeout_ms)
@@ -331,6 +335,10 @@ class Gateway:
             lambda m, contracts, base_qty, _: self._send_market(m, side, contracts, base_qty, client_order_id,
                                                                  reduce_only, ref_price, wait_window or not reduce_only))
 
+    def executes_late(self, within_s: float) -> bool:
+        """Whether this venue answered a market order accepted but not executed in the last ``within_s``."""
+        return self.late_at is not None and time.monotonic() - self.late_at < within_s
+
     async def _check_sendable(
         self, m: MarketInfo, side: Side, base_qty: Decimal, reduce_only: bool, ref_price: Decimal | None
     ) -> None:
@@ -401,7 +409,13 @@ class Gateway:
             return found.model_copy(update={"duplicate_prevented": True})
         result = self._order_result(order, m, requested=base_qty, side=side, reduce_only=reduce_only,
                                     client_order_id=client_order_id)
-        return await placing.await_market_close(result, self.get_order)
+        if result.is_closed:
+            return result
+        t0, unexecuted = time.monotonic(), result.filled_qty <= 0
+        result = await placing.await_market_close(result, self.get_order)
+        if unexecuted and (not result.is_closed or time.monotonic() - t0 >= LATE_AFTER_S):
+            self.late_at = time.monotonic()  # accepted, matched late (or not yet): ``executes_late``
+        return result
 
     async def _confirm_absent(self, symbol: str, client_order_id: str) -> OrderResult | None:
         async def deadline() -> int:
