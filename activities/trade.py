@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # the pool (ccxt, the gateway) is the worker's: code that onl
 log = logging.getLogger("hedgeflow.activities")
 SNAPSHOT_MAX_AGE_S = 1.0
 #: once one opening leg has filled, the others get at most this long to answer (the trade is naked)
-OPEN_COMPANION_GRACE_S = 0.7
+OPEN_COMPANION_GRACE_S = 0.3
 
 
 class TradeActivities:

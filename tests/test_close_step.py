@@ -139,3 +139,15 @@ async def test_a_follower_venue_that_executes_late_leads(pair) -> None:
     out = await close_in_step(pool, req.model_copy(update={"leader": lead, "follower": follow}), attempt=1)
     assert out.leader.filled_qty == QTY and out.follower is not None, out  # the late venue leads: both close
     assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+
+
+async def test_a_retried_round_whose_leader_was_never_sent_does_not_look_the_follower_up(pair) -> None:
+    """A retry (the worker died before the leader went out) finds no leader: no earlier attempt got
+    to the match, so the follower's ids are not looked up, and a failing look-up there cannot fail
+    the round after its leader filled (it did: the match then waited for the workflow's loop)."""
+    pool, _, fb = pair
+    _, req = await opened(pool)
+    await fb.faults(lookup_errors=5)
+    out = await close_in_step(pool, req, attempt=2)
+    assert out.leader.filled_qty == QTY and out.follower is not None and out.follower.filled_qty == QTY, out
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
