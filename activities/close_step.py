@@ -77,10 +77,11 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
     out = StepCloseOutcome(follower_held=held)
     log.info("close in step: leader %s %s on %s, then follower %s on %s (holds %s)", lead.client_order_id,
              lead.qty, lead.venue, f.client_order_id, f.venue, held)
-    out.leader = await _settled(pool, lead, await _send(pool, lead, lead.qty, attempt > 1))
+    sent = await _send(pool, lead, lead.qty, attempt > 1)
+    out.leader = await _settled(pool, lead, sent)
     # only a leader an earlier attempt had sent (found by its look-up) can have a match behind it: the
     # follower's ids are looked up then only (a failed look-up there used to fail a fresh round: 6.2 s naked)
-    if out.leader.duplicate_prevented and await _earlier_follower(pool, req, out):
+    if sent.duplicate_prevented and await _earlier_follower(pool, req, out):
         return out  # an earlier attempt got as far as the match (its read above saw it executed)
     left = max(req.leader_held - out.leader.filled_qty, Decimal(0))  # what the leader still holds
     qty = min(held - left, f.qty)
@@ -122,8 +123,9 @@ async def _settled(pool: GatewayPool, req: PlaceOrderRequest, order: OrderResult
             found = await pool.get(req.venue).get_order(req.symbol, req.client_order_id)
         except VenueError:
             continue
-        if found is not None:
-            order = found.model_copy(update={"requested_qty": order.requested_qty})
+        if found is not None:  # keeps duplicate_prevented: the workflow books a found order as found
+            order = found.model_copy(update={"requested_qty": order.requested_qty,
+                                             "duplicate_prevented": order.duplicate_prevented})
     return order
 
 
