@@ -372,9 +372,20 @@ class _Unit:
         """Look every id up (a retried attempt) and go on from what the venues say."""
         r = self.req
         passive_ids = [*r.quote_ids, r.passive_taker_id, *r.flatten_ids]
-        found = await asyncio.gather(*(self.pg.get_order(r.symbol, c) for c in passive_ids),
-                                     *(self.ag.get_order(r.symbol, c) for c in r.hedge_ids))
-        by_id = {c: o for c, o in zip([*passive_ids, *r.hedge_ids], found, strict=True) if o is not None}
+        found = await asyncio.gather(*(self.pg.get_order(r.symbol, c) for c in passive_ids))  # fails: raises
+        hedges = await asyncio.gather(*(self.ag.get_order(r.symbol, c) for c in r.hedge_ids), return_exceptions=True)
+        if bad := next((h for h in hedges if isinstance(h, BaseException)), None):
+            if not isinstance(bad, VenueError):
+                raise bad
+            # The active venue does not answer: waiting for it (retry after retry) left the passive
+            # fill naked for a whole partition (75 s in a chaos run). Its hedges are possibly sent (the
+            # workflow looks them up); the passive fill, on the venue that answers, is flattened now.
+            for cid in r.hedge_ids:
+                self.sent(cid)
+            self.next_hedge = len(r.hedge_ids)
+            self.out.active_failed = f"active venue unreadable on a retried attempt ({bad.type_name})"
+            hedges = [None] * len(r.hedge_ids)
+        by_id = {c: o for c, o in zip([*passive_ids, *r.hedge_ids], [*found, *hedges], strict=True) if o is not None}
         for cid, o in by_id.items():
             self.record(o, cid in passive_ids)
             if not o.is_closed and cid in r.quote_ids:
@@ -435,7 +446,7 @@ async def maker_unit(pool: GatewayPool, req: MakerUnitRequest, attempt: int) -> 
         if u.out.active_failed is None and not any(c in u.orders for c in req.flatten_ids):
             await u.run()
         else:
-            raise ActiveFailed("an earlier attempt was flattening the passive fill")
+            raise ActiveFailed(u.out.active_failed or "an earlier attempt was flattening the passive fill")
     except ActiveFailed as exc:
         await u.flatten(str(exc))
     out = await u.finish()

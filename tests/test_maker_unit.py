@@ -194,3 +194,25 @@ async def test_a_retried_attempt_sends_nothing_twice(pair) -> None:
     assert await held(pool, "sim-a") == QTY and await held(pool, "sim-b") == -QTY
     await once_each(fa)
     await once_each(fb)
+
+
+async def test_a_retried_attempt_with_the_active_venue_down_flattens_the_passive_fill_at_once(pair) -> None:
+    """The worker died after the quote filled; the retry finds the active venue down. It must not
+    wait for that venue (each retry raising again left a chaos trade's fill naked for a whole
+    75 s partition): the passive fill is flattened on the venue that answers, the hedges reported as
+    possibly sent (the workflow looks them up), active_failed says why."""
+    pool, fa, fb = pair
+    req = request("mu-retry-down")
+    await pool.get("sim-a").place_limit_order(SYMBOL, Side.BUY, QTY, D("49995"), req.quote_ids[0], post_only=True)
+    await fa.market(symbol=SYMBOL, price="49980")
+    await fb.faults(outage=True)
+    try:
+        t0 = time.monotonic()
+        out = await asyncio.wait_for(maker_unit(pool, req, attempt=2), 15)
+        assert time.monotonic() - t0 < 10
+    finally:
+        await fb.faults()
+    assert out.active_failed and "retried" in out.active_failed
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+    assert all(h in out.sent_ids for h in req.hedge_ids)
+    await once_each(fa)
