@@ -165,7 +165,7 @@ class _Style:
             if e.slice_style == "maker_first":
                 await self.unit(q, trade, k, closing)
             else:
-                await self.pair(q, trade, slice_step(k, closing=closing), closing)
+                await self.pair(q, trade, ("c" if closing else "") + slice_step(k), closing)
 
     async def run(self, start: float, stamp: str) -> None:
         for r in range(self.cfg.rounds):

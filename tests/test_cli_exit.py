@@ -7,10 +7,10 @@ Python runtime state: finalizing", exit 134 (``workers.client.owned_runtime`` sa
 Also here, on the same stack: ``status --watch`` redraws until Ctrl-C and then exits 0, and
 ``trade show`` prints a readable view (``--json``: the status object).
 
-``HEDGEFLOW_TEST_EXIT_RUNS`` (default 32: four of each command, to keep ``make test`` under its
+``HEDGEFLOW_TEST_EXIT_RUNS`` (default 16: two of each command, to keep ``make test`` under its
 15 minutes) is the number of CLI processes, spread evenly over the read commands,
 ``HEDGEFLOW_TEST_EXIT_PARALLEL`` (4) how many run at once: a run costs ~2-3 s of CPU (imports), so
-32 take ~25-60 s on two cores; set 400 for 50 runs of each command.
+16 take ~12-30 s on two cores; set 400 for 50 runs of each command.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from trade_harness import (
 from control.trades import open_trade, trade_status
 from workers.worker import run_worker
 
-RUNS = int(os.environ.get("HEDGEFLOW_TEST_EXIT_RUNS", "32"))
+RUNS = int(os.environ.get("HEDGEFLOW_TEST_EXIT_RUNS", "16"))
 PARALLEL = int(os.environ.get("HEDGEFLOW_TEST_EXIT_PARALLEL", "4"))
 SYMBOL = "S027/USDT:USDT"
 

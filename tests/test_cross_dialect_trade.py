@@ -154,7 +154,7 @@ async def test_maker_first_binance_long_bybit_short_quotes_hedges_and_closes_to_
     caplog.set_level(logging.INFO, logger="hedgeflow.control")
     final = await trade_open_hold_cancel(temporal_env, task_queue, binance_bybit, sym, style="maker_first",
                                          taker_fees={"sim-a": Decimal("0.0005"), "sim-b": Decimal("0.00055")},
-                                         maker_window_s=4)
+                                         maker_window_s=2)
     short = next(leg for leg in final.legs if leg.venue == "sim-b")
     assert any("hfSq0n" in c for c in short.client_order_ids), short.client_order_ids  # quoted post-only
     assert any("maker unit 0:" in e.what for e in final.events)
@@ -180,7 +180,7 @@ async def test_sliced_with_a_piece_refused_flattens_it_and_closes_the_rest_hedge
     try:
         await asyncio.wait_for(ready.wait(), 60)
         wf_id = await open_trade(client, settings, sym, "sim-a", "sim-b", Decimal("1000"), style="sliced",
-                                 slices=4, slice_interval_s=1.5)
+                                 slices=4, slice_interval_s=0.8)
         h = client.get_workflow_handle(wf_id, result_type=TradeStatus)
         await wait_for(lambda: a.position_qty(sym) > 0, timeout=30, what="the first piece")
         b.admin("/_sim/faults", {"reject_orders": 1})  # the next piece's Bybit leg is refused

@@ -6,7 +6,7 @@ the real ``ScannerWorkflow`` built from settings as ``hedgeflow up --profile rep
 builds it: every duration left at its venue-time default, only ``scanner.time_scale`` = X set
 (and ``horizon_h``, ``max_price_divergence``, ``exit_checks`` for both engines alike).
 
-* At X = 3200 and X = 6400 the replay opens the same trades: symbol, long venue, short venue and
+* At X = 4800 and X = 6400 the replay opens the same trades: symbol, long venue, short venue and
   the settlement each targets (its id ``trade-<SYM>-<long>-<short>-s<epoch ms>``), and exits the
   same ones by the spread exit.
 * ``domain.backtest`` (the ``hedgeflow backtest`` engine, no Temporal, no HTTP) on the same slice
@@ -54,11 +54,11 @@ from workers.worker import run_worker
 
 FIRST, LAST = "2023-01-10T16:00:00Z", "2023-01-12T08:00:00Z"
 SPAN_S = 40 * 3600  # venue seconds from the first row to the last
-#: 45 s and 22.5 s of wall time. Not faster: a monitor tick here is the 0.5 s floor plus ~0.6 s of
+#: 30 s and 22.5 s of wall time. Not faster: a monitor tick here is the 0.5 s floor plus ~0.6 s of
 #: reads through the dev server (1.1–1.5 s on this loaded 2-core machine), 2–2.7 venue hours at
 #: 6400, so the two ticks of a spread exit stay inside the 8 h to the next settlement; at 7200 with
 #: the default three ticks they sometimes did not, and the trade collected one settlement more
-SPEEDS = (3200, 6400)
+SPEEDS = (4800, 6400)
 NAMES = ("binance", "bybit", "okx")
 #: the only settings changed from the replay profile's defaults (venue time), for both engines
 SCANNER = {"horizon_h": "72", "max_price_divergence": "0.01"}
