@@ -71,6 +71,7 @@ class FakeVenue:
     orders_down: bool = False  # reads answer, every order fails (the order path is broken)
     slow_s: float = 0.0
     check_slow_s: float = 0.0  # the pre-trade read takes this long
+    read_slow_s: float = 0.0  # every position read takes this long (a quick probe times out)
     down_after_answer: bool = False  # goes down right after answering its next order
     down_after_reads: int | None = None  # goes down right after answering this many more position reads
     close_errors: int = 0  # the next N reduce-only orders fail (a flaky venue: 5xx, nothing executed)
@@ -280,6 +281,8 @@ class FakeActivities:
         v = self.v[req.venue]
         v.reads += 1
         v.log.append("read")
+        if v.read_slow_s:
+            await slow(v.read_slow_s)
         v.check()
         if v.down_after_reads is not None:
             v.down_after_reads -= 1

@@ -505,7 +505,28 @@ async def test_emergency_close_keeps_the_pair_hedged_while_one_venue_is_down(ben
     fb.down = True
     await bench.until(h, lambda s: any("monitor read failed" in e.what for e in s.events))
     await h.signal(TradeWorkflow.emergency_close, CloseRequest(reason="operator"))
-    await bench.until(h, lambda s: s.close_attempts >= 4)
+    st = await bench.until(h, lambda s: s.close_attempts >= 4)
+    assert fa.position == -fb.position != 0, [e.what for e in st.events]
+    fb.down = False
+    st = await h.result()
+    assert st.state == "closed" and st.emergency and bench.flat()
+    assert any("short on fb first" in e.what for e in st.events)
+
+
+async def test_emergency_close_keeps_the_pair_hedged_when_both_probes_fail(bench):
+    """fb is down and fa answers too slowly for the close's quick probe (a loaded worker): the
+    probe tells the venues nothing apart, so fb's earlier failure still decides: fb goes first.
+    (Both probes failing at one instant tied the venues, and the tie sent fa first: naked.)"""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "holding")
+    fb.down = True
+    await bench.until(h, lambda s: any("monitor read failed" in e.what for e in s.events))
+    fa.read_slow_s = 2.5  # over the probe's 2 s
+    await h.signal(TradeWorkflow.emergency_close, CloseRequest(reason="operator"))
+    await bench.until(h, lambda s: any("first, then the other" in e.what for e in s.events), timeout=20)
+    fa.read_slow_s = 0
+    await bench.until(h, lambda s: s.close_attempts >= 4, timeout=20)
     assert fa.position == -fb.position != 0
     fb.down = False
     st = await h.result()

@@ -45,6 +45,8 @@ UNSEEN_FINAL_MS = 30_000
 
 
 NAKED_RETRY_S = 0.5
+#: patch id: a close whose two quick probes both fail keeps the venues' earlier failure record
+PROBE_TIE = "close-probe-tie"
 #: v6: a naked leg whose close failed is sent again this many times, this soon, before it backs off
 NAKED_QUICK_RETRIES, NAKED_QUICK_S = 3, 0.1
 #: v5: at most this many remainder orders follow a partly filled close before the loop reads again
@@ -128,8 +130,12 @@ class Closer:
         if not at_once and L.filled_qty > 0 and S.filled_qty > 0:
             got = await asyncio.gather(*(self.desk.position(leg.venue, quick=True) for leg in (L, S)),
                                        return_exceptions=True)
-            for leg, r in zip((L, S), got, strict=True):
-                if isinstance(r, BaseException):
+            bad = [leg for leg, r in zip((L, S), got, strict=True) if isinstance(r, BaseException)]
+            # both probes failing at one instant tells the venues nothing apart (a loaded worker
+            # times out the healthy one's probe too): what was known before decides, not the tie
+            # (which sent the long leg first even when the short venue was the one down)
+            if len(bad) < 2 or not workflow.patched(PROBE_TIE):
+                for leg in bad:
                     self.failed(leg.venue)
         self.c.close_first = close_sequence(
             L.filled_qty > 0, S.filled_qty > 0, at_once=at_once,
