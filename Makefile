@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml $(LOCK) | $(PY)
 up: $(STAMP)
 	$(VENV)/bin/hedgeflow up $(ARGS)
 
+# two processes (pytest-xdist; tests/conftest.py runs the timing-sensitive modules one after
+# another on one of them); PYTEST_WORKERS=0 runs the suite in this process alone
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -36,6 +36,32 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"temporal: {temporal_version()}"
 
 
+#: ``make test`` runs the suite on two processes (pytest-xdist ``-n 2``): the tests mostly wait on
+#: real servers. These modules measure venue time against wall time or kill and restart real
+#: processes on a schedule, so they run one after another, on one of the two processes (each
+#: may still run beside a lighter test on the other).
+SERIAL_MODULES = frozenset({
+    "test_chaos.py", "test_replay_venue_time.py", "test_bench.py", "test_upgrade.py", "test_trade_crash.py",
+    "test_cli_exit.py", "test_operations.py", "test_up.py",
+})
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Every test is its own unit of work, except SERIAL_MODULES, which are one unit together.
+    (xdist's own ``--dist loadgroup`` would do this with markers; with pytest 9 its group
+    suffix never reaches the scheduler, so the groups are made here.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SerialApart(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "serial" if nodeid.split("::", 1)[0].rsplit("/", 1)[-1] in SERIAL_MODULES else nodeid
+
+    return SerialApart(config, log)
+
+
 class TemporalEnv:
     """The session's dev server, as tests see it."""
 
