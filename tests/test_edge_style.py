@@ -204,3 +204,24 @@ def test_the_chosen_style_goes_into_the_trade_input():
         tp = params_from_settings(settings_for_style(s, style), "BTC/USDT:USDT", "sim-a", "sim-b", D(100), "trade-x")
         assert tp.style == style
     assert s.trade.style == "taker"  # the settings themselves are left alone
+
+
+def test_every_place_that_names_the_styles_names_the_same_ones():
+    """The styles are spelled in domain/edge.py (STYLES), in the settings and in the scanner's
+    messages (pydantic Literals: config may not import domain); they must never drift apart."""
+    from typing import get_args
+
+    from config.settings import ScannerTuning, TradeExecution
+    from domain.edge import STYLES
+    from messages.scanner import ScannerParams, StartTradeRequest
+
+    def literal(model, field: str) -> tuple[str, ...]:
+        ann = model.model_fields[field].annotation
+        while get_args(ann) and not all(isinstance(a, str) for a in get_args(ann)):
+            ann = next(a for a in get_args(ann) if a is not type(None))
+        return get_args(ann)
+
+    assert literal(TradeExecution, "style") == STYLES
+    assert literal(ScannerTuning, "styles") == STYLES
+    assert literal(StartTradeRequest, "style") == STYLES
+    assert set(literal(TradeExecution, "slice_style")) == set(literal(ScannerParams, "slice_style")) < set(STYLES)
