@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from messages.trade import PlaceOrderRequest, StepCloseOutcome, StepCloseRequest
-from venues.errors import VenueError
+from venues.errors import OrderBelowMinimum, VenueError
 from venues.models import OrderResult
 
 if TYPE_CHECKING:
@@ -49,14 +49,15 @@ LATE_MEMORY_S = 10.0
 LEADER_POLL_S, LEADER_WAIT_S = 0.1, 5.0
 
 
-async def _send(pool: GatewayPool, req: PlaceOrderRequest, qty: Decimal, retry: bool) -> OrderResult:
+async def _send(pool: GatewayPool, req: PlaceOrderRequest, qty: Decimal, retry: bool, whole: bool) -> OrderResult:
+    """``whole``: the order closes everything its venue holds (rounded up to a step that grew)."""
     gw = pool.get(req.venue)
     if retry:  # one look-up, no validity-window wait: a resend under this id executes at most once
         found = await gw.get_order(req.symbol, req.client_order_id)
         if found is not None:
             return found.model_copy(update={"duplicate_prevented": True})
     return await gw.place_market_order(req.symbol, req.side, qty, req.client_order_id, reduce_only=True,
-                                       lookup_first=False, wait_window=False)
+                                       lookup_first=False, wait_window=False, whole=whole)
 
 
 async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) -> StepCloseOutcome:
@@ -77,7 +78,7 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
     out = StepCloseOutcome(follower_held=held)
     log.info("close in step: leader %s %s on %s, then follower %s on %s (holds %s)", lead.client_order_id,
              lead.qty, lead.venue, f.client_order_id, f.venue, held)
-    sent = await _send(pool, lead, lead.qty, attempt > 1)
+    sent = await _send(pool, lead, lead.qty, attempt > 1, lead.resend_fresh)
     out.leader = await _settled(pool, lead, sent)
     # only a leader an earlier attempt had sent (found by its look-up) can have a match behind it: the
     # follower's ids are looked up then only (a failed look-up there used to fail a fresh round: 6.2 s naked)
@@ -93,10 +94,14 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
         out.follower_sent_ids.append(cid)
         try:
             # no look-up first, even on a retry: ``_earlier_follower`` has just looked every id up
-            got = await _send(pool, f.model_copy(update={"client_order_id": cid}), qty, False)
+            got = await _send(pool, f.model_copy(update={"client_order_id": cid}), qty, False, whole)
         except VenueError as exc:
             out.error = f"{exc.type_name}: {exc}"
             log.warning("close in step: follower %s on %s: %s", cid, f.venue, out.error)
+            if isinstance(exc, OrderBelowMinimum):  # below the venue's (grown) step: nothing was sent
+                out.follower_sent_ids.remove(cid)
+                out.follower_refused_qty = qty
+                return out
             if not (whole and exc.retryable and retries < QUICK_RETRIES):
                 return out
             retries += 1  # a 5xx on a whole-position close: sent again at once under the next id

@@ -111,6 +111,7 @@ class TradeActivities:
             lookup_first=req.lookup_first or attempt > 1,
             ref_price=req.ref_price,
             wait_window=not (req.resend_fresh and req.reduce_only),
+            whole=req.resend_fresh and req.reduce_only,  # everything held: rounded up (a step that grew)
         )
 
     @activity.defn(name="place_order")

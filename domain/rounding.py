@@ -1,4 +1,5 @@
-"""Quantity rounding the way venues round: down to the quantity step, never up.
+"""Quantity rounding the way venues round: down to the quantity step, never up (one exception,
+:func:`round_up`, for a reduce-only close of a whole position, which the venue caps at what is held).
 
 All functions take and return ``Decimal``; floats are refused so that binary rounding error
 never reaches an order.
@@ -6,7 +7,7 @@ never reaches an order.
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from fractions import Fraction
 from math import lcm
 
@@ -27,6 +28,20 @@ def round_down(qty: Decimal, step: Decimal) -> Decimal:
     if qty < 0:
         raise ValueError(f"qty must be >= 0, got {qty}")
     units = (qty / step).to_integral_value(rounding=ROUND_DOWN)
+    return (units * step).quantize(step) if step.as_tuple().exponent < 0 else units * step
+
+
+def round_up(qty: Decimal, step: Decimal) -> Decimal:
+    """Smallest multiple of ``step`` that is >= ``qty`` (for qty >= 0). Only for a reduce-only
+    order that closes everything held: the venue executes no more than the position, so a
+    position that is no multiple of the step (the step grew since it was opened) still closes."""
+    _check("qty", qty)
+    _check("step", step)
+    if step <= 0:
+        raise ValueError(f"step must be > 0, got {step}")
+    if qty < 0:
+        raise ValueError(f"qty must be >= 0, got {qty}")
+    units = (qty / step).to_integral_value(rounding=ROUND_UP)
     return (units * step).quantize(step) if step.as_tuple().exponent < 0 else units * step
 
 

@@ -152,6 +152,9 @@ class StepCloseOutcome(BaseModel):
     def follower_sent(self) -> bool:
         return bool(self.follower_sent_ids)
     error: str | None = None  # why the probe or the follower's match failed
+    #: a match its venue refused as below its step or minimum (``OrderBelowMinimum``, nothing sent: the
+    #: step grew since the trade opened): the quantity asked
+    follower_refused_qty: Decimal | None = None
 
 
 class OrderLookup(BaseModel):
@@ -313,6 +316,9 @@ class TradeCarry(BaseModel):
     venue_failed_ms: dict[str, int] = Field(default_factory=dict)
     styled_close_done: bool = False  # issue 15: a graceful close in the trade's style ran (once per close)
     venue_next_funding_ms: dict[str, int] = Field(default_factory=dict)  # venue → next settlement, its clock
+    #: lifecycle-v8: venue → the largest close it refused as below its step or minimum (the step grew
+    #: since the trade opened): a follower never asks it to match a difference that small
+    unmatchable_qty: dict[str, Decimal] = Field(default_factory=dict)
 
 
 # --- ledger, reconciliation (activities/ledger.py, activities/reconcile.py) ---------------

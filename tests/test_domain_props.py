@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.ids import MAX_LEN, client_order_id, is_valid_client_order_id
-from domain.rounding import base_to_contracts, below_minimum, common_step, contracts_to_base, round_down
+from domain.rounding import (
+    base_to_contracts,
+    below_minimum,
+    common_step,
+    contracts_to_base,
+    round_down,
+    round_up,
+)
 
 # Steps as venues publish them: 1, 5, 25 … × 10^-k.
 steps = st.builds(
@@ -42,6 +49,14 @@ def test_round_down_is_the_largest_multiple_not_above(qty: Decimal, step: Decima
 def test_round_down_is_idempotent(qty: Decimal, step: Decimal) -> None:
     r = round_down(qty, step)
     assert round_down(r, step) == r
+
+
+@given(qtys, steps)
+def test_round_up_is_the_smallest_multiple_not_below(qty: Decimal, step: Decimal) -> None:
+    r = round_up(qty, step)
+    assert is_multiple(r, step)
+    assert qty <= r < qty + step
+    assert round_up(r, step) == r and (r == round_down(qty, step)) == is_multiple(qty, step)
 
 
 @given(steps, steps)

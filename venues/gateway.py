@@ -41,7 +41,6 @@ from venues.errors import (
     BadSymbol,
     ClockSkew,
     InvalidOrder,
-    OrderBelowMinimum,
     OrderNotFound,
     PriceBandRejected,
     VenueError,
@@ -291,6 +290,7 @@ class Gateway:
         lookup_first: bool = False,
         ref_price: Decimal | None = None,
         wait_window: bool = True,
+        whole: bool = False,
     ) -> OrderResult:
         """Place a market order for ``qty`` base units, at most once per client order id.
 
@@ -301,10 +301,12 @@ class Gateway:
         ``ref_price``: a recent price the caller already holds (e.g. the mark from its
         pre-trade check) for the minimum-notional check; without it the book is fetched.
 
-        * ``qty`` is rounded down to the step; below min qty (or, unless ``reduce_only``,
-          below min notional at the current book price) raises ``OrderBelowMinimum`` before
-          any order request is sent; so does (``InvalidOrder``) an opening order in a market
-          the venue does not trade now.
+        * ``qty`` is rounded down to the step (``whole`` with ``reduce_only``, an order closing
+          everything held: up, :func:`venues.placing.rounded`); below min qty (or, unless
+          ``reduce_only``, below min notional at the current book price) raises
+          ``OrderBelowMinimum`` before any order request is sent, judged again on reloaded
+          markets when they are over 5 s old; so does (``InvalidOrder``) an opening order in a
+          market the venue does not trade now.
         * With ``lookup_first`` (activity retries) or when this Gateway already sent the id,
           the order is looked up by client id first and returned with
           ``duplicate_prevented=True`` if the venue has it. A "not found" only counts once
@@ -333,26 +335,12 @@ class Gateway:
         return await placing.at_most_once(
             self, symbol, qty, client_order_id, side, reduce_only, lookup_first, lambda m: ref_price,
             lambda m, contracts, base_qty, _: self._send_market(m, side, contracts, base_qty, client_order_id,
-                                                                 reduce_only, ref_price, wait_window or not reduce_only))
+                                                                 reduce_only, ref_price, wait_window or not reduce_only),
+            whole=whole)
 
     def executes_late(self, within_s: float) -> bool:
         """Whether this venue answered a market order accepted but not executed in the last ``within_s``."""
         return self.late_at is not None and time.monotonic() - self.late_at < within_s
-
-    async def _check_sendable(
-        self, m: MarketInfo, side: Side, base_qty: Decimal, reduce_only: bool, ref_price: Decimal | None
-    ) -> None:
-        if reduce_only:
-            return  # venues waive the minimum notional for reduce-only orders, not the minimum qty
-        if not m.active:
-            raise InvalidOrder(f"{self.name}: {m.symbol} is not trading (status {m.status}); not opening",
-                               venue=self.name)
-        if m.min_notional > 0:
-            price = ref_price if ref_price and ref_price > 0 else await self._reference_price(m.symbol, side)
-            if price is not None and base_qty * price < m.min_notional:
-                raise OrderBelowMinimum(f"{self.name}: {m.symbol} notional {base_qty} x {price} = "
-                                        f"{base_qty * price} is below the minimum notional {m.min_notional}",
-                                        venue=self.name)
 
     async def _send_market(
         self, m: MarketInfo, side: Side, contracts: Decimal, base_qty: Decimal, cid: str, reduce_only: bool,

@@ -37,8 +37,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from domain.rounding import base_to_contracts, contracts_to_base, round_down
-from venues.errors import OrderBelowMinimum, OrderOutcomeUnknown, VenueError, is_market_metadata_error
+from domain.rounding import base_to_contracts, contracts_to_base, round_down, round_up
+from venues.errors import (
+    InvalidOrder,
+    OrderBelowMinimum,
+    OrderOutcomeUnknown,
+    VenueError,
+    is_market_metadata_error,
+)
 from venues.models import MarketInfo, OrderBook, OrderResult, Side
 
 if TYPE_CHECKING:
@@ -62,6 +68,8 @@ LOOKUP_BACKOFF_S = 0.1
 SENT_IDS_KEPT = 10_000
 #: How long a clock-offset measurement is trusted (a failed one is retried after 30 s).
 CLOCK_TTL_S = 300.0
+#: An order refused locally (below the step or minimum) reloads markets loaded longer ago than this.
+LOCAL_REFUSAL_RELOAD_S = 5.0
 
 #: The client order id whose request is being placed in this task (read by the sign hook).
 _PLACING: contextvars.ContextVar[str | None] = contextvars.ContextVar("hedgeflow_placing_cid", default=None)
@@ -71,15 +79,61 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def rounded(m: MarketInfo, qty: Decimal, venue: str) -> tuple[Decimal, Decimal]:
+def rounded(m: MarketInfo, qty: Decimal, venue: str, *, whole: bool = False) -> tuple[Decimal, Decimal]:
     """(contracts, base units) of ``qty`` base units rounded down to the step, converted with the
-    market's contract size (1 where the venue trades base units); refused below min qty."""
-    contracts = round_down(base_to_contracts(max(qty, Decimal(0)), m.contract_size), m.qty_step / m.contract_size)
+    market's contract size (1 where the venue trades base units); refused below min qty.
+    ``whole``: a reduce-only close of everything held, rounded *up* to the step and at least the
+    minimum: the venue executes no more than the position (a reduce-only order is capped at it;
+    the simulator does so in every dialect, ``venues/sim/engine.py``), so a position that is no multiple of a step that grew since
+    it was opened (0.7 on a step of 1.0) still closes instead of being refused forever."""
+    step = m.qty_step / m.contract_size
+    wanted = base_to_contracts(max(qty, Decimal(0)), m.contract_size)
+    if whole and wanted > 0:
+        contracts = round_up(max(wanted, base_to_contracts(m.min_qty, m.contract_size)), step)
+    else:
+        contracts = round_down(wanted, step)
     base_qty = contracts_to_base(contracts, m.contract_size)
     if base_qty <= 0 or base_qty < m.min_qty:
         raise OrderBelowMinimum(f"{venue}: {m.symbol} quantity {qty} rounds down to {base_qty} "
                                 f"(step {m.qty_step}), below the minimum quantity {m.min_qty}", venue=venue)
     return contracts, base_qty
+
+
+async def market_rounded(gw: Gateway, symbol: str, qty: Decimal, whole: bool
+                         ) -> tuple[MarketInfo, Decimal, Decimal]:
+    """The market and ``rounded`` ``qty`` in it. A local refusal (below the step or minimum) is
+    judged on cached filters: unless they were loaded under ``LOCAL_REFUSAL_RELOAD_S`` ago they are
+    reloaded once and the quantity judged again (a stale cache is never trusted to refuse for the
+    whole ``MARKETS_TTL_S``); a reload that fails leaves the refusal as it was."""
+    m = await gw.market(symbol)
+    try:
+        return (m, *rounded(m, qty, gw.name, whole=whole))
+    except OrderBelowMinimum:
+        try:
+            fresh = (await gw._markets.refresh(min_age_s=LOCAL_REFUSAL_RELOAD_S)).get(symbol)
+        except VenueError:
+            fresh = None
+        if fresh is None or fresh == m:
+            raise
+        log.warning("venue %s: %s filters changed (step %s, min %s → step %s, min %s)", gw.name, symbol,
+                    m.qty_step, m.min_qty, fresh.qty_step, fresh.min_qty)
+        return (fresh, *rounded(fresh, qty, gw.name, whole=whole))
+
+
+async def check_sendable(gw: Gateway, m: MarketInfo, side: Side, base_qty: Decimal, reduce_only: bool,
+                         ref_price: Decimal | None) -> None:
+    """The checks made before an order is sent, beyond the step: an opening order needs a market the
+    venue trades now and its minimum notional (at ``ref_price``, else the book's price)."""
+    if reduce_only:
+        return  # venues waive the minimum notional for reduce-only orders, not the minimum qty
+    if not m.active:
+        raise InvalidOrder(f"{gw.name}: {m.symbol} is not trading (status {m.status}); not opening", venue=gw.name)
+    if m.min_notional > 0:
+        price = ref_price if ref_price and ref_price > 0 else await gw._reference_price(m.symbol, side)
+        if price is not None and base_qty * price < m.min_notional:
+            raise OrderBelowMinimum(f"{gw.name}: {m.symbol} notional {base_qty} x {price} = "
+                                    f"{base_qty * price} is below the minimum notional {m.min_notional}",
+                                    venue=gw.name)
 
 
 def book_price(book: OrderBook, side: Side) -> Decimal | None:
@@ -327,15 +381,15 @@ async def await_market_close(result: OrderResult,
 async def at_most_once(
     gw: Gateway, symbol: str, qty: Decimal, cid: str, side: Side, reduce_only: bool, lookup_first: bool,
     price: Callable[[MarketInfo], Decimal | None],
-    send: Callable[[MarketInfo, Decimal, Decimal, Decimal | None], Awaitable[OrderResult]],
+    send: Callable[[MarketInfo, Decimal, Decimal, Decimal | None], Awaitable[OrderResult]], *, whole: bool = False,
 ) -> OrderResult:
     """The rules every order shares (``Gateway.place_market_order``, and ``place_limit_order`` in
-    :mod:`venues.resting_orders`): the quantity rounded down to the step and ``price(market)`` (the
-    price its minimum notional is checked at), the id looked up first on a retry or a resend, the
-    minimums checked before sending, and one more ``send`` re-rounded when a refusal says the
-    market's filters changed."""
-    m = await gw.market(symbol)
-    contracts, base_qty = rounded(m, qty, gw.name)
+    :mod:`venues.resting_orders`): the quantity rounded down to the step (``whole``, a reduce-only
+    close of everything held: up, see :func:`rounded`) and ``price(market)`` (the price its minimum
+    notional is checked at), the id looked up first on a retry or a resend, the minimums checked
+    before sending, and one more ``send`` re-rounded when a refusal says the market's filters changed."""
+    whole = whole and reduce_only
+    m, contracts, base_qty = await market_rounded(gw, symbol, qty, whole)
     px = price(m)
     if lookup_first or gw._sends.knows(gw._vcid(cid)):
         # before the notional check: a retry must find its order even if the price moved
@@ -343,7 +397,7 @@ async def at_most_once(
         if existing is not None:
             log.info("venue %s: order %s already exists; not sending again", gw.name, cid)
             return existing.model_copy(update={"duplicate_prevented": True})
-    await gw._check_sendable(m, side, base_qty, reduce_only, px)
+    await check_sendable(gw, m, side, base_qty, reduce_only, px)
     generation = gw._markets.generation
     try:
         return await send(m, contracts, base_qty, px)
@@ -355,7 +409,7 @@ async def at_most_once(
             raise
         log.warning("venue %s: %s market metadata changed (%s); re-rounding and sending %s again",
                     gw.name, symbol, err.code, cid)
-        contracts, base_qty = rounded(fresh, qty, gw.name)
+        contracts, base_qty = rounded(fresh, qty, gw.name, whole=whole)
         px = price(fresh)
-        await gw._check_sendable(fresh, side, base_qty, reduce_only, px)
+        await check_sendable(gw, fresh, side, base_qty, reduce_only, px)
         return await send(fresh, contracts, base_qty, px)

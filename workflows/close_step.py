@@ -73,6 +73,8 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int, qty: De
         cl.c.close_first = fol
         cl.event(f"close: {fol} on {F.venue} unreadable ({out.error}); {fol} closes first now, {leg} follows")
         return False
+    if out.follower_refused_qty is not None and cl.v8:
+        cl.unmatchable(fol, out.follower_refused_qty)
     if out.follower_sent:
         step_of = dict(zip([fcid, *rest_ids], steps, strict=True))
         for cid in out.follower_sent_ids:

@@ -75,6 +75,7 @@ V5 = "lifecycle-v5"
 V6 = "lifecycle-v6"
 #: a hedged pair's close round sends the leader and the follower's match from one activity
 V7 = "lifecycle-v7"
+V8 = "lifecycle-v8"  # a follower whose match is below its venue's grown step waits for its leader, then closes whole
 
 
 @workflow.defn(name="TradeWorkflow")
@@ -140,6 +141,7 @@ class TradeWorkflow:
         self.v5 = self.desk.v5 = self.desk.v4 and workflow.patched(V5)
         self.desk.v6 = self.v5 and workflow.patched(V6)
         self.closer.v7 = self.desk.v7 = self.desk.v6 and workflow.patched(V7)
+        self.closer.v8 = self.closer.v7 and workflow.patched(V8)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:

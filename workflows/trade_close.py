@@ -72,6 +72,9 @@ class Closer:
         self.v4 = False
         #: lifecycle-v7: a leader's close round and its follower's match in one activity (close_step)
         self.v7 = False
+        #: lifecycle-v8: a follower whose venue refuses its match as below its step or minimum (the
+        #: step grew since the trade opened) waits for its leader to be flat, then closes whole
+        self.v8 = False
         self._waiting: set[str] = set()
 
     @property
@@ -161,9 +164,24 @@ class Closer:
         waits while the follower has not matched its last fill yet."""
         mine, theirs, unit = self.s.leg(leg).filled_qty, self.s.leg(_other(leg)).filled_qty, self._unit()
         if self.c.close_first == leg:
-            return theirs > 0 and theirs - mine >= unit
+            return theirs > 0 and theirs - mine >= unit and not self._below_venue_unit(_other(leg), theirs - mine)
         lead = self._leader_holds(leg)
-        return lead is not None and mine - lead < unit
+        return lead is not None and (mine - lead < unit or self._below_venue_unit(leg, mine - lead))
+
+    def _below_venue_unit(self, leg: LegName, diff: Decimal) -> bool:
+        """v8: ``leg``'s venue has refused a close this small (its step grew since the trade opened)."""
+        return self.v8 and diff <= self.c.unmatchable_qty.get(self.s.leg(leg).venue, ZERO)
+
+    def unmatchable(self, leg: LegName, qty: Decimal) -> None:
+        """v8: ``leg``'s venue refused to close ``qty`` as below its step or minimum, nothing sent.
+        A follower does not ask it for a difference that small again: it waits for its leader to be
+        flat and then closes whole (rounded up to the step: reduce-only, the venue closes what is
+        held); its leader no longer waits for that match."""
+        venue = self.s.leg(leg).venue
+        if qty > self.c.unmatchable_qty.get(venue, ZERO):
+            self.c.unmatchable_qty[venue] = qty
+            self.event(f"close {leg}: {venue} refuses to close {qty} (below its step or minimum, which grew since "
+                       f"the trade opened); {leg} follows whole once {_other(leg)} is flat")
 
     def _step(self) -> Decimal:
         return self.c.market.step if self.c.market else Decimal("0.001")
@@ -190,7 +208,7 @@ class Closer:
                 continue
             st.close_attempts += 1
             self.s.close_attempts += 1
-            n = st.close_attempts
+            n, qty = st.close_attempts, None
             try:
                 known = self._known_position(leg) if woke and self.desk.v5 else \
                     self._naked_position(leg) if again else None
@@ -206,6 +224,9 @@ class Closer:
                 filled = pos is not None and not self._wait_for_other(leg) and qty != ZERO and \
                     await self._close(leg, pos, n, qty)
             except ActivityError as exc:
+                if self.v8 and qty and error_type(exc) == "OrderBelowMinimum":  # a match below a grown step
+                    self.unmatchable(leg, qty)
+                    continue  # it waits for its leader now (``_nothing_to_match``)
                 self.reachable[leg] = False
                 self.failed(st.venue)
                 if not is_cancellation(exc):  # a cancel during a close changes nothing: keep closing
@@ -275,7 +296,7 @@ class Closer:
         if lead is None:
             return None
         q = round_down(max(ZERO, abs(pos.qty) - lead), self._step())
-        return q if q >= self._unit() else ZERO
+        return q if q >= self._unit() and not self._below_venue_unit(leg, q) else ZERO
 
     def _wait_for_other(self, leg: LegName) -> bool:
         """A graceful close of a hedged pair closes a leg only while the other leg's venue
