@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from messages.trade import PlaceOrderRequest, StepCloseOutcome, StepCloseRequest
 from venues.errors import OrderBelowMinimum, VenueError
+from venues.gateway import LATE_AFTER_S
 from venues.models import OrderResult
 
 if TYPE_CHECKING:
@@ -49,15 +50,17 @@ LATE_MEMORY_S = 10.0
 LEADER_POLL_S, LEADER_WAIT_S = 0.1, 5.0
 
 
-async def _send(pool: GatewayPool, req: PlaceOrderRequest, qty: Decimal, retry: bool, whole: bool) -> OrderResult:
-    """``whole``: the order closes everything its venue holds (rounded up to a step that grew)."""
+async def _send(pool: GatewayPool, req: PlaceOrderRequest, qty: Decimal, retry: bool, whole: bool,
+                settle_s: float | None = None) -> OrderResult:
+    """``whole``: the order closes everything its venue holds (rounded up to a step that grew);
+    ``settle_s``: how long an answer accepted but not executed is looked up before it is returned."""
     gw = pool.get(req.venue)
     if retry:  # one look-up, no validity-window wait: a resend under this id executes at most once
         found = await gw.get_order(req.symbol, req.client_order_id)
         if found is not None:
             return found.model_copy(update={"duplicate_prevented": True})
     return await gw.place_market_order(req.symbol, req.side, qty, req.client_order_id, reduce_only=True,
-                                       lookup_first=False, wait_window=False, whole=whole)
+                                       lookup_first=False, wait_window=False, whole=whole, settle_s=settle_s)
 
 
 async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) -> StepCloseOutcome:
@@ -94,7 +97,8 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
         out.follower_sent_ids.append(cid)
         try:
             # no look-up first, even on a retry: ``_earlier_follower`` has just looked every id up
-            got = await _send(pool, f.model_copy(update={"client_order_id": cid}), qty, False, whole)
+            got = await _send(pool, f.model_copy(update={"client_order_id": cid}), qty, False, whole,
+                              LATE_AFTER_S if req.rehedge_ids else None)
         except VenueError as exc:
             out.error = f"{exc.type_name}: {exc}"
             log.warning("close in step: follower %s on %s: %s", cid, f.venue, out.error)
@@ -107,6 +111,9 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
             retries += 1  # a 5xx on a whole-position close: sent again at once under the next id
             await asyncio.sleep(QUICK_RETRY_S)
             continue
+        if req.rehedge_ids and not got.is_closed and got.filled_qty < qty:  # accepted, not executed (v8)
+            await rehedge(pool, req, out, got, qty, attempt)
+            return out
         if out.follower is None:
             out.follower = got
         else:
@@ -148,4 +155,77 @@ async def _earlier_follower(pool: GatewayPool, req: StepCloseRequest, out: StepC
             out.follower = order
         else:
             out.follower_rest.append(order)
+    if out.follower_sent and req.rehedge_ids:  # v8: and the re-hedge an earlier attempt began, if any
+        await _earlier_rehedge(pool, req, out)
     return out.follower_sent
+
+
+async def _earlier_rehedge(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcome) -> None:
+    """A retried attempt's look-ups of the re-hedge ids; a re-open found without its re-close is
+    finished (the match cancelled, what it executed closed again on the leader's venue)."""
+    gw, reopen_id, reclose_id = pool.get(req.leader.venue), *req.rehedge_ids[:2]
+    out.rehedge, out.rehedge_close = await asyncio.gather(*(gw.get_order(req.leader.symbol, i) for i in (reopen_id,
+                                                                                                       reclose_id)))
+    out.rehedge_sent_ids = [i for i, o in ((reopen_id, out.rehedge), (reclose_id, out.rehedge_close)) if o]
+    if out.rehedge is not None and out.rehedge_close is None and out.follower is not None:
+        # the match as the earlier attempt saw it when it re-hedged: accepted, nothing executed
+        await _cancel_and_reclose(pool, req, out, out.follower.model_copy(update={"filled_qty": Decimal(0)}),
+                                  reclose_id, 2)
+
+
+async def rehedge(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcome, match: OrderResult, qty: Decimal,
+                  attempt: int) -> None:
+    """v8: the follower's match (of ``qty``) was accepted but has not executed ``LATE_AFTER_S`` after
+    (its venue executes late: 2.5 s in chaos), so the leader's fill is naked until it does. The
+    leader's venue re-opens what the match has not covered (a market order of the leg's own side,
+    ``rehedge_ids[0]``), then the match is cancelled; what the cancel finds executed after all
+    (the race) is closed again on the leader's venue (reduce-only, ``rehedge_ids[1]``). The pair is
+    then as hedged as before the round, and the late venue leads the next one. Every order goes in
+    ``out`` (the workflow books them); a re-open that fails leaves the match to hedge the pair."""
+    lead, f = req.leader, req.follower
+    lg = pool.get(lead.venue)
+    reopen_id, reclose_id = req.rehedge_ids[:2]
+    out.follower = match
+    gap = qty - match.filled_qty
+    log.warning("close in step: follower %s on %s accepted but not executed after %.1f s: re-opening %s on %s (%s), "
+                "cancelling the match", match.client_order_id, f.venue, LATE_AFTER_S, gap, lead.venue, reopen_id)
+    out.rehedge_sent_ids.append(reopen_id)
+    try:
+        out.rehedge = await lg.place_market_order(lead.symbol, lead.side.opposite, gap, reopen_id,
+                                                  lookup_first=attempt > 1, ref_price=lead.ref_price)
+    except VenueError as exc:
+        if not exc.outcome_unknown:
+            out.rehedge_sent_ids.remove(reopen_id)  # refused: nothing of it is on the venue
+        out.error = f"re-hedge {reopen_id}: {exc.type_name}: {exc}"
+        log.warning("close in step: %s", out.error)
+        return
+    await _cancel_and_reclose(pool, req, out, match, reclose_id, attempt)
+
+
+async def _cancel_and_reclose(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcome, match: OrderResult,
+                              reclose_id: str, attempt: int) -> None:
+    """Cancel the late match; whatever of it executed after the re-open is closed again on the leader's venue."""
+    lead, f = req.leader, req.follower
+    try:
+        final = await pool.get(f.venue).cancel_order(f.symbol, match.client_order_id)
+    except VenueError as exc:
+        log.warning("close in step: cancelling the late match %s failed (%s): the workflow looks it up",
+                    match.client_order_id, exc.type_name)
+        return
+    if final is not None:
+        out.follower = final.model_copy(update={"requested_qty": match.requested_qty})
+    assert out.rehedge is not None and out.follower is not None
+    excess = min(out.follower.filled_qty - match.filled_qty, out.rehedge.filled_qty)  # matched twice now
+    if excess <= 0:
+        return
+    log.warning("close in step: the late match %s executed %s after all: closing it again on %s (%s)",
+                match.client_order_id, excess, lead.venue, reclose_id)
+    out.rehedge_sent_ids.append(reclose_id)
+    try:
+        out.rehedge_close = await pool.get(lead.venue).place_market_order(
+            lead.symbol, lead.side, excess, reclose_id, reduce_only=True, lookup_first=attempt > 1, wait_window=False)
+    except VenueError as exc:
+        if not exc.outcome_unknown:
+            out.rehedge_sent_ids.remove(reclose_id)
+        out.error = f"re-close {reclose_id}: {exc.type_name}: {exc}"
+        log.warning("close in step: %s", out.error)

@@ -138,6 +138,9 @@ class StepCloseRequest(BaseModel):
     leader_held: Decimal  # what the leader holds before its close (it matches down to what is left)
     follower_rest_ids: list[str] = Field(default_factory=list)  # for the rest of a match filled in part
     probe_s: float = 1.0  # the follower's read may take this long
+    #: lifecycle-v8: the leader leg's ids of a re-hedge (the re-open, then its re-close): a match accepted
+    #: but not executed soon (its venue executes late) is covered on the leader's venue and cancelled
+    rehedge_ids: list[str] = Field(default_factory=list)
 
 
 class StepCloseOutcome(BaseModel):
@@ -155,6 +158,11 @@ class StepCloseOutcome(BaseModel):
     #: a match its venue refused as below its step or minimum (``OrderBelowMinimum``, nothing sent: the
     #: step grew since the trade opened): the quantity asked
     follower_refused_qty: Decimal | None = None
+    #: v8: the re-hedge on the leader's venue (the re-open of what the late match had not covered, and
+    #: the re-close of what that match executed after all) and every re-hedge id sent
+    rehedge: OrderResult | None = None
+    rehedge_close: OrderResult | None = None
+    rehedge_sent_ids: list[str] = Field(default_factory=list)
 
 
 class OrderLookup(BaseModel):

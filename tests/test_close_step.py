@@ -1,10 +1,12 @@
 """lifecycle-v7's close round in one activity (``activities/close_step.py``) against two real
 simulators (unmodified ccxt over real HTTP): the follower's match goes out in the leader's step,
-an unreadable follower holds the leader back, a thin follower book gets its rest at once, and a
-retried attempt (the worker died after the match executed) finds both orders and sends nothing."""
+an unreadable follower holds the leader back, a thin follower book gets its rest at once, a
+retried attempt (the worker died after the match executed) finds both orders and sends nothing,
+and (lifecycle-v8) a match its venue accepts but does not execute is covered on the leader's venue."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -62,7 +64,9 @@ async def opened(pool: GatewayPool) -> tuple[str, StepCloseRequest]:
     follow = PlaceOrderRequest(venue="sim-b", symbol=SYMBOL, side=Side.BUY, qty=QTY, reduce_only=True,
                                client_order_id=client_order_id(trade, "short", "s1"))
     rest = [client_order_id(trade, "short", f"s1r{k}") for k in range(1, 9)]
-    return trade, StepCloseRequest(leader=lead, follower=follow, leader_held=QTY, follower_rest_ids=rest)
+    hedge = [client_order_id(trade, "long", st) for st in ("u1", "v1")]
+    return trade, StepCloseRequest(leader=lead, follower=follow, leader_held=QTY, follower_rest_ids=rest,
+                                   rehedge_ids=hedge)
 
 
 async def test_the_followers_match_goes_out_in_the_leaders_step(pair) -> None:
@@ -151,3 +155,54 @@ async def test_a_retried_round_whose_leader_was_never_sent_does_not_look_the_fol
     out = await close_in_step(pool, req, attempt=2)
     assert out.leader.filled_qty == QTY and out.follower is not None and out.follower.filled_qty == QTY, out
     assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+
+
+async def filled_at(admin: Admin, cid: str) -> int:
+    (o,) = await admin.orders(cid)
+    assert Decimal(str(o["executedQty"])) > 0, o
+    return int(o["updateTime"])
+
+
+async def test_a_match_its_venue_executes_late_is_covered_on_the_leaders_venue(pair) -> None:
+    """sim-b starts executing every order 2.5 s late and the round's match is the first it gets (no
+    earlier late answer marks it): the leader filled at once, and its fill was naked until the match
+    executed, 2.5 s later (chaos: 2.6 s). Now the match, accepted and not executed 0.2 s after, is
+    covered by a re-open of the leader's fill on sim-a and cancelled: the pair is as hedged as before
+    the round, naked (on sim-a's own clock, from the leader's fill to the re-open's) well under 2 s."""
+    pool, fa, fb = pair
+    trade, req = await opened(pool)
+    await fb.faults(execute_late_ms=2500)
+    out = await close_in_step(pool, req, attempt=1)
+    assert out.leader.filled_qty == QTY and out.rehedge is not None and out.rehedge.filled_qty == QTY, out
+    assert out.follower is not None and out.follower.status.upper() in ("CANCELED", "CANCELLED"), out.follower
+    assert out.follower.filled_qty == 0 and out.rehedge_close is None
+    assert out.rehedge_sent_ids == [req.rehedge_ids[0]] and out.follower_sent_ids == [req.follower.client_order_id]
+    naked_ms = await filled_at(fa, req.rehedge_ids[0]) - await filled_at(fa, req.leader.client_order_id)
+    print(f"naked from the leader's fill to the re-open's: {naked_ms} ms (it was 2500 ms)")
+    assert 0 <= naked_ms < 2000
+    await asyncio.sleep(2.7)  # the cancelled match never executes: the pair stays hedged
+    assert await held(pool, "sim-a") == QTY and await held(pool, "sim-b") == -QTY
+    assert pool.get("sim-b").executes_late(10)  # the next round: sim-b leads
+    await fb.faults()
+    for name, leg, side in (("sim-a", "long", Side.SELL), ("sim-b", "short", Side.BUY)):  # flat for the next test
+        await pool.get(name).place_market_order(SYMBOL, side, QTY, client_order_id(trade, leg, "z1"), reduce_only=True)
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+
+
+async def test_a_late_match_that_executes_before_its_cancel_is_closed_again(pair) -> None:
+    """The race: the match executes between the re-open and its cancel (sim-a answers 0.2 s late, the
+    match executes 0.3 s after it was accepted). The cancel finds it filled, and what it executed is
+    closed again on sim-a (reduce-only, the re-hedge's second id): both flat, no id executed twice."""
+    pool, fa, fb = pair
+    _, req = await opened(pool)
+    await fa.faults(latency_ms=200)
+    await fb.faults(execute_late_ms=300)
+    out = await close_in_step(pool, req, attempt=1)
+    assert out.rehedge is not None and out.rehedge.filled_qty == QTY, out
+    assert out.follower is not None and out.follower.filled_qty == QTY, out.follower
+    assert out.rehedge_close is not None and out.rehedge_close.filled_qty == QTY, out
+    assert out.rehedge_sent_ids == req.rehedge_ids
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+    for admin in (fa, fb):
+        executed = [o["clientOrderId"] for o in (await admin.state())["orders"] if Decimal(str(o["executedQty"])) > 0]
+        assert len(executed) == len(set(executed)), executed

@@ -1,6 +1,9 @@
-"""A venue's quantity step grows while a trade holds (issue 10, Deliver 6; the chaos plan's
-"qty step ×10"): the real workflow and worker against two simulators over HTTP must still close
-the trade flat. The workflow sized with the step it read before its first order (0.1 here); the
+"""The close of a holding trade under venue changes the chaos plan makes, through the real
+workflow and worker against two simulators over HTTP: it must end closed and flat, its PnL the
+wallets' change to the cent, no client id executed twice.
+
+A venue's quantity step grows while a trade holds (issue 10, Deliver 6; the chaos plan's
+"qty step ×10"). The workflow sized with the step it read before its first order (0.1 here); the
 venue now trades in steps of 1.0, so what a leg holds (25.7) is no multiple of it.
 
 * Both venues' step grows: the whole-position closes round down to 25, and 0.7 is left on each
@@ -29,7 +32,7 @@ from workers.worker import run_worker
 from workflows.trade import TradeWorkflow
 
 CENT = Decimal("0.01")
-SYMBOLS = iter(["S012/USDT:USDT", "S019/USDT:USDT", "S027/USDT:USDT"])  # steps 0.1; one per test
+SYMBOLS = iter(["S012/USDT:USDT", "S019/USDT:USDT", "S027/USDT:USDT", "S022/USDT:USDT"])  # steps 0.1; one per test
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +125,19 @@ async def test_a_follower_whose_step_grew_waits_for_its_leader_and_then_closes_w
     events = [e.what for e in final.events]
     assert any("close: long on sim-a first" in e for e in events), events
     assert any("sim-b refuses to close" in e for e in events), events  # the match below its new step
+
+
+async def test_a_match_on_a_venue_that_starts_executing_late_is_re_hedged_and_booked(
+        temporal_env, task_queue, sims) -> None:
+    """lifecycle-v8 (the 2.6 s of the chaos runs): sim-b starts executing every order 2.5 s late just
+    before the close, so the first round's match (sim-b follows) is accepted and not executed. sim-a
+    re-opens the leader's fill and the match is cancelled; sim-b then leads (its close waited for
+    inside the round) and sim-a follows. Every one of those fills is booked: the PnL is the wallets'
+    change to the cent."""
+    def late_follower(sym: str, st: TradeStatus) -> None:
+        sims["sim-b"].faults(execute_late_ms=2500)
+
+    final = await close_after(temporal_env, task_queue, sims, late_follower)
+    events = [e.what for e in final.events]
+    assert any("accepted but not executed: long re-opened" in e for e in events), events
+    assert any("u1" in c or "hfLu1" in c for c in final.leg("long").client_order_ids), final.leg("long").client_order_ids

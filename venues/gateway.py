@@ -291,12 +291,16 @@ class Gateway:
         ref_price: Decimal | None = None,
         wait_window: bool = True,
         whole: bool = False,
+        settle_s: float | None = None,
     ) -> OrderResult:
         """Place a market order for ``qty`` base units, at most once per client order id.
 
         ``wait_window=False`` (only with ``reduce_only``, for an order closing a whole position
         whose caller resends under a *fresh* id after a read): an unknown outcome gets one
         look-up, not the wait for the validity window; two such orders never flip a position.
+
+        ``settle_s``: an answer accepted but not executed is looked up every 0.05 s for this long
+        (default: five polls over about 1.25 s) before it is returned open.
 
         ``ref_price``: a recent price the caller already holds (e.g. the mark from its
         pre-trade check) for the minimum-notional check; without it the book is fetched.
@@ -335,8 +339,8 @@ class Gateway:
         return await placing.at_most_once(
             self, symbol, qty, client_order_id, side, reduce_only, lookup_first, lambda m: ref_price,
             lambda m, contracts, base_qty, _: self._send_market(m, side, contracts, base_qty, client_order_id,
-                                                                 reduce_only, ref_price, wait_window or not reduce_only),
-            whole=whole)
+                                                                 reduce_only, ref_price, wait_window or not reduce_only,
+                                                                 settle_s), whole=whole)
 
     def executes_late(self, within_s: float) -> bool:
         """Whether this venue answered a market order accepted but not executed in the last ``within_s``."""
@@ -344,7 +348,7 @@ class Gateway:
 
     async def _send_market(
         self, m: MarketInfo, side: Side, contracts: Decimal, base_qty: Decimal, cid: str, reduce_only: bool,
-        ref_price: Decimal | None = None, wait_window: bool = True,
+        ref_price: Decimal | None = None, wait_window: bool = True, settle_s: float | None = None,
     ) -> OrderResult:
         """A market order (bounded by ``ref_price`` or the book where the adapter says), with the
         price-band fallback of a reduce-only one (see place_market_order)."""
@@ -352,7 +356,8 @@ class Gateway:
         if self.adapter.market_needs_price:
             ref = ref_price if ref_price and ref_price > 0 else await self._reference_price(m.symbol, side)
         try:
-            return await self._send(m, side, contracts, base_qty, cid, reduce_only, price=ref, wait_window=wait_window)
+            return await self._send(m, side, contracts, base_qty, cid, reduce_only, price=ref, wait_window=wait_window,
+                                    settle_s=settle_s)
         except PriceBandRejected as err:
             if not reduce_only or m.price_band_up is None:
                 raise
@@ -364,12 +369,12 @@ class Gateway:
         log.warning("venue %s: close %s refused by the price band (%s); sending it as a limit IOC at %s "
                     "(mark %s)", self.name, cid, refusal.code, edge, mark)
         return await self._send(m, side, contracts, base_qty, cid, reduce_only, "limit", edge, {"timeInForce": "IOC"},
-                                wait_window=wait_window)
+                                wait_window=wait_window, settle_s=settle_s)
 
     async def _send(
         self, m: MarketInfo, side: Side, contracts: Decimal, base_qty: Decimal, client_order_id: str,
         reduce_only: bool, order_type: str = "market", price: Decimal | None = None,
-        extra: dict[str, Any] | None = None, *, wait_window: bool = True,
+        extra: dict[str, Any] | None = None, *, wait_window: bool = True, settle_s: float | None = None,
     ) -> OrderResult:
         """One order (``price``: a limit's or a market's bound; ``extra``: e.g. timeInForce), logged."""
         vcid = self._vcid(client_order_id)
@@ -400,7 +405,7 @@ class Gateway:
         if result.is_closed:
             return result
         t0, unexecuted = time.monotonic(), result.filled_qty <= 0
-        result = await placing.await_market_close(result, self.get_order)
+        result = await placing.await_market_close(result, self.get_order, settle_s)
         if unexecuted and (not result.is_closed or time.monotonic() - t0 >= LATE_AFTER_S):
             self.late_at = time.monotonic()  # accepted, matched late (or not yet): ``executes_late``
         return result

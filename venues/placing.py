@@ -356,17 +356,18 @@ async def confirm_absent(
 MARKET_CLOSE_POLLS = 5
 
 
-async def await_market_close(result: OrderResult,
-                             get_order: Callable[[str, str], Awaitable[OrderResult | None]]) -> OrderResult:
+async def await_market_close(result: OrderResult, get_order: Callable[[str, str], Awaitable[OrderResult | None]],
+                             within_s: float | None = None) -> OrderResult:
     """A market order's first answer may still say NEW (Binance matches asynchronously,
-    and ACK-style answers carry no fill): poll it briefly. Callers treat an order that is
-    still open afterwards as in progress (``is_closed`` False) and look it up later."""
-    delay = 0.05
-    for _ in range(MARKET_CLOSE_POLLS):
-        if result.is_closed:
-            break
+    and ACK-style answers carry no fill): poll it briefly (``within_s``: every 0.05 s for that
+    long). Callers treat an order that is still open afterwards as in progress (``is_closed``
+    False) and look it up later."""
+    delay, polls = 0.05, MARKET_CLOSE_POLLS
+    until = None if within_s is None else time.monotonic() + within_s
+    while not result.is_closed and (polls > 0 if until is None else time.monotonic() < until):
+        polls -= 1
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        delay = delay if until is not None else min(delay * 2, 0.5)
         try:
             latest = await get_order(result.symbol, result.client_order_id)
         except VenueError as exc:

@@ -51,11 +51,17 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int, qty: De
     follow = PlaceOrderRequest(venue=F.venue, symbol=p.symbol, side=Side(F.side).opposite, qty=F.filled_qty,
                                client_order_id=fcid, reduce_only=True)
     rest_ids = [client_order_id(p.trade_id, fol, st) for st in steps[1:]]
+    # v8: a match accepted but not executed soon is covered on the leader's venue (re-open u<n>, re-close v<n>)
+    hedge_steps = [f"u{n}", f"v{n}"] if cl.v8 else []
+    hedge_ids = [client_order_id(p.trade_id, leg, st) for st in hedge_steps]
+    if cl.v8:
+        lead.ref_price = (cl.c.market.marks if cl.c.market else {}).get(L.venue)  # the re-open's notional check
     try:
         # never cut by a workflow cancel: a round stopped between its two fills would leave them unbooked
         out = await uncancellable(workflow.execute_activity_method(
             TradeActivities.close_in_step, StepCloseRequest(leader=lead, follower=follow, leader_held=held,
-                                                            probe_s=PROBE_S, follower_rest_ids=rest_ids),
+                                                            probe_s=PROBE_S, follower_rest_ids=rest_ids,
+                                                            rehedge_ids=hedge_ids),
             summary=f"close {leg} {held} on {L.venue}, then {fol} on {F.venue}", **STEP_CLOSE_OPTS))
     except ActivityError as exc:
         if is_cancellation(exc):
@@ -67,6 +73,9 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int, qty: De
         cl.event(f"close {leg}: round {n} failed ({error_type(exc)}) after its leader was sent; "
                  f"{fol}'s match {fcid} is looked up")
         out = StepCloseOutcome(leader=found, follower_sent_ids=[fcid, *rest_ids])
+        if hedge_ids:  # v8: a re-hedge the failed attempts may have sent
+            out.rehedge, out.rehedge_close = [await desk.lookup(L.venue, i) for i in hedge_ids]
+            out.rehedge_sent_ids = [i for i, o in zip(hedge_ids, (out.rehedge, out.rehedge_close), strict=True) if o]
     if out.follower_unreachable:
         _unissue(L, lead.client_order_id)
         cl.failed(F.venue)
@@ -87,4 +96,25 @@ async def close_in_step(cl: Closer, leg: LegName, pos: Position, n: int, qty: De
                      f"its loop reads and matches")
     assert out.leader is not None
     order = await desk.settle(leg, out.leader, opening=False)
+    if out.rehedge_sent_ids:
+        await _book_rehedge(cl, leg, out, dict(zip(hedge_ids, hedge_steps, strict=True)))
     return order.filled_qty > 0
+
+
+async def _book_rehedge(cl: Closer, leg: LegName, out: StepCloseOutcome, step_of: dict[str, str]) -> None:
+    """v8: book the re-hedge of a round whose follower's match was accepted but not executed (its
+    venue executes late): the re-open on the leader's venue (it adds to the leader leg), then the
+    re-close of what the match executed after all. The late venue leads from now on."""
+    fol: LegName = "short" if leg == "long" else "long"
+    F = cl.s.leg(fol)
+    for cid in out.rehedge_sent_ids:
+        cl.desk._issue(leg, step_of[cid])
+    for order, opening in ((out.rehedge, True), (out.rehedge_close, False)):
+        if order is not None:
+            await cl.desk.settle(leg, order, opening=opening)
+    late = out.follower.filled_qty if out.follower is not None else "unknown"
+    cl.event(f"close: {fol}'s match on {F.venue} accepted but not executed: {leg} re-opened "
+             f"{out.rehedge.filled_qty if out.rehedge else '?'} on its venue, the match was cancelled ({late} of it "
+             f"executed{', closed again' if out.rehedge_close else ''}); {fol} closes first now, {leg} follows")
+    cl.failed(F.venue)
+    cl.c.close_first = fol
