@@ -16,7 +16,14 @@ began after the close chose its order), which left the follower naked for the wh
    holds, at most what the follower's read found; a match that fills only part (a thin book) is
    followed at once by the rest, under the request's ``follower_rest_ids``; a match of the
    follower's whole position that fails with a 5xx is sent again at once under the next of those
-   ids (``QUICK_RETRIES``; reduce-only and whole, a resend can close no more than is there).
+   ids (``QUICK_RETRIES``; reduce-only and whole, a resend can close no more than is there);
+4. (lifecycle-v8) a match its venue accepts and has not executed ``LATE_AFTER_S`` later (the venue
+   has started executing late) is covered on the leader's venue: a re-open of what it has not
+   matched, then the match is cancelled, and what the cancel finds executed after all is closed
+   again there (:func:`rehedge`). The pair is then as hedged as before the round, and the late
+   venue leads the next one; the leader's fill was naked for about ``LATE_AFTER_S``, not the venue's
+   delay. A match refused as below its venue's step (it grew since the trade opened) is reported
+   (``follower_refused_qty``): the follower then waits for its leader to be flat and closes whole.
 
 Both ids come from the workflow (deterministic). A retried attempt (the worker died) looks both
 ids up once first and sends neither again if it finds them; an id sent twice executes at most once
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -81,8 +89,11 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
     out = StepCloseOutcome(follower_held=held)
     log.info("close in step: leader %s %s on %s, then follower %s on %s (holds %s)", lead.client_order_id,
              lead.qty, lead.venue, f.client_order_id, f.venue, held)
+    t_lead = time.monotonic()
     sent = await _send(pool, lead, lead.qty, attempt > 1, lead.resend_fresh)
     out.leader = await _settled(pool, lead, sent)
+    late_at = pool.get(lead.venue).late_at
+    lead_late = late_at is not None and late_at >= t_lead  # this leader executed late (the gateway marked it)
     # only a leader an earlier attempt had sent (found by its look-up) can have a match behind it: the
     # follower's ids are looked up then only (a failed look-up there used to fail a fresh round: 6.2 s naked)
     if sent.duplicate_prevented and await _earlier_follower(pool, req, out):
@@ -111,7 +122,8 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
             retries += 1  # a 5xx on a whole-position close: sent again at once under the next id
             await asyncio.sleep(QUICK_RETRY_S)
             continue
-        if req.rehedge_ids and not got.is_closed and got.filled_qty < qty:  # accepted, not executed (v8)
+        if req.rehedge_ids and not got.is_closed and got.filled_qty < qty and not lead_late:
+            # accepted, not executed (v8); a leader that executed late itself would re-open as late
             await rehedge(pool, req, out, got, qty, attempt)
             return out
         if out.follower is None:

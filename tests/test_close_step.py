@@ -190,13 +190,13 @@ async def test_a_match_its_venue_executes_late_is_covered_on_the_leaders_venue(p
 
 
 async def test_a_late_match_that_executes_before_its_cancel_is_closed_again(pair) -> None:
-    """The race: the match executes between the re-open and its cancel (sim-a answers 0.2 s late, the
-    match executes 0.3 s after it was accepted). The cancel finds it filled, and what it executed is
+    """The race: the match executes between the re-open and its cancel (sim-a answers 1 s late, the
+    match executes 0.7 s after it was accepted). The cancel finds it filled, and what it executed is
     closed again on sim-a (reduce-only, the re-hedge's second id): both flat, no id executed twice."""
     pool, fa, fb = pair
     _, req = await opened(pool)
-    await fa.faults(latency_ms=200)
-    await fb.faults(execute_late_ms=300)
+    await fa.faults(latency_ms=1000)
+    await fb.faults(execute_late_ms=700)
     out = await close_in_step(pool, req, attempt=1)
     assert out.rehedge is not None and out.rehedge.filled_qty == QTY, out
     assert out.follower is not None and out.follower.filled_qty == QTY, out.follower
