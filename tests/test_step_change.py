@@ -19,8 +19,10 @@ venue now trades in steps of 1.0, so what a leg holds (25.7) is no multiple of i
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
@@ -44,10 +46,11 @@ def sims(tmp_path_factory):
 
 
 async def close_after(temporal_env, task_queue, sims: dict[str, SimVenue],
-                      while_holding: Callable[[str, TradeStatus], None]) -> TradeStatus:
+                      while_holding: Callable[[str, TradeStatus], None], record: str | None = None) -> TradeStatus:
     """Long on sim-a, short on sim-b; ``while_holding(symbol, status)`` changes the venues, then a
     graceful close. The trade must end closed and flat, its PnL the wallets' change to the cent,
-    no client id executed twice."""
+    no client id executed twice. ``HEDGEFLOW_RECORD_HISTORIES=1`` saves the history as ``record``
+    (``tests/histories/``, the replay guard of ``test_trade_workflow.py``)."""
     sym = next(SYMBOLS)
     a, b = sims["sim-a"], sims["sim-b"]
     client = await temporal_env.client()
@@ -60,7 +63,9 @@ async def close_after(temporal_env, task_queue, sims: dict[str, SimVenue],
     wf_id = None
     try:
         await asyncio.wait_for(ready.wait(), 60)
-        wf_id = await open_trade(client, settings, sym, "sim-a", "sim-b", Decimal("1000"))
+        mark = next(Decimal(r["mark_price"]) for r in a.admin("/_sim/market") if r["symbol"] == sym)
+        # 25.5 units (about 1,000 USD): no multiple of the coarser step the venues will trade in
+        wf_id = await open_trade(client, settings, sym, "sim-a", "sim-b", (mark * Decimal("25.5")).quantize(Decimal(1)))
         h = client.get_workflow_handle(wf_id, result_type=TradeStatus)
 
         async def holding():
@@ -85,6 +90,8 @@ async def close_after(temporal_env, task_queue, sims: dict[str, SimVenue],
             raise AssertionError(f"not ended: {st.state}, long {a.position_qty(sym)}, short {b.position_qty(sym)}; "
                                  f"events: {[e.what for e in st.events[-12:]]}") from None
         final = await h.result()
+        if record and os.environ.get("HEDGEFLOW_RECORD_HISTORIES"):
+            (Path(__file__).parent / "histories" / f"{record}.json").write_text((await h.fetch_history()).to_json())
         assert final.state == "closed" and a.position_qty(sym) == 0 == b.position_qty(sym), final.events[-8:]
         change = sum((s.wallet() - wallets[n] for n, s in sims.items()), Decimal(0))
         assert final.realized_pnl_usd is not None
@@ -121,7 +128,8 @@ async def test_a_follower_whose_step_grew_waits_for_its_leader_and_then_closes_w
         sims["sim-b"].market(sym, qty_step="1")  # the short leg, which follows the long one
         sims["sim-a"].faults(partial_fill_ratio=0.5)  # the leader fills half of each close
 
-    final = await close_after(temporal_env, task_queue, sims, coarser_follower_thin_leader)
+    final = await close_after(temporal_env, task_queue, sims, coarser_follower_thin_leader,
+                              record="trade_close_below_step_v8")
     events = [e.what for e in final.events]
     assert any("close: long on sim-a first" in e for e in events), events
     assert any("sim-b refuses to close" in e for e in events), events  # the match below its new step
@@ -137,7 +145,7 @@ async def test_a_match_on_a_venue_that_starts_executing_late_is_re_hedged_and_bo
     def late_follower(sym: str, st: TradeStatus) -> None:
         sims["sim-b"].faults(execute_late_ms=2500)
 
-    final = await close_after(temporal_env, task_queue, sims, late_follower)
+    final = await close_after(temporal_env, task_queue, sims, late_follower, record="trade_close_rehedge_v8")
     events = [e.what for e in final.events]
     assert any("accepted but not executed: long re-opened" in e for e in events), events
     assert any("u1" in c or "hfLu1" in c for c in final.leg("long").client_order_ids), final.leg("long").client_order_ids
