@@ -169,8 +169,9 @@ class Closer:
         return lead is not None and (mine - lead < unit or self._below_venue_unit(leg, mine - lead))
 
     def _below_venue_unit(self, leg: LegName, diff: Decimal) -> bool:
-        """v8: ``leg``'s venue has refused a close this small (its step grew since the trade opened)."""
-        return self.v8 and diff <= self.c.unmatchable_qty.get(self.s.leg(leg).venue, ZERO)
+        """v8: ``leg``'s venue has refused a close this small (its step grew since the trade opened);
+        ``diff`` > 0, on the trade's step as ``_match_qty`` asks for it."""
+        return self.v8 and round_down(diff, self._step()) <= self.c.unmatchable_qty.get(self.s.leg(leg).venue, ZERO)
 
     def unmatchable(self, leg: LegName, qty: Decimal) -> None:
         """v8: ``leg``'s venue refused to close ``qty`` as below its step or minimum, nothing sent.
