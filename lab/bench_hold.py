@@ -9,8 +9,9 @@ Figures (JSON ``concurrency``):
   utime+stime), % of one core, summed over the workers (``worker_cpu_pct_each``: each one).
 * ``cadence`` — monitor ticks achieved ÷ expected over the window, for an even sample of the
   trades (``cadence_sample``): a tick is one look at both venues, counted as the trade's
-  ``market_snapshot`` activities scheduled in the window ÷ 2 (one per venue per tick, in every
-  run of the trade: a continue-as-new inside the window is followed); expected is window ÷
+  ``monitor_read`` activities scheduled in the window (monitor-v1: one a tick; a run from before
+  it: its ``market_snapshot`` activities ÷ 2, one per venue per tick), in every run of the trade
+  (a continue-as-new inside the window is followed); expected is window ÷
   ``monitor_interval_s`` per trade. 1.0 = every trade ticked on time; a tick's own duration
   (the reads, the workflow tasks) lengthens the period and shows as less than 1.
 * ``history_events_per_trade_hour`` — history events of the same sample stamped inside the
@@ -95,7 +96,7 @@ async def window_events(lab: Lab, wf_id: str, t0: float, t1: float,
     ``waits``: filled with the activities' schedule-to-start and start-to-close seconds by type."""
     from temporalio.api.enums.v1 import EventType
 
-    events, snapshots, run_id, times = 0, 0, None, []
+    events, run_id, times, snaps = 0, None, [], []
     for _ in range(50):
         hist = await lab.client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
         scheduled: dict[int, tuple[str, float]] = {}
@@ -107,9 +108,10 @@ async def window_events(lab: Lab, wf_id: str, t0: float, t1: float,
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 kind = e.activity_task_scheduled_event_attributes.activity_type.name
                 scheduled[e.event_id] = (kind, _t(e))
-                if kind == "market_snapshot":
-                    snapshots += 1
+                if kind == "monitor_read":  # monitor-v1: one activity a tick
                     times.append(_t(e))
+                elif kind == "market_snapshot":  # before: both venues' snapshots at once, a tick
+                    snaps.append(_t(e))
             elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED and waits is not None:
                 sid = e.activity_task_started_event_attributes.scheduled_event_id
                 if sid in scheduled:
@@ -124,7 +126,8 @@ async def window_events(lab: Lab, wf_id: str, t0: float, t1: float,
         if first is None or _t(first) <= t0 or not prev:
             break
         run_id = prev
-    return events, snapshots / 2, sorted(times)[::2]  # a tick schedules both venues' snapshots at once
+    ticks = sorted(times + sorted(snaps)[::2])
+    return events, len(times) + len(snaps) / 2, ticks
 
 
 def tick_periods(times: list[float]) -> list[float]:
