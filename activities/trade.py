@@ -74,7 +74,7 @@ class TradeActivities:
                 gw.is_one_way_mode(),
                 gw.balance(),
                 gw.funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S),
-                gw.positions([req.symbol]),
+                self.pool.shared(req.venue).own_positions([req.symbol]),  # its symbol's rows parsed, no others
                 gw.margin_mode(req.symbol),
             ]
             if req.leverage is not None:  # set in the same round trip; harmless if the trade aborts
