@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -297,6 +298,7 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
         await asyncio.sleep(cfg.window_s)
     c1, s1 = [proc_cpu_seconds(p) for p in pids], proc_cpu_seconds(server_pid)
     w1, t1 = time.monotonic(), time.time()
+    load = os.getloadavg()[0]  # the machine's 1-minute load average: about the window's
     rss = [proc_rss_mb(p) for p in pids]
     elapsed = w1 - w0
     waits: dict[str, list[float]] = {}
@@ -326,6 +328,7 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
         "worker_cpu_pct": round(sum(each), 1),
         "worker_cpu_pct_each": each,
         "server_cpu_pct": round((s1 - s0) / elapsed * 100, 1),
+        "loadavg_1m_window_end": round(load, 2),
         "worker_rss_mb": round(sum(r for r, _ in rss), 1),
         "worker_peak_rss_mb": round(sum(h for _, h in rss), 1),
         "cadence": round(ticks / expected, 3) if expected else None,

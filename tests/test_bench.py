@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from lab.bench import BenchConfig, evaluate_targets, format_table, percentile, run_bench, summary
+from lab.figures import markdown_table
 
 FIGURES = ("leg_skew_ms", "open_to_hedged_ms", "orphan_exposure_ms")
 
@@ -52,6 +53,9 @@ async def test_bench_tiny_run_reports_every_figure(tmp_path):
     assert len(targets) == 6 and {t["target"] for t in targets} >= {"busiest venue ≤ 40 weight/s"}
     table = format_table(result)
     assert "leg skew" in table and "open-to-hedged" in table and "orphan exposure" in table
+    md = markdown_table(result)  # the README's figures table, from the run
+    assert md.count("\n| ") >= 9 and "| leg skew (n = 3) |" in md and "| cadence (3 trades sampled) |" in md
+    assert all(line.count("|") == 8 for line in md.splitlines()[1:]), md
 
 
 def test_execution_exposure_samples_pair_each_imbalance_with_what_evens_it():
