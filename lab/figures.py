@@ -182,8 +182,12 @@ def format_table(r: dict[str, Any]) -> str:
 def markdown_table(r: dict[str, Any]) -> str:
     """The README's figures table (``## Figures``), rendered from one bench JSON: every row from
     the run, nothing typed by hand (``python -m lab.figures bench.json``)."""
-    def f(x: Any, unit: str = "") -> str:
-        return "—" if x is None else (f"{x:,.1f}{unit}" if isinstance(x, float) else f"{x}{unit}")
+    def f(x: Any, unit: str = "") -> str:  # small figures (cadence, its miss) keep three decimals
+        if x is None:
+            return "—"
+        if isinstance(x, float):
+            return f"{x:,.3f}{unit}" if abs(x) < 1 else f"{x:,.1f}{unit}"
+        return f"{x}{unit}"
 
     targets = {t["target"]: t for t in r["targets"]}
 
