@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import close_step, lone_leg, maker_unit
+from activities import close_step, lone_leg, maker_unit, monitor
 from activities.common import heartbeating, venue_call
 from config import Settings
 from messages.execution import MakerUnitOutcome, MakerUnitRequest
+from messages.monitor import MonitorReadAnswer, MonitorReadRequest
 from messages.trade import (
     Alert,
     FillsRequest,
@@ -73,7 +74,7 @@ class TradeActivities:
                 gw.is_one_way_mode(),
                 gw.balance(),
                 gw.funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S),
-                gw.positions([req.symbol]),
+                self.pool.shared(req.venue).own_positions([req.symbol]),  # its symbol's rows parsed, no others
                 gw.margin_mode(req.symbol),
             ]
             if req.leverage is not None:  # set in the same round trip; harmless if the trade aborts
@@ -216,6 +217,13 @@ class TradeActivities:
                                    non_retryable=True)
         return MarketSnapshot(venue=req.venue, symbol=req.symbol, funding=fi)
 
+    @activity.defn(name="monitor_read")
+    async def monitor_read(self, req: MonitorReadRequest) -> MonitorReadAnswer:
+        """monitor-v1: a holding trade's tick, both venues' position and snapshot in one activity,
+        each venue's answer or error on its own (activities/monitor.py)."""
+        async with heartbeating():
+            return await monitor.monitor_read(self.pool, req)
+
     @activity.defn(name="funding_income")
     async def funding_income(self, req: IncomeRequest) -> list[FundingPayment]:
         if self.pool.shared_reads:  # one read of every symbol's income per venue per settlement
@@ -252,6 +260,7 @@ class TradeActivities:
             self.cancel_order,
             self.get_positions,
             self.market_snapshot,
+            self.monitor_read,
             self.funding_income,
             self.order_fills,
             self.send_alert,

@@ -81,6 +81,13 @@ class BenchConfig:
     hold_venue_rps: float | None = 40.0
     #: trades whose histories give the cadence and the events per trade-hour (an even sample)
     cadence_sample: int = 50
+    #: the workers' sticky schedule-to-start timeout (``tuning.sticky_schedule_to_start_timeout_s``;
+    #: None: the default, 1 s, chosen for fail-over to another worker). With one worker busy, a task
+    #: that waits 1 s for a slot on its sticky queue goes to the normal queue, which that worker
+    #: polls at 1 in 5, and is replayed there from its full history: 200 trades opening on a loaded
+    #: machine timed out 420 tasks so in 40 histories and waited up to 38 s each. 10 s: they wait for
+    #: their own worker. (The bench kills no worker.)
+    sticky_timeout_s: float | None = 10.0
     #: issue 15: the execution styles' figures (lab/bench_execution.py)
     execution: ExecBenchConfig = field(default_factory=ExecBenchConfig)
 
@@ -177,8 +184,10 @@ async def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] = log) 
     started, load0 = time.time(), list(os.getloadavg())
     n_sym = max(cfg.opens, cfg.orphans, cfg.concurrent) + 5
     interval = {"monitor_interval_s": cfg.monitor_interval_s}  # the workers' shared-read bounds follow it
-    async with Lab(symbols=n_sym + 3, venue_rps=cfg.venue_rps, trade=interval,
-                   worker_env_extra={"HEDGEFLOW__TRADE__MONITOR_INTERVAL_S": str(cfg.monitor_interval_s)}) as lab:
+    env = {"HEDGEFLOW__TRADE__MONITOR_INTERVAL_S": str(cfg.monitor_interval_s)}
+    if cfg.sticky_timeout_s is not None:
+        env["HEDGEFLOW__TUNING__STICKY_SCHEDULE_TO_START_TIMEOUT_S"] = str(cfg.sticky_timeout_s)
+    async with Lab(symbols=n_sym + 3, venue_rps=cfg.venue_rps, trade=interval, worker_env_extra=env) as lab:
         syms = await lab.symbol_list()
         if len(syms) < max(cfg.opens, cfg.orphans, cfg.concurrent):
             raise RuntimeError(f"simulators list only {len(syms)} synthetic symbols")
@@ -232,6 +241,7 @@ async def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] = log) 
         "opens": cfg.opens, "orphans": cfg.orphans, "concurrent": cfg.concurrent,
         "notional_usd": str(cfg.notional), "venue_requests_per_second": cfg.venue_rps,
         "workers": cfg.workers, "hold_venue_requests_per_second": cfg.hold_venue_rps or cfg.venue_rps,
+        "sticky_schedule_to_start_timeout_s": cfg.sticky_timeout_s,
         "loadavg_at_start": load0,
         "venues_flat_after": flat,
         "cpus": os.cpu_count(), "loadavg_at_end": list(os.getloadavg()),

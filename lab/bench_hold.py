@@ -9,8 +9,9 @@ Figures (JSON ``concurrency``):
   utime+stime), % of one core, summed over the workers (``worker_cpu_pct_each``: each one).
 * ``cadence`` — monitor ticks achieved ÷ expected over the window, for an even sample of the
   trades (``cadence_sample``): a tick is one look at both venues, counted as the trade's
-  ``market_snapshot`` activities scheduled in the window ÷ 2 (one per venue per tick, in every
-  run of the trade: a continue-as-new inside the window is followed); expected is window ÷
+  ``monitor_read`` activities scheduled in the window (monitor-v1: one a tick; a run from before
+  it: its ``market_snapshot`` activities ÷ 2, one per venue per tick), in every run of the trade
+  (a continue-as-new inside the window is followed); expected is window ÷
   ``monitor_interval_s`` per trade. 1.0 = every trade ticked on time; a tick's own duration
   (the reads, the workflow tasks) lengthens the period and shows as less than 1.
 * ``history_events_per_trade_hour`` — history events of the same sample stamped inside the
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -88,14 +90,16 @@ def _t(event: Any) -> float:
     return event.event_time.seconds + event.event_time.nanos / 1e9
 
 
-async def window_events(lab: Lab, wf_id: str, t0: float, t1: float,
-                        waits: dict[str, list[float]] | None = None) -> tuple[int, float, list[float]]:
+async def window_events(lab: Lab, wf_id: str, t0: float, t1: float, waits: dict[str, list[float]] | None = None,
+                        until: str | None = None) -> tuple[int, float, list[float]]:
     """(history events, monitor ticks, the ticks' times) of trade ``wf_id`` stamped in ``[t0, t1]``
     (wall s), over every run of it (back along continue-as-new until a run started before ``t0``).
-    ``waits``: filled with the activities' schedule-to-start and start-to-close seconds by type."""
+    ``waits``: filled with the activities' (by type) and workflow tasks' schedule-to-start and
+    start-to-close seconds. ``until``: the first run only, up to the state (search attribute
+    ``TradeState``) ``until`` (``open``: seconds from the start to it)."""
     from temporalio.api.enums.v1 import EventType
 
-    events, snapshots, run_id, times = 0, 0, None, []
+    events, run_id, times, snaps = 0, None, [], []
     for _ in range(50):
         hist = await lab.client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
         scheduled: dict[int, tuple[str, float]] = {}
@@ -104,12 +108,32 @@ async def window_events(lab: Lab, wf_id: str, t0: float, t1: float,
             if not t0 <= _t(e) <= t1:
                 continue
             events += 1
+            if e.event_type in (EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+                                EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) and waits is not None:
+                if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+                    scheduled[e.event_id] = ("workflow_task", _t(e))
+                elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                    sid = e.workflow_task_started_event_attributes.scheduled_event_id
+                    if sid in scheduled:
+                        started[sid] = _t(e)
+                        waits.setdefault("workflow_task.schedule_to_start", []).append(_t(e) - scheduled[sid][1])
+                else:
+                    sid = e.workflow_task_completed_event_attributes.scheduled_event_id
+                    if sid in started:
+                        waits.setdefault("workflow_task.start_to_close", []).append(_t(e) - started[sid])
+            if until and e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+                state = e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields.get(
+                    "TradeState")
+                if state is not None and state.data == json.dumps(until).encode() and waits is not None:
+                    waits.setdefault("open", []).append(_t(e) - _t(hist.events[0]))
+                    return events, 0, []
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 kind = e.activity_task_scheduled_event_attributes.activity_type.name
                 scheduled[e.event_id] = (kind, _t(e))
-                if kind == "market_snapshot":
-                    snapshots += 1
+                if kind == "monitor_read":  # monitor-v1: one activity a tick
                     times.append(_t(e))
+                elif kind == "market_snapshot":  # before: both venues' snapshots at once, a tick
+                    snaps.append(_t(e))
             elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED and waits is not None:
                 sid = e.activity_task_started_event_attributes.scheduled_event_id
                 if sid in scheduled:
@@ -124,7 +148,8 @@ async def window_events(lab: Lab, wf_id: str, t0: float, t1: float,
         if first is None or _t(first) <= t0 or not prev:
             break
         run_id = prev
-    return events, snapshots / 2, sorted(times)[::2]  # a tick schedules both venues' snapshots at once
+    ticks = sorted(times + sorted(snaps)[::2])
+    return events, len(times) + len(snaps) / 2, ticks
 
 
 def tick_periods(times: list[float]) -> list[float]:
@@ -153,31 +178,107 @@ async def take_over(lab: Lab, ids: list[str], timeout: float) -> float | None:
     return took if all(done) else None
 
 
-async def open_holding(lab: Lab, symbols: list[str], cfg: BenchConfig) -> list[str]:
-    """Open a trade on each symbol (``open_batch`` at a time, each batch until holding)."""
+class StateWatch:
+    """The trades' states from visibility: ONE list query per ``poll_s`` for every trade still
+    opening (their ``TradeState`` search attribute). A status query per trade and poll, as
+    before, is a task on the worker each: 20 trades polled every 0.25 s were 80 queries a second
+    on the worker that was opening them."""
+
+    DONE = ("holding", "aborted", "closed")
+
+    def __init__(self, lab: Lab, poll_s: float = 0.25) -> None:
+        self.lab, self.poll_s = lab, poll_s
+        self.waiting: dict[str, asyncio.Future[str]] = {}
+        self._task: asyncio.Task | None = None
+
+    async def wait(self, wf_id: str, timeout: float) -> str | None:
+        """The trade's state once it is holding or ended; None after ``timeout``."""
+        fut = self.waiting[wf_id] = asyncio.get_running_loop().create_future()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop())
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self.waiting.pop(wf_id, None)
+
+    async def _loop(self) -> None:
+        from config.names import SA_STATE
+
+        while self.waiting:
+            await asyncio.sleep(self.poll_s)
+            ids = list(self.waiting)[:200]
+            names = ", ".join(f"'{w}'" for w in ids)
+            states = ", ".join(f"'{x}'" for x in self.DONE)
+            query = f"WorkflowId IN ({names}) AND (TradeState IN ({states}) OR ExecutionStatus != 'Running')"
+            with contextlib.suppress(Exception):  # a slow server: the next poll asks again
+                async for w in self.lab.client.list_workflows(query):
+                    fut = self.waiting.get(w.id)
+                    if fut is not None and not fut.done():
+                        fut.set_result(w.typed_search_attributes.get(SA_STATE) or "ended")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def open_holding(lab: Lab, symbols: list[str], cfg: BenchConfig) -> tuple[list[str], list[str], dict]:
+    """Open a trade on each symbol, ``open_batch`` opening at any time (the next starts as soon
+    as one is holding or has ended: no batch waits for its slowest trade). Returns the holding
+    trades, the others (refused, ended or not holding after 120 s: closed at the end all the
+    same) and the opening's figures: wall time, each ``open_trade`` call (the duplicate check
+    and the start) and each trade's start → holding."""
     lv, sv = lab.venue_names[:2]
     ids: list[str] = []
+    others: list[str] = []
+    calls: list[float] = []
+    took: list[float] = []
+    gate, watch = asyncio.Semaphore(cfg.open_batch), StateWatch(lab)
     t_start = time.monotonic()
-    for k in range(0, len(symbols), cfg.open_batch):
-        chunk = symbols[k:k + cfg.open_batch]
-        got = await asyncio.gather(*(
-            lab.open(sym, lv, sv, cfg.notional, stamp=f"bc{k + j}x{time.time_ns()}",
-                     monitor_interval_s=cfg.monitor_interval_s)
-            for j, sym in enumerate(chunk)
-        ))
-        states = await asyncio.gather(*(lab.wait_state(w, ("holding", "aborted", "closed"), timeout=120, poll=0.25)
-                                        for w in got))
-        ids += [w for w, st in zip(got, states, strict=True) if st.state == "holding"]
-        for w, st in zip(got, states, strict=True):  # an opening refused under load: reported, not held
-            if st.state != "holding":
-                log(f"  concurrency: {w} ended {st.state} while opening: {st.abort_reason}")
-        if len(ids) == len(symbols) or len(ids) % max(cfg.open_batch, len(symbols) // 10) < cfg.open_batch:
-            log(f"  concurrency: {len(ids)}/{len(symbols)} trades holding ({time.monotonic() - t_start:.0f}s)")
-    return ids
+    every = max(cfg.open_batch, len(symbols) // 10)
+
+    async def one(k: int, sym: str) -> None:
+        async with gate:
+            t0 = time.monotonic()
+            wf = await lab.open(sym, lv, sv, cfg.notional, stamp=f"bc{k}x{time.time_ns()}",
+                                monitor_interval_s=cfg.monitor_interval_s)
+            t1 = time.monotonic()
+            state = await watch.wait(wf, timeout=120)
+        calls.append(t1 - t0)
+        took.append(time.monotonic() - t1)
+        if state == "holding":
+            ids.append(wf)
+            if len(ids) % every == 0 or len(ids) == len(symbols):
+                log(f"  concurrency: {len(ids)}/{len(symbols)} trades holding ({time.monotonic() - t_start:.0f}s)")
+        else:  # an opening refused under load: reported, not held
+            others.append(wf)
+            with contextlib.suppress(Exception):
+                st = await lab.status(wf)
+                state = f"{st.state}: {st.abort_reason}"
+            log(f"  concurrency: {wf} {state or 'not holding after 120 s'} while opening")
+
+    try:
+        await asyncio.gather(*(one(k, sym) for k, sym in enumerate(symbols)))
+    finally:
+        await watch.close()
+    wall = time.monotonic() - t_start
+    log(f"  concurrency: {len(ids)}/{len(symbols)} trades holding after {wall:.0f}s")
+    return ids, others, {"wall_s": round(wall, 1), "in_flight": cfg.open_batch,
+                         "open_call_s": summary(calls), "start_to_holding_s": summary(took)}
 
 
 async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) -> dict[str, Any]:
-    ids = await open_holding(lab, symbols, cfg)
+    ids, others, opening = await open_holding(lab, symbols, cfg)
+    # where an opening's time went: a sample of the trades' histories from start to holding
+    phases: dict[str, list[float]] = {}
+    for w in ids[:: max(1, len(ids) // 20)][:20]:
+        await window_events(lab, w, 0.0, time.time(), phases, until="holding")
+    opening["phases_s"] = {k: {q: v for q, v in summary(x).items() if q in ("p50", "p99", "n")}
+                           for k, x in sorted(phases.items())}
+    log(f"  concurrency: opening {json.dumps(opening)}")
     hold_rps = cfg.hold_venue_rps or cfg.venue_rps
     moved = cfg.workers > 1 or hold_rps != lab.venue_rps
     if moved:
@@ -197,6 +298,7 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
         await asyncio.sleep(cfg.window_s)
     c1, s1 = [proc_cpu_seconds(p) for p in pids], proc_cpu_seconds(server_pid)
     w1, t1 = time.monotonic(), time.time()
+    load = os.getloadavg()[0]  # the machine's 1-minute load average: about the window's
     rss = [proc_rss_mb(p) for p in pids]
     elapsed = w1 - w0
     waits: dict[str, list[float]] = {}
@@ -215,6 +317,7 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
     hist_now = await asyncio.gather(*(_history_len(lab, w) for w in sample[: cfg.history_sample]))
     out = {
         "trades": len(ids),
+        "opening": opening,
         "workers": len(pids),
         "hold_venue_rps": hold_rps,
         "holding_during_window": still,
@@ -225,6 +328,7 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
         "worker_cpu_pct": round(sum(each), 1),
         "worker_cpu_pct_each": each,
         "server_cpu_pct": round((s1 - s0) / elapsed * 100, 1),
+        "loadavg_1m_window_end": round(load, 2),
         "worker_rss_mb": round(sum(r for r, _ in rss), 1),
         "worker_peak_rss_mb": round(sum(h for _, h in rss), 1),
         "cadence": round(ticks / expected, 3) if expected else None,
@@ -242,9 +346,10 @@ async def measure_concurrency(lab: Lab, symbols: list[str], cfg: BenchConfig) ->
     log(f"  concurrency figures: {json.dumps(out)}")  # before the closes (minutes, for N trades)
     if moved:  # closed on one worker at the opening limiter: closing N trades at 40 weight/s takes minutes
         await lab.restart_workers(1, venue_rps=cfg.venue_rps)
-    await asyncio.gather(*(lab.signal_close(w) for w in ids))
+    await asyncio.gather(*(lab.signal_close(w) for w in ids + others), return_exceptions=True)
     finals = await asyncio.gather(*(lab.result(w, timeout=max(300.0, len(ids) * 0.6)) for w in ids),
                                   return_exceptions=True)
+    await asyncio.gather(*(lab.result(w, timeout=120) for w in others), return_exceptions=True)
     closed = sum(1 for f in finals if not isinstance(f, BaseException) and f.state == "closed")
     log(f"  concurrency: closed {closed}/{len(ids)}")
     out["closed_after"] = closed

@@ -177,3 +177,71 @@ def format_table(r: dict[str, Any]) -> str:
     lines.append(f"\n{m['mode']} run, {m['wall_s']:g}s wall, {m['cpus']} CPUs, {start}load avg at end "
                  f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_end'])}")
     return "\n".join(lines)
+
+
+def markdown_table(r: dict[str, Any]) -> str:
+    """The README's figures table (``## Figures``), rendered from one bench JSON: every row from
+    the run, nothing typed by hand (``python -m lab.figures bench.json``)."""
+    def f(x: Any, unit: str = "") -> str:  # small figures (cadence, its miss) keep three decimals
+        if x is None:
+            return "—"
+        if isinstance(x, float):
+            return f"{x:,.3f}{unit}" if abs(x) < 1 else f"{x:,.1f}{unit}"
+        return f"{x}{unit}"
+
+    targets = {t["target"]: t for t in r["targets"]}
+
+    def verdict(name: str) -> str:
+        t = next((t for k, t in targets.items() if k.endswith(name) or name in k), None)
+        if t is None:
+            return ""
+        return "met" if t["met"] else (f"missed by {f(t['missed_by'])}" if t["missed_by"] is not None else "n/a")
+
+    m, c = r["meta"], r["concurrency"]
+    rows = [f"<!-- figures: hedgeflow bench --opens {m['opens']} --orphans {m['orphans']} --concurrent "
+            f"{m['concurrent']} ({m['wall_s']:g} s wall), {m['cpus']} CPUs, load average "
+            f"{m['loadavg_at_start'][0]:.1f} at start, {m['loadavg_at_end'][0]:.1f} at end; "
+            f"rendered by lab/figures.py markdown_table -->",
+            "| figure (ms unless stated) | hedgeflow p50 | hedgeflow p99 | baseline p50 | baseline p99 | ratio p99 | target |",
+            "|---|---|---|---|---|---|---|"]
+    for key, label, target in (("leg_skew_ms", "leg skew", "p99 ≤ 5 ms — " + verdict("leg skew p99 ≤ 5 ms")),
+                               ("open_to_hedged_ms", "open-to-hedged",
+                                "p99 ≤ 2× baseline — " + verdict("open-to-hedged p99 ≤ 2× baseline")),
+                               ("orphan_exposure_ms", "orphan exposure, venue clock",
+                                "p99 ≤ 30 ms — " + verdict("orphan exposure p99 ≤ 30 ms"))):
+        h, b = r[key], r["baseline"][key]
+        rows.append(f"| {label} (n = {h['n']}) | {f(h['p50'])} | {f(h['p99'])} | {f(b['p50'])} | {f(b['p99'])} "
+                    f"| {f(r['ratios'][key]['p99'])} | {target} |")
+    o = r["orphan_exposure_ms"]
+    rows.append(f"| orphan exposure, workflow clock | {f(o.get('workflow_p50'))} | {f(o.get('workflow_p99'))} "
+                "| | | | |")
+    s = r["scan_cycle"]
+    if s.get("available"):
+        rows.append(f"| scanner cycle, {s['symbols']} symbols × {s['venues']} venues | "
+                    + ", ".join(f"{k} {v}" for k, v in s.items() if k not in ("available", "symbols", "venues"))
+                    + " | | | | | |")
+    n, tp = c["trades"], c.get("tick_period_s") or {}
+    rows += [
+        f"| {n} holding trades, monitor every {c['monitor_interval_s']:g} s, {c['window_s']:g} s window, "
+        f"{c.get('workers', 1)} worker(s) at {f(c.get('hold_venue_rps'))} weight/s per venue | worker "
+        f"{f(c['worker_cpu_pct'])} % of one core, RSS {f(c['worker_rss_mb'])} MB; dev server "
+        f"{f(c['server_cpu_pct'])} % | | | | | ≤ 50 % of one core — {verdict('≤ 50 % of one core')} |",
+        f"| cadence ({c.get('cadence_sample')} trades sampled) | {f(c.get('cadence'))} (tick period p50 "
+        f"{f(tp.get('p50'))} s, p99 {f(tp.get('p99'))} s) | | | | | ≥ 0.95 — {verdict('cadence ≥ 0.95')} |",
+        f"| busiest venue | {f(c.get('venue_weight_per_s'))} weight/s | | | | | ≤ 40 — "
+        f"{verdict('busiest venue ≤ 40 weight/s')} |",
+        f"| history events per trade-hour | {f(c.get('history_events_per_trade_hour'))} | | | | | |",
+    ]
+    if c.get("opening"):
+        op = c["opening"]
+        rows.append(f"| opening the {n} trades, {op['in_flight']} at a time | {f(op['wall_s'])} s wall; start to "
+                    f"holding p50 {f(op['start_to_holding_s']['p50'])} s, p99 {f(op['start_to_holding_s']['p99'])} s "
+                    f"| | | | | |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m lab.figures bench.json: the README's table from that run
+    import json
+    import sys
+
+    print(markdown_table(json.loads(open(sys.argv[1]).read())))

@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.common import heartbeating
 from messages.execution import MakerUnitOutcome, MakerUnitRequest
+from messages.monitor import MonitorReadAnswer, MonitorReadRequest, VenueRead
 from messages.trade import (
     Alert,
     FillsRequest,
@@ -300,6 +301,19 @@ class FakeActivities:
                          mark_price=v.price, timestamp_ms=0)
         return MarketSnapshot(venue=v.name, symbol=req.symbol, funding=fi)
 
+    @activity.defn(name="monitor_read")
+    async def monitor_read(self, req: MonitorReadRequest) -> MonitorReadAnswer:
+        """monitor-v1 (activities/monitor.py): each venue's position read (counted, slowed and
+        failing as ``get_positions``) and snapshot, each venue's answer or error on its own."""
+        async def one(venue: str) -> VenueRead:
+            try:
+                pos = await self.get_positions(PositionsRequest(venue=venue, symbols=[req.symbol]))
+                snap = await self.market_snapshot(SnapshotRequest(venue=venue, symbol=req.symbol))
+            except ApplicationError as exc:
+                return VenueRead(venue=venue, error_type=exc.type, error=str(exc))
+            return VenueRead(venue=venue, position=next(iter(pos), None), snapshot=snap)
+        return MonitorReadAnswer(reads=list(await asyncio.gather(*(one(v) for v in req.venues))))
+
     @activity.defn(name="funding_income")
     async def funding_income(self, req: IncomeRequest) -> list[FundingPayment]:
         return []
@@ -340,5 +354,5 @@ class FakeActivities:
 
     def all(self) -> list:
         return [self.check_venue, self.place_orders, self.close_in_step, self.maker_unit, self.place_order, self.get_order, self.cancel_order,
-                self.get_positions, self.market_snapshot, self.funding_income, self.order_fills,
+                self.get_positions, self.market_snapshot, self.monitor_read, self.funding_income, self.order_fills,
                 self.send_alert, self.record_trade, self.acquire_leases, self.release_leases]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from lab.bench import BenchConfig, evaluate_targets, format_table, percentile, run_bench, summary
+from lab.figures import markdown_table
 
 FIGURES = ("leg_skew_ms", "open_to_hedged_ms", "orphan_exposure_ms")
 
@@ -38,7 +39,11 @@ async def test_bench_tiny_run_reports_every_figure(tmp_path):
     assert c["venue_weight_per_s"] > 0 and set(c["venue_weight_by_venue"]) == {"sim-a", "sim-b"}
     assert c["venue_weight_per_s"] == max(c["venue_weight_by_venue"].values())
     assert c["history_events_per_trade_hour"] > 0
-    assert c["activity_s"]["market_snapshot.start_to_close"]["n"] > 0 and c["tick_period_s"]["n"] > 0
+    assert c["activity_s"]["monitor_read.start_to_close"]["n"] > 0 and c["tick_period_s"]["n"] > 0
+    assert "market_snapshot.start_to_close" not in c["activity_s"]  # monitor-v1: one activity a tick
+    o = c["opening"]  # where the opening's time went (status polled from visibility, not queried)
+    assert o["start_to_holding_s"]["n"] == 3 and o["wall_s"] > 0 and o["phases_s"]["open"]["n"] == 3
+    assert o["phases_s"]["workflow_task.schedule_to_start"]["n"] > 0
     assert result["meta"]["venues_flat_after"] is True
     ex = result["execution"]  # issue 15: one object per style, the same books and price path
     assert set(ex) == {"taker", "maker_first", "sliced"}
@@ -48,6 +53,9 @@ async def test_bench_tiny_run_reports_every_figure(tmp_path):
     assert len(targets) == 6 and {t["target"] for t in targets} >= {"busiest venue ≤ 40 weight/s"}
     table = format_table(result)
     assert "leg skew" in table and "open-to-hedged" in table and "orphan exposure" in table
+    md = markdown_table(result)  # the README's figures table, from the run
+    assert md.count("\n| ") >= 9 and "| leg skew (n = 3) |" in md and "| cadence (3 trades sampled) |" in md
+    assert all(line.count("|") == 8 for line in md.splitlines()[1:]), md
 
 
 def test_execution_exposure_samples_pair_each_imbalance_with_what_evens_it():

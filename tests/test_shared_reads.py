@@ -329,6 +329,10 @@ async def test_concurrent_activity_calls_make_one_venue_request_and_stale_is_an_
             assert [[getattr(p, k) is None for k in sorted(moving)] for p in shared] == \
                 [[getattr(p, k) is None for k in sorted(moving)] for p in own]
             assert len(own) == (0 if sym == markets[0] else 1)
+            # the pre-trade check's own read (not shared), parsed for its symbol only: the same rows
+            mine = await sr.own_positions([sym])
+            assert [p.model_dump(exclude=moving) for p in mine] == [p.model_dump(exclude=moving) for p in own]
+        assert await weight_of(http, sim.url, lambda: sr.own_positions(["BTC/USDT:USDT"])) == 5  # its own request
         assert sorted(p.symbol for p in await sr.positions(None)) == ["BTC/USDT:USDT", "ETH/USDT:USDT"]
         # a read begun before an order is never served after it (read-your-writes)
         before = await sr.positions(["BTC/USDT:USDT"])

@@ -268,6 +268,19 @@ class SharedReads:
         wanted = set(symbols) if symbols is not None else None
         return [p for p in read.value if wanted is None or p.symbol in wanted]
 
+    async def own_positions(self, symbols: list[str]) -> list[Position]:
+        """A read of this caller's own (not shared, not waiting for the gap: the pre-trade check),
+        on the Binance dialect parsed for ``symbols`` only: the gateway's read parses every open
+        position of the account (ccxt), 0.1 ms each, so each opening cost 100 ms of a core per
+        venue with 1,000 trades holding (11 % of the worker's samples at 140 holding)."""
+        if not self.lazy_positions:
+            return await self.gw.positions(symbols)
+        for s in symbols:  # an unknown symbol is refused as the gateway's own read refuses it
+            await self.gw.market(s)
+        raw = await self._read_positions()
+        assert isinstance(raw, _RawPositions)
+        return raw.of(symbols, await self.gw.markets())
+
     async def _read_positions(self) -> list[Position] | _RawPositions:
         if not self.lazy_positions:
             return await self.gw.positions(None)

@@ -26,13 +26,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.trade import TradeActivities
     from domain import risk
-    from domain.funding import interval_ms_from_hours, spread_bps_8h
     from domain.hedge import (
         LEG_SPECIFIC_EXITS,
-        LiqAction,
         hedge_gap,
-        liquidation_action,
-        liquidation_distance,
     )
     from domain.lifecycle import CLOSING_STATES, TERMINAL, Exit, ExitReason, TradeState, check_transition
     from domain.rounding import common_step
@@ -41,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         HoldParams,
         HoldParamsPatch,
         LegState,
-        MarketSnapshot,
         PendingAbort,
         TradeCarry,
         TradeEvent,
@@ -51,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         VenueCheckRequest,
     )
     from venues.models import Side
-    from workflows import execution
+    from workflows import execution, monitor
     from workflows import trade_orders as orders
     from workflows.options import READ_OPTS, TRADE_TASK_TIMEOUT
     from workflows.trade_close import Closer
@@ -76,6 +71,7 @@ V6 = "lifecycle-v6"
 #: a hedged pair's close round sends the leader and the follower's match from one activity
 V7 = "lifecycle-v7"
 V8 = "lifecycle-v8"  # a follower whose match is below its venue's grown step waits for its leader, then closes whole
+MONITOR_V1 = monitor.MONITOR_V1  # a holding trade's tick is one activity reading both venues
 
 
 @workflow.defn(name="TradeWorkflow")
@@ -95,7 +91,7 @@ class TradeWorkflow:
         self.s = carry.status
         self.desk = OrderDesk(params, carry, self._event)
         self.closer = Closer(params, carry, self.desk, self._event, self._alert, self._history_large)
-        self.v2 = self.v3 = self.v5 = False
+        self.v2 = self.v3 = self.v5 = self.monitor_v1 = False
         self.opened_record: asyncio.Task[None] | None = None  # the `opened` ledger write, running beside the hold
         self._alert_starts: list[asyncio.Task[None]] = []  # v5: alert children being started (awaited before the run ends)
 
@@ -142,6 +138,7 @@ class TradeWorkflow:
         self.desk.v6 = self.v5 and workflow.patched(V6)
         self.closer.v7 = self.desk.v7 = self.desk.v6 and workflow.patched(V7)
         self.closer.v8 = self.closer.v7 and workflow.patched(V8)
+        self.monitor_v1 = self.desk.v7 and workflow.patched(MONITOR_V1)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:
@@ -312,98 +309,8 @@ class TradeWorkflow:
                 return verdict
 
     async def _monitor(self) -> Exit | None:
-        """One look at both venues. Each leg is judged from what its own venue answered: a venue
-        that did not answer leaves its leg unjudged this tick (alert after 3 ticks in a row);
-        the other leg's liquidation distance still counts, and below ``close_liq_distance``
-        both legs are closed (each venue on its own). Reductions, drift and the spread need both."""
-        p, d = self.p, self.desk
-        got = await asyncio.gather(d.position(p.long_venue), d.position(p.short_venue),
-                                   d.snapshot(p.long_venue), d.snapshot(p.short_venue), return_exceptions=True)
-        failed = [r for r in got if isinstance(r, BaseException)]
-        for i, r in enumerate(got):
-            if isinstance(r, BaseException):
-                self.closer.failed(p.long_venue if i % 2 == 0 else p.short_venue)
-        if any(is_cancellation(r) or not isinstance(r, ActivityError) for r in failed):
-            raise next(r for r in failed if is_cancellation(r) or not isinstance(r, ActivityError))
-        if failed:
-            self.c.monitor_failures += 1
-            self._event(f"monitor read failed ({error_type(failed[0])}), #{self.c.monitor_failures}")
-            if self.c.monitor_failures == 3:
-                await self._alert("venue_unreachable", f"{summary_line(self.p)}: monitor reads failing: "
-                                  f"{failed[0].cause}", "warning")
-            if not self.v2:
-                return None
-        else:
-            self.c.monitor_failures = 0
-        read = [(name, got[i], got[i + 2]) for i, name in enumerate(("long", "short"))
-                if not isinstance(got[i], BaseException) and not isinstance(got[i + 2], BaseException)]
-        tol, dists = self._market()[0] / 2, []
-        for name, pos, snap in read:
-            leg = self.s.leg(name)
-            leg.position, q = pos, pos.qty if pos else ZERO
-            if abs(q - (leg.filled_qty if name == "long" else -leg.filled_qty)) > tol:
-                msg = f"positions changed outside hedgeflow: {name} {q} on {leg.venue} (expected {leg.filled_qty})"
-                self._event(msg)
-                if not self.v2:  # since v2 the close's own alert says it (one alert, after the orders)
-                    await self._alert("emergency_close", f"{summary_line(self.p)}: {msg}", "critical")
-                return Exit(ExitReason.LEG_CHANGED, True, msg)
-            dist = liquidation_distance(snap.funding.mark_price, pos.liquidation_price if pos else None)
-            dists += [dist] if dist is not None else []
-        nearest, h = (min(dists) if dists else None), self.s.hold
-        act = liquidation_action(nearest, close_below=h.close_liq_distance, reduce_below=h.reduce_liq_distance,
-                                 now_ms=self._now_ms(), last_reduce_ms=self.c.last_reduce_ms,
-                                 dist_at_reduce=self.c.dist_at_reduce, cooldown_ms=int(h.reduce_cooldown_s * 1000),
-                                 hysteresis=self.v2)
-        if act is LiqAction.CLOSE:
-            if not self.v2:
-                await self._alert("emergency_close", f"{summary_line(self.p)}: liquidation {nearest:.2%} away", "critical")
-            return Exit(ExitReason.LIQUIDATION_RISK, True, f"liquidation {nearest:.2%} away")
-        if len(read) < 2:
-            return None
-        L, S = self.s.leg("long"), self.s.leg("short")
-        size = max(L.filled_qty, S.filled_qty) if self.v2 else self.s.target_qty  # the gap of what is held now
-        self.s.hedge_gap = hedge_gap(L.filled_qty, S.filled_qty, size or self.s.target_qty)
-        if self.s.hedge_gap > self.s.hold.max_gap:
-            return Exit(ExitReason.HEDGE_DRIFT, True)
-        if act is LiqAction.NO_IMPROVEMENT:
-            return Exit(ExitReason.LIQUIDATION_RISK, True, f"liquidation {nearest:.2%} away, no better after reducing")
-        if act is LiqAction.REDUCE:
-            self.c.last_reduce_ms, self.c.dist_at_reduce = self._now_ms(), nearest
-            why = f"liquidation {nearest:.2%} away"
-            if half := await d.reduce_both(*self._market(), why):
-                await self._alert("reduced", f"{summary_line(self.p)}: reduced both legs by {half} ({why})", "warning")
-        elif act is LiqAction.NONE and self.v2:
-            self.c.last_reduce_ms, self.c.dist_at_reduce = 0, None  # out of the zone: re-armed
-
-        lf, sf = read[0][2].funding, read[1][2].funding
-        spread = spread_bps_8h(lf.rate, interval_ms_from_hours(lf.interval_hours),
-                               sf.rate, interval_ms_from_hours(sf.interval_hours))
-        self.s.spread_bps_8h = spread.quantize(Decimal("0.01"))
-        self.c.low_spread_checks = self.c.low_spread_checks + 1 if spread < self.s.hold.exit_spread_bps else 0
-        if self.c.low_spread_checks >= self.s.hold.exit_checks:
-            return Exit(ExitReason.SPREAD_EXIT, False, f"{spread:.2f} bps/8h < {self.s.hold.exit_spread_bps}")
-
-        # funding: fetch income only once a settlement time has passed
-        nxt, now = min(lf.next_funding_ms, sf.next_funding_ms), self._now_ms()
-        due = self.c.next_funding_ms and now >= self.c.next_funding_ms
-        if self.v3:  # each venue's settlement time against that venue's own clock (its answer's time)
-            due = self._funding_due(read[0][2]) | self._funding_due(read[1][2])
-        if due or (self.c.funding_recheck_ms and now >= self.c.funding_recheck_ms):
-            await d.refresh_funding()
-            self.c.funding_recheck_ms = now + 60_000 if due and self.v2 else 0
-        self.c.next_funding_ms = nxt if nxt > now else now + 60_000
-        self._details()
-        return None
-
-    def _funding_due(self, snap: MarketSnapshot) -> bool:
-        """v3: a settlement of ``snap``'s venue has passed, on that venue's own clock (the time
-        of its answer), since the last look; remembers its next settlement."""
-        f, seen = snap.funding, self.c.venue_next_funding_ms
-        due = bool(seen.get(snap.venue)) and f.timestamp_ms >= seen[snap.venue]
-        if due:
-            self._event(f"funding settled on {snap.venue} (its clock): reading income")
-        seen[snap.venue] = f.next_funding_ms
-        return due
+        """One look at both venues, each leg judged from its own venue's answer (workflows/monitor.py)."""
+        return await monitor.tick(self)
 
     # ------------------------------------------------------------------ close
     async def _close(self, emergency: bool, reason: str, detail: str = "", *, at_once: bool = False) -> None:

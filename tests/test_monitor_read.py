@@ -1,0 +1,118 @@
+"""monitor-v1: a holding trade's tick is ONE activity (``monitor_read``) reading both venues'
+position and snapshot, each venue's answer or error on its own.
+
+* the workflow (the real TradeWorkflow on the session's dev server, faked activities): every tick
+  of the hold is one ``monitor_read``, no per-venue ``get_positions`` / ``market_snapshot``;
+* the activity against two real simulator children over HTTP: many trades' ticks at once cost
+  each venue one position read and one funding read (the shared reads), and a venue in outage
+  is reported as that venue's error while the other venue's answer is served.
+
+(A venue that fails leaves only its own leg unjudged: tests/test_trade_branches.py, e.g.
+``test_unreadable_venue_does_not_blind_the_other_legs_liquidation_check``, now through this activity.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import ActivityEnvironment
+
+from activities.trade import TradeActivities
+from config import load_settings
+from config.settings import DEMO_API_KEY, DEMO_API_SECRET
+from messages.monitor import MonitorReadRequest
+from messages.trade import CloseRequest
+from tests.test_shared_reads import weight_of
+from tests.test_trade_branches import bench, record  # noqa: F401 - the fixture
+from venues.pool import GatewayPool
+from workers.proc import free_port
+from workers.simproc import SimProcess
+from workflows.trade import TradeWorkflow
+
+
+def scheduled(history) -> list[str]:
+    return [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+
+
+async def test_a_holding_trade_ticks_with_one_activity(bench):  # noqa: F811
+    h = await bench.start()  # a tick every 0.1 s
+    await bench.until(h, lambda s: s.state == "holding")
+    reads0 = {n: v.reads for n, v in bench.fakes.v.items()}
+
+    def ticks() -> int:
+        return min(v.reads - reads0[n] for n, v in bench.fakes.v.items())
+
+    for _ in range(400):  # a few ticks (0.1 s apart on an idle machine)
+        if ticks() >= 3:
+            break
+        await asyncio.sleep(0.05)
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    st = await h.result()
+    assert st.state == "closed" and bench.flat()
+    kinds = scheduled(await h.fetch_history())
+    assert ticks() >= 3 and kinds.count("monitor_read") >= 3, (ticks(), kinds)
+    first, last = kinds.index("monitor_read"), len(kinds) - 1 - kinds[::-1].index("monitor_read")
+    assert set(kinds[first:last + 1]) == {"monitor_read"}, kinds  # the hold: nothing but one read a tick
+    assert "market_snapshot" not in kinds, kinds  # the snapshot is read only by monitor_read now
+    await record(h, "trade_monitor_one_read")
+
+
+# --- the activity against real simulators --------------------------------------------------------
+@pytest.fixture(scope="module")
+async def sims(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, SimProcess]]:
+    d: Path = tmp_path_factory.mktemp("monitor")
+    out = {n: SimProcess(n, free_port(), d / f"{n}.sqlite", "--symbols", "30", "--api-key", DEMO_API_KEY,
+                         "--api-secret", DEMO_API_SECRET) for n in ("sim-m1", "sim-m2")}
+    await asyncio.gather(*(asyncio.to_thread(s.start) for s in out.values()))
+    try:
+        yield out
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(s.stop) for s in out.values()))
+
+
+async def test_monitor_read_one_request_per_venue_and_each_venue_on_its_own(sims: dict[str, SimProcess]):
+    venues = ",".join(f'{{"name": "{n}", "kind": "sim", "base_url": "{s.url}", "requests_per_second": 1000}}'
+                      for n, s in sims.items())
+    settings = load_settings(environ={"HEDGEFLOW__VENUES": f"[{venues}]"})  # shared reads on (the default)
+    env = ActivityEnvironment()
+    a, b = sims
+    async with GatewayPool(settings) as pool, aiohttp.ClientSession() as http:
+        acts = TradeActivities(settings, pool)
+        for n in sims:  # markets, intervals, connections warm: what follows is the reads alone
+            await pool.get(n).positions(None)
+            await pool.get(n).funding_rates()
+        symbols = sorted(s for s in await pool.get(a).markets() if s.startswith("S"))[:20]
+
+        async def ticks() -> list:
+            return await asyncio.gather(*(env.run(acts.monitor_read, MonitorReadRequest(symbol=s, venues=[a, b]))
+                                          for s in symbols))
+
+        got: list = []
+
+        async def measured_on_b() -> None:
+            got.extend(await ticks())
+
+        weight_b = await weight_of(http, sims[b].url, measured_on_b)  # 20 trades' ticks at once
+        assert weight_b == 5 + 10  # one positionRisk, one premiumIndex of every symbol
+        for s, ans in zip(symbols, got, strict=True):
+            assert [r.venue for r in ans.reads] == [a, b] and all(r.ok for r in ans.reads)
+            assert all(r.position is None and r.snapshot.symbol == s and r.snapshot.funding.mark_price > 0
+                       for r in ans.reads)
+
+        async with http.post(sims[b].url + "/_sim/faults", json={"outage": True}) as r:
+            assert r.status == 200
+        try:
+            await asyncio.sleep(pool.bounds.max_age_s + 0.1)  # b's last funding read is too old to serve
+            ans = await env.run(acts.monitor_read, MonitorReadRequest(symbol=symbols[0], venues=[a, b]))
+        finally:
+            async with http.post(sims[b].url + "/_sim/faults", json={}) as r:
+                assert r.status == 200
+        ra, rb = ans.reads
+        assert ra.ok and ra.snapshot.funding.mark_price > 0  # the other venue still answers
+        assert not rb.ok and rb.error_type == "VenueUnavailable" and rb.snapshot is None, rb
