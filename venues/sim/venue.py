@@ -30,6 +30,7 @@ from .market import BOOK_FIELDS, BookConfig, Market, default_specs, load_replay,
 from .options import SimOptions
 from .ratelimit import WeightLimiter
 from .records import Mutation, SymbolSpec
+from .dead_man import DeadMan
 from .resting import match_resting
 from .store import Store
 from .wire import wall_ms
@@ -46,6 +47,7 @@ class Sim:
     def __init__(self, opts: SimOptions) -> None:
         self.opts = opts
         self.faults = Faults()  # first: the clock reads clock_skew_ms
+        self.dead_man = DeadMan()  # the resting orders' dead-man's switch (venues/sim/dead_man.py)
         self.started_ms = self.now_ms()
         replay = None
         if opts.replay:
