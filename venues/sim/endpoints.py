@@ -14,11 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from . import admin
+from . import admin, dead_man
 from . import api_account as account
 from . import api_market as market
 from . import api_orders as orders
-from . import dead_man
 from .auth import authenticate
 
 Handler = Callable[[Any, web.Request, dict], Awaitable[object]]  # (sim, request, params) -> JSON-able

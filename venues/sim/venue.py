@@ -22,6 +22,7 @@ import logging
 import os
 from decimal import Decimal
 
+from .dead_man import DeadMan
 from .engine import Engine
 from .errors import SimError, err_invalid_symbol
 from .faults import Faults
@@ -30,7 +31,6 @@ from .market import BOOK_FIELDS, BookConfig, Market, default_specs, load_replay,
 from .options import SimOptions
 from .ratelimit import WeightLimiter
 from .records import Mutation, SymbolSpec
-from .dead_man import DeadMan
 from .resting import match_resting
 from .store import Store
 from .wire import wall_ms
