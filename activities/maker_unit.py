@@ -171,21 +171,27 @@ class _Unit:
         return self.price
 
     async def arm(self, *, refresh: bool = False) -> None:
-        """(Re)arm the passive venue's dead-man's switch; a refresh that fails is only logged (none
-        arriving is the point: the venue then cancels the quote itself). A venue that refuses the
-        switch outright (not retryable) is quoted without it."""
+        """(Re)arm the passive venue's dead-man's switch. Before a quote: up to 3 tries (a venue
+        failing 1 request in 2 would otherwise fail the unit), then raise. A refresh that fails is
+        only logged (none arriving is the point: the venue then cancels the quote itself). A venue
+        that refuses the switch outright (not retryable) is quoted without it."""
         if not self.switch or (refresh and time.monotonic() - self.armed_at < DEAD_MAN_REFRESH_S):
             return
-        try:
-            self.switch = await dead_man.arm(self.pg, self.req.symbol, DEAD_MAN_MS) is not None
-            self.armed_at = time.monotonic()
-        except VenueError as exc:
-            if exc.retryable and not refresh:
-                raise
-            if not exc.retryable:
-                self.switch = False
-            log.warning("maker unit: dead-man's switch on %s: %s%s", self.req.passive_venue, exc.type_name,
-                        "" if exc.retryable else " (quoting without it)")
+        for k in range(1 if refresh else 3):
+            try:
+                self.switch = await dead_man.arm(self.pg, self.req.symbol, DEAD_MAN_MS) is not None
+                self.armed_at = time.monotonic()
+                return
+            except VenueError as exc:
+                if not exc.retryable:
+                    self.switch = False
+                log.warning("maker unit: dead-man's switch on %s: %s%s", self.req.passive_venue, exc.type_name,
+                            "" if exc.retryable else " (quoting without it)")
+                if not exc.retryable or refresh:
+                    return
+                if k == 2:
+                    raise
+                await asyncio.sleep(0.05)
 
     async def quote(self) -> OrderResult | None:
         """A post-only quote at the touch for the rest, armed with the dead-man's switch; None
