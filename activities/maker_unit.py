@@ -76,6 +76,10 @@ DEAD_MAN_MS = 1000
 DEAD_MAN_REFRESH_S = 0.3
 
 
+#: ``slow_hedge``: the venue answered at once that it has no such order
+ABSENT = object()
+
+
 class ActiveFailed(Exception):
     """The active venue could not hedge (refused, 5xx, timed out — twice)."""
 
@@ -262,6 +266,10 @@ class _Unit:
             except TimeoutError:
                 self.sent(cid)
                 slow, found = True, await self.slow_hedge(cid, task)
+                if found is ABSENT:  # the venue answered it has no such order: once more, next id
+                    why = f"hedge {cid}: an error, then the venue had no such order"
+                    log.warning("maker unit: hedge on %s: %s", r.active_venue, why)
+                    continue
                 if found is None:
                     raise ActiveFailed(f"VenueTimeout: hedge {cid} unanswered within {HEDGE_TIMEOUT_S} s, "
                                        f"not cancelled, no answer within {HEDGE_WAIT_S} s more") from None
@@ -275,13 +283,15 @@ class _Unit:
                 break  # the venue executes late: another hedge would be as late; the passive is flattened
         raise ActiveFailed(why)
 
-    async def slow_hedge(self, cid: str, task: asyncio.Future) -> OrderResult | None:
+    async def slow_hedge(self, cid: str, task: asyncio.Future) -> OrderResult | object | None:
         """A hedge with no final answer within ``HEDGE_TIMEOUT_S`` may still execute (a venue that
         executes late, or answers late): a second hedge, or a flatten of the passive fill, would
         then double the exposure (a chaos run's active leg got both hedges on a venue executing
         2.5 s late: twice the fill, naked 3 s). It is cancelled: a venue that holds it unexecuted
         cancels it (filled 0: nothing can land; the caller flattens the passive fill), one that
-        executed it says so (hedged), one that fails it is down (ActiveFailed, as a refused hedge).
+        executed it says so (hedged), one that fails it is down (ActiveFailed, as a refused hedge),
+        one that answers at once that it has no such order: ``ABSENT`` (the caller sends once more
+        under the next id, as after a refusal).
         With no final answer to the cancel (late, or not found: in flight), the hedge's own answer
         is waited for, at most ``HEDGE_WAIT_S`` (the gateway looks an unanswered order up until
         it is found or its validity window has passed). None: its fate is still unknown."""
@@ -292,10 +302,14 @@ class _Unit:
             raise ActiveFailed(f"hedge {cid} unanswered within {HEDGE_TIMEOUT_S} s, its cancel failed "
                                f"({exc.type_name}): the active venue is down") from None
         except TimeoutError:  # answers late: the hedge is likely executing, its own answer decides
-            c = None
-        if c is not None and c.is_closed:
-            task.cancel()
-            return c
+            pass
+        else:
+            if c is None:  # answered at once: the venue has no such order (a 5xx that executed nothing,
+                task.cancel()  # its look-ups waiting out the validity window: 6.6 s naked in a chaos run)
+                return ABSENT
+            if c.is_closed:
+                task.cancel()
+                return c
         try:
             return await asyncio.wait_for(task, HEDGE_WAIT_S)
         except (VenueError, TimeoutError):

@@ -274,3 +274,25 @@ async def test_a_hedge_on_a_venue_executing_late_is_cancelled_not_doubled(pair) 
     assert [o.status for o in out.active] == ["canceled"] and out.active[0].filled_qty == 0
     await once_each(fa)
     await once_each(fb)
+
+
+async def test_a_hedge_answered_5xx_and_not_at_the_venue_is_sent_again_at_once(pair) -> None:
+    """The active venue answers the hedge 502 without executing it. The gateway then looks the id
+    up until its validity window has passed (6 s here) before it trusts "not found". The unit does
+    not wait for that. The cancel finds no such order, so the hedge goes once more at once under the
+    next id. (A chaos trade waited for the window and was naked 6.6 s.)"""
+    pool, fa, fb = pair
+    req = request("mu-5xx")
+    unit = asyncio.create_task(maker_unit(pool, req, attempt=1))
+    await resting(pool)
+    await fb.faults(error_rate=1.0)  # every request to the active venue: 502, nothing executed
+    await fa.market(symbol=SYMBOL, price="49980")
+    await asyncio.sleep(0.35)
+    await fb.faults()
+    out = await asyncio.wait_for(unit, 8)
+    assert out.active_failed is None and out.maker_qty == QTY
+    assert [o.client_order_id for o in out.active if o.filled_qty] == [req.hedge_ids[1]]
+    assert await held(pool, "sim-a") == QTY and await held(pool, "sim-b") == -QTY
+    assert out.unhedged_max_s < 2.0
+    await once_each(fa)
+    await once_each(fb)
