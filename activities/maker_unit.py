@@ -359,6 +359,11 @@ class _Unit:
                 self.out.fell_back = True
             await self.passive_taker()
         await self.hedge_lag(whole=True)
+        if not self.req.reduce_only and round_down(self.lag, self.req.step) > 0:
+            # what the active leg cannot match (a hedge filled short, its rest below that venue's
+            # minimum): off the passive leg, reduce-only (a chaos trade left it naked 5.6 s)
+            log.info("maker unit: %s the active leg cannot match: off the passive leg", self.lag)
+            await self.flatten_lag()
 
     # ---- the unit -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -435,6 +440,11 @@ class _Unit:
                 self.record(await self.cancel(q), True)
         if r.reduce_only:
             return  # a close: a reduce-only order cannot undo a reduction (module docstring)
+        await self.flatten_lag()
+
+    async def flatten_lag(self) -> None:
+        """The passive leg's fill beyond the active leg's, reduce-only by taker (``flatten_ids``)."""
+        r = self.req
         while self.next_flatten < len(r.flatten_ids):
             qty = round_down(self.lag, r.step)
             if qty <= 0:

@@ -296,3 +296,23 @@ async def test_a_hedge_answered_5xx_and_not_at_the_venue_is_sent_again_at_once(p
     assert out.unhedged_max_s < 2.0
     await once_each(fa)
     await once_each(fb)
+
+
+async def test_a_hedge_rest_below_the_active_minimum_comes_off_the_passive_leg(pair) -> None:
+    """The hedge fills 90 % and its 0.001 rest is below the active venue's minimum (0.005), so no
+    hedge can match it. Before, the unit ended with the passive leg 0.001 ahead (a chaos trade was
+    naked 5.6 s until its close). Now that rest comes off the passive leg, reduce-only."""
+    pool, fa, fb = pair
+    await fb.market(symbol=SYMBOL, min_qty="0.005")
+    await fb.faults(partial_fill_ratio=0.9)
+    req = request("mu-rest")
+    unit = asyncio.create_task(maker_unit(pool, req, attempt=1))
+    await resting(pool)
+    await fa.market(symbol=SYMBOL, price="49980")
+    out = await asyncio.wait_for(unit, 8)
+    await fb.faults()
+    assert out.active_failed is None
+    assert await held(pool, "sim-a") == -await held(pool, "sim-b") == D("0.009")
+    assert any(o.client_order_id in req.flatten_ids and o.filled_qty == D("0.001") for o in out.passive)
+    await once_each(fa)
+    await once_each(fb)
