@@ -1,6 +1,7 @@
 """The maker unit's retried attempt and its end (``activities/maker_unit.py``, point 7 of its
 docstring): ``recover`` looks every id of the request up and goes on from what the venues say;
-``finish`` looks up what is still unresolved and builds the outcome. Functions of the unit
+``finish`` looks up what is still unresolved and builds the outcome; ``executed`` waits for a
+closing hedge a venue executes late. Functions of the unit
 (``self`` is the :class:`activities.maker_unit._Unit`), kept apart for the file-size cap.
 """
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from messages.execution import MakerUnitOutcome
 from venues.errors import VenueError
+from venues.models import OrderResult
 
 if TYPE_CHECKING:
     from activities.maker_unit import _Unit
@@ -89,3 +91,16 @@ async def finish(self: _Unit) -> MakerUnitOutcome:
     o.active = [self.orders[c] for c in self.active_seq]
     o.maker_qty = self._sum(r.quote_ids)
     return o
+
+
+async def executed(self: _Unit, cid: str, got: OrderResult, wait_s: float) -> OrderResult:
+    """A closing hedge the venue accepted unexecuted, read every 0.1 s until it is done (at most
+    ``wait_s``); its latest state."""
+    end = time.monotonic() + wait_s
+    while not got.is_closed and time.monotonic() < end:
+        await asyncio.sleep(0.1)
+        try:
+            got = await self.ag.get_order(self.req.symbol, cid) or got
+        except VenueError:
+            continue
+    return got

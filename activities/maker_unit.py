@@ -48,7 +48,7 @@ import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from activities.maker_resume import finish, recover
+from activities.maker_resume import executed, finish, recover
 from domain.rounding import round_down
 from messages.execution import MakerUnitOutcome, MakerUnitRequest
 from venues import dead_man
@@ -274,6 +274,8 @@ class _Unit:
                     raise ActiveFailed(f"VenueTimeout: hedge {cid} unanswered within {HEDGE_TIMEOUT_S} s, "
                                        f"not cancelled, no answer within {HEDGE_WAIT_S} s more") from None
                 got = found
+            if r.reduce_only and not got.is_closed:  # a close: accepted, executing late: wait for it
+                got = await executed(self, cid, got, HEDGE_WAIT_S)
             got = self.record(got, False)
             if got.filled_qty > 0:
                 return got
@@ -295,6 +297,11 @@ class _Unit:
         With no final answer to the cancel (late, or not found: in flight), the hedge's own answer
         is waited for, at most ``HEDGE_WAIT_S`` (the gateway looks an unanswered order up until
         it is found or its validity window has passed). None: its fate is still unknown."""
+        if self.req.reduce_only:  # a close: two reduce-only orders cannot flip the leg, and a cancelled
+            try:  # hedge left the leg to the close loop, itself late (a chaos close: 2.8 units naked 3.2 s)
+                return await asyncio.wait_for(task, HEDGE_WAIT_S)
+            except (VenueError, TimeoutError):
+                return None
         try:
             c = await asyncio.wait_for(self.ag.cancel_order(self.req.symbol, cid), HEDGE_TIMEOUT_S)
         except VenueError as exc:  # the venue does not answer at all (down): as a refused hedge

@@ -316,3 +316,23 @@ async def test_a_hedge_rest_below_the_active_minimum_comes_off_the_passive_leg(p
     assert any(o.client_order_id in req.flatten_ids and o.filled_qty == D("0.001") for o in out.passive)
     await once_each(fa)
     await once_each(fb)
+
+
+async def test_a_closing_unit_waits_for_a_hedge_the_venue_executes_late(pair) -> None:
+    """A closing (reduce-only) unit whose active venue executes 2.5 s late: its hedge is not
+    cancelled (two reduce-only orders cannot flip a leg; a cancelled one left the leg to the close
+    loop, itself late: a chaos close was naked 3.2 s). It executes, and both legs end closed."""
+    pool, fa, fb = pair
+    await pool.get("sim-a").place_market_order(SYMBOL, Side.BUY, QTY, "muclosea0", ref_price=D("50000"))
+    await pool.get("sim-b").place_market_order(SYMBOL, Side.SELL, QTY, "muclosebb0", ref_price=D("50000"))
+    await fb.faults(execute_late_ms=2500)
+    req = request("mu-late-close", closing=True)
+    unit = asyncio.create_task(maker_unit(pool, req, attempt=1))
+    await resting(pool)
+    await fa.market(symbol=SYMBOL, price="50020")  # bid 50015 crosses the ask quote 50005
+    out = await asyncio.wait_for(unit, 10)
+    await fb.faults()
+    assert out.active_failed is None and out.maker_qty == QTY
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+    await once_each(fa)
+    await once_each(fb)
