@@ -5,6 +5,10 @@ taker order on the active leg, in one activity (the ids and the quantity come fr
 1. **Quote**: a post-only limit on the passive leg at the passive touch (a BUY at the best bid, a
    SELL at the best ask) for what is left, under the next ``quote_ids``; one that would cross
    (EXPIRED, filled 0) is re-priced at once under the next id.
+   Each quote is armed with the passive venue's dead-man's switch (``DEAD_MAN_MS``,
+   :mod:`venues.dead_man`), re-armed after a read the venue answered, at most every
+   ``DEAD_MAN_REFRESH_S``: a venue that stops answering (a partition) stops the refreshes too and
+   cancels the quote by itself about one countdown later, so a quote fills unseen only within it.
 2. **Watch** it (``get_order`` every ``POLL_S``): each new maker fill is hedged at once by a taker
    market order on the active leg (the delta on the step, the next ``hedge_ids``), so the unhedged
    quantity never exceeds one fill. A remainder below ``min_qty`` waits: the cap guards it.
@@ -17,8 +21,9 @@ taker order on the active leg, in one activity (the ids and the quantity come fr
    after its hedge was tried (a fill below the minimum, a hedge filled short) sends the lagging
    leg taker at once: the active leg's lag when it is at least ``min_qty``, else the passive rest
    by taker and the active match for the whole (``cap_fired``).
-5. **The active venue cannot trade** (a hedge refused, 5xx, or unanswered within
-   ``HEDGE_TIMEOUT_S``, then once more at once under the next id): quoting stops, the quote is
+5. **The active venue cannot trade** (a hedge refused or 5xx, then once more at once under the
+   next id; or unanswered within ``HEDGE_TIMEOUT_S`` and then cancelled unexecuted — never a
+   second hedge beside one that may still execute): quoting stops, the quote is
    cancelled and the passive leg's unhedged fill is flattened reduce-only by taker
    (``flatten_ids``); ``active_failed`` says why. (A reduce-only unit — a close — flattens nothing:
    a reduce-only order cannot undo a reduction; the workflow's close loop goes on from positions.)
@@ -43,8 +48,10 @@ import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from activities.maker_resume import executed, finish, recover
 from domain.rounding import round_down
 from messages.execution import MakerUnitOutcome, MakerUnitRequest
+from venues import dead_man
 from venues.errors import OrderBelowMinimum, VenueError, VenueUnavailable
 from venues.models import OrderResult, OrderStatus, Side
 
@@ -55,13 +62,22 @@ log = logging.getLogger("hedgeflow.activities")
 ZERO = Decimal(0)
 #: how often a resting quote is read
 POLL_S = 0.15
-#: a hedge not answered by then counts as failed (possibly sent: looked up at the end); twice in a row
-#: (the quick resend) is the longest a fill waits unhedged on an active venue that went down: 1 s
+#: a hedge not answered by then is cancelled (``_Unit.slow_hedge``): cancelled unexecuted, the active venue
+#: counts as failed (the passive fill is flattened); a refused one is sent once more under the next id
 HEDGE_TIMEOUT_S = 0.5
+#: a hedge unanswered by then and not cancelled: its own answer is waited for this long more (never a
+#: second hedge beside it), then the active venue counts as failed
+HEDGE_WAIT_S = 8.0
 #: hedge ids kept back for the fallback's match (with one quick resend and a thin book's rest)
 HEDGE_RESERVE = 3
-#: look-ups of unresolved ids at the end of a unit: at most this long
-FINAL_LOOKUP_S = 2.0
+#: the countdown of the passive venue's dead-man's switch (raised to the venue's minimum: Binance 1 s,
+#: Bybit 3, Hyperliquid 6, OKX 10) and how often a read the venue answered re-arms it
+DEAD_MAN_MS = 1000
+DEAD_MAN_REFRESH_S = 0.3
+
+
+#: ``slow_hedge``: the venue answered at once that it has no such order
+ABSENT = object()
 
 
 class ActiveFailed(Exception):
@@ -83,6 +99,8 @@ class _Unit:
         self.t0 = time.monotonic()
         self.lag_since: float | None = None
         self.quote_px: dict[str, Decimal] = {}
+        self.switch = True  # the passive venue has a dead-man's switch (until it says otherwise)
+        self.armed_at = 0.0
 
     # ---- accounting ----------------------------------------------------------------------
     def _sum(self, ids: list[str]) -> Decimal:
@@ -156,10 +174,35 @@ class _Unit:
         self.price = levels[0].price
         return self.price
 
+    async def arm(self, *, refresh: bool = False) -> None:
+        """(Re)arm the passive venue's dead-man's switch. Before a quote: up to 3 tries (a venue
+        failing 1 request in 2 would otherwise fail the unit), then raise. A refresh that fails is
+        only logged (none arriving is the point: the venue then cancels the quote itself). A venue
+        that refuses the switch outright (not retryable) is quoted without it."""
+        if not self.switch or (refresh and time.monotonic() - self.armed_at < DEAD_MAN_REFRESH_S):
+            return
+        for k in range(1 if refresh else 3):
+            try:
+                self.switch = await dead_man.arm(self.pg, self.req.symbol, DEAD_MAN_MS) is not None
+                self.armed_at = time.monotonic()
+                return
+            except VenueError as exc:
+                if not exc.retryable:
+                    self.switch = False
+                log.warning("maker unit: dead-man's switch on %s: %s%s", self.req.passive_venue, exc.type_name,
+                            "" if exc.retryable else " (quoting without it)")
+                if not exc.retryable or refresh:
+                    return
+                if k == 2:
+                    raise
+                await asyncio.sleep(0.05)
+
     async def quote(self) -> OrderResult | None:
-        """A post-only quote at the touch for the rest; None when it would have crossed."""
+        """A post-only quote at the touch for the rest, armed with the dead-man's switch; None
+        when it would have crossed."""
         r = self.req
         px = await self.touch_price()
+        await self.arm()
         cid = r.quote_ids[self.next_quote]
         self.next_quote += 1
         self.sent(cid)
@@ -196,34 +239,88 @@ class _Unit:
 
     async def hedge(self, qty: Decimal) -> OrderResult | None:
         """A taker hedge of ``qty`` on the active leg, once more at once under the next id when it
-        fails; None when it is below the venue's minimum (nothing sent). Raises ActiveFailed."""
+        is refused; None when it is below the venue's minimum (nothing sent). Raises ActiveFailed.
+        A hedge not answered within ``HEDGE_TIMEOUT_S`` is never followed by another (``slow_hedge``)."""
         r, why = self.req, "no hedge id left"
         for _ in range(2):
             if self.next_hedge >= len(r.hedge_ids):
                 break
             cid = r.hedge_ids[self.next_hedge]
             self.next_hedge += 1
+            task = asyncio.ensure_future(self.ag.place_market_order(
+                r.symbol, r.active_side, qty, cid, reduce_only=r.reduce_only, ref_price=self.price or None,
+                wait_window=not r.reduce_only))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # awaited or not: no warning
+            slow = False
             try:
-                got = await asyncio.wait_for(self.ag.place_market_order(
-                    r.symbol, r.active_side, qty, cid, reduce_only=r.reduce_only, ref_price=self.price or None,
-                    wait_window=not r.reduce_only), HEDGE_TIMEOUT_S)
+                got = await asyncio.wait_for(asyncio.shield(task), HEDGE_TIMEOUT_S)
             except OrderBelowMinimum:
                 return None  # checked before sending: nothing went out
             except VenueError as exc:
                 self.sent(cid)
                 if not exc.outcome_unknown:
                     self.unresolved.discard(cid)  # refused: nothing of it can land
+                log.warning("maker unit: hedge on %s: %s: %s", r.active_venue, exc.type_name, exc)
                 why = f"{exc.type_name}: {exc}"
+                continue
             except TimeoutError:
                 self.sent(cid)
-                why = f"VenueTimeout: hedge {cid} unanswered within {HEDGE_TIMEOUT_S} s"
-            else:
-                got = self.record(got, False)
-                if got.filled_qty > 0:
-                    return got
-                why = f"hedge {cid} filled nothing ({got.status})"
+                slow, found = True, await self.slow_hedge(cid, task)
+                if found is ABSENT:  # the venue answered it has no such order: once more, next id
+                    why = f"hedge {cid}: an error, then the venue had no such order"
+                    log.warning("maker unit: hedge on %s: %s", r.active_venue, why)
+                    continue
+                if found is None:
+                    raise ActiveFailed(f"VenueTimeout: hedge {cid} unanswered within {HEDGE_TIMEOUT_S} s, "
+                                       f"not cancelled, no answer within {HEDGE_WAIT_S} s more") from None
+                got = found
+            if r.reduce_only and not got.is_closed:  # a close: accepted, executing late: wait for it
+                got = await executed(self, cid, got, HEDGE_WAIT_S)
+            got = self.record(got, False)
+            if got.filled_qty > 0:
+                return got
+            why = f"hedge {cid} filled nothing ({got.status}{', cancelled unexecuted' if slow else ''})"
             log.warning("maker unit: hedge on %s: %s", r.active_venue, why)
+            if slow:
+                break  # the venue executes late: another hedge would be as late; the passive is flattened
         raise ActiveFailed(why)
+
+    async def slow_hedge(self, cid: str, task: asyncio.Future) -> OrderResult | object | None:
+        """A hedge with no final answer within ``HEDGE_TIMEOUT_S`` may still execute (a venue that
+        executes late, or answers late): a second hedge, or a flatten of the passive fill, would
+        then double the exposure (a chaos run's active leg got both hedges on a venue executing
+        2.5 s late: twice the fill, naked 3 s). It is cancelled: a venue that holds it unexecuted
+        cancels it (filled 0: nothing can land; the caller flattens the passive fill), one that
+        executed it says so (hedged), one that fails it is down (ActiveFailed, as a refused hedge),
+        one that answers at once that it has no such order: ``ABSENT`` (the caller sends once more
+        under the next id, as after a refusal).
+        With no final answer to the cancel (late, or not found: in flight), the hedge's own answer
+        is waited for, at most ``HEDGE_WAIT_S`` (the gateway looks an unanswered order up until
+        it is found or its validity window has passed). None: its fate is still unknown."""
+        if self.req.reduce_only:  # a close: two reduce-only orders cannot flip the leg, and a cancelled
+            try:  # hedge left the leg to the close loop, itself late (a chaos close: 2.8 units naked 3.2 s)
+                return await asyncio.wait_for(task, HEDGE_WAIT_S)
+            except (VenueError, TimeoutError):
+                return None
+        try:
+            c = await asyncio.wait_for(self.ag.cancel_order(self.req.symbol, cid), HEDGE_TIMEOUT_S)
+        except VenueError as exc:  # the venue does not answer at all (down): as a refused hedge
+            task.cancel()
+            raise ActiveFailed(f"hedge {cid} unanswered within {HEDGE_TIMEOUT_S} s, its cancel failed "
+                               f"({exc.type_name}): the active venue is down") from None
+        except TimeoutError:  # answers late: the hedge is likely executing, its own answer decides
+            pass
+        else:
+            if c is None:  # answered at once: the venue has no such order (a 5xx that executed nothing,
+                task.cancel()  # its look-ups waiting out the validity window: 6.6 s naked in a chaos run)
+                return ABSENT
+            if c.is_closed:
+                task.cancel()
+                return c
+        try:
+            return await asyncio.wait_for(task, HEDGE_WAIT_S)
+        except (VenueError, TimeoutError):
+            return None
 
     async def hedge_lag(self, *, whole: bool = False) -> None:
         """Hedge what the active leg lags (at least ``min_qty`` unless ``whole``)."""
@@ -269,6 +366,11 @@ class _Unit:
                 self.out.fell_back = True
             await self.passive_taker()
         await self.hedge_lag(whole=True)
+        if not self.req.reduce_only and round_down(self.lag, self.req.step) > 0:
+            # what the active leg cannot match (a hedge filled short, its rest below that venue's
+            # minimum): off the passive leg, reduce-only (a chaos trade left it naked 5.6 s)
+            log.info("maker unit: %s the active leg cannot match: off the passive leg", self.lag)
+            await self.flatten_lag()
 
     # ---- the unit -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -330,6 +432,9 @@ class _Unit:
                 if not exc.retryable:
                     raise
                 log.info("maker unit: reading quote %s: %s", q.client_order_id, exc.type_name)
+                continue  # unseen: no refresh of the switch
+            if not q.is_closed:
+                await self.arm(refresh=True)
 
     async def flatten(self, why: str) -> None:
         """The active venue cannot trade: stop quoting, flatten the passive leg's unhedged fill."""
@@ -342,6 +447,11 @@ class _Unit:
                 self.record(await self.cancel(q), True)
         if r.reduce_only:
             return  # a close: a reduce-only order cannot undo a reduction (module docstring)
+        await self.flatten_lag()
+
+    async def flatten_lag(self) -> None:
+        """The passive leg's fill beyond the active leg's, reduce-only by taker (``flatten_ids``)."""
+        r = self.req
         while self.next_flatten < len(r.flatten_ids):
             qty = round_down(self.lag, r.step)
             if qty <= 0:
@@ -367,81 +477,12 @@ class _Unit:
                 got = found
             self.record(got, True)
 
-    # ---- a retried attempt, and the end ---------------------------------------------------
-    async def recover(self) -> None:
-        """Look every id up (a retried attempt) and go on from what the venues say."""
-        r = self.req
-        passive_ids = [*r.quote_ids, r.passive_taker_id, *r.flatten_ids]
-        found = await asyncio.gather(*(self.pg.get_order(r.symbol, c) for c in passive_ids))  # fails: raises
-        hedges = await asyncio.gather(*(self.ag.get_order(r.symbol, c) for c in r.hedge_ids), return_exceptions=True)
-        if bad := next((h for h in hedges if isinstance(h, BaseException)), None):
-            if not isinstance(bad, VenueError):
-                raise bad
-            # The active venue does not answer: waiting for it (retry after retry) left the passive
-            # fill naked for a whole partition (75 s in a chaos run). Its hedges are possibly sent (the
-            # workflow looks them up); the passive fill, on the venue that answers, is flattened now.
-            for cid in r.hedge_ids:
-                self.sent(cid)
-            self.next_hedge = len(r.hedge_ids)
-            self.out.active_failed = f"active venue unreadable on a retried attempt ({bad.type_name})"
-            hedges = [None] * len(r.hedge_ids)
-        by_id = {c: o for c, o in zip([*passive_ids, *r.hedge_ids], [*found, *hedges], strict=True) if o is not None}
-        for cid, o in by_id.items():
-            self.record(o, cid in passive_ids)
-            if not o.is_closed and cid in r.quote_ids:
-                self.record(await self.cancel(o), True)
-        self.taker_used = r.passive_taker_id in by_id
-
-        def after(ids: list[str]) -> int:  # the next id after the last found one, skipping one in flight
-            last = max((k for k, c in enumerate(ids) if c in by_id), default=-1)
-            if last + 1 < len(ids):
-                self.sent(ids[last + 1])
-            return min(last + 2, len(ids))
-
-        self.next_quote, self.next_hedge, self.next_flatten = (after(r.quote_ids), after(r.hedge_ids),
-                                                               after(r.flatten_ids))
-        if by_id:  # the window runs from the earlier attempt's first order
-            first_ms = min(o.created_ms or o.timestamp_ms for o in by_id.values())
-            ago = max(0.0, min(r.window_s, time.time() - first_ms / 1000))
-            self.t0 = time.monotonic() - ago
-        if self.lag != 0:  # unhedged since the latest passive fill, by the venue's clock
-            filled = [o.timestamp_ms for c, o in by_id.items() if c in passive_ids and o.filled_qty > 0]
-            ago = max(0.0, time.time() - max(filled, default=0) / 1000) if filled else r.cap_s
-            self.lag_since = time.monotonic() - min(ago, r.window_s + r.cap_s)
-        log.info("maker unit retried (attempt %d): found %d of its orders; passive %s, active %s, flattened %s",
-                 self.attempt, len(by_id), self.passive_in, self.active_in, self.flattened)
-
-    async def finish(self) -> MakerUnitOutcome:
-        """Look up what is still unresolved (cancel a found open quote), then the outcome."""
-        r = self.req
-        todo = sorted(self.unresolved)
-        if todo:
-            async def one(cid: str) -> None:
-                passive = cid not in r.hedge_ids
-                gw = self.pg if passive else self.ag
-                try:
-                    o = await asyncio.wait_for(gw.get_order(r.symbol, cid), FINAL_LOOKUP_S)
-                    if o is not None and not o.is_closed and cid in r.quote_ids:
-                        o = await asyncio.wait_for(gw.cancel_order(r.symbol, cid), FINAL_LOOKUP_S) or o
-                except (VenueError, TimeoutError):
-                    return  # still possibly sent: in sent_ids, the workflow looks it up
-                if o is not None:
-                    self.record(o, passive)
-
-            await asyncio.gather(*(one(c) for c in todo))
-        self.touch()
-        o = self.out
-        o.passive = [self.orders[c] for c in self.passive_seq]
-        o.active = [self.orders[c] for c in self.active_seq]
-        o.maker_qty = self._sum(r.quote_ids)
-        return o
-
 
 async def maker_unit(pool: GatewayPool, req: MakerUnitRequest, attempt: int) -> MakerUnitOutcome:
     """Carry one maker unit out (module docstring); raises only when the passive venue fails."""
     u = _Unit(pool, req, attempt)
     if attempt > 1:
-        await u.recover()
+        await recover(u)
     try:
         if u.out.active_failed is None and not any(c in u.orders for c in req.flatten_ids):
             await u.run()
@@ -449,7 +490,7 @@ async def maker_unit(pool: GatewayPool, req: MakerUnitRequest, attempt: int) -> 
             raise ActiveFailed(u.out.active_failed or "an earlier attempt was flattening the passive fill")
     except ActiveFailed as exc:
         await u.flatten(str(exc))
-    out = await u.finish()
+    out = await finish(u)
     log.info("maker unit %s: passive %s (maker %s), active %s, unhedged at most %.2f s / %s USD%s%s%s",
              req.quote_ids[0] if req.quote_ids else "?", u.passive_in - u.flattened, out.maker_qty, u.active_in,
              out.unhedged_max_s, out.unhedged_max_usd.quantize(Decimal("0.01")), ", cap fired" if out.cap_fired else "",

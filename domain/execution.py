@@ -88,3 +88,15 @@ def slice_step(unit: int) -> str:
     that is the close round's follower match (``workflows/close_step.py``), and the same step on
     the same leg is the same client id (a chaos run executed one id twice that way)."""
     return f"p{unit}"
+
+
+#: rounds of a sliced piece's evening trim (``even_steps``): a trim that fills short is trimmed again
+EVEN_ROUNDS = 3
+
+
+def even_steps(unit: int) -> list[str]:
+    """Step names of the reduce-only trims that even a taker piece whose legs filled unequal
+    amounts (a partial fill), before the next piece: ``e<u>``, then ``e<u>r<k>`` for a trim that
+    filled short. None of them is a step of the close, the opening or a reduction (``m<n>`` is
+    the opening's own trim; tests/test_execution_domain.py checks it)."""
+    return [f"e{unit}", *(f"e{unit}r{k}" for k in range(1, EVEN_ROUNDS))]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.execution import maker_ids, passive_leg, slice_quantities, slice_step
+from domain.execution import even_steps, maker_ids, passive_leg, slice_quantities, slice_step
 from domain.ids import client_order_id, is_valid_client_order_id
 
 
@@ -60,7 +60,8 @@ def test_no_style_id_is_an_id_of_the_close_the_opening_or_a_reduction():
     lifecycle = {client_order_id("t", leg, st) for leg in ("long", "short") for st in steps}
     styles = set()
     for u in range(20):
-        piece = [slice_step(u), f"lf{slice_step(u)}", f"b{slice_step(u)}", *(f"lf{slice_step(u)}r{k}" for k in (1, 2, 3))]
+        piece = [slice_step(u), f"lf{slice_step(u)}", f"b{slice_step(u)}", *(f"lf{slice_step(u)}r{k}" for k in (1, 2, 3)),
+                 *even_steps(u)]
         styles |= {client_order_id("t", leg, st) for leg in ("long", "short") for st in piece}
         for closing in (False, True):
             for leg in ("long", "short"):

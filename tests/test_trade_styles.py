@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+from temporalio.client import WorkflowFailureError
+
 from domain.ids import client_order_id
 from messages.trade import CloseRequest
 from tests.test_trade_branches import bench, flat_then_end  # noqa: F401 - the fixture
@@ -68,3 +70,45 @@ async def test_a_venue_down_mid_slices_flattens_the_lone_piece_and_closes_the_re
     fb.down, fb.refuse = False, False
     await flat_then_end(bench, h)
     assert bench.flat() and bench.executed_at_most_once()
+
+
+async def test_a_sliced_piece_filled_in_part_is_evened_before_the_next_piece(bench):  # noqa: F811
+    """fb fills 70 % of every opening order: each taker piece leaves its long leg (fa) ahead. Before,
+    the gap stayed open (naked) through every pause and the next pieces until the entry's own trim
+    after the last one (4.6-7.5 s in a chaos run); now each piece's longer leg is trimmed at once
+    (``e<u>``), before the next piece goes out."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    fb.partial = D("0.7")
+    h = await bench.start(style="sliced", slices=3, slice_interval_s=0.3)
+    st = await bench.until(h, lambda s: client_order_id(s.trade_id, "long", "p1") in ids_of(s, "long"))
+    assert client_order_id(st.trade_id, "long", "e0") in ids_of(st, "long")  # piece 1 evened before piece 2
+    assert ids_of(st, "long").index(client_order_id(st.trade_id, "long", "e0")) < \
+        ids_of(st, "long").index(client_order_id(st.trade_id, "long", "p1"))
+    st = await bench.until(h, lambda s: s.state == "holding")
+    assert fa.position == -fb.position > 0
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="test"))
+    st = await h.result()
+    assert st.state == "closed" and bench.flat() and bench.executed_at_most_once()
+
+
+async def test_a_piece_filled_in_part_when_a_cancel_arrives_is_evened_before_the_close(bench):  # noqa: F811
+    """The cancel lands while the first piece is being placed (fa answers slowly) and fb fills 70 %:
+    the piece is booked, then evened (``e0``) before the close begins (in a chaos run the close's
+    first round came 2.1 s later: the gap stayed naked until then)."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    fb.partial, fa.slow_s = D("0.7"), 1.0
+    h = await bench.start(style="sliced", slices=3, slice_interval_s=0.3)
+    await bench.until(h, lambda s: any("sliced entry" in e.what for e in s.events))
+    await h.cancel()
+    try:  # it ends Canceled once closed (or Completed when the close absorbed the cancel)
+        await h.result()
+    except WorkflowFailureError:
+        pass
+    st = await h.query(TradeWorkflow.status)
+    assert bench.flat() and bench.executed_at_most_once()
+    long_ids = ids_of(st, "long")
+    assert client_order_id(st.trade_id, "long", "e0") in long_ids
+    assert client_order_id(st.trade_id, "long", "p1") not in long_ids
+    whats = [e.what for e in st.events]
+    trim = next(i for i, w in enumerate(whats) if "trimming it to match" in w)
+    assert trim < next(i for i, w in enumerate(whats) if "closing" in w and "style" in w)

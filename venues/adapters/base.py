@@ -91,6 +91,11 @@ class Adapter:
     #: what was paid as positive (Bybit's execFee)
     funding_sign: ClassVar[int] = 1
     environments: ClassVar[dict[str, str]] = {"live": "", "testnet": "sandbox"}
+    #: the venue's dead-man's switch for resting orders (:mod:`venues.dead_man`): the shortest
+    #: countdown it takes (ms); None: none known (a maker quote then rests without one)
+    dead_man_min_ms: ClassVar[int | None] = None
+    #: what a switch that fires cancels: "symbol" (its own symbol's orders) or "account" (all)
+    dead_man_scope: ClassVar[str] = "account"
 
     def __init__(self, exchange_id: str) -> None:
         self.exchange_id = exchange_id
@@ -151,6 +156,12 @@ class Adapter:
         """The ccxt order with this client id; raises :class:`venues.errors.OrderNotFound` when
         there is none."""
         return await call("fetch_order", None, symbol, self.lookup_params(vcid))
+
+    async def arm_dead_man(self, call: Call, venue_symbol: str, ms: int) -> None:
+        """(Re)start the dead-man's countdown for ``ms`` (at least ``dead_man_min_ms``): ccxt's
+        unified ``cancel_all_orders_after`` (OKX ``cancel-all-after``, Bybit
+        ``disconnected-cancel-all``, Hyperliquid ``scheduleCancel``)."""
+        await call("cancel_all_orders_after", ms)
 
     # ------------------------------------------------------------------ account checks
     async def one_way_mode(self, call: Call, has: Mapping[str, Any]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from venues.adapters.base import Adapter
+from venues.adapters.base import Adapter, Call
 from venues.placing import RECV_WINDOW_MS
 
 
@@ -24,6 +24,13 @@ class BinanceAdapter(Adapter):
     recv_window_ms = RECV_WINDOW_MS  # sent as recvWindow with every signed request
     funding_interval_source = "fetchFundingIntervals (fundingInfo; unlisted: 8 h)"
     environments: ClassVar[dict[str, str]] = {"live": "", "demo": "demo", "testnet": "sandbox"}
+    #: ``POST /fapi/v1/countdownCancelAll`` (weight 10) takes any ms (the venue checks every ~10 ms
+    #: and advises against very short ones): 1 s is our floor
+    dead_man_min_ms = 1000
+    dead_man_scope = "symbol"
+
+    async def arm_dead_man(self, call: Call, venue_symbol: str, ms: int) -> None:
+        await call("fapiPrivatePostCountdownCancelAll", {"symbol": venue_symbol, "countdownTime": ms})
 
     def ccxt_options(self) -> dict[str, Any]:
         return {"defaultType": "swap", "recvWindow": RECV_WINDOW_MS, "fetchMarkets": {"types": ["linear"]}}

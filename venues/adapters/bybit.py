@@ -39,6 +39,8 @@ class BybitAdapter(Adapter):
     position_mode_read = "positions' positionIdx"
     funding_interval_source = "instruments fundingInterval (minutes, via the loaded markets)"
     environments: ClassVar[dict[str, str]] = {"live": "", "demo": "demo", "testnet": "sandbox"}
+    #: ``POST /v5/order/disconnected-cancel-all`` (DCP): ``timeWindow`` 3–300 s (whole seconds)
+    dead_man_min_ms = 3000
     funding_sign = -1  # execType Funding: execFee > 0 when paid
     history_newest_first = True  # /v5/execution/list: newest first
 

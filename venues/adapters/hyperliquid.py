@@ -51,6 +51,9 @@ class HyperliquidAdapter(Adapter):
     position_mode_read = ""
     funding_interval_source = "1 h (fixed)"
     environments: ClassVar[dict[str, str]] = {"live": "", "testnet": "sandbox"}
+    #: ``scheduleCancel``: at least 5 s ahead of the venue's clock (ccxt: our nonce + the countdown;
+    #: 1 s more for the request's way there); the venue also wants enough volume traded for it
+    dead_man_min_ms = 6000
 
     settle_currency = "USDC"
     settle_alias = "USDC"  # BTC/USDC:USDC answers to our BTC/USDT:USDT

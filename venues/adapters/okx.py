@@ -36,6 +36,8 @@ class OkxAdapter(Adapter):
     recv_window_ms = TIMESTAMP_EXPIRY_MS
     funding_interval_source = "nextFundingTime − fundingTime (ccxt interval)"
     environments: ClassVar[dict[str, str]] = {"live": "", "demo": "sandbox", "testnet": "sandbox"}
+    #: ``POST /api/v5/trade/cancel-all-after``: ``timeOut`` 10–120 s (ccxt sends whole seconds)
+    dead_man_min_ms = 10_000
     margin_mode_sent = "cross"
     history_newest_first = True  # fills-history and bills: newest first
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import admin
+from . import admin, dead_man
 from . import api_account as account
 from . import api_market as market
 from . import api_orders as orders
@@ -94,6 +94,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     E("GET", "/fapi/v1/order", orders.get_order, signed=True),
     E("DELETE", "/fapi/v1/order", orders.cancel_order, signed=True),
     E("DELETE", "/fapi/v1/allOpenOrders", orders.cancel_all, signed=True),
+    E("POST", "/fapi/v1/countdownCancelAll", dead_man.binance_countdown, 10, signed=True),
     E("GET", "/fapi/v1/openOrders", orders.open_orders, _all_symbols(40), signed=True),
     E("GET", "/fapi/v1/openOrder", orders.open_order, signed=True),
     E("GET", "/fapi/v1/allOrders", orders.all_orders, 5, signed=True),

@@ -133,6 +133,7 @@ class SimHandle:
         self._stopped = True
         for t in list(self.sim.late):  # orders still waiting for execute_late_ms never execute
             t.cancel()
+        self.sim.dead_man.stop()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

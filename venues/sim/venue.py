@@ -22,6 +22,7 @@ import logging
 import os
 from decimal import Decimal
 
+from .dead_man import DeadMan
 from .engine import Engine
 from .errors import SimError, err_invalid_symbol
 from .faults import Faults
@@ -46,6 +47,7 @@ class Sim:
     def __init__(self, opts: SimOptions) -> None:
         self.opts = opts
         self.faults = Faults()  # first: the clock reads clock_skew_ms
+        self.dead_man = DeadMan()  # the resting orders' dead-man's switch (venues/sim/dead_man.py)
         self.started_ms = self.now_ms()
         replay = None
         if opts.replay:

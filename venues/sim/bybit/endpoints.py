@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import dead_man
 from ..dialects import Dialect
 from ..endpoints import Endpoint as E
 from . import account, market, orders
@@ -37,6 +38,7 @@ ENDPOINTS: tuple[E, ...] = (
     E("POST", "/v5/order/create", orders.create, signed=True),
     E("POST", "/v5/order/cancel", orders.cancel, signed=True),
     E("POST", "/v5/order/cancel-all", orders.cancel_all, signed=True),
+    E("POST", "/v5/order/disconnected-cancel-all", dead_man.bybit_handler(), signed=True),
     E("GET", "/v5/order/realtime", orders.realtime, signed=True),
     E("GET", "/v5/order/history", orders.history, signed=True),
     E("GET", "/v5/execution/list", orders.executions, signed=True),

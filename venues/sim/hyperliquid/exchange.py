@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from aiohttp import web
 
+from .. import dead_man
 from ..api_orders import _accept_late, _execute, check_symbol_status
 from ..errors import SimError, err_dropped
 from ..records import Mutation, OrderRequest, floor_step, fmt, q8
@@ -243,5 +244,5 @@ def accept(sim: Sim, action: dict, arrived: int, nonce: int) -> dict:
 
 ACTIONS = {
     "order": order, "cancel": cancel, "cancelByCloid": cancel_by_cloid, "updateLeverage": update_leverage,
-    "approveBuilderFee": accept, "setReferrer": accept,
+    "approveBuilderFee": accept, "setReferrer": accept, "scheduleCancel": dead_man.hyperliquid_schedule_cancel,
 }

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from .. import dead_man
 from ..dialects import Dialect
 from ..endpoints import Endpoint
 from ..errors import SimError
@@ -97,6 +98,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     E("GET", "trade/order", trade.get_order, signed=True),
     E("POST", "trade/cancel-order", trade.cancel_order, signed=True),
     E("POST", "trade/cancel-batch-orders", trade.cancel_batch, signed=True),
+    E("POST", "trade/cancel-all-after", dead_man.okx_cancel_all_after, signed=True),
     E("GET", "trade/orders-pending", trade.orders_pending, signed=True),
     E("GET", "trade/orders-history", trade.orders_history, signed=True),
     E("GET", "trade/fills", trade.fills, signed=True),
