@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -37,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
         from hedgeflow.cli import CliError
 
         raise CliError("--watch draws a screen; use --json without it", 2)
+    if args.watch is not None:
+        # Ctrl-C is the only way --watch ends: a SIGINT ignored by whoever started us (Python
+        # then installs no handler; a pytest-xdist worker's children inherit that) is taken back
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:  # Ctrl-C ends --watch: that is how it is meant to stop
