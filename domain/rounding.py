@@ -19,30 +19,28 @@ def _check(name: str, value: Decimal) -> None:
         raise ValueError(f"{name} must be finite, got {value}")
 
 
-def round_down(qty: Decimal, step: Decimal) -> Decimal:
-    """Largest multiple of ``step`` that is <= ``qty`` (for qty >= 0)."""
+def _to_step(qty: Decimal, step: Decimal, rounding: str) -> Decimal:
+    """``qty`` (>= 0) as a whole number of ``step``s, rounded as ``rounding`` says."""
     _check("qty", qty)
     _check("step", step)
     if step <= 0:
         raise ValueError(f"step must be > 0, got {step}")
     if qty < 0:
         raise ValueError(f"qty must be >= 0, got {qty}")
-    units = (qty / step).to_integral_value(rounding=ROUND_DOWN)
+    units = (qty / step).to_integral_value(rounding=rounding)
     return (units * step).quantize(step) if step.as_tuple().exponent < 0 else units * step
+
+
+def round_down(qty: Decimal, step: Decimal) -> Decimal:
+    """Largest multiple of ``step`` that is <= ``qty`` (for qty >= 0)."""
+    return _to_step(qty, step, ROUND_DOWN)
 
 
 def round_up(qty: Decimal, step: Decimal) -> Decimal:
     """Smallest multiple of ``step`` that is >= ``qty`` (for qty >= 0). Only for a reduce-only
     order that closes everything held: the venue executes no more than the position, so a
     position that is no multiple of the step (the step grew since it was opened) still closes."""
-    _check("qty", qty)
-    _check("step", step)
-    if step <= 0:
-        raise ValueError(f"step must be > 0, got {step}")
-    if qty < 0:
-        raise ValueError(f"qty must be >= 0, got {qty}")
-    units = (qty / step).to_integral_value(rounding=ROUND_UP)
-    return (units * step).quantize(step) if step.as_tuple().exponent < 0 else units * step
+    return _to_step(qty, step, ROUND_UP)
 
 
 def common_step(a: Decimal, b: Decimal) -> Decimal:

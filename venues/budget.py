@@ -119,6 +119,3 @@ class VenueBudget:
                 if q and q[0][1] is fut:
                     q.popleft()
             fut.set_result(None)
-
-    def waiting(self) -> dict[str, int]:
-        return {k: sum(not f.done() for _, f in q) for k, q in self._waiting.items()}
