@@ -183,3 +183,34 @@ def test_limit_outside_the_band_is_refused_and_ioc_fills_inside() -> None:
     assert o.status == "EXPIRED" and o.executed_qty == 2 and e.position("BTCUSDT").qty == 2
     o, _ = e.place(limit("SELL", "5", "95.1", "c", "IOC", True), [(D(99), D(1)), (D(96), D(3))], marks, 2)
     assert o.orig_qty == 2 and o.status == "FILLED" and e.position("BTCUSDT").qty == 0  # clipped to the position
+
+
+def _liq_by_definition(e: Engine, sym: str, marks: dict[str, D]) -> D:
+    """Binance's cross formula written out: WB + the other cross positions' uPnL - their MM."""
+    p = e.position(sym)
+    wb = e.cross_wallet() + sum((o.qty * (marks[o.symbol] - o.entry) - abs(o.qty) * marks[o.symbol] * e.mmr(o.symbol)
+                                 for o in e.positions.values() if o.qty and o.symbol != sym), D(0))
+    lp = (wb - p.qty * p.entry) / (abs(p.qty) * e.mmr(sym) - p.qty)
+    return max(lp, D(0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(SPECS)), st.sampled_from(["BUY", "SELL"]), st.integers(1, 40),
+                          st.integers(95, 105)), min_size=1, max_size=12),
+       st.integers(90, 110))
+def test_liquidation_price_from_the_shared_cross_base_is_the_formula(fills, mark_pct) -> None:
+    """One positions read lists every position: the cross base is summed once and each position's
+    own term taken off (O(n), was O(n²): 0.3 s of CPU a read at 1,000 positions). Same prices."""
+    e = Engine(SPECS, taker_fee=D(0))
+    for i, (sym, side, q, pct) in enumerate(fills):
+        spec, px = SPECS[sym], SPECS[sym].base_price * pct / 100
+        lot = max(spec.min_qty, (D(10) / px / spec.step).to_integral_value(rounding="ROUND_CEILING") * spec.step)
+        e.place(OrderRequest(sym, side, "MARKET", lot * q, f"c{i}", False), [(px, D(10**9))],
+                {s: SPECS[s].base_price * pct / 100 for s in SPECS}, i)
+    marks = {s: SPECS[s].base_price * mark_pct / 100 for s in SPECS}
+    base = e.cross_base(marks)
+    for sym, p in e.positions.items():
+        if p.qty:
+            want = _liq_by_definition(e, sym, marks)
+            assert e.liquidation_price(sym, marks) == e.liquidation_price(sym, marks, base)
+            assert abs(e.liquidation_price(sym, marks, base) - want) <= D("1e-12") * (1 + want)

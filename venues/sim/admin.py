@@ -33,10 +33,10 @@ async def health(sim: Sim, request: web.Request) -> web.Response:
 async def state(sim: Sim, request: web.Request) -> web.Response:
     e = sim.engine
     n = account_numbers(sim)
-    positions = []
+    positions, base = [], e.cross_base(n["marks"])
     for sym, pos in e.positions.items():
         if pos.qty and sym in sim.market.specs:
-            pj = position_json(sim, sym, n["marks"], True)
+            pj = position_json(sim, sym, n["marks"], True, base)
             positions.append({"symbol": _unified(sim, sym), "venue_symbol": sym,
                               "positionAmt": pj["positionAmt"], "entryPrice": pj["entryPrice"],
                               "markPrice": pj["markPrice"], "unRealizedProfit": pj["unRealizedProfit"],

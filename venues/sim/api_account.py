@@ -31,7 +31,9 @@ def account_numbers(sim: Sim) -> dict:
             "cross_wallet": e.cross_wallet(), "cross_upnl": e.cross_unrealized(marks)}
 
 
-def position_json(sim: Sim, sym: str, marks: dict, v2: bool) -> dict:
+def position_json(sim: Sim, sym: str, marks: dict, v2: bool, base: D | None = None) -> dict:
+    """One position as positionRisk shows it; ``base``: ``Engine.cross_base(marks)`` when the
+    caller lists many (computed once for all of them)."""
     e = sim.engine
     pos = e.position(sym)
     spec = sim.market.specs[sym]
@@ -39,7 +41,7 @@ def position_json(sim: Sim, sym: str, marks: dict, v2: bool) -> dict:
     lev = e.get_leverage(sym)
     notional = pos.qty * mark
     upnl = pos.qty * (mark - pos.entry) if pos.qty else D(0)
-    liq = e.liquidation_price(sym, {**marks, sym: mark}) if pos.qty else D(0)
+    liq = e.liquidation_price(sym, marks if sym in marks else {**marks, sym: mark}, base) if pos.qty else D(0)
     im = abs(notional) / lev
     pp = spec.price_precision
     iso = e.is_isolated(sym)
@@ -72,11 +74,11 @@ def _account(sim: Sim, v3: bool) -> dict:
         "crossUnPnl": fmt(n["cross_upnl"]), "availableBalance": fmt(n["avail"]),
         "maxWithdrawAmount": fmt(max(n["avail"], D(0))), "marginAvailable": True, "updateTime": n["update"],
     }
-    positions = []
+    positions, base = [], sim.engine.cross_base(n["marks"])
     for sym, pos in sim.engine.positions.items():
         if sym not in sim.market.specs or (v3 and not pos.qty):
             continue
-        pj = position_json(sim, sym, n["marks"], not v3)
+        pj = position_json(sim, sym, n["marks"], not v3, base)
         positions.append({k: pj[k] for k in (
             "symbol", "positionSide", "positionAmt", "isolatedMargin", "notional", "isolatedWallet",
             "initialMargin", "maintMargin", "updateTime")} | {"unrealizedProfit": pj["unRealizedProfit"]}
@@ -123,12 +125,12 @@ async def _position_risk(sim: Sim, p: dict, v2: bool):
         syms = list(sim.market.specs)
     else:
         syms = [s for s, pos in sim.engine.positions.items() if pos.qty and s in sim.market.specs]
-    out = []
+    out, base = [], sim.engine.cross_base(marks)
     for s in syms:
         pos = sim.engine.position(s)
         if not v2 and not pos.qty:
             continue
-        out.append(position_json(sim, s, marks, v2))
+        out.append(position_json(sim, s, marks, v2, base))
     return out
 
 

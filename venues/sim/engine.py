@@ -198,7 +198,18 @@ class Engine:
         cross_im = sum((abs(p.qty) * marks[p.symbol] / self.get_leverage(p.symbol) for p in self._cross()), ZERO)
         return self.cross_wallet() + self.cross_unrealized(marks) - cross_im - self.open_order_initial_margin()
 
-    def liquidation_price(self, sym: str, marks: dict[str, Decimal]) -> Decimal:
+    def cross_base(self, marks: dict[str, Decimal]) -> Decimal:
+        """The cross wallet plus every cross position's uPnL less its maintenance margin: what
+        :meth:`liquidation_price` starts from. Computed once per answer that lists many
+        positions (each position's own term is then taken off), not once per position: at 1,000
+        positions the per-position sum made one positions read cost ~0.3 s of CPU."""
+        wb = self.cross_wallet()
+        for o in self._cross():
+            m = marks[o.symbol]
+            wb += o.qty * (m - o.entry) - abs(o.qty) * m * self.mmr(o.symbol)
+        return wb
+
+    def liquidation_price(self, sym: str, marks: dict[str, Decimal], base: Decimal | None = None) -> Decimal:
         """Binance's USD-M formula (one-way mode, first bracket so cum = 0):
         LP = (WB - TMM1 + UPNL1 + cumB - side*pos*EP) / (pos*MMR - side*pos), where WB is the
         cross wallet and TMM1/UPNL1 cover the other cross positions; isolated: WB is the
@@ -208,12 +219,10 @@ class Engine:
             return ZERO
         if self.is_isolated(sym):
             wb = p.iso_margin
-        else:
-            wb = self.cross_wallet()
-            for o in self._cross():
-                if o.symbol != sym:
-                    m = marks[o.symbol]
-                    wb += o.qty * (m - o.entry) - abs(o.qty) * m * self.mmr(o.symbol)
+        else:  # the cross base less this position's own term: O(1) when ``base`` is given
+            base = self.cross_base(marks) if base is None else base
+            m = marks[sym]
+            wb = base - (p.qty * (m - p.entry) - abs(p.qty) * m * self.mmr(sym))
         denom = abs(p.qty) * self.mmr(sym) - p.qty
         if denom == 0:
             return ZERO

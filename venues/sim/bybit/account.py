@@ -75,7 +75,7 @@ async def wallet_balance(sim: Sim, request: web.Request, p: dict):
         "totalMaintenanceMargin": fmt(mm), "coin": coins}]}
 
 
-def position_json(sim: Sim, sym: str, marks: dict) -> dict:
+def position_json(sim: Sim, sym: str, marks: dict, base: Decimal | None = None) -> dict:
     e = sim.engine
     pos = e.position(sym)
     s = sim.market.specs[sym]
@@ -83,7 +83,7 @@ def position_json(sim: Sim, sym: str, marks: dict) -> dict:
     lev = e.get_leverage(sym)
     value = abs(pos.qty) * pos.entry
     upnl = (pos.qty * (mark - pos.entry)).quantize(Q8) if pos.qty else D(0)
-    liq = e.liquidation_price(sym, {**marks, sym: mark}) if pos.qty else D(0)
+    liq = e.liquidation_price(sym, marks if sym in marks else {**marks, sym: mark}, base) if pos.qty else D(0)
     im = abs(pos.qty) * mark / lev
     q = D(1).scaleb(-s.price_precision)
     t = sim.now_ms()
@@ -116,7 +116,8 @@ async def position_list(sim: Sim, request: web.Request, p: dict):
         raise params_error("symbol or settleCoin is required")
     marks = sim.marks()
     rows, nxt = page(sorted(syms), p, 20, 200)
-    return {"category": "linear", "list": [position_json(sim, s, marks) for s in rows], "nextPageCursor": nxt}
+    base = sim.engine.cross_base(marks)
+    return {"category": "linear", "list": [position_json(sim, s, marks, base) for s in rows], "nextPageCursor": nxt}
 
 
 @body_params

@@ -157,6 +157,7 @@ def clearinghouse_state(sim: Sim, body: dict):
     n = account_numbers(sim)
     marks = n["marks"]
     positions, ntl, cross_ntl, cross_used, cross_raw = [], ZERO, ZERO, ZERO, e.cross_wallet()
+    base = e.cross_base(marks)
     for s in w.specs(sim):
         pos = e.positions.get(s.id)
         if pos is None or not pos.qty:
@@ -167,7 +168,7 @@ def clearinghouse_state(sim: Sim, body: dict):
         upnl = pos.qty * (mark - pos.entry)
         iso = e.is_isolated(s.id)
         used = (pos.iso_margin + upnl) if iso else value / lev
-        liq = e.liquidation_price(s.id, marks)
+        liq = e.liquidation_price(s.id, marks, base)
         opened = _opened_at(sim, s.id)
         all_time, since_open = _cum_funding(sim, s.id, opened)
         _, since_change = _cum_funding(sim, s.id, pos.update_time)

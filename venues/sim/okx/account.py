@@ -68,12 +68,12 @@ async def positions(sim: Sim, request: web.Request, p: dict):
     want = inst_filter(sim, p)
     ids = {s.id for s in want} if want is not None else None
     marks = sim.marks()
-    out = []
+    out, base = [], sim.engine.cross_base(marks)
     for sym, pos in sim.engine.positions.items():
         if not pos.qty or sym not in sim.market.specs or (ids is not None and sym not in ids):
             continue
         s = sim.market.specs[sym]
-        pj = position_json(sim, sym, marks, True)
+        pj = position_json(sim, sym, marks, True, base)
         iso = sim.engine.is_isolated(sym)
         upl = D(pj["unRealizedProfit"])
         im = D(pj["initialMargin"])
