@@ -37,7 +37,7 @@ async def heartbeating(every_s: float = HEARTBEAT_EVERY_S) -> AsyncIterator[None
 
     async def beat() -> None:
         while True:
-            if activity.in_activity():
+            if activity.in_activity() and not activity.info().is_local:  # a local activity has no heartbeat
                 activity.heartbeat()
             await asyncio.sleep(every_s)
 

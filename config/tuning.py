@@ -25,7 +25,10 @@ class WorkerTuning(_Section):
         description="workflow task slots of one worker: the tasks share one core (the GIL), so more slots only "
         "queue inside the worker, where a task may outlive its 2 s task timeout (a taken-over worker replaying "
         "its trades with 32 slots kept timing them out)")
-    max_concurrent_local_activities: int = Field(32, ge=1, le=10_000, description="local activity slots")
+    max_concurrent_local_activities: int = Field(
+        128, ge=1, le=10_000,
+        description="local activity slots: a holding trade's monitor read is one (monitor-v2); 1,000 trades at a "
+        "10 s interval keep about 30-50 in use")
     workflow_task_pollers: int = Field(
         5, ge=2, le=100, description="concurrent workflow task polls (the SDK's default; at least 2: sticky and normal)")
     activity_task_pollers: int = Field(5, ge=1, le=100, description="concurrent activity task polls")

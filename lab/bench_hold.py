@@ -9,8 +9,9 @@ Figures (JSON ``concurrency``):
   utime+stime), % of one core, summed over the workers (``worker_cpu_pct_each``: each one).
 * ``cadence`` — monitor ticks achieved ÷ expected over the window, for an even sample of the
   trades (``cadence_sample``): a tick is one look at both venues, counted as the trade's
-  ``monitor_read`` activities scheduled in the window (monitor-v1: one a tick; a run from before
-  it: its ``market_snapshot`` activities ÷ 2, one per venue per tick), in every run of the trade
+  ``monitor_read`` reads in the window (monitor-v2: one local activity a tick, counted by its
+  marker; monitor-v1: one activity scheduled a tick; a run from before it: its
+  ``market_snapshot`` activities ÷ 2, one per venue per tick), in every run of the trade
   (a continue-as-new inside the window is followed); expected is window ÷
   ``monitor_interval_s`` per trade. 1.0 = every trade ticked on time; a tick's own duration
   (the reads, the workflow tasks) lengthens the period and shows as less than 1.
@@ -100,6 +101,7 @@ async def window_events(lab: Lab, wf_id: str, t0: float, t1: float, waits: dict[
     from temporalio.api.enums.v1 import EventType
 
     events, run_id, times, snaps = 0, None, [], []
+    task_started = 0.0
     for _ in range(50):
         hist = await lab.client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
         scheduled: dict[int, tuple[str, float]] = {}
@@ -113,6 +115,7 @@ async def window_events(lab: Lab, wf_id: str, t0: float, t1: float, waits: dict[
                 if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
                     scheduled[e.event_id] = ("workflow_task", _t(e))
                 elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                    task_started = _t(e)
                     sid = e.workflow_task_started_event_attributes.scheduled_event_id
                     if sid in scheduled:
                         started[sid] = _t(e)
@@ -127,7 +130,11 @@ async def window_events(lab: Lab, wf_id: str, t0: float, t1: float, waits: dict[
                 if state is not None and state.data == json.dumps(until).encode() and waits is not None:
                     waits.setdefault("open", []).append(_t(e) - _t(hist.events[0]))
                     return events, 0, []
-            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and local_activity_type(e) == "monitor_read":
+                times.append(_t(e))  # monitor-v2: the tick's read is a local activity, recorded as a marker
+                if waits is not None and task_started:  # its workflow task's start to the marker
+                    waits.setdefault("monitor_read.local_in_task", []).append(_t(e) - task_started)
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 kind = e.activity_task_scheduled_event_attributes.activity_type.name
                 scheduled[e.event_id] = (kind, _t(e))
                 if kind == "monitor_read":  # monitor-v1: one activity a tick
@@ -150,6 +157,16 @@ async def window_events(lab: Lab, wf_id: str, t0: float, t1: float, waits: dict[
         run_id = prev
     ticks = sorted(times + sorted(snaps)[::2])
     return events, len(times) + len(snaps) / 2, ticks
+
+
+def local_activity_type(event: Any) -> str | None:
+    """The activity type a local activity's marker records (None for any other marker)."""
+    a = event.marker_recorded_event_attributes
+    if a.marker_name != "core_local_activity" or "data" not in a.details or not a.details["data"].payloads:
+        return None
+    with contextlib.suppress(ValueError):
+        return json.loads(a.details["data"].payloads[0].data).get("activity_type")
+    return None
 
 
 def tick_periods(times: list[float]) -> list[float]:

@@ -39,8 +39,9 @@ async def test_bench_tiny_run_reports_every_figure(tmp_path):
     assert c["venue_weight_per_s"] > 0 and set(c["venue_weight_by_venue"]) == {"sim-a", "sim-b"}
     assert c["venue_weight_per_s"] == max(c["venue_weight_by_venue"].values())
     assert c["history_events_per_trade_hour"] > 0
-    assert c["activity_s"]["monitor_read.start_to_close"]["n"] > 0 and c["tick_period_s"]["n"] > 0
-    assert "market_snapshot.start_to_close" not in c["activity_s"]  # monitor-v1: one activity a tick
+    assert c["activity_s"]["monitor_read.local_in_task"]["n"] > 0 and c["tick_period_s"]["n"] > 0
+    # monitor-v2: one local activity a tick, no activity task (nor monitor-v1's, nor the four before it)
+    assert "monitor_read.start_to_close" not in c["activity_s"] and "market_snapshot.start_to_close" not in c["activity_s"]
     o = c["opening"]  # where the opening's time went (status polled from visibility, not queried)
     assert o["start_to_holding_s"]["n"] == 3 and o["wall_s"] > 0 and o["phases_s"]["open"]["n"] == 3
     assert o["phases_s"]["workflow_task.schedule_to_start"]["n"] > 0

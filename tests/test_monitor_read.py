@@ -1,8 +1,8 @@
 """monitor-v1: a holding trade's tick is ONE activity (``monitor_read``) reading both venues'
-position and snapshot, each venue's answer or error on its own.
+position and snapshot, each venue's answer or error on its own; monitor-v2: a local activity.
 
 * the workflow (the real TradeWorkflow on the session's dev server, faked activities): every tick
-  of the hold is one ``monitor_read``, no per-venue ``get_positions`` / ``market_snapshot``;
+  of the hold is one local ``monitor_read``, no per-venue ``get_positions`` / ``market_snapshot``;
 * the activity against two real simulator children over HTTP: many trades' ticks at once cost
   each venue one position read and one funding read (the shared reads), and a venue in outage
   is reported as that venue's error while the other venue's answer is served.
@@ -14,6 +14,8 @@ position and snapshot, each venue's answer or error on its own.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from config.settings import DEMO_API_KEY, DEMO_API_SECRET
 from messages.monitor import MonitorReadRequest
 from messages.trade import CloseRequest
 from tests.test_shared_reads import weight_of
-from tests.test_trade_branches import bench, record  # noqa: F401 - the fixture
+from tests.test_trade_branches import HISTORIES, bench  # noqa: F401 - the fixture
 from venues.pool import GatewayPool
 from workers.proc import free_port
 from workers.simproc import SimProcess
@@ -36,11 +38,38 @@ from workflows.trade import TradeWorkflow
 
 
 def scheduled(history) -> list[str]:
-    return [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
-            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    """The activity types of the history's activities, in order: normal ones as scheduled, local
+    ones (monitor-v2's read) as their markers record them, ``local:<type>``."""
+    out = []
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            out.append(e.activity_task_scheduled_event_attributes.activity_type.name)
+        elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and (kind := local_activity_type(e)):
+            out.append(f"local:{kind}")
+    return out
 
 
-async def test_a_holding_trade_ticks_with_one_activity(bench):  # noqa: F811
+def local_activity_type(event) -> str | None:
+    """The activity type a local activity's marker records (None for other markers)."""
+    a = event.marker_recorded_event_attributes
+    if a.marker_name != "core_local_activity" or "data" not in a.details:
+        return None
+    return json.loads(a.details["data"].payloads[0].data).get("activity_type")
+
+
+def tick_events(history) -> list[int]:
+    """History events between consecutive monitor reads of the hold (one tick each)."""
+    at = [i for i, e in enumerate(history.events)
+          if (e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and local_activity_type(e) == "monitor_read")
+          or (e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+              and e.activity_task_scheduled_event_attributes.activity_type.name == "monitor_read")]
+    return [b - a for a, b in zip(at, at[1:], strict=False)]
+
+
+async def test_a_holding_trade_ticks_with_one_local_activity(bench):  # noqa: F811
+    """monitor-v2: each tick is one local activity (a marker), no activity task through the server,
+    one workflow task: a quiet tick costs 6 history events (timer started and fired, workflow task
+    scheduled, started and completed, the marker), where monitor-v1's cost 11."""
     h = await bench.start()  # a tick every 0.1 s
     await bench.until(h, lambda s: s.state == "holding")
     reads0 = {n: v.reads for n, v in bench.fakes.v.items()}
@@ -49,18 +78,22 @@ async def test_a_holding_trade_ticks_with_one_activity(bench):  # noqa: F811
         return min(v.reads - reads0[n] for n, v in bench.fakes.v.items())
 
     for _ in range(400):  # a few ticks (0.1 s apart on an idle machine)
-        if ticks() >= 3:
+        if ticks() >= 4:
             break
         await asyncio.sleep(0.05)
     await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
     st = await h.result()
     assert st.state == "closed" and bench.flat()
-    kinds = scheduled(await h.fetch_history())
-    assert ticks() >= 3 and kinds.count("monitor_read") >= 3, (ticks(), kinds)
-    first, last = kinds.index("monitor_read"), len(kinds) - 1 - kinds[::-1].index("monitor_read")
-    assert set(kinds[first:last + 1]) == {"monitor_read"}, kinds  # the hold: nothing but one read a tick
-    assert "market_snapshot" not in kinds, kinds  # the snapshot is read only by monitor_read now
-    await record(h, "trade_monitor_one_read")
+    history = await h.fetch_history()
+    kinds = scheduled(history)
+    assert ticks() >= 4 and kinds.count("local:monitor_read") >= 4, (ticks(), kinds)
+    first, last = kinds.index("local:monitor_read"), len(kinds) - 1 - kinds[::-1].index("local:monitor_read")
+    assert set(kinds[first:last + 1]) == {"local:monitor_read"}, kinds  # the hold: nothing but one read a tick
+    assert "monitor_read" not in kinds and "market_snapshot" not in kinds, kinds
+    per_tick = tick_events(history)
+    assert per_tick and min(per_tick) == 6, per_tick  # a quiet tick: 6 events (monitor-v1: 11)
+    if os.environ.get("HEDGEFLOW_RECORD_HISTORIES"):
+        (HISTORIES / "trade_monitor_local_read_v8.json").write_text(history.to_json())
 
 
 # --- the activity against real simulators --------------------------------------------------------

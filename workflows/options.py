@@ -88,6 +88,12 @@ READ_OPTS: dict[str, Any] = dict(
         non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES,
     ),
 )
+# monitor-v2: a holding trade's tick read as a local activity (run by the worker inside the
+# workflow task: no activity task through the server, no second workflow task for its result).
+# No heartbeat (a local activity has none): a worker killed mid-read fails the workflow task after
+# its 2 s timeout and the next worker reads again. The same retries as READ_OPTS, in the worker.
+LOCAL_READ_OPTS: dict[str, Any] = dict(
+    start_to_close_timeout=READ_OPTS["start_to_close_timeout"], retry_policy=READ_OPTS["retry_policy"])
 # A probe: one attempt of at most 2 s (a close deciding its sequence must not wait on a slow venue).
 QUICK_READ_OPTS: dict[str, Any] = dict(start_to_close_timeout=timedelta(seconds=2),
                                        retry_policy=RetryPolicy(maximum_attempts=1))

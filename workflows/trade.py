@@ -72,6 +72,7 @@ V6 = "lifecycle-v6"
 V7 = "lifecycle-v7"
 V8 = "lifecycle-v8"  # a follower whose match is below its venue's grown step waits for its leader, then closes whole
 MONITOR_V1 = monitor.MONITOR_V1  # a holding trade's tick is one activity reading both venues
+MONITOR_V2 = monitor.MONITOR_V2  # ... a local activity
 
 
 @workflow.defn(name="TradeWorkflow")
@@ -91,7 +92,7 @@ class TradeWorkflow:
         self.s = carry.status
         self.desk = OrderDesk(params, carry, self._event)
         self.closer = Closer(params, carry, self.desk, self._event, self._alert, self._history_large)
-        self.v2 = self.v3 = self.v5 = self.monitor_v1 = False
+        self.v2 = self.v3 = self.v5 = self.monitor_v1 = self.monitor_v2 = False
         self.opened_record: asyncio.Task[None] | None = None  # the `opened` ledger write, running beside the hold
         self._alert_starts: list[asyncio.Task[None]] = []  # v5: alert children being started (awaited before the run ends)
 
@@ -139,6 +140,7 @@ class TradeWorkflow:
         self.closer.v7 = self.desk.v7 = self.desk.v6 and workflow.patched(V7)
         self.closer.v8 = self.closer.v7 and workflow.patched(V8)
         self.monitor_v1 = self.desk.v7 and workflow.patched(MONITOR_V1)
+        self.monitor_v2 = self.monitor_v1 and workflow.patched(MONITOR_V2)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:
