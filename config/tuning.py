@@ -27,8 +27,7 @@ class WorkerTuning(_Section):
         "its trades with 32 slots kept timing them out)")
     max_concurrent_local_activities: int = Field(
         128, ge=1, le=10_000,
-        description="local activity slots: a holding trade's monitor read is one (monitor-v2); 1,000 trades at a "
-        "10 s interval keep about 30-50 in use")
+        description="local activity slots: a holding trade's monitor read in flight is one (monitor-v2)")
     workflow_task_pollers: int = Field(
         5, ge=2, le=100, description="concurrent workflow task polls (the SDK's default; at least 2: sticky and normal)")
     activity_task_pollers: int = Field(5, ge=1, le=100, description="concurrent activity task polls")

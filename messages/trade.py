@@ -12,10 +12,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, create_model
 
 from config.settings import HoldParams, TradeExecution
+from domain.execution import LegName as LegName  # re-exported: the leg names have one definition
 from domain.lifecycle import TradeState
 from venues.models import FundingInfo, MarketInfo, OrderResult, Position, Side
-
-LegName = Literal["long", "short"]
 
 #: every field of HoldParams, optional: what ``update_hold`` takes (derived, not retyped)
 HoldParamsPatch = create_model(
