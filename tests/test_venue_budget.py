@@ -125,3 +125,24 @@ async def _until(pred, timeout: float = 15) -> None:
     while not pred():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.1)
+
+
+async def test_a_request_dearer_than_the_burst_is_charged_in_full():
+    """A weight-30 income read on a worker whose share is 20/s waits for a full burst and is then
+    charged all 30 (the budget runs 10 in debt): over time the venue sees the rate, never more.
+    Charging only the burst (20) let every such read through 10 units under its weight."""
+    now = [0.0]
+    b = VenueBudget(40, clock=lambda: now[0])
+    b.set_workers(2)  # 20/s each, burst 20
+    await b.acquire(30)  # the burst was full: granted at once, 10 in debt
+    assert b.served["read"] == 30
+    waiter = asyncio.create_task(b.acquire(1))
+    await asyncio.sleep(0.02)
+    assert not waiter.done()  # in debt: nothing more until the debt is paid
+    now[0] = 0.5  # 10 units refilled: the debt is paid, not yet a unit more
+    b._wake.set()
+    await asyncio.sleep(0.02)
+    assert not waiter.done()
+    now[0] = 0.56  # 1.2 units
+    b._wake.set()
+    await asyncio.wait_for(waiter, 1)

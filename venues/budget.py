@@ -75,6 +75,11 @@ class VenueBudget:
         self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.effective_rate)
         self._at = now
 
+    def _needed(self, cost: float) -> float:
+        """The budget a request waits for: its cost, or a full burst when it costs more (it is then
+        charged in full, leaving the budget in debt that later requests wait out)."""
+        return min(cost, self.capacity)
+
     def _grantable(self) -> tuple[float, asyncio.Future[None]] | None:
         for name in ("order", "read"):
             q = self._waiting[name]  # type: ignore[index]
@@ -88,9 +93,8 @@ class VenueBudget:
         """Wait until ``cost`` (ccxt's, at least 1) may be spent in lane ``which`` (default: ``LANE``)."""
         cost = max(float(cost or 1), 1.0)
         which = which or LANE.get()
-        cost = min(cost, self.capacity)  # a request dearer than a second of budget waits a full second
         self._refill()
-        if self._grantable() is None and self._tokens >= cost:
+        if self._grantable() is None and self._tokens >= self._needed(cost):
             self._tokens -= cost
             self.served[which] += cost
             return
@@ -107,10 +111,10 @@ class VenueBudget:
         while (head := self._grantable()) is not None:
             cost, fut = head
             self._refill()
-            if self._tokens < cost:
+            if self._tokens < self._needed(cost):
                 self._wake.clear()
                 try:  # until there is enough, or a waiter arrives or gives up (an order goes first)
-                    await asyncio.wait_for(self._wake.wait(), (cost - self._tokens) / self.effective_rate)
+                    await asyncio.wait_for(self._wake.wait(), (self._needed(cost) - self._tokens) / self.effective_rate)
                 except TimeoutError:
                     pass
                 continue
