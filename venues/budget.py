@@ -14,6 +14,8 @@ two lanes, and a share of the venue's limit that holds across workers.
   died is dropped once Temporal stops listing it (about a minute).
 
 The bucket holds at most one second of budget (a burst never exceeds the venue's per-second rate).
+A request dearer than that (a weight-30 income read on a worker with a 20/s share) waits for a
+full bucket and is charged in full: the bucket runs into debt, which the next requests wait out.
 """
 
 from __future__ import annotations
