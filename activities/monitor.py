@@ -10,7 +10,7 @@ venue I/O was already shared and cheap. A retryable venue error is tried again h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from messages.monitor import MonitorReadAnswer, MonitorReadRequest, VenueRead
@@ -47,8 +47,8 @@ async def read_venue(pool: GatewayPool, venue: str, symbol: str) -> VenueRead:
     async def positions() -> list[Position]:
         return await (shared.positions([symbol]) if shared else gw.positions([symbol]))  # type: ignore[union-attr]
 
-    async def rates() -> dict[str, FundingInfo]:
-        return await (shared.funding_rates() if shared else gw.funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S))  # type: ignore[union-attr]
+    async def rates() -> Mapping[str, FundingInfo]:
+        return await (shared.funding_rates(symbol) if shared else gw.funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S))  # type: ignore[union-attr]
 
     got = await asyncio.gather(_retried(positions), _retried(rates), return_exceptions=True)
     for r in got:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 
 from temporalio import activity
@@ -53,7 +54,7 @@ async def scan_venues(
 ) -> ScanResult:
     """One ``funding_rates()`` per venue, in parallel; then rank every pair (pure)."""
 
-    async def one(v: str) -> tuple[VenueScan, dict[str, FundingInfo]]:
+    async def one(v: str) -> tuple[VenueScan, Mapping[str, FundingInfo]]:
         t0 = time.monotonic()
         try:
             gw = pool.get(v)

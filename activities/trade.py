@@ -208,7 +208,7 @@ class TradeActivities:
     @activity.defn(name="market_snapshot")
     async def market_snapshot(self, req: SnapshotRequest) -> MarketSnapshot:
         if self.pool.shared_reads:  # one bulk read at most read_max_age_s old serves every trade
-            rates = await venue_call(self.pool.shared(req.venue).funding_rates())
+            rates = await venue_call(self.pool.shared(req.venue).funding_rates(req.symbol))
         else:  # a snapshot up to a second old serves every trade monitoring this venue
             rates = await venue_call(self.pool.get(req.venue).funding_rates(max_age_s=SNAPSHOT_MAX_AGE_S))
         fi = rates.get(req.symbol)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -51,6 +51,7 @@ from venues.errors import (
     scrub,
 )
 from venues.exchange import make_exchange
+from venues.funding_map import FundingMap
 from venues.marketcache import UNKNOWN_SYMBOL_MIN_AGE_S, MarketCache
 from venues.models import (
     Balance,
@@ -97,8 +98,8 @@ class Gateway:
         self._window_ms = self.adapter.validity_window_ms(venue.timeout_ms)
         self._intervals: dict[str, Decimal] = {}
         self._intervals_at = float("-inf")  # never fetched: the first call fetches
-        self._funding_cache: tuple[float, dict[str, FundingInfo]] | None = None
-        self._funding_inflight: asyncio.Future[dict[str, FundingInfo]] | None = None
+        self._funding_cache: tuple[float, Mapping[str, FundingInfo]] | None = None
+        self._funding_inflight: asyncio.Future[Mapping[str, FundingInfo]] | None = None
         self._unresolved: set[str] = set()  # position symbols still unknown after a reload
 
     @property
@@ -173,7 +174,7 @@ class Gateway:
         return await self._markets.refresh(generation=generation)
 
     # ------------------------------------------------------------------ market data
-    async def funding_rates(self, max_age_s: float = 0.0) -> dict[str, FundingInfo]:
+    async def funding_rates(self, max_age_s: float = 0.0) -> Mapping[str, FundingInfo]:
         """Current funding of every market, from ONE bulk request (plus, on the first call
         and then hourly, one request for the intervals when the venue's funding rates do not
         carry them).
@@ -192,7 +193,7 @@ class Gateway:
         self._funding_cache = (time.monotonic(), rates)
         return rates
 
-    async def _fetch_funding_rates(self) -> dict[str, FundingInfo]:
+    async def _fetch_funding_rates(self) -> Mapping[str, FundingInfo]:
         markets = await self.markets()
         raw = await self.adapter.funding_rates(self._call)  # with marks (OKX: a second bulk request)
         now = now_ms()
@@ -203,14 +204,7 @@ class Gateway:
         )
         if need_intervals:
             await self._refresh_intervals()
-        out: dict[str, FundingInfo] = {}
-        for symbol, fr in raw.items():
-            if symbol not in markets:
-                continue
-            info = parse.funding_info(symbol, fr, known_interval=self._intervals.get(symbol), now_ms=now)
-            if info is not None:
-                out[symbol] = info
-        return out
+        return FundingMap(raw, list(markets), self._intervals, now)  # each entry parsed when asked for
 
     async def _refresh_intervals(self) -> None:
         if time.monotonic() - self._intervals_at < INTERVALS_TTL_S:

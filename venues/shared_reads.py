@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -240,7 +240,7 @@ class SharedReads:
         self.lazy_positions = bool(getattr(getattr(gw, "adapter", None), "binance_fields", False))
         self.position_reads: Coalesced[list[Position] | _RawPositions] = Coalesced(
             self._read_positions, gap_s=bounds.gap_s, clock=clock)
-        self.rate_reads: Coalesced[dict[str, FundingInfo]] = Coalesced(gw.funding_rates, clock=clock)
+        self.rate_reads: Coalesced[Mapping[str, FundingInfo]] = Coalesced(gw.funding_rates, clock=clock)
         # income: on the venue's clock (settlements are venue times), in seconds
         self.income_reads: Coalesced[None] = Coalesced(self._read_income, clock=self._venue_s)
         self._income: dict[str, FundingPayment] = {}
@@ -290,11 +290,15 @@ class SharedReads:
         raw = await self.gw._call("fapiPrivateV3GetPositionRisk", {})
         return _RawPositions(self.gw.exchange, raw)
 
-    async def funding_rates(self) -> dict[str, FundingInfo]:
-        """Funding and marks of every market, at most ``max_age_s`` old."""
+    async def funding_rates(self, symbol: str | None = None) -> Mapping[str, FundingInfo]:
+        """Funding and marks of every market, at most ``max_age_s`` old. The settlements the rates
+        announce are noted for ``symbol`` (the one the caller looks at; None: every market, which
+        builds every entry of the read: ``venues/funding_map.py``)."""
         read = await self.rate_reads.get(max_age_s=self.bounds.max_age_s)
         rates = check_fresh(read, self.bounds.max_age_s, self._clock(), "funding rates", self.gw.name)
-        for sym, fi in rates.items():
+        for sym in rates if symbol is None else [symbol]:
+            if (fi := rates.get(sym)) is None:
+                continue
             _, nxt = self._settles.get(sym, (None, 0))
             if fi.next_funding_ms > nxt:
                 self._settles[sym] = (nxt or None, fi.next_funding_ms)
@@ -318,7 +322,7 @@ class SharedReads:
             return await self.gw.funding_income(since_ms, symbol)
         began_after: float | None
         try:
-            info = (await self.funding_rates()).get(symbol)
+            info = (await self.funding_rates(symbol)).get(symbol)
             last = self.settled_ms(symbol, info, now_ms)
             settled = last + SETTLE_LAG_MS if last is not None else now_ms
             began_after = min(settled, now_ms) / 1000
