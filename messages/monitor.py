@@ -14,6 +14,11 @@ from venues.models import Position
 class MonitorReadRequest(BaseModel):
     symbol: str
     venues: list[str]  # the long venue, then the short one
+    #: monitor-v2: when the tick's interval wait began (epoch ms, workflow time). Every order of the
+    #: trade was answered before it, so a shared positions read begun after it (and at most
+    #: ``activities.monitor.POSITIONS_MAX_AGE_S`` before the tick asked) shows them: the tick is
+    #: served without waiting for the next read. None: a read begun after the tick asked.
+    positions_since_ms: int | None = None
 
 
 class VenueRead(BaseModel):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import ActivityEnvironment
 
+from activities.monitor import POSITIONS_MAX_AGE_S
 from activities.trade import TradeActivities
 from config import load_settings
 from config.settings import DEMO_API_KEY, DEMO_API_SECRET
@@ -149,3 +151,35 @@ async def test_monitor_read_one_request_per_venue_and_each_venue_on_its_own(sims
         ra, rb = ans.reads
         assert ra.ok and ra.snapshot.funding.mark_price > 0  # the other venue still answers
         assert not rb.ok and rb.error_type == "VenueUnavailable" and rb.snapshot is None, rb
+
+
+async def test_a_tick_is_served_by_a_positions_read_begun_since_its_wait(sims: dict[str, SimProcess]):
+    """monitor-v2: a tick says when its interval wait began (``positions_since_ms``); a shared
+    positions read begun after that, at most ``POSITIONS_MAX_AGE_S`` before the tick asked, serves
+    it at once (a local activity waiting for the next read holds a workflow task slot). A read
+    begun before the wait, or too long ago, does not: the tick waits for a new one."""
+    venues = ",".join(f'{{"name": "{n}", "kind": "sim", "base_url": "{s.url}", "requests_per_second": 1000}}'
+                      for n, s in sims.items())
+    settings = load_settings(environ={"HEDGEFLOW__VENUES": f"[{venues}]"})
+    env = ActivityEnvironment()
+    a, b = sims
+    async with GatewayPool(settings) as pool:
+        acts = TradeActivities(settings, pool)
+        sym = sorted(s for s in await pool.get(a).markets() if s.startswith("S"))[0]
+        reads = {n: pool.shared(n).position_reads for n in sims}
+
+        async def tick(since_ms: int | None) -> None:
+            ans = await env.run(acts.monitor_read, MonitorReadRequest(symbol=sym, venues=[a, b], positions_since_ms=since_ms))
+            assert all(r.ok for r in ans.reads), ans
+
+        waited_ms = int(time.time() * 1000)
+        await tick(None)  # a read begun after the tick asked: one position read per venue
+        n0 = {n: r.reads for n, r in reads.items()}
+        await tick(waited_ms)  # the wait began before that read: served by it
+        assert {n: r.reads for n, r in reads.items()} == n0
+        await tick(int(time.time() * 1000))  # the wait began after it: a new read
+        n1 = {n: r.reads for n, r in reads.items()}
+        assert all(n1[n] == n0[n] + 1 for n in sims), (n0, n1)
+        await asyncio.sleep(POSITIONS_MAX_AGE_S + 0.2)  # the last read is now too old to serve
+        await tick(waited_ms)
+        assert all(r.reads == n1[n] + 1 for n, r in reads.items())

@@ -254,9 +254,11 @@ class SharedReads:
     def _venue_s(self) -> float:
         return self.gw.clock.history_now_ms() / 1000
 
-    async def positions(self, symbols: list[str] | None) -> list[Position]:
-        """Open positions in ``symbols`` (all when None), from a read begun after this call."""
-        asked = self._clock()
+    async def positions(self, symbols: list[str] | None, *, began_after: float | None = None) -> list[Position]:
+        """Open positions in ``symbols`` (all when None), from a read begun after this call, or
+        after ``began_after`` (this clock's seconds) where the caller says an earlier read is enough
+        (a monitor tick: its trade placed no order since then)."""
+        asked = self._clock() if began_after is None else began_after
         read = await self.position_reads.get(began_after=asked)
         if read.began < asked:  # never: the rule of the read; checked as each trade's bound
             raise StaleRead(f"{self.gw.name}: shared positions read began before it was asked for", venue=self.gw.name)

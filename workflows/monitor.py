@@ -50,7 +50,9 @@ Reads = tuple[list[tuple[Position | None, MarketSnapshot] | None], list[tuple[st
 async def _read_v1(wf: TradeWorkflow) -> Reads:
     p = wf.p
     venues = [p.long_venue, p.short_venue]
-    req, summary = MonitorReadRequest(symbol=p.symbol, venues=venues), f"monitor {p.symbol} on {p.long_venue} / {p.short_venue}"
+    req = MonitorReadRequest(symbol=p.symbol, venues=venues,  # v2: a read begun since the wait serves
+                             positions_since_ms=wf.tick_wait_ms if wf.monitor_v2 else None)
+    summary = f"monitor {p.symbol} on {p.long_venue} / {p.short_venue}"
     try:
         if wf.monitor_v2:  # run by this worker inside the workflow task (LOCAL_READ_OPTS)
             got = await workflow.execute_local_activity_method(

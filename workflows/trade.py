@@ -93,6 +93,7 @@ class TradeWorkflow:
         self.desk = OrderDesk(params, carry, self._event)
         self.closer = Closer(params, carry, self.desk, self._event, self._alert, self._history_large)
         self.v2 = self.v3 = self.v5 = self.monitor_v1 = self.monitor_v2 = False
+        self.tick_wait_ms: int | None = None  # when the hold's current interval wait began
         self.opened_record: asyncio.Task[None] | None = None  # the `opened` ledger write, running beside the hold
         self._alert_starts: list[asyncio.Task[None]] = []  # v5: alert children being started (awaited before the run ends)
 
@@ -300,6 +301,7 @@ class TradeWorkflow:
                 return Exit(ExitReason.MAX_HOLD)
             if self._history_large():
                 await self._continue_as_new()
+            self.tick_wait_ms = self._now_ms()  # every order of the trade was answered before this
             try:
                 await workflow.wait_condition(lambda: bool(self.c.close_requested or self.c.emergency_requested),
                                               timeout=self.s.hold.monitor_interval_s, timeout_summary="monitor interval")
