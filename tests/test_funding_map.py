@@ -8,8 +8,11 @@ from decimal import Decimal
 
 import pytest
 
+from tests.simproc import in_process_sim
+from tests.test_gateway import venue
 from venues import funding_map, parse
-from venues.funding_map import FundingMap
+from venues.funding_map import CcxtRates, FundingMap
+from venues.gateway import Gateway
 
 NOW = 1_796_000_000_000
 
@@ -49,3 +52,21 @@ def test_the_map_is_what_every_entry_parsed_gave_and_builds_only_what_is_asked(m
     assert sorted(set(built)) == ["S001/USDT:USDT", "S002/USDT:USDT", "S010/USDT:USDT"]  # only what was asked
     assert dict(m.items()) == expected  # iterating builds all: the same map as before
     assert len(m) == 48 and built.count("S010/USDT:USDT") == 1  # each entry parsed once per read
+
+
+async def test_the_binance_dialect_parses_a_row_when_asked_and_gives_what_ccxt_gives(tmp_path):
+    """Against a simulator over HTTP: the gateway's funding map (premiumIndex rows, each parsed by
+    ccxt's ``parse_funding_rate`` when asked for) is exactly what it built from ccxt's
+    ``fetch_funding_rates`` before, and answering one symbol parses that row alone."""
+    async with in_process_sim(tmp_path, name="fmap") as sim, Gateway(venue(sim.url)) as gw:
+        await gw.markets()
+        rates = await gw.funding_rates()
+        raw = rates._raw  # the adapter's lazy rows
+        assert isinstance(raw, CcxtRates) and len(raw) >= 3
+        assert rates["BTC/USDT:USDT"].mark_price > 0 and len(raw._parsed) <= 2  # (one more: the interval probe)
+        rows = list(raw._rows.values())  # the same rows through ccxt's whole-answer parse
+        via_ccxt = gw.exchange.parse_funding_rates(rows)
+        markets = {s for s, m in (await gw.markets()).items() if m.active}
+        want = {s: parse.funding_info(s, fr, known_interval=gw._intervals.get(s), now_ms=rates._now)
+                for s, fr in via_ccxt.items() if s in markets}
+        assert dict(rates.items()) == {s: v for s, v in want.items() if v is not None}

@@ -49,3 +49,34 @@ class FundingMap(Mapping[str, FundingInfo]):
 
     def __repr__(self) -> str:
         return f"FundingMap({len(self._symbols)} markets, {len(self._built)} built)"
+
+
+class CcxtRates(Mapping[str, Mapping[str, Any]]):
+    """A raw bulk funding answer (Binance's ``premiumIndex`` rows), each row parsed by ccxt's own
+    ``parse_funding_rate`` when first asked for: ccxt's ``fetch_funding_rates`` parses all of them
+    (about 50 µs each: 50 ms a read at 1,008 markets, 20 % of the worker's CPU with 1,000 trades
+    holding). Keys are ccxt symbols, as ``fetch_funding_rates`` gives them."""
+
+    def __init__(self, exchange: Any, rows: Any) -> None:
+        self._exchange = exchange
+        self._rows: dict[str, Any] = {}
+        for r in rows if isinstance(rows, list) else []:
+            symbol = exchange.safe_symbol(str(r.get("symbol")), None, None, "contract")
+            if symbol is not None:
+                self._rows[symbol] = r
+        self._parsed: dict[str, Mapping[str, Any]] = {}
+
+    def __getitem__(self, symbol: str) -> Mapping[str, Any]:
+        got = self._parsed.get(symbol)
+        if got is None:
+            got = self._parsed[symbol] = self._exchange.parse_funding_rate(self._rows[symbol])
+        return got
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)

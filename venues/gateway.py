@@ -195,7 +195,7 @@ class Gateway:
 
     async def _fetch_funding_rates(self) -> Mapping[str, FundingInfo]:
         markets = await self.markets()
-        raw = await self.adapter.funding_rates(self._call)  # with marks (OKX: a second bulk request)
+        raw = await self.adapter.funding_rates(self._call, self.exchange)  # with marks (OKX: a second bulk request)
         now = now_ms()
         # markets the venue does not trade now are left out, as before (nothing opens there)
         markets = {s: m for s, m in markets.items() if m.active}

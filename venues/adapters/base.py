@@ -177,8 +177,9 @@ class Adapter:
         return str((raw or {}).get("marginMode") or "unknown").lower()
 
     # ------------------------------------------------------------------ funding
-    async def funding_rates(self, call: Call) -> Mapping[str, Mapping[str, Any]]:
-        """ccxt funding rates of every market, with their mark price (one bulk request here)."""
+    async def funding_rates(self, call: Call, exchange: Any = None) -> Mapping[str, Mapping[str, Any]]:
+        """ccxt funding rates of every market, with their mark price (one bulk request here).
+        ``exchange``: the ccxt client, for an adapter that parses the answer itself."""
         return await call("fetch_funding_rates")
 
     def market_intervals(self, markets: Mapping[str, Mapping[str, Any]]) -> dict[str, Decimal]:

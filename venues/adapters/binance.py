@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from venues.adapters.base import Adapter, Call
+from venues.funding_map import CcxtRates
 from venues.placing import RECV_WINDOW_MS
 
 
@@ -31,6 +33,14 @@ class BinanceAdapter(Adapter):
 
     async def arm_dead_man(self, call: Call, venue_symbol: str, ms: int) -> None:
         await call("fapiPrivatePostCountdownCancelAll", {"symbol": venue_symbol, "countdownTime": ms})
+
+    async def funding_rates(self, call: Call, exchange: Any = None) -> Mapping[str, Mapping[str, Any]]:
+        """The request ccxt's ``fetch_funding_rates`` sends (``premiumIndex`` of every market, the
+        same weight), its rows parsed by ccxt's own ``parse_funding_rate`` only when asked for
+        (``venues/funding_map.py``)."""
+        if exchange is None or not hasattr(exchange, "fapiPublicGetPremiumIndex"):
+            return await super().funding_rates(call, exchange)
+        return CcxtRates(exchange, await call("fapiPublicGetPremiumIndex", {}))
 
     def ccxt_options(self) -> dict[str, Any]:
         return {"defaultType": "swap", "recvWindow": RECV_WINDOW_MS, "fetchMarkets": {"types": ["linear"]}}

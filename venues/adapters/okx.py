@@ -44,7 +44,7 @@ class OkxAdapter(Adapter):
     def ccxt_options(self) -> dict[str, Any]:
         return {"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}}  # no spot / future / option
 
-    async def funding_rates(self, call: Call) -> Mapping[str, Mapping[str, Any]]:
+    async def funding_rates(self, call: Call, exchange: Any = None) -> Mapping[str, Mapping[str, Any]]:
         # /public/funding-rate carries no mark price: one bulk /public/mark-price read as well
         rates, marks = await asyncio.gather(call("fetch_funding_rates"), call("fetch_mark_prices"))
         return {s: {**fr, "markPrice": fr.get("markPrice") or (marks.get(s) or {}).get("markPrice")}
