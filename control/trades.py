@@ -68,13 +68,24 @@ def running_query(task_queue: str) -> str:
 
 async def open_trades_touching(client: Client, symbol: str, venues: list[str]) -> list[str]:
     """Ids of running trades on ``symbol`` that use any of ``venues`` (one-way position mode
-    nets positions, so only one trade per symbol and venue may be open)."""
+    nets positions, so only one trade per symbol and venue may be open). Visibility lags: a trade
+    it still lists as running is asked itself (``describe``), so one that has just ended does not
+    refuse the next open. (The lease, taken in the workflow before any order, is what guarantees
+    one trade per symbol and venue; this is the early, friendly refusal.)"""
     names = ", ".join(f"'{v}'" for v in venues)
     query = (
         f"WorkflowType = 'TradeWorkflow' AND ExecutionStatus = 'Running' AND Symbol = '{symbol}' "
         f"AND (LongVenue IN ({names}) OR ShortVenue IN ({names}))"
     )
-    return [w.id async for w in client.list_workflows(query)]
+    listed = [w.id async for w in client.list_workflows(query)]
+    return [wf for wf in listed if await _still_running(client, wf)]
+
+
+async def _still_running(client: Client, wf_id: str) -> bool:
+    try:
+        return (await client.get_workflow_handle(wf_id).describe()).status == WorkflowExecutionStatus.RUNNING
+    except RPCError:
+        return True  # cannot tell: count it (a refusal the operator can retry beats a doubled trade)
 
 
 async def scanner_halted(client: Client) -> str | None:
