@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -51,10 +49,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.rounding import round_down
     from messages.execution import MakerUnitRequest
-    from venues.errors import NON_RETRYABLE_TYPE_NAMES
     from venues.models import OrderResult, Side
     from workflows.close_step import close_in_step
-    from workflows.options import NAKED_STEP_HEARTBEAT
+    from workflows.options import maker_unit_opts
     from workflows.trade_orders import OrderDesk, error_type, is_cancellation, uncancellable
 
 if TYPE_CHECKING:
@@ -64,18 +61,6 @@ ZERO = Decimal(0)
 LEGS: tuple[LegName, LegName] = ("long", "short")
 #: patch id: a sliced entry evens a piece whose legs filled unequal amounts before the next piece
 SLICE_EVEN = "styles-slice-even"
-
-
-def maker_unit_opts(window_s: float) -> dict:
-    """A maker unit is naked between a maker fill and its hedge, as the opening pair is between its
-    two fills: a dead worker is noticed through the same short heartbeat, and the retry (which
-    looks every id up first and sends none twice) follows at once."""
-    return dict(start_to_close_timeout=timedelta(seconds=window_s + 30),
-                schedule_to_close_timeout=timedelta(seconds=window_s + 120),
-                heartbeat_timeout=NAKED_STEP_HEARTBEAT,
-                retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50), backoff_coefficient=2.0,
-                                         maximum_interval=timedelta(seconds=2),
-                                         non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES))
 
 
 @dataclass

@@ -113,3 +113,15 @@ LEDGER_FINAL_OPTS: dict[str, Any] = dict(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)),
 )
+
+
+def maker_unit_opts(window_s: float) -> dict:
+    """A maker unit is naked between a maker fill and its hedge, as the opening pair is between its
+    two fills: a dead worker is noticed through the same short heartbeat, and the retry (which
+    looks every id up first and sends none twice) follows at once."""
+    return dict(start_to_close_timeout=timedelta(seconds=window_s + 30),
+                schedule_to_close_timeout=timedelta(seconds=window_s + 120),
+                heartbeat_timeout=NAKED_STEP_HEARTBEAT,
+                retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50), backoff_coefficient=2.0,
+                                         maximum_interval=timedelta(seconds=2),
+                                         non_retryable_error_types=NON_RETRYABLE_TYPE_NAMES))
