@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import close_step, lone_leg, maker_unit, monitor
+from activities import close_step, close_whole, lone_leg, maker_unit, monitor
 from activities.common import heartbeating, venue_call
 from config import Settings
 from messages.execution import MakerUnitOutcome, MakerUnitRequest
@@ -38,6 +38,7 @@ from messages.trade import (
     StepCloseRequest,
     VenueCheck,
     VenueCheckRequest,
+    WholeCloseOutcome,
 )
 from venues.errors import VenueError
 from venues.models import Fill, FundingPayment, OrderResult, Position
@@ -118,6 +119,12 @@ class TradeActivities:
     @activity.defn(name="place_order")
     async def place_order(self, req: PlaceOrderRequest) -> OrderResult:
         return await venue_call(self._place(req))
+
+    @activity.defn(name="close_whole")
+    async def close_whole(self, req: PlaceOrderRequest) -> WholeCloseOutcome:
+        """lifecycle-v9: a whole-position reduce-only close and, when it fills only part, its rests
+        at once from this activity (activities/close_whole.py)."""
+        return await venue_call(close_whole.close_whole(self.pool, req, self._place))
 
     @activity.defn(name="place_orders")
     async def place_orders(self, reqs: list[PlaceOrderRequest]) -> list[PlaceOutcome]:
@@ -254,6 +261,7 @@ class TradeActivities:
             self.check_venue,
             self.place_order,
             self.place_orders,
+            self.close_whole,
             self.close_in_step,
             self.maker_unit,
             self.get_order,

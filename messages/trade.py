@@ -98,6 +98,19 @@ class PlaceOrderRequest(BaseModel):
     #: lifecycle-v6: the id of the reduce-only close that chases this opening when its outcome stays
     #: unknown while the other leg filled alone (the workflow's ``b1``), sent by the activity
     chase_client_order_id: str | None = None
+    #: lifecycle-v9, a whole-position reduce-only close (``close_whole``): when it fills only part
+    #: (a thin book), the rest goes out at once from the same activity under these ids, in turn
+    rest_ids: list[str] = Field(default_factory=list)
+
+
+class WholeCloseOutcome(BaseModel):
+    """lifecycle-v9: a whole-position close and the rests ``close_whole`` sent behind it, in order."""
+
+    order: OrderResult
+    rest: list[OrderResult] = Field(default_factory=list)
+    rest_sent_ids: list[str] = Field(default_factory=list)  # every rest id sent (the last may be unanswered)
+    rest_error: str | None = None  # why the last rest has no answer (its id is issued: looked up)
+    refused_ids: list[str] = Field(default_factory=list)  # rests refused outright: nothing of them is on the venue
 
 
 class PlaceOutcome(BaseModel):

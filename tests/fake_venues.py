@@ -9,7 +9,7 @@ answer was lost), rounds quantities down to its own step as a venue does, and ha
 faults a branch needs: ``refuse`` (every new opening order rejected), ``lose_answer`` (the next
 order executes but its answer is lost), ``partial`` (fill ratio of opening orders), ``down``
 (reads and orders fail), ``orders_down`` (reads answer, orders fail), ``down_after_answer`` (down right after its next order), ``down_after_reads`` (after N reads), ``slow_s`` /
-``check_slow_s`` (placing / the pre-trade read take this long), ``liq_price`` (reported
+``reduce_slow_s`` / ``check_slow_s`` (placing / the pre-trade read take this long), ``liq_price`` (reported
 liquidation price until a reduce-only order fills, or always with ``liq_sticky``).
 """
 
@@ -43,6 +43,7 @@ from messages.trade import (
     TradeRecord,
     VenueCheck,
     VenueCheckRequest,
+    WholeCloseOutcome,
 )
 from venues.models import (
     Fill,
@@ -71,6 +72,7 @@ class FakeVenue:
     reads: int = 0  # position reads asked of this venue
     orders_down: bool = False  # reads answer, every order fails (the order path is broken)
     slow_s: float = 0.0
+    reduce_slow_s: float = 0.0  # reduce-only orders take this long (a trim or a close in flight)
     check_slow_s: float = 0.0  # the pre-trade read takes this long
     read_slow_s: float = 0.0  # every position read takes this long (a quick probe times out)
     down_after_answer: bool = False  # goes down right after answering its next order
@@ -131,12 +133,13 @@ class FakeActivities:
         self.imbalance: list[tuple[str, Decimal]] = []  # (venue, long + short) after every execution
         self.leases: dict[tuple[str, str], str] = {}
         self.final_record_failures = 0  # the next N final ledger writes (closed, aborted) fail
+        self.calls: list[tuple[str, str]] = []  # (activity, client id) of every order activity, in order
 
     async def _place(self, req: PlaceOrderRequest) -> OrderResult:
         v = self.v[req.venue]
-        if v.slow_s:
+        if delay := v.slow_s + (v.reduce_slow_s if req.reduce_only else 0.0):
             try:
-                await slow(v.slow_s)
+                await slow(delay)
             except asyncio.CancelledError:
                 # the request is on its way (a slow answer, not a slow send): the venue executes
                 # it, the activity's cancel loses only the answer
@@ -189,12 +192,43 @@ class FakeActivities:
                     side = Side.SELL if r.side == Side.BUY else Side.BUY
                     flat = r.model_copy(update={"client_order_id": r.flatten_client_order_id, "side": side,
                                                 "qty": mine.order.filled_qty, "reduce_only": True})
-                    mine.flatten_sent = [flat.client_order_id]
-                    try:
-                        mine.flatten = await self._place(flat)
-                    except ApplicationError as exc:
-                        mine.flatten_error = str(exc)
+                    left = mine.order.filled_qty
+                    for k, cid in enumerate([r.flatten_client_order_id, *r.flatten_rest_ids]):  # rests of a thin book
+                        mine.flatten_sent.append(cid)
+                        try:
+                            got = await self._place(flat.model_copy(update={"client_order_id": cid, "qty": left}))
+                        except ApplicationError as exc:
+                            mine.flatten_error = str(exc)
+                            break
+                        if k == 0:
+                            mine.flatten = got
+                        else:
+                            mine.flatten_rest.append(got)
+                        left -= got.filled_qty
+                        if got.filled_qty <= 0 or left <= 0:
+                            break
         return outs
+
+    @activity.defn(name="close_whole")
+    async def close_whole(self, req: PlaceOrderRequest) -> WholeCloseOutcome:
+        """lifecycle-v9 (activities/close_whole.py): a whole close, then its rests from this activity."""
+        self.calls.append(("close_whole", req.client_order_id))
+        if activity.info().attempt > 1:
+            req = req.model_copy(update={"lookup_first": True})
+        out = WholeCloseOutcome(order=await self._place(req))
+        got, left = out.order, req.qty - out.order.filled_qty
+        for cid in req.rest_ids:
+            if got.filled_qty <= 0 or left <= 0:
+                break
+            out.rest_sent_ids.append(cid)
+            try:
+                got = await self._place(req.model_copy(update={"client_order_id": cid, "qty": left}))
+            except ApplicationError as exc:
+                out.rest_error = str(exc)
+                break
+            out.rest.append(got)
+            left -= got.filled_qty
+        return out
 
     @activity.defn(name="close_in_step")
     async def close_in_step(self, req: StepCloseRequest) -> StepCloseOutcome:
@@ -263,6 +297,7 @@ class FakeActivities:
 
     @activity.defn(name="place_order")
     async def place_order(self, req: PlaceOrderRequest) -> OrderResult:
+        self.calls.append(("place_order", req.client_order_id))
         if activity.info().attempt > 1:
             req = req.model_copy(update={"lookup_first": True})
         return await self._place(req)
@@ -353,6 +388,6 @@ class FakeActivities:
         self.records.append(rec.event)
 
     def all(self) -> list:
-        return [self.check_venue, self.place_orders, self.close_in_step, self.maker_unit, self.place_order, self.get_order, self.cancel_order,
+        return [self.check_venue, self.place_orders, self.close_whole, self.close_in_step, self.maker_unit, self.place_order, self.get_order, self.cancel_order,
                 self.get_positions, self.market_snapshot, self.monitor_read, self.funding_income, self.order_fills,
                 self.send_alert, self.record_trade, self.acquire_leases, self.release_leases]

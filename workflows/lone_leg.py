@@ -16,13 +16,20 @@ if TYPE_CHECKING:
 
 #: the client-id steps of a lone leg's flatten (the first, then up to three rests of a thin book)
 FLATTEN_STEPS = ("lf", "lfr1", "lfr2", "lfr3")
+#: lifecycle-v9: a thin book (50-70 % of each order) left a lot or two after three rests, to the close
+#: loop's own close (1-2 s more at load): the flatten now rests until flat, at most this many times
+FLATTEN_RESTS_V9 = 12
 #: the step of the reduce-only chase of an opening whose outcome is unknown (the close loop's too)
 CHASE_STEP = "b1"
 
 
-def flatten_steps(opening: str = "o") -> tuple[str, ...]:
-    """The flatten steps of the opening ``opening`` (``o``; a slice ``p<n>``: ``lfp<n>``, ``lfp<n>r1``...)."""
-    return FLATTEN_STEPS if opening == "o" else (f"lf{opening}", *(f"lf{opening}r{k}" for k in (1, 2, 3)))
+def flatten_steps(opening: str = "o", v9: bool = False) -> tuple[str, ...]:
+    """The flatten steps of the opening ``opening`` (``o``; a slice ``p<n>``: ``lfp<n>``, ``lfp<n>r1``...);
+    ``v9``: ``FLATTEN_RESTS_V9`` rests (``lfr1`` … ``lfr12``), else three."""
+    if opening == "o" and not v9:
+        return FLATTEN_STEPS
+    tag = "" if opening == "o" else opening
+    return (f"lf{tag}", *(f"lf{tag}r{k}" for k in range(1, 1 + (FLATTEN_RESTS_V9 if v9 else 3))))
 
 
 def chase_step(opening: str = "o") -> str:
@@ -34,7 +41,7 @@ async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome, openin
     loop looks up any whose answer is not final)."""
     sent = set(out.flatten_sent)
     done = {o.client_order_id: o for o in ([out.flatten] if out.flatten else []) + out.flatten_rest}
-    steps = flatten_steps(opening)
+    steps = flatten_steps(opening, desk.v9)
     for step in steps:
         cid = client_order_id(desk.p.trade_id, leg, step)
         if cid not in sent:

@@ -71,6 +71,8 @@ V6 = "lifecycle-v6"
 #: a hedged pair's close round sends the leader and the follower's match from one activity
 V7 = "lifecycle-v7"
 V8 = "lifecycle-v8"  # a follower whose match is below its venue's grown step waits for its leader, then closes whole
+#: a whole close rests in one activity; a lone flatten rests until flat; a cancel waits for a trim in flight
+V9 = "lifecycle-v9"
 MONITOR_V1 = monitor.MONITOR_V1  # a holding trade's tick is one activity reading both venues
 MONITOR_V2 = monitor.MONITOR_V2  # ... a local activity
 
@@ -142,6 +144,7 @@ class TradeWorkflow:
         self.closer.v8 = self.closer.v7 and workflow.patched(V8)
         self.monitor_v1 = self.desk.v7 and workflow.patched(MONITOR_V1)
         self.monitor_v2 = self.monitor_v1 and workflow.patched(MONITOR_V2)
+        self.closer.v9 = self.desk.v9 = self.closer.v8 and workflow.patched(V9)
         workflow.upsert_search_attributes(search_attribute_updates(self.p, self.s.state.value))
         self._details()
         try:

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from messages.trade import LegName, TradeCarry, TradeParams
     from venues.models import Position, Side
     from workflows.close_step import close_in_step
+    from workflows.close_whole import close_whole
     from workflows.trade_orders import (
         OrderDesk,
         error_type,
@@ -75,6 +76,8 @@ class Closer:
         #: lifecycle-v8: a follower whose venue refuses its match as below its step or minimum (the
         #: step grew since the trade opened) waits for its leader to be flat, then closes whole
         self.v8 = False
+        #: lifecycle-v9: a whole close and its rests in one activity (``workflows/close_whole.py``)
+        self.v9 = False
         self._waiting: set[str] = set()
 
     @property
@@ -253,6 +256,8 @@ class Closer:
         Not for a leader in step with its follower (the pair stays hedged round by round)."""
         if self.v7 and qty is None and self._in_step(leg):
             return await close_in_step(self, leg, pos, n)
+        if self.v9 and qty is None and not self._in_step(leg):
+            return await close_whole(self.desk, leg, pos, n)
         order = await self.desk.close_leg(leg, pos, f"c{n}", qty)
         filled = order.filled_qty > 0
         rest, k = abs(pos.qty) - order.filled_qty, 0

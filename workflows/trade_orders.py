@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         TradeStatus,
     )
     from venues.models import OrderResult, Position, Side
+    from workflows import equalise
     from workflows.alerts import AlertWorkflow
     from workflows.lone_leg import book_flattens, chase_step, flatten_steps
     from workflows.options import (
@@ -177,6 +178,7 @@ class OrderDesk:
         self.v4 = False  # lifecycle-v4: a whole-position close is resent under a fresh id, no window wait
         self.v5 = False  # lifecycle-v5: the bookkeeping after flat (leases, final record) ignores a cancel
         self.v6 = self.v7 = False  # v6: ``place_orders`` flattens a lone filled leg itself (lone_leg.py); v7: close_step
+        self.v9 = False  # lifecycle-v9: whole closes rest in one activity, a lone flatten rests until flat, a cancel waits for a trim
 
     @property
     def s(self):  # the trade's status (part of the carry)
@@ -214,8 +216,8 @@ class OrderDesk:
             reqs = [r.model_copy(update={"deadline_s": OPEN_LEG_DEADLINE_S}) for r in reqs]
         if self.v6:  # a lone filled leg is flattened by the activity itself, under these ids
             reqs = [r.model_copy(update={
-                "flatten_client_order_id": client_order_id(self.p.trade_id, leg, flatten_steps(step)[0]),
-                "flatten_rest_ids": [client_order_id(self.p.trade_id, leg, st) for st in flatten_steps(step)[1:]],
+                "flatten_client_order_id": client_order_id(self.p.trade_id, leg, flatten_steps(step, self.v9)[0]),
+                "flatten_rest_ids": [client_order_id(self.p.trade_id, leg, st) for st in flatten_steps(step, self.v9)[1:]],
                 "chase_client_order_id": client_order_id(self.p.trade_id, leg, chase_step(step))})
                 for leg, r in zip(("long", "short"), reqs, strict=True)]
         call = workflow.execute_activity_method(
@@ -232,7 +234,7 @@ class OrderDesk:
             outcomes = [PlaceOutcome(error_type=error_type(exc), retryable=True) for _ in reqs]
             if self.v6:  # an attempt may have sent flattens before it died: the close looks them up
                 outcomes = [o.model_copy(update={"flatten_sent": [
-                    client_order_id(self.p.trade_id, leg, st) for st in flatten_steps(step)]})
+                    client_order_id(self.p.trade_id, leg, st) for st in flatten_steps(step, self.v9)]})
                     for leg, o in zip(("long", "short"), outcomes, strict=True)]
 
         async def finish(leg: LegName, out: PlaceOutcome) -> OrderResult | str:
@@ -312,31 +314,8 @@ class OrderDesk:
         return order
 
     async def equalise(self, step: Decimal, min_qty: Decimal) -> None:
-        """Top up the lagging leg, then trim the longer one, until both hold the same qty. On v3
-        the longer leg is trimmed at once (its venue just filled; the lagging venue, which just
-        filled short, is the one likely to fill short again): hedged first, full size second."""
-        L, S = self.s.leg("long"), self.s.leg("short")
-        for attempt in range(1, 0 if self.v3 else self.p.topup_attempts + 1):
-            diff = round_down(abs(L.filled_qty - S.filled_qty), step)
-            stop = self.c.close_requested or self.c.emergency_requested
-            if diff == 0 or diff < min_qty or (self.v2 and stop):
-                break
-            lagging: LegName = "long" if L.filled_qty < S.filled_qty else "short"
-            self.event(f"partial fill: topping up {lagging} by {diff} (attempt {attempt})")
-            res = await self.place_verified(lagging, diff, f"t{attempt}", reduce_only=False)
-            if self.v2 and isinstance(res, str):
-                break  # a top-up that failed is not retried while the gap stays open: trim instead
-        # v5: a trim that fills short is trimmed again (m2, m3, ...): the pair ends hedged to the
-        # step, not left a step or more apart for the whole hold (within max_gap, but naked)
-        for k in range(1, 1 + (self.p.trim_rounds if self.v5 else 1)):
-            diff = round_down(abs(L.filled_qty - S.filled_qty), step)
-            if diff == 0 or (k > 1 and diff < min_qty):
-                break
-            longer: LegName = "long" if L.filled_qty > S.filled_qty else "short"
-            self.event(f"trimming {longer} by {diff} to match")
-            res = await self.place_verified(longer, diff, f"m{k}", reduce_only=True)
-            if isinstance(res, str) or res.filled_qty == 0:
-                break  # refused or nothing filled: the hedge check and the monitor take it from here
+        """Top up, then trim, until both legs hold the same qty (``workflows/equalise.py``)."""
+        await equalise.equalise(self, step, min_qty)
 
     async def reduce_both(self, step: Decimal, min_qty: Decimal, why: str) -> Decimal | None:
         """Halve both legs with reduce-only orders (the same quantity on both, on the common
