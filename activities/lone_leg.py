@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # the pool (ccxt, the gateway) is the worker's: code that onl
 log = logging.getLogger("hedgeflow.activities")
 #: how long the cancel of the other leg's opening may take before the filled leg is flattened anyway
 CANCEL_WAIT_S = 0.25
+#: lifecycle-v9: how often a chased opening of unknown outcome is looked up (for ``chase_watch_s``)
+WATCH_POLL_S = 0.1
 
 
 def enabled(reqs: list[PlaceOrderRequest]) -> bool:
@@ -62,6 +64,10 @@ async def earlier_attempt(pool: GatewayPool, reqs: list[PlaceOrderRequest]) -> l
         out = PlaceOutcome(order=opening.model_copy(update={"requested_qty": r.qty}) if opening else None, flatten=flat)
         if flat is not None:  # the earlier attempt may have sent its rest orders too: the close looks them up
             out.flatten_sent = [r.flatten_client_order_id or "", *r.flatten_rest_ids]
+        if flat is None and r.chase_rest_ids:  # v9: closes its watch may have sent behind a late opening
+            found = await asyncio.gather(*(pool.get(r.venue).get_order(r.symbol, cid) for cid in r.chase_rest_ids))
+            out.chase_rest = [o for o in found if o is not None]
+            out.chase_rest_sent = [o.client_order_id for o in out.chase_rest]
         if opening is None:
             out.error_type, out.error, out.retryable = "NotSent", "not sent again: the other leg was flattened", False
         outs.append(out)
@@ -108,6 +114,48 @@ async def _chase(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome) -
         out.chase_error = f"{exc.type_name}: {exc}"
         if not exc.retryable and not exc.outcome_unknown:
             out.refused_ids.append(req.chase_client_order_id)
+    if req.chase_watch_s > 0 and (out.chase is None or out.chase.filled_qty <= 0):
+        await _watch(pool, req, out)
+
+
+async def _watch(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome) -> None:
+    """lifecycle-v9: the chase closed nothing (refused: the venue held nothing yet). An opening whose
+    answer was dropped by a venue that executes late is invisible until it executes (2.5 s in chaos),
+    and then naked until the close loop's next read and close (1-2 s per activity at load: 3.5 s).
+    So its id is looked up every ``WATCH_POLL_S`` for ``chase_watch_s``; once it is final with
+    something executed, that is closed at once (reduce-only, then its rests on a thin book) under
+    ``chase_rest_ids``. Final with nothing executed: it never will, the watch ends."""
+    gw, loop = pool.get(req.venue), asyncio.get_running_loop()
+    until = loop.time() + req.chase_watch_s
+    while loop.time() < until:
+        await asyncio.sleep(WATCH_POLL_S)
+        try:
+            found = await gw.get_order(req.symbol, req.client_order_id)
+        except VenueError:
+            continue
+        if found is None or not found.is_closed:
+            continue
+        left = found.filled_qty
+        if left > 0:
+            log.warning("place_orders: the chased opening %s executed %s late on %s: closing it at once",
+                        req.client_order_id, left, req.venue)
+        for cid in req.chase_rest_ids:
+            if left <= 0:
+                return
+            out.chase_rest_sent.append(cid)
+            try:
+                got = await gw.place_market_order(req.symbol, Side(req.side).opposite, left, cid, reduce_only=True,
+                                                  lookup_first=False, wait_window=False)
+            except VenueError as exc:
+                out.chase_error = f"{exc.type_name}: {exc}"
+                if not exc.retryable and not exc.outcome_unknown:
+                    out.refused_ids.append(cid)
+                return
+            out.chase_rest.append(got)
+            left -= got.filled_qty
+            if not got.is_closed or got.filled_qty <= 0:
+                return
+        return
 
 
 async def _cancel_other(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome) -> bool:

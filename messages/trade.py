@@ -101,6 +101,10 @@ class PlaceOrderRequest(BaseModel):
     #: lifecycle-v9, a whole-position reduce-only close (``close_whole``): when it fills only part
     #: (a thin book), the rest goes out at once from the same activity under these ids, in turn
     rest_ids: list[str] = Field(default_factory=list)
+    #: lifecycle-v9, an opening chased by ``place_orders``: its id is looked up every 0.1 s for this
+    #: long after the chase, and what it executed late is closed at once under ``chase_rest_ids``
+    chase_watch_s: float = 0.0
+    chase_rest_ids: list[str] = Field(default_factory=list)
 
 
 class WholeCloseOutcome(BaseModel):
@@ -135,6 +139,9 @@ class PlaceOutcome(BaseModel):
     chase_sent: bool = False
     chase: OrderResult | None = None
     chase_error: str | None = None
+    #: lifecycle-v9: the closes of what the chased opening executed late (found by the watch), every id sent
+    chase_rest: list[OrderResult] = Field(default_factory=list)
+    chase_rest_sent: list[str] = Field(default_factory=list)
     #: ids of this leg the venue refused outright (nothing of them is on the venue: never looked up)
     refused_ids: list[str] = Field(default_factory=list)
 

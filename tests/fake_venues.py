@@ -77,6 +77,10 @@ class FakeVenue:
     read_slow_s: float = 0.0  # every position read takes this long (a quick probe times out)
     down_after_answer: bool = False  # goes down right after answering its next order
     down_after_reads: int | None = None  # goes down right after answering this many more position reads
+    #: the next opening's answer is lost and the order is invisible (unknown to look-ups, nothing
+    #: executed) until this many more position reads of the venue: then it executes (late)
+    land_after_reads: int = 0
+    landing: PlaceOrderRequest | None = None
     close_errors: int = 0  # the next N reduce-only orders fail (a flaky venue: 5xx, nothing executed)
     exec_late_ms: int = 0  # orders report being filled this long after the venue accepted them
     log: list[str] = field(default_factory=list)  # "read", "fail <cid>", "order <cid>", in order
@@ -151,6 +155,9 @@ class FakeActivities:
             raise ApplicationError(f"{v.name} order path down", type="VenueUnavailable", non_retryable=True)
         if req.lookup_first and req.client_order_id in v.orders:
             return v.orders[req.client_order_id]
+        if v.land_after_reads and not req.reduce_only and v.landing is None:
+            v.landing = req  # on its way: it executes after ``land_after_reads`` reads
+            raise ApplicationError("no answer", type="VenueTimeout")
         if v.close_errors and req.reduce_only:
             v.close_errors -= 1
             v.log.append(f"fail {req.client_order_id}")
@@ -323,6 +330,10 @@ class FakeActivities:
         if v.down_after_reads is not None:
             v.down_after_reads -= 1
             v.down = v.down_after_reads <= 0
+        if v.landing is not None and v.land_after_reads:
+            v.land_after_reads -= 1
+            if v.land_after_reads == 0:  # the late opening executes now, before this read answers
+                v.execute(v.landing)
         if v.position == 0:
             return []
         return [Position(symbol=req.symbols[0], qty=v.position, entry_price=v.price, unrealized_pnl=D(0),

@@ -78,3 +78,20 @@ async def test_a_cancel_waits_for_a_trim_in_flight(bench):  # noqa: F811
     closing = at(lambda w: w.startswith("cancel received"))
     assert 0 <= booked < taken < closing, what
     await record(h, "trade_cancel_trim", "v9")
+
+
+async def test_a_leg_whose_opening_may_still_land_is_read_again_every_0_2_s(bench):  # noqa: F811
+    """The short's opening gets no answer and stays invisible (a venue executing late, its answer
+    dropped) until the fourth read of its venue; the long fills alone and is flattened. While that
+    opening may still land, the short's close loop reads again every 0.2 s (it backed off 0.5 s,
+    1 s, … and each read at load was 1-2 s more: the late short stayed naked 3.5 s in chaos)."""
+    fb = bench.fakes.v["fb"]
+    fb.land_after_reads = 4
+    h = await bench.start()
+    st = await h.result()
+    assert st.state == "aborted" and bench.flat() and bench.executed_at_most_once()
+    assert fb.landing is not None and fb.land_after_reads == 0  # it landed, late, and was closed
+    timers = [e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+              for e in (await h.fetch_history()).events if e.HasField("timer_started_event_attributes")]
+    assert timers.count(0.2) >= 3 and max(timers) <= 0.2, timers
+    await record(h, "trade_unknown_open_read_fast", "v9")

@@ -21,6 +21,9 @@ FLATTEN_STEPS = ("lf", "lfr1", "lfr2", "lfr3")
 FLATTEN_RESTS_V9 = 12
 #: the step of the reduce-only chase of an opening whose outcome is unknown (the close loop's too)
 CHASE_STEP = "b1"
+#: v9: a chased opening is watched this long after its chase (it was sent 0.3-2 s before: the
+#: watch outlasts the venue's 5 s validity window), its late execution closed under ``b1r1`` …
+CHASE_WATCH_S, CHASE_RESTS = 5.0, 8
 
 
 def flatten_steps(opening: str = "o", v9: bool = False) -> tuple[str, ...]:
@@ -34,6 +37,14 @@ def flatten_steps(opening: str = "o", v9: bool = False) -> tuple[str, ...]:
 
 def chase_step(opening: str = "o") -> str:
     return CHASE_STEP if opening == "o" else f"b{opening}"
+
+
+def chase_watch(trade_id: str, leg: LegName, opening: str = "o") -> dict:
+    """v9: the request fields by which ``place_orders`` watches a chased opening after its chase
+    (``activities/lone_leg.py`` ``_watch``): for how long, and the ids of the closes of what it executes."""
+    base = chase_step(opening)
+    return {"chase_watch_s": CHASE_WATCH_S,
+            "chase_rest_ids": [client_order_id(trade_id, leg, f"{base}r{k}") for k in range(1, CHASE_RESTS + 1)]}
 
 
 async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome, opening: str = "o") -> None:
@@ -58,6 +69,15 @@ async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome, openin
                    f"{', ' + out.chase_error if out.chase_error else ''})")
         if out.chase is not None and out.chase.is_closed:
             await desk.settle(leg, out.chase, opening=False)
+    if out.chase_rest_sent:  # v9: the watch found the opening executed late and closed it
+        desk.event(f"{leg} open: executed late after its chase; closed in the same step "
+                   f"({', '.join(out.chase_rest_sent)})")
+        step_of = {client_order_id(desk.p.trade_id, leg, f"{chase_step(opening)}r{k}"): f"{chase_step(opening)}r{k}"
+                   for k in range(1, CHASE_RESTS + 1)}
+        for cid in out.chase_rest_sent:
+            desk._issue(leg, step_of[cid])
+        for order in out.chase_rest:
+            await desk.settle(leg, order, opening=False)
     for cid in out.refused_ids:  # refused outright: nothing of it can land
         desk.s.leg(leg).pending.pop(cid, None)
     if out.flatten_error:

@@ -52,6 +52,9 @@ PROBE_TIE = "close-probe-tie"
 NAKED_QUICK_RETRIES, NAKED_QUICK_S = 3, 0.1
 #: v5: at most this many remainder orders follow a partly filled close before the loop reads again
 REST_ROUNDS = 8
+#: v9: a leg whose opening's outcome is unknown is read this often while that opening may still land
+#: (until this long after it was sent: the venue's 5 s validity window and the 2 s opening deadline)
+UNKNOWN_OPEN_READ_S, UNKNOWN_OPEN_MS = 0.2, 8_000
 
 
 def _other(leg: LegName) -> LegName:
@@ -244,6 +247,9 @@ class Closer:
                 quick, again = quick + 1, True  # naked: send again at once, no read first (chaos: 2.4 s here)
                 await sleep_uncancellable(NAKED_QUICK_S)
                 continue
+            if self.v9 and self._opening_may_land(leg):  # read again soon: it may land naked any moment
+                await sleep_uncancellable(UNKNOWN_OPEN_READ_S)
+                continue
             await sleep_uncancellable(delay)
             # a leg whose partner is already flat is naked: it retries fast, never slower than 0.5 s
             naked = self.v3 and self.s.leg(_other(leg)).filled_qty == 0
@@ -267,6 +273,14 @@ class Closer:
             order = await self.desk.close_leg(leg, pos, f"c{n}r{k}", rest, rest=True)
             rest -= order.filled_qty
         return filled
+
+    def _opening_may_land(self, leg: LegName) -> bool:
+        """v9: nothing booked on ``leg``, and its opening, of unknown outcome, was sent less than
+        ``UNKNOWN_OPEN_MS`` ago: a venue executing late (its answer dropped, the order invisible until
+        then) may execute it any moment, and it is naked from then until this loop's next read."""
+        st = self.s.leg(leg)
+        sent = st.pending.get(client_order_id(self.p.trade_id, leg, "o"))
+        return st.filled_qty == 0 and sent is not None and self._now_ms() - sent < UNKNOWN_OPEN_MS
 
     def _known_position(self, leg: LegName) -> Position | None:
         """v5: a follower released by its leader's fill closes what it holds without reading its
