@@ -30,11 +30,16 @@ log = logging.getLogger("hedgeflow.activities")
 
 
 async def close_whole(pool: GatewayPool, req: PlaceOrderRequest,
-                      place: Callable[[PlaceOrderRequest], Awaitable[OrderResult]]) -> WholeCloseOutcome:
-    """``place`` sends the first order as ``place_order`` would (a retry looks its id up first)."""
+                      place: Callable[[PlaceOrderRequest], Awaitable[OrderResult]], attempt: int = 1) -> WholeCloseOutcome:
+    """``place`` sends the first order as ``place_order`` would (a retry looks its id up first).
+
+    A close of part of the position (``resend_fresh`` unset: a follower's excess over its leader)
+    rests the same way, each rest only once the one before is final, but as the gateway's ordinary
+    reduce-only orders (an unknown outcome waits out the validity window; a retried attempt looks
+    each rest's id up before sending it), so the rests close no more than the part asked."""
     got = await place(req)
     out = WholeCloseOutcome(order=got)
-    left, gw = req.qty - got.filled_qty, pool.get(req.venue)
+    left, gw, whole = req.qty - got.filled_qty, pool.get(req.venue), req.resend_fresh
     for cid in req.rest_ids:
         if not got.is_closed or got.filled_qty <= 0 or left <= 0:
             break
@@ -42,10 +47,11 @@ async def close_whole(pool: GatewayPool, req: PlaceOrderRequest,
         log.info("close whole: %s filled %s of %s on %s; the rest %s at once (%s)", got.client_order_id,
                  got.filled_qty, got.requested_qty, req.venue, left, cid)
         try:
-            # no look-up first: a rest id is sent by this activity only, once; a whole reduce-only
-            # close sent twice executes at most once and can never open a position
-            got = await gw.place_market_order(req.symbol, req.side, left, cid, reduce_only=True, lookup_first=False,
-                                              ref_price=req.ref_price, wait_window=False, whole=True)
+            # a whole close's rest: no look-up first (a rest id is sent by this activity only, and a
+            # whole reduce-only close sent twice executes at most once and can never open a position)
+            got = await gw.place_market_order(req.symbol, req.side, left, cid, reduce_only=True,
+                                              lookup_first=not whole and attempt > 1, ref_price=req.ref_price,
+                                              wait_window=not whole, whole=whole)
         except VenueError as exc:
             out.rest_error = f"{exc.type_name}: {exc}"
             if not exc.retryable and not exc.outcome_unknown:

@@ -124,7 +124,7 @@ class TradeActivities:
     async def close_whole(self, req: PlaceOrderRequest) -> WholeCloseOutcome:
         """lifecycle-v9: a whole-position reduce-only close and, when it fills only part, its rests
         at once from this activity (activities/close_whole.py)."""
-        return await venue_call(close_whole.close_whole(self.pool, req, self._place))
+        return await venue_call(close_whole.close_whole(self.pool, req, self._place, activity.info().attempt))
 
     @activity.defn(name="place_orders")
     async def place_orders(self, reqs: list[PlaceOrderRequest]) -> list[PlaceOutcome]:

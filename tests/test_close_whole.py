@@ -50,7 +50,8 @@ async def _long(pool: GatewayPool, admin: Admin, qty: Decimal) -> tuple[str, Pla
 def _place(pool: GatewayPool):
     async def place(req: PlaceOrderRequest):
         return await pool.get(req.venue).place_market_order(req.symbol, req.side, req.qty, req.client_order_id,
-                                                            reduce_only=True, wait_window=False, whole=True)
+                                                            reduce_only=True, wait_window=not req.resend_fresh,
+                                                            whole=req.resend_fresh)
     return place
 
 
@@ -73,3 +74,15 @@ async def test_a_full_fill_sends_no_rest(sim) -> None:
     out = await close_whole(pool, req, _place(pool))
     assert out.order.filled_qty == Decimal("0.01") and out.rest == [] and out.rest_sent_ids == []
     assert await held(pool) == 0
+
+
+async def test_a_part_of_the_position_rests_to_that_part_only(sim) -> None:
+    """A follower's excess (half of what it holds), not the whole position: the rests close that part."""
+    pool, admin = sim
+    _, req = await _long(pool, admin, Decimal("0.064"))
+    req = req.model_copy(update={"qty": Decimal("0.032"), "resend_fresh": False})
+    await admin.faults(partial_fill_ratio=0.5)
+    out = await close_whole(pool, req, _place(pool))
+    assert out.rest and out.order.filled_qty + sum(o.filled_qty for o in out.rest) == Decimal("0.032"), out
+    await admin.faults()
+    assert await held(pool) == Decimal("0.032")

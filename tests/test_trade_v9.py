@@ -95,3 +95,29 @@ async def test_a_leg_whose_opening_may_still_land_is_read_again_every_0_2_s(benc
               for e in (await h.fetch_history()).events if e.HasField("timer_started_event_attributes")]
     assert timers.count(0.2) >= 3 and max(timers) <= 0.2, timers
     await record(h, "trade_unknown_open_read_fast", "v9")
+
+
+async def test_a_followers_excess_and_its_rests_go_out_from_one_activity(bench):  # noqa: F811
+    """A cancel during an opening that filled 5 long and 10 short (the long's venue filled half):
+    the pair closes in step, the long (its venue filled short) first, and the short first closes
+    its excess of 5 over the long on a book that fills half of each order. That excess and its
+    rests (c1, c1r1, …) go out from one ``close_whole`` activity (chaos: three closes 0.5 s apart,
+    each its own activity and read, while the excess was naked)."""
+    fa, fb = bench.fakes.v["fa"], bench.fakes.v["fb"]
+    fa.step = fb.step = D("0.1")
+    fa.partial, fb.close_partial = D("0.5"), D("0.5")
+    fa.slow_s = fb.slow_s = 0.6  # the opening orders are in flight when the cancel arrives
+    h = await bench.start()
+    await bench.until(h, lambda s: s.state == "verifying")
+    await h.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await h.result()
+    assert bench.flat() and bench.executed_at_most_once()
+    c1 = client_order_id(h.id, "short", "c1")
+    rests = {client_order_id(h.id, "short", f"c1r{k}") for k in range(1, 13)}
+    assert ("close_whole", c1) in bench.fakes.calls, bench.fakes.calls
+    assert rests & set(fb.executions), sorted(fb.executions)  # the excess rested in that activity
+    assert not [cid for kind, cid in bench.fakes.calls if kind == "place_order" and cid in rests | {c1}]
+    st = await h.query(TradeWorkflow.status)
+    assert client_order_id(h.id, "short", "c2") not in st.leg("short").client_order_ids, st.events
+    await record(h, "trade_follower_excess_rests", "v9")

@@ -5,6 +5,7 @@ per rest (about 1 s each at load: a lone leg's last lots stayed naked 2.2-5.2 s 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
@@ -20,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         WholeCloseOutcome,
     )
     from venues.models import Position, Side
-    from workflows.options import FRESH_CLOSE_OPTS, READ_OPTS
+    from workflows.options import FRESH_CLOSE_OPTS, ORDER_OPTS, READ_OPTS
     from workflows.trade_orders import is_cancellation, refused
 
 if TYPE_CHECKING:
@@ -31,20 +32,23 @@ if TYPE_CHECKING:
 REST_ROUNDS = 12
 
 
-async def close_whole(desk: OrderDesk, leg: LegName, pos: Position, n: int) -> bool:
-    """Close ``n`` of ``leg``, the whole of ``pos``, and its rests; True when something filled."""
+async def close_whole(desk: OrderDesk, leg: LegName, pos: Position, n: int, qty: Decimal | None = None) -> bool:
+    """Close ``n`` of ``leg``, the whole of ``pos`` (or ``qty`` of it: a follower's excess over its
+    leader, chaos: three closes 0.5 s apart on a thin book), and its rests; True when something filled."""
     st = desk.s.leg(leg)
+    qty = min(qty, abs(pos.qty)) if qty is not None else abs(pos.qty)
+    whole = qty == abs(pos.qty)  # everything held: resent fresh, no window wait (as ``close_leg``)
     steps = [f"c{n}r{k}" for k in range(1, REST_ROUNDS + 1)]
     rest_ids = [client_order_id(desk.p.trade_id, leg, s) for s in steps]
     side = Side.SELL if pos.qty > 0 else Side.BUY
-    marks = desk.c.market.marks if desk.c.market else {}
-    req = PlaceOrderRequest(venue=st.venue, symbol=desk.p.symbol, side=side, qty=abs(pos.qty),
-                            client_order_id=desk._issue(leg, f"c{n}"), reduce_only=True, resend_fresh=True,
-                            ref_price=marks.get(st.venue), rest_ids=rest_ids)
+    # no ref_price, as ``close_leg``: a venue whose market orders need a price bound reads a fresh book
+    req = PlaceOrderRequest(venue=st.venue, symbol=desk.p.symbol, side=side, qty=qty,
+                            client_order_id=desk._issue(leg, f"c{n}"), reduce_only=True, resend_fresh=whole,
+                            rest_ids=rest_ids)
     try:
         out = await workflow.execute_activity_method(
             TradeActivities.close_whole, req, summary=f"close {leg}: {side} {req.qty} on {st.venue} (and its rests)",
-            **FRESH_CLOSE_OPTS)
+            **(FRESH_CLOSE_OPTS if whole else ORDER_OPTS))
     except ActivityError as exc:
         if is_cancellation(exc):
             raise

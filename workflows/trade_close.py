@@ -262,8 +262,8 @@ class Closer:
         Not for a leader in step with its follower (the pair stays hedged round by round)."""
         if self.v7 and qty is None and self._in_step(leg):
             return await close_in_step(self, leg, pos, n)
-        if self.v9 and qty is None and not self._in_step(leg):
-            return await close_whole(self.desk, leg, pos, n)
+        if self.v9 and not self._in_step(leg):  # a whole close, or a follower's excess, and their rests
+            return await close_whole(self.desk, leg, pos, n, qty)
         order = await self.desk.close_leg(leg, pos, f"c{n}", qty)
         filled = order.filled_qty > 0
         rest, k = abs(pos.qty) - order.filled_qty, 0
