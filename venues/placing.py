@@ -64,6 +64,10 @@ CLOCK_MARGIN_MS = 500
 #: Look-ups of one round: attempts and first backoff (doubles each time).
 LOOKUP_ATTEMPTS = 5
 LOOKUP_BACKOFF_S = 0.1
+#: while the in-flight window runs, the order is looked up this often: a venue that executes late
+#: (its answer dropped: the order is unknown until it executes) is found as it executes, not when
+#: the window ends (chaos: a close round's leader found 4.1 s after it executed, its follower naked)
+IN_FLIGHT_POLL_S = 0.25
 #: Client ids remembered per Gateway.
 SENT_IDS_KEPT = 10_000
 #: How long a clock-offset measurement is trusted (a failed one is retried after 30 s).
@@ -339,8 +343,20 @@ async def confirm_absent(
         return None
     wait_s = (deadline - now_ms()) / 1000
     if wait_s > 0:
-        log.info("%s: not found yet; looking again in %.1f s (in-flight window)", what, wait_s)
-        await asyncio.sleep(wait_s)
+        log.info("%s: not found yet; looking again every %.2f s for %.1f s (in-flight window)", what,
+                 IN_FLIGHT_POLL_S, wait_s)
+    while (wait_s := (deadline - now_ms()) / 1000) > 0:
+        await asyncio.sleep(min(wait_s, IN_FLIGHT_POLL_S))
+        if now_ms() >= deadline:
+            break  # the look-up that may answer "not found" is sent after the deadline (below)
+        try:  # "not found" before the deadline proves nothing; found is final
+            found = await lookup()
+        except VenueError as exc:
+            if not exc.retryable:
+                raise
+            continue
+        if found is not None:
+            return found
     try:
         return await lookup_round(lookup)
     except VenueError as exc:
