@@ -56,6 +56,9 @@ LATE_MEMORY_S = 10.0
 #: a leader accepted but not executed yet is looked up this often, for at most this long, and its
 #: follower's match goes out as soon as it has executed (instead of a round trip through the workflow)
 LEADER_POLL_S, LEADER_WAIT_S = 0.1, 5.0
+#: after a re-hedge, a match resent after an unknown outcome is watched this long (the venue's 5 s
+#: validity window from its send)
+UNKNOWN_MATCH_WATCH_S = 5.5
 
 
 async def _send(pool: GatewayPool, req: PlaceOrderRequest, qty: Decimal, retry: bool, whole: bool,
@@ -103,6 +106,7 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
     if out.leader.filled_qty <= 0 or qty <= 0:
         return out
     whole, retries = left == 0 and qty == held, 0  # the follower's whole position: a resend can never over-close
+    unknown: list[str] = []  # matches resent after an unknown outcome: they may still execute, late
     for cid in [f.client_order_id, *req.follower_rest_ids]:
         # the match, then (a thin book filled it only in part) the rest at once under fresh ids
         out.follower_sent_ids.append(cid)
@@ -120,11 +124,13 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
             if not (whole and exc.retryable and retries < QUICK_RETRIES):
                 return out
             retries += 1  # a 5xx on a whole-position close: sent again at once under the next id
+            if exc.outcome_unknown:
+                unknown.append(cid)
             await asyncio.sleep(QUICK_RETRY_S)
             continue
         if req.rehedge_ids and not got.is_closed and got.filled_qty < qty and not lead_late:
             # accepted, not executed (v8); a leader that executed late itself would re-open as late
-            await rehedge(pool, req, out, got, qty, attempt)
+            await rehedge(pool, req, out, got, qty, attempt, unknown)
             return out
         if out.follower is None:
             out.follower = got
@@ -186,7 +192,7 @@ async def _earlier_rehedge(pool: GatewayPool, req: StepCloseRequest, out: StepCl
 
 
 async def rehedge(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcome, match: OrderResult, qty: Decimal,
-                  attempt: int) -> None:
+                  attempt: int, unknown: list[str] | None = None) -> None:
     """v8: the follower's match (of ``qty``) was accepted but has not executed ``LATE_AFTER_S`` after
     (its venue executes late: 2.5 s in chaos), so the leader's fill is naked until it does. The
     leader's venue re-opens what the match has not covered (a market order of the leg's own side,
@@ -212,6 +218,39 @@ async def rehedge(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcom
         log.warning("close in step: %s", out.error)
         return
     await _cancel_and_reclose(pool, req, out, match, reclose_id, attempt)
+    if unknown and out.rehedge_close is None:
+        await _watch_unknown(pool, req, out, unknown, reclose_id, attempt)
+
+
+async def _watch_unknown(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcome, ids: list[str],
+                         reclose_id: str, attempt: int) -> None:
+    """The re-hedged round had resent its match after an unknown outcome (an answer dropped by a venue
+    that executes late: the order is invisible until it executes). Such a match may still execute and
+    close the follower while the leader's leg is re-opened (chaos seed 3: 82.6 ≈ 1,000 USD naked 5.0 s
+    until the close loop). Each is looked up every ``LEADER_POLL_S`` for ``UNKNOWN_MATCH_WATCH_S``
+    (cancelled if found waiting); what one executed is closed again on the leader's venue (``v<n>``)."""
+    gw, loop = pool.get(req.follower.venue), asyncio.get_running_loop()
+    until, ids = loop.time() + UNKNOWN_MATCH_WATCH_S, list(ids)
+    while ids and loop.time() < until:
+        await asyncio.sleep(LEADER_POLL_S)
+        for cid in list(ids):
+            try:
+                found = await gw.get_order(req.follower.symbol, cid)
+                if found is not None and not found.is_closed:
+                    found = await gw.cancel_order(req.follower.symbol, cid) or found
+            except VenueError:
+                continue
+            if found is None or not found.is_closed:
+                continue
+            ids.remove(cid)
+            if found.filled_qty <= 0:
+                continue
+            out.follower_rest.append(found)  # the workflow books it on the follower (its id is issued)
+            assert out.rehedge is not None
+            log.warning("close in step: the match %s whose answer was lost executed %s late: closing it again on %s "
+                        "(%s)", cid, found.filled_qty, req.leader.venue, reclose_id)
+            await _reclose(pool, req, out, min(found.filled_qty, out.rehedge.filled_qty), reclose_id, attempt)
+            return
 
 
 async def _cancel_and_reclose(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcome, match: OrderResult,
@@ -232,6 +271,13 @@ async def _cancel_and_reclose(pool: GatewayPool, req: StepCloseRequest, out: Ste
         return
     log.warning("close in step: the late match %s executed %s after all: closing it again on %s (%s)",
                 match.client_order_id, excess, lead.venue, reclose_id)
+    await _reclose(pool, req, out, excess, reclose_id, attempt)
+
+
+async def _reclose(pool: GatewayPool, req: StepCloseRequest, out: StepCloseOutcome, excess: Decimal,
+                   reclose_id: str, attempt: int) -> None:
+    """Close ``excess`` of the re-opened leader leg again (reduce-only, ``reclose_id``): the match executed after all."""
+    lead = req.leader
     out.rehedge_sent_ids.append(reclose_id)
     try:
         out.rehedge_close = await pool.get(lead.venue).place_market_order(

@@ -206,3 +206,23 @@ async def test_a_late_match_that_executes_before_its_cancel_is_closed_again(pair
     for admin in (fa, fb):
         executed = [o["clientOrderId"] for o in (await admin.state())["orders"] if Decimal(str(o["executedQty"])) > 0]
         assert len(executed) == len(set(executed)), executed
+
+
+async def test_a_match_resent_after_a_lost_answer_that_executes_late_is_closed_again(pair) -> None:
+    """lifecycle-v9 (chaos seed 3: 82.6 ≈ 1,000 USD naked 5.0 s): sim-b drops the answer to the match
+    and executes every order 1.5 s late, so the match is invisible until then. The round resends it
+    (``s1r1``), finds that accepted and not executed, re-opens the leader's fill on sim-a and cancels
+    ``s1r1``; then the first match executes after all. The round watches it and closes that much again
+    on sim-a (the re-close id): both venues flat when the round returns, no id executed twice."""
+    pool, fa, fb = pair
+    _, req = await opened(pool)
+    await fb.faults(drop_responses=1, execute_late_ms=1500)
+    out = await close_in_step(pool, req, attempt=1)
+    await fb.faults()
+    assert out.rehedge is not None and out.rehedge.filled_qty == QTY, out
+    assert out.rehedge_close is not None and out.rehedge_close.filled_qty == QTY, out
+    assert [o.client_order_id for o in out.follower_rest] == [req.follower.client_order_id], out.follower_rest
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
+    for admin in (fa, fb):
+        executed = [o["clientOrderId"] for o in (await admin.state())["orders"] if Decimal(str(o["executedQty"])) > 0]
+        assert len(executed) == len(set(executed)), executed

@@ -20,9 +20,9 @@ with workflow.unsafe.imports_passed_through():
         PlaceOrderRequest,
         WholeCloseOutcome,
     )
-    from venues.models import Position, Side
+    from venues.models import OrderResult, Position, Side
     from workflows.options import FRESH_CLOSE_OPTS, ORDER_OPTS, READ_OPTS
-    from workflows.trade_orders import is_cancellation, refused
+    from workflows.trade_orders import error_type, is_cancellation, refused
 
 if TYPE_CHECKING:
     from workflows.trade_orders import OrderDesk
@@ -35,19 +35,42 @@ REST_ROUNDS = 12
 async def close_whole(desk: OrderDesk, leg: LegName, pos: Position, n: int, qty: Decimal | None = None) -> bool:
     """Close ``n`` of ``leg``, the whole of ``pos`` (or ``qty`` of it: a follower's excess over its
     leader, chaos: three closes 0.5 s apart on a thin book), and its rests; True when something filled."""
-    st = desk.s.leg(leg)
     qty = min(qty, abs(pos.qty)) if qty is not None else abs(pos.qty)
-    whole = qty == abs(pos.qty)  # everything held: resent fresh, no window wait (as ``close_leg``)
-    steps = [f"c{n}r{k}" for k in range(1, REST_ROUNDS + 1)]
-    rest_ids = [client_order_id(desk.p.trade_id, leg, s) for s in steps]
     side = Side.SELL if pos.qty > 0 else Side.BUY
+    whole = qty == abs(pos.qty)  # everything held: resent fresh, no window wait (as ``close_leg``)
+    first, _ = await reduce_with_rests(desk, leg, side, qty, f"c{n}", whole)
+    return first.filled_qty > 0
+
+
+async def trim(desk: OrderDesk, leg: LegName, qty: Decimal, step: str) -> OrderResult | str:
+    """v9: a trim of the longer opening leg (``m<k>``) and, on a thin book, its rests (``m<k>r1`` …)
+    from one activity; what all of them filled, as one order (``place_verified``'s answer), or the
+    error type that kept it from the venue."""
+    side = Side(desk.s.leg(leg).side).opposite
+    try:
+        first, rest = await reduce_with_rests(desk, leg, side, qty, step, whole=False)
+    except ActivityError as exc:
+        if is_cancellation(exc):
+            raise
+        desk.event(f"{leg} {step} not placed: {error_type(exc)}")
+        return error_type(exc)
+    return first.model_copy(update={"filled_qty": first.filled_qty + sum((o.filled_qty for o in rest), Decimal(0))})
+
+
+async def reduce_with_rests(desk: OrderDesk, leg: LegName, side: Side, qty: Decimal, step: str,
+                            whole: bool) -> tuple[OrderResult, list[OrderResult]]:
+    """One reduce-only order ``step`` of ``qty`` and its rests (``<step>r1`` … ``<step>r12``) from one
+    ``close_whole`` activity, every answer booked; ``whole``: ``qty`` is everything held."""
+    st = desk.s.leg(leg)
+    steps = [f"{step}r{k}" for k in range(1, REST_ROUNDS + 1)]
+    rest_ids = [client_order_id(desk.p.trade_id, leg, s) for s in steps]
     # no ref_price, as ``close_leg``: a venue whose market orders need a price bound reads a fresh book
     req = PlaceOrderRequest(venue=st.venue, symbol=desk.p.symbol, side=side, qty=qty,
-                            client_order_id=desk._issue(leg, f"c{n}"), reduce_only=True, resend_fresh=whole,
+                            client_order_id=desk._issue(leg, step), reduce_only=True, resend_fresh=whole,
                             rest_ids=rest_ids)
     try:
         out = await workflow.execute_activity_method(
-            TradeActivities.close_whole, req, summary=f"close {leg}: {side} {req.qty} on {st.venue} (and its rests)",
+            TradeActivities.close_whole, req, summary=f"{leg} {step}: {side} {req.qty} on {st.venue} (and its rests)",
             **(FRESH_CLOSE_OPTS if whole else ORDER_OPTS))
     except ActivityError as exc:
         if is_cancellation(exc):
@@ -59,11 +82,9 @@ async def close_whole(desk: OrderDesk, leg: LegName, pos: Position, n: int, qty:
     for cid in out.refused_ids:  # refused outright: nothing of it can land
         st.pending.pop(cid, None)
     if out.rest_error:
-        desk.event(f"close {leg}: a rest of c{n} not confirmed ({out.rest_error}); the loop reads and closes again")
+        desk.event(f"{leg}: a rest of {step} not confirmed ({out.rest_error}); looked up like any order")
     first = await desk.settle(leg, out.order, opening=False)
-    for order in out.rest:
-        await desk.settle(leg, order, opening=False)
-    return first.filled_qty > 0
+    return first, [await desk.settle(leg, order, opening=False) for order in out.rest]
 
 
 async def _after_failure(desk: OrderDesk, leg: LegName, req: PlaceOrderRequest, exc: ActivityError) -> WholeCloseOutcome:

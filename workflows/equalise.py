@@ -6,8 +6,10 @@ lifecycle-v9: a workflow cancel never cuts a trim in flight. A trim is sent beca
 unequal, so from the fill before it the trade is naked by the difference; a cancel that cut it
 (chaos, seed 3: ``m2`` of the last 0.1, cut 1.6 s after it was sent) left its answer unbooked, and
 the difference stayed naked through the close's probes and first round (5.7 s at load). Now the
-trim's answer is awaited and booked, as the opening pair's are (v6), and the cancel is taken then:
-no further trim, the close follows with the legs as equal as the trim left them.
+trim's answer is awaited and booked, as the opening pair's are (v6), the trim rounds go on to
+equal legs, and the cancel is taken then. A trim on a thin book also sends its rests from its
+own activity (``m<k>r1`` …, ``workflows/close_whole.py``): a trim filled 0.06 of 0.09 left 0.03
+naked 2.4 s through a cancel's close in chaos.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from domain.rounding import round_down
     from messages.trade import LegName
+    from workflows.close_whole import trim
 
 if TYPE_CHECKING:
     from venues.models import OrderResult
@@ -28,8 +31,9 @@ if TYPE_CHECKING:
 
 
 async def _awaited(desk: OrderDesk, leg: LegName, qty: Decimal, step: str, seen: list[bool]) -> OrderResult | str:
-    """v9: the trim placed and settled whatever a workflow cancel says; each cancel is noted in ``seen``."""
-    task = asyncio.ensure_future(desk.place_verified(leg, qty, step, reduce_only=True))
+    """v9: the trim and its rests (one activity, ``workflows/close_whole.py``) placed and booked whatever
+    a workflow cancel says; each cancel is noted in ``seen``."""
+    task = asyncio.ensure_future(trim(desk, leg, qty, step))
     while True:
         try:
             return await asyncio.shield(task)
@@ -66,8 +70,8 @@ async def equalise(desk: OrderDesk, step: Decimal, min_qty: Decimal) -> None:
             res = await _awaited(desk, longer, diff, f"m{k}", seen)
         else:
             res = await desk.place_verified(longer, diff, f"m{k}", reduce_only=True)
-        if seen:  # booked what the trim did; now the cancel closes both legs
-            desk.event("cancel requested while a trim was in flight: taken once its answer was in")
-            raise asyncio.CancelledError()
         if isinstance(res, str) or res.filled_qty == 0:
             break  # refused or nothing filled: the hedge check and the monitor take it from here
+    if seen:  # booked what the trims did (the legs as equal as they could make them); now the cancel closes both
+        desk.event("cancel requested while a trim was in flight: taken once its answer was in")
+        raise asyncio.CancelledError()

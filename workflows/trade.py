@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from venues.models import Side
     from workflows import execution, monitor
     from workflows import trade_orders as orders
+    from workflows.equalise import equalise
     from workflows.options import READ_OPTS, TRADE_TASK_TIMEOUT
     from workflows.trade_close import Closer
     from workflows.trade_orders import OrderDesk, error_type, is_cancellation, why
@@ -248,7 +249,7 @@ class TradeWorkflow:
             await self._close(True, Exit(ExitReason.LEG_FAILED, True, detail).text, at_once=True)
             return await self._abort_after_close()
 
-        await self.desk.equalise(*self._market())
+        await equalise(self.desk, *self._market())  # top up, then trim (workflows/equalise.py)
 
         self._set_state(St.HEDGE_CHECK)
         gap = hedge_gap(L.filled_qty, S.filled_qty, self.s.target_qty)

@@ -46,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
         TradeStatus,
     )
     from venues.models import OrderResult, Position, Side
-    from workflows import equalise
     from workflows.alerts import AlertWorkflow
     from workflows.lone_leg import book_flattens, chase_step, chase_watch, flatten_steps
     from workflows.options import (
@@ -313,10 +312,6 @@ class OrderDesk:
                                             order.executed_late(SLOW_VENUE_MS)):  # (v7): its venue closes first
             self.c.venue_failed_ms[order.venue] = self._now_ms()
         return order
-
-    async def equalise(self, step: Decimal, min_qty: Decimal) -> None:
-        """Top up, then trim, until both legs hold the same qty (``workflows/equalise.py``)."""
-        await equalise.equalise(self, step, min_qty)
 
     async def reduce_both(self, step: Decimal, min_qty: Decimal, why: str) -> Decimal | None:
         """Halve both legs with reduce-only orders (the same quantity on both, on the common
