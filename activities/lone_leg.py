@@ -32,6 +32,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from domain.hedge import pair_excess
 from messages.trade import PlaceOrderRequest, PlaceOutcome
 from venues.errors import VenueError
 from venues.models import Side
@@ -76,8 +77,9 @@ async def earlier_attempt(pool: GatewayPool, reqs: list[PlaceOrderRequest]) -> l
     return outs
 
 
-async def resolve(pool: GatewayPool, reqs: list[PlaceOrderRequest], outs: list[PlaceOutcome]) -> None:
-    """Flatten a lone filled leg (see the module docstring). Updates ``outs`` in place."""
+async def resolve(pool: GatewayPool, reqs: list[PlaceOrderRequest], outs: list[PlaceOutcome], attempt: int = 1) -> None:
+    """Flatten a lone filled leg (see the module docstring); v9: trim the longer of two filled legs.
+    Updates ``outs`` in place."""
     for i, j in ((0, 1), (1, 0)):  # one leg refused, the other accepted and not executed yet:
         refused, other = outs[i], outs[j]  # cancel it before it executes (late) into a lone leg
         if refused.order is None and refused.error_type and not refused.retryable and other.order is not None \
@@ -88,8 +90,10 @@ async def resolve(pool: GatewayPool, reqs: list[PlaceOrderRequest], outs: list[P
         if mine.order is None or mine.order.filled_qty <= 0:
             continue
         if other.order is not None and (other.order.filled_qty > 0 or other.order.is_closed):
-            if other.order.filled_qty > 0:
-                return  # both legs hold something: the workflow equalises
+            if other.order.filled_qty > 0:  # both legs hold something: evened here (v9), else by the workflow
+                if mine.order.is_closed and other.order.is_closed:
+                    await _even(pool, reqs, outs, attempt)
+                return
         elif not await _cancel_other(pool, reqs[j], other):
             return  # it executed meanwhile, or its state is unknown: the workflow settles it
         steps = [_flatten(pool, reqs[i], mine)]
@@ -202,4 +206,40 @@ async def _flatten(pool: GatewayPool, req: PlaceOrderRequest, out: PlaceOutcome)
             out.flatten_rest.append(got)
         left -= got.filled_qty
         if not got.is_closed or got.filled_qty <= 0 or left <= 0:
+            return
+
+
+async def _even(pool: GatewayPool, reqs: list[PlaceOrderRequest], outs: list[PlaceOutcome], attempt: int) -> None:
+    """lifecycle-v9: both openings final and unequal (a thin book filled one in part): the longer leg
+    is trimmed reduce-only at once, then its rests, under ``trim_client_order_id`` and ``trim_rest_ids``.
+    The workflow trimmed it after booking the answers: a workflow task more while the difference was
+    naked, and a worker killed in between left it so until the retry (chaos: 1.43 ≈ 499 USD, 2.5 s). A
+    retried attempt looks each trim id up before sending it (found: not sent again). Each rest goes only
+    once the one before is final, and each is an ordinary reduce-only order (an unknown outcome waits
+    out the validity window), so the trims close no more than the difference."""
+    assert outs[0].order is not None and outs[1].order is not None
+    got = pair_excess(outs[0].order.filled_qty, outs[1].order.filled_qty)
+    if got is None:
+        return
+    k = 0 if got[0] == "long" else 1
+    req, out, left = reqs[k], outs[k], got[1]
+    if not req.trim_client_order_id:
+        return
+    gw = pool.get(req.venue)
+    log.info("place_orders: %s filled %s more than the other leg; trimming it at once (%s)", req.client_order_id,
+             left, req.trim_client_order_id)
+    for cid in [req.trim_client_order_id, *req.trim_rest_ids]:
+        try:
+            found = await gw.get_order(req.symbol, cid) if attempt > 1 else None
+            out.trim_sent.append(cid)
+            trimmed = found or await gw.place_market_order(req.symbol, Side(req.side).opposite, left, cid,
+                                                           reduce_only=True, lookup_first=False)
+        except VenueError as exc:
+            out.trim_error = f"{exc.type_name}: {exc}"
+            if cid in out.trim_sent and not exc.retryable and not exc.outcome_unknown:
+                out.refused_ids.append(cid)
+            return
+        out.trim.append(trimmed)
+        left -= trimmed.filled_qty
+        if not trimmed.is_closed or trimmed.filled_qty <= 0 or left <= 0:
             return

@@ -180,7 +180,7 @@ class TradeActivities:
                     return earlier
             outs = list(await asyncio.gather(*(one(r) for r in reqs)))
             if lone_leg.enabled(reqs):  # lifecycle-v6: a lone filled leg is flattened in this step
-                await lone_leg.resolve(self.pool, reqs, outs)
+                await lone_leg.resolve(self.pool, reqs, outs, attempt)
             return outs
 
     @activity.defn(name="close_in_step")

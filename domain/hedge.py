@@ -16,6 +16,15 @@ def hedge_gap(long_qty: Decimal, short_qty: Decimal, target_qty: Decimal) -> Dec
     return abs(abs(long_qty) - abs(short_qty)) / target_qty
 
 
+def pair_excess(long_filled: Decimal, short_filled: Decimal) -> tuple[str, Decimal] | None:
+    """Of a pair whose legs both filled something, the leg that filled more and by how much (what a
+    trim of it closes to make the pair equal); None when they are equal or a leg filled nothing (a
+    lone leg is flattened, not trimmed)."""
+    if long_filled <= 0 or short_filled <= 0 or long_filled == short_filled:
+        return None
+    return ("long", long_filled - short_filled) if long_filled > short_filled else ("short", short_filled - long_filled)
+
+
 def liquidation_distance(mark: Decimal, liquidation_price: Decimal | None) -> Decimal | None:
     """Relative distance from the mark to the liquidation price (0.1 = 10 %); None when the
     venue reports no liquidation price (position fully collateralised)."""

@@ -105,6 +105,10 @@ class PlaceOrderRequest(BaseModel):
     #: long after the chase, and what it executed late is closed at once under ``chase_rest_ids``
     chase_watch_s: float = 0.0
     chase_rest_ids: list[str] = Field(default_factory=list)
+    #: lifecycle-v9, opening legs of ``place_orders``: when both legs fill, unequal, the longer one is
+    #: trimmed reduce-only in the same step under this id (then its rests on a thin book)
+    trim_client_order_id: str | None = None
+    trim_rest_ids: list[str] = Field(default_factory=list)
 
 
 class WholeCloseOutcome(BaseModel):
@@ -142,6 +146,11 @@ class PlaceOutcome(BaseModel):
     #: lifecycle-v9: the closes of what the chased opening executed late (found by the watch), every id sent
     chase_rest: list[OrderResult] = Field(default_factory=list)
     chase_rest_sent: list[str] = Field(default_factory=list)
+    #: lifecycle-v9: this leg filled more than the other and was trimmed in the same step: every trim id
+    #: sent, the answers, why the last is not known
+    trim: list[OrderResult] = Field(default_factory=list)
+    trim_sent: list[str] = Field(default_factory=list)
+    trim_error: str | None = None
     #: ids of this leg the venue refused outright (nothing of them is on the venue: never looked up)
     refused_ids: list[str] = Field(default_factory=list)
 

@@ -138,6 +138,7 @@ class FakeActivities:
         self.leases: dict[tuple[str, str], str] = {}
         self.final_record_failures = 0  # the next N final ledger writes (closed, aborted) fail
         self.calls: list[tuple[str, str]] = []  # (activity, client id) of every order activity, in order
+        self.even_in_step = False  # place_orders trims the longer of two unequal legs itself (v9, activities/lone_leg.py)
 
     async def _place(self, req: PlaceOrderRequest) -> OrderResult:
         v = self.v[req.venue]
@@ -192,6 +193,14 @@ class FakeActivities:
             except ApplicationError as exc:
                 return PlaceOutcome(error_type=exc.type, error=str(exc), retryable=not exc.non_retryable)
         outs = list(await asyncio.gather(*(one(r) for r in reqs)))
+        filled = [o.order.filled_qty if o.order else D(0) for o in outs]
+        if self.even_in_step and all(q > 0 for q in filled) and filled[0] != filled[1] and reqs[0].trim_client_order_id:
+            k = 0 if filled[0] > filled[1] else 1  # v9: the longer leg trimmed in the same step
+            r, side = reqs[k], Side.SELL if reqs[k].side == Side.BUY else Side.BUY
+            trim = r.model_copy(update={"client_order_id": r.trim_client_order_id, "side": side, "reduce_only": True,
+                                        "qty": abs(filled[0] - filled[1])})
+            outs[k].trim_sent = [trim.client_order_id]
+            outs[k].trim = [await self._place(trim)]
         if len(reqs) == 2 and all(r.flatten_client_order_id for r in reqs):  # lifecycle-v6 (activities/lone_leg.py)
             for i, j in ((0, 1), (1, 0)):
                 mine, r = outs[i], reqs[i]

@@ -6,7 +6,7 @@ import pytest
 
 from domain.funding import interval_ms_from_hours
 from domain.funding import spread_bps_8h as spread
-from domain.hedge import hedge_gap, liquidation_distance
+from domain.hedge import hedge_gap, liquidation_distance, pair_excess
 from domain.ids import trade_workflow_id
 from domain.pnl import FillLike, leg_pnl
 from domain.risk import LegMarket, size_pair
@@ -111,3 +111,10 @@ def test_close_sequence_keeps_a_hedged_pair_hedged():
     assert close_sequence(True, True, at_once=True, short_failed_ms=9) == "both"
     assert close_sequence(True, False, at_once=False, short_failed_ms=9) == "both"
     assert close_sequence(False, True, at_once=False) == "both"
+
+
+def test_pair_excess():
+    assert pair_excess(D("1.43"), D("2.86")) == ("short", D("1.43"))
+    assert pair_excess(D("0.32"), D("0.23")) == ("long", D("0.09"))
+    assert pair_excess(D("1"), D("1")) is None
+    assert pair_excess(D("0"), D("1")) is None and pair_excess(D("1"), D("0")) is None  # a lone leg: flattened

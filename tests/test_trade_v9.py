@@ -11,6 +11,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from domain.ids import client_order_id
+from messages.trade import CloseRequest
 from tests.test_trade_branches import bench, flat_then_end, record  # noqa: F401 - the fixture
 from workflows.trade import TradeWorkflow
 
@@ -121,3 +122,21 @@ async def test_a_followers_excess_and_its_rests_go_out_from_one_activity(bench):
     st = await h.query(TradeWorkflow.status)
     assert client_order_id(h.id, "short", "c2") not in st.leg("short").client_order_ids, st.events
     await record(h, "trade_follower_excess_rests", "v9")
+
+
+async def test_a_pair_trimmed_in_the_opening_step_is_booked_and_not_trimmed_again(bench):  # noqa: F811
+    """``place_orders`` trims the longer of two unequal legs itself (``mo``, activities/lone_leg.py):
+    the workflow books that trim, finds the pair equal and holds, with no trim of its own (m1)."""
+    fa = bench.fakes.v["fa"]
+    fa.step = bench.fakes.v["fb"].step = D("0.1")
+    fa.partial = D("0.5")
+    bench.fakes.even_in_step = True
+    h = await bench.start()
+    st = await bench.until(h, lambda s: s.state == "holding")
+    L, S = st.leg("long"), st.leg("short")
+    assert L.filled_qty == S.filled_qty == D("5") and bench.fakes.v["fb"].position == D("-5"), (L, S)
+    assert client_order_id(h.id, "short", "mo") in S.client_order_ids, S.client_order_ids
+    assert client_order_id(h.id, "short", "m1") not in S.client_order_ids, S.client_order_ids
+    await h.signal(TradeWorkflow.close, CloseRequest(reason="done"))
+    assert (await h.result()).state == "closed" and bench.flat()
+    await record(h, "trade_open_trimmed_in_step", "v9")

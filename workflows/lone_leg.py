@@ -24,6 +24,8 @@ CHASE_STEP = "b1"
 #: v9: a chased opening is watched this long after its chase (it was sent 0.3-2 s before: the
 #: watch outlasts the venue's 5 s validity window), its late execution closed under ``b1r1`` …
 CHASE_WATCH_S, CHASE_RESTS = 5.0, 8
+#: v9: rests of the pair's trim in the same step (``mor1`` …)
+TRIM_RESTS = 8
 
 
 def flatten_steps(opening: str = "o", v9: bool = False) -> tuple[str, ...]:
@@ -37,6 +39,19 @@ def flatten_steps(opening: str = "o", v9: bool = False) -> tuple[str, ...]:
 
 def chase_step(opening: str = "o") -> str:
     return CHASE_STEP if opening == "o" else f"b{opening}"
+
+
+def trim_step(opening: str = "o") -> str:
+    """v9: the step of the trim ``place_orders`` sends when both legs filled unequal (``mo``; a slice: ``mp<n>``)."""
+    return f"m{opening}"
+
+
+def opening_v9(trade_id: str, leg: LegName, opening: str = "o") -> dict:
+    """v9: the fields of an opening request for the chase's watch and the pair's trim in the same step."""
+    trim = trim_step(opening)
+    return chase_watch(trade_id, leg, opening) | {
+        "trim_client_order_id": client_order_id(trade_id, leg, trim),
+        "trim_rest_ids": [client_order_id(trade_id, leg, f"{trim}r{k}") for k in range(1, TRIM_RESTS + 1)]}
 
 
 def chase_watch(trade_id: str, leg: LegName, opening: str = "o") -> dict:
@@ -77,6 +92,16 @@ async def book_flattens(desk: OrderDesk, leg: LegName, out: PlaceOutcome, openin
         for cid in out.chase_rest_sent:
             desk._issue(leg, step_of[cid])
         for order in out.chase_rest:
+            await desk.settle(leg, order, opening=False)
+    if out.trim_sent:  # v9: this leg filled more than the other and was trimmed in the same step
+        trim = trim_step(opening)
+        step_of = {client_order_id(desk.p.trade_id, leg, st): st
+                   for st in (trim, *(f"{trim}r{k}" for k in range(1, TRIM_RESTS + 1)))}
+        desk.event(f"{leg} filled more than the other leg: trimmed in the same step ({', '.join(out.trim_sent)}"
+                   f"{', ' + out.trim_error if out.trim_error else ''})")
+        for cid in out.trim_sent:
+            desk._issue(leg, step_of[cid])
+        for order in out.trim:
             await desk.settle(leg, order, opening=False)
     for cid in out.refused_ids:  # refused outright: nothing of it can land
         desk.s.leg(leg).pending.pop(cid, None)

@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from venues.models import OrderResult, Position, Side
     from workflows.alerts import AlertWorkflow
-    from workflows.lone_leg import book_flattens, chase_step, chase_watch, flatten_steps
+    from workflows.lone_leg import book_flattens, chase_step, flatten_steps, opening_v9
     from workflows.options import (
         ALERT_OPTS,
         FRESH_CLOSE_OPTS,
@@ -218,7 +218,7 @@ class OrderDesk:
                 "flatten_client_order_id": client_order_id(self.p.trade_id, leg, flatten_steps(step, self.v9)[0]),
                 "flatten_rest_ids": [client_order_id(self.p.trade_id, leg, st) for st in flatten_steps(step, self.v9)[1:]],
                 "chase_client_order_id": client_order_id(self.p.trade_id, leg, chase_step(step))} | (
-                    chase_watch(self.p.trade_id, leg, step) if self.v9 else {}))
+                    opening_v9(self.p.trade_id, leg, step) if self.v9 else {}))
                 for leg, r in zip(("long", "short"), reqs, strict=True)]
         call = workflow.execute_activity_method(
             A.place_orders, reqs,
