@@ -16,7 +16,8 @@ began after the close chose its order), which left the follower naked for the wh
    holds, at most what the follower's read found; a match that fills only part (a thin book) is
    followed at once by the rest, under the request's ``follower_rest_ids``; a match of the
    follower's whole position that fails with a 5xx is sent again at once under the next of those
-   ids (``QUICK_RETRIES``; reduce-only and whole, a resend can close no more than is there);
+   ids (``QUICK_RETRIES``; reduce-only and whole, a resend can close no more than is there), and
+   (v9) so is a match the venue refused outright (nothing of it is on the venue);
 4. (lifecycle-v8) a match its venue accepts and has not executed ``LATE_AFTER_S`` later (the venue
    has started executing late) is covered on the leader's venue: a re-open of what it has not
    matched, then the match is cancelled, and what the cancel finds executed after all is closed
@@ -121,9 +122,14 @@ async def close_in_step(pool: GatewayPool, req: StepCloseRequest, attempt: int) 
                 out.follower_sent_ids.remove(cid)
                 out.follower_refused_qty = qty
                 return out
-            if not (whole and exc.retryable and retries < QUICK_RETRIES):
+            refused = not exc.retryable and not exc.outcome_unknown  # definitively not on the venue
+            if refused:  # nothing of it can land: not the workflow's to look up
+                out.follower_sent_ids.remove(cid)
+            if retries >= QUICK_RETRIES or not (refused or whole and exc.retryable):
                 return out
-            retries += 1  # a 5xx on a whole-position close: sent again at once under the next id
+            # a 5xx on a whole-position close, or a refusal (chaos: one -2010 left the leader's fill naked
+            # 2.8 s until the follower's loop read and matched): sent again at once under the next id
+            retries += 1
             if exc.outcome_unknown:
                 unknown.append(cid)
             await asyncio.sleep(QUICK_RETRY_S)

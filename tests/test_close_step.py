@@ -226,3 +226,16 @@ async def test_a_match_resent_after_a_lost_answer_that_executes_late_is_closed_a
     for admin in (fa, fb):
         executed = [o["clientOrderId"] for o in (await admin.state())["orders"] if Decimal(str(o["executedQty"])) > 0]
         assert len(executed) == len(set(executed)), executed
+
+
+async def test_a_match_its_venue_refuses_is_sent_again_at_once(pair) -> None:
+    """lifecycle-v9 (chaos seed 7: one -2010 left the leader's fill, 8.3 ≈ 300 USD, naked 2.8 s until
+    the follower's own loop read and matched): sim-b refuses the round's match outright; nothing of it
+    is on the venue, so the match goes again at once under the next id, and the round ends flat."""
+    pool, _, fb = pair
+    _, req = await opened(pool)
+    await fb.faults(reject_orders=1)
+    out = await close_in_step(pool, req, attempt=1)
+    assert out.follower is not None and out.follower.filled_qty == QTY, out
+    assert out.follower_sent_ids == [req.follower_rest_ids[0]], out  # the refused id is not the workflow's to look up
+    assert await held(pool, "sim-a") == 0 and await held(pool, "sim-b") == 0
