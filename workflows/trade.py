@@ -72,7 +72,9 @@ V6 = "lifecycle-v6"
 #: a hedged pair's close round sends the leader and the follower's match from one activity
 V7 = "lifecycle-v7"
 V8 = "lifecycle-v8"  # a follower whose match is below its venue's grown step waits for its leader, then closes whole
-#: a whole close rests in one activity; a lone flatten rests until flat; a cancel waits for a trim in flight
+#: a close and its rests in one activity (close_whole), as a trim's; the opening pair trimmed, a lone flatten
+#: rested until flat and a chased opening watched inside place_orders; a cancel waits for a trim in flight;
+#: a leg whose opening may still land is read every 0.2 s
 V9 = "lifecycle-v9"
 MONITOR_V1 = monitor.MONITOR_V1  # a holding trade's tick is one activity reading both venues
 MONITOR_V2 = monitor.MONITOR_V2  # ... a local activity
