@@ -275,26 +275,31 @@ async def test_partial_fill_is_trimmed_to_a_hedge(env):
     assert abs(env.sims["sim-a"].position_qty(sym) + env.sims["sim-b"].position_qty(sym)) <= (
         st.target_qty * Decimal("0.05")
     )
-    # lifecycle-v3: the longer leg is trimmed at once, the short-filling venue not asked again
-    assert any("trimming" in e.what for e in st.events) and not any("topping up" in e.what for e in st.events)
+    # the longer leg is trimmed at once (lifecycle-v9: in the opening step itself), the short-filling
+    # venue not asked again
+    assert any("trimmed in the same step" in e.what for e in st.events), [e.what for e in st.events]
+    assert not any("topping up" in e.what for e in st.events)
     await h.signal("close", CloseRequest(reason="done"))
     assert (await h.result()).state == "closed"
     assert env.flat(sym)
 
 
-async def test_gap_too_large_closes_both(env):
+async def test_unequal_partial_fills_are_evened_in_the_opening_step(env):
+    """Both venues fill in part (0.5 and 0.9), one trim round allowed, max_gap 0.001: lifecycle-v9
+    trims the longer leg and its rests inside the opening step, so the pair holds hedged to the lot
+    (until v9 one trim round left a gap and the trade closed both: HEDGE_GAP; that branch has no
+    test against the simulators since v9, see the README's open points)."""
     sym = next_symbol()
     env.sims["sim-a"].faults(partial_fill_ratio=0.5)
     env.sims["sim-b"].faults(partial_fill_ratio=0.9)
-    # one trim only (lifecycle-v5 trims again until equal, which would close the gap)
     h = await _open_with(env, sym, topup_attempts=0, trim_rounds=1, max_gap="0.001")
-    st = await env.wait_state(h, "emergency_closing", "aborted", timeout=30)
-    # partial fills would make the close crawl; clear them: the close carries on by itself
+    st = await env.wait_state(h, "holding", "emergency_closing", "aborted", timeout=30)
     for s in env.sims.values():
         s.faults()
-    final = await h.result()
-    assert final.state == "aborted", st
-    assert final.abort_reason.startswith("HEDGE_GAP")
+    assert st.state == "holding" and st.hedge_gap is not None and st.hedge_gap <= Decimal("0.001"), st
+    assert env.sims["sim-a"].position_qty(sym) == -env.sims["sim-b"].position_qty(sym)
+    await h.signal("close", CloseRequest(reason="done"))
+    assert (await h.result()).state == "closed"
     assert env.flat(sym)
 
 
