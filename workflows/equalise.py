@@ -24,23 +24,10 @@ with workflow.unsafe.imports_passed_through():
     from domain.rounding import round_down
     from messages.trade import LegName
     from workflows.close_whole import trim
+    from workflows.trade_orders import uncancellable
 
 if TYPE_CHECKING:
-    from venues.models import OrderResult
     from workflows.trade_orders import OrderDesk
-
-
-async def _awaited(desk: OrderDesk, leg: LegName, qty: Decimal, step: str, seen: list[bool]) -> OrderResult | str:
-    """v9: the trim and its rests (one activity, ``workflows/close_whole.py``) placed and booked whatever
-    a workflow cancel says; each cancel is noted in ``seen``."""
-    task = asyncio.ensure_future(trim(desk, leg, qty, step))
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled():
-                raise
-            seen.append(True)
 
 
 async def equalise(desk: OrderDesk, step: Decimal, min_qty: Decimal) -> None:
@@ -67,7 +54,8 @@ async def equalise(desk: OrderDesk, step: Decimal, min_qty: Decimal) -> None:
         longer: LegName = "long" if L.filled_qty > S.filled_qty else "short"
         desk.event(f"trimming {longer} by {diff} to match")
         if desk.v9:
-            res = await _awaited(desk, longer, diff, f"m{k}", seen)
+            # v9: the trim and its rests (one activity) placed and booked whatever a cancel says
+            res = await uncancellable(trim(desk, longer, diff, f"m{k}"), seen)
         else:
             res = await desk.place_verified(longer, diff, f"m{k}", reduce_only=True)
         if isinstance(res, str) or res.filled_qty == 0:
